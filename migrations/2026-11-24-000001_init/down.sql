@@ -1,0 +1,5 @@
+DROP TABLE approvals;
+DROP TABLE usage_records;
+DROP TABLE events;
+DROP TABLE runs;
+DROP TABLE threads;

@@ -1,0 +1,174 @@
+//! The `Agent` trait, what an agent is given (`AgentContext`, `AgentInput`) and what it returns
+//! (`AgentOutput`), and the agents enclave ships.
+//!
+//! An agent is plain async logic; `runner.rs` wraps each attempt in its own actor, a child of
+//! the run's supervisor. Register your own agents in a `Pipeline` (see `runtime::pipeline`).
+
+pub mod runner;
+pub mod triage;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::future::LocalBoxFuture;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::context::UserContext;
+use crate::protocol::EventKind;
+use crate::runtime::run_events::RunEvents;
+use crate::store::{Db, StoreError};
+
+/// One step of a run's plan.
+///
+/// ```no_run
+/// use enclave::agents::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
+/// use futures_util::future::LocalBoxFuture;
+///
+/// struct Echo;
+///
+/// impl Agent for Echo {
+///     fn name(&self) -> &'static str {
+///         "echo"
+///     }
+///
+///     fn execute(
+///         &self,
+///         ctx: AgentContext,
+///         input: AgentInput,
+///     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+///         Box::pin(async move {
+///             ctx.thinking(format!("echoing {} characters", input.message.len()));
+///             Ok(AgentOutput::result(serde_json::json!({ "echo": input.message })))
+///         })
+///     }
+/// }
+/// ```
+pub trait Agent: Send + Sync + 'static {
+    /// The agent's name in events (`agent` field) and in `ctx.child(name)`.
+    fn name(&self) -> &'static str;
+
+    /// Does the agent's work for one attempt. Emit progress through `ctx`; return the result.
+    fn execute(
+        &self,
+        ctx: AgentContext,
+        input: AgentInput,
+    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>>;
+}
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What an agent reads: the user's message and the results of the agents before it.
+#[derive(Debug, Clone)]
+pub struct AgentInput {
+    pub message: String,
+    /// Earlier agents' `result`s, by agent name.
+    pub results: Arc<BTreeMap<String, Value>>,
+}
+
+/// The final answer of a run, as `run_completed` carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunAnswer {
+    pub summary: String,
+    pub report_markdown: String,
+    pub result: Value,
+}
+
+/// What an attempt produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentOutput {
+    /// Goes into `agent_completed.result` and the next agents' input.
+    pub result: Value,
+    /// True when the agent used its deterministic path because its LLM failed.
+    pub fallback: bool,
+    /// Set by an agent that can answer the run; the last one set is the run's answer.
+    pub answer: Option<RunAnswer>,
+}
+
+impl AgentOutput {
+    pub fn result(result: Value) -> Self {
+        Self {
+            result,
+            fallback: false,
+            answer: None,
+        }
+    }
+
+    pub fn with_answer(mut self, answer: RunAnswer) -> Self {
+        self.answer = Some(answer);
+        self
+    }
+}
+
+/// Everything an agent may touch, scoped to one run of one user.
+#[derive(Clone)]
+pub struct AgentContext {
+    user: UserContext,
+    name: &'static str,
+    events: RunEvents,
+    db: Db,
+    config: Arc<Config>,
+}
+
+impl AgentContext {
+    pub fn new(
+        user: UserContext,
+        name: &'static str,
+        events: RunEvents,
+        db: Db,
+        config: Arc<Config>,
+    ) -> Self {
+        Self {
+            user,
+            name,
+            events,
+            db,
+            config,
+        }
+    }
+
+    /// Who and which run this is, with the agent path `run/<name>`.
+    pub fn user(&self) -> &UserContext {
+        &self.user
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Emits `agent_thinking`.
+    pub fn thinking(&self, text: impl Into<String>) {
+        self.emit(EventKind::AgentThinking, json!({ "text": text.into() }));
+    }
+
+    /// Emits `tool_executing`.
+    pub fn tool_executing(&self, tool: &str, input: Value) {
+        self.emit(
+            EventKind::ToolExecuting,
+            json!({ "tool": tool, "input": input }),
+        );
+    }
+
+    /// Emits `tool_completed`.
+    pub fn tool_completed(&self, tool: &str, output: Value, duration_ms: u64, ok: bool) {
+        self.emit(
+            EventKind::ToolCompleted,
+            json!({ "tool": tool, "output": output, "duration_ms": duration_ms, "ok": ok }),
+        );
+    }
+
+    fn emit(&self, kind: EventKind, data: Value) {
+        self.events.emit(kind, Some(self.name), data);
+    }
+}

@@ -1,0 +1,122 @@
+//! `AgentRunner`: one attempt of one agent as its own actor, a child of the run's supervisor.
+//!
+//! The agent's future runs under `catch_unwind`: in actix 0.13 a panicking handler silently
+//! kills its actor, so a panic is caught here and reported to the supervisor like any other
+//! failure. The supervisor stops a runner it no longer waits for (timeout, cancellation).
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::FutureExt;
+
+use super::{Agent, AgentContext, AgentInput, AgentOutput};
+use std::sync::Arc;
+
+/// How an attempt ended, as the supervisor sees it.
+#[derive(Debug)]
+pub enum AttemptOutcome {
+    Done(AgentOutput),
+    Failed(String),
+    Panicked(String),
+}
+
+/// Sent to the supervisor when an attempt ends.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AttemptDone {
+    pub step: usize,
+    pub attempt: u32,
+    pub elapsed: Duration,
+    pub outcome: AttemptOutcome,
+}
+
+pub struct AgentRunner {
+    agent: Arc<dyn Agent>,
+    /// Taken when the attempt starts.
+    work: Option<(AgentContext, AgentInput)>,
+    step: usize,
+    attempt: u32,
+    /// A fault-injected wait before the agent works.
+    delay: Option<Duration>,
+    reply: Recipient<AttemptDone>,
+}
+
+impl AgentRunner {
+    pub fn new(
+        agent: Arc<dyn Agent>,
+        ctx: AgentContext,
+        input: AgentInput,
+        step: usize,
+        attempt: u32,
+        delay: Option<Duration>,
+        reply: Recipient<AttemptDone>,
+    ) -> Self {
+        Self {
+            agent,
+            work: Some((ctx, input)),
+            step,
+            attempt,
+            delay,
+            reply,
+        }
+    }
+}
+
+impl Actor for AgentRunner {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some((agent_ctx, input)) = self.work.take() else {
+            ctx.stop();
+            return;
+        };
+        let agent = self.agent.clone();
+        let delay = self.delay;
+        let started = Instant::now();
+        let attempt = async move {
+            if let Some(delay) = delay {
+                actix::clock::sleep(delay).await;
+            }
+            AssertUnwindSafe(agent.execute(agent_ctx, input))
+                .catch_unwind()
+                .await
+        };
+        ctx.spawn(attempt.into_actor(self).map(move |res, act, ctx| {
+            let outcome = match res {
+                Ok(Ok(output)) => AttemptOutcome::Done(output),
+                Ok(Err(e)) => AttemptOutcome::Failed(e.to_string()),
+                Err(panic) => AttemptOutcome::Panicked(panic_message(panic.as_ref())),
+            };
+            act.reply.do_send(AttemptDone {
+                step: act.step,
+                attempt: act.attempt,
+                elapsed: started.elapsed(),
+                outcome,
+            });
+            ctx.stop();
+        }));
+    }
+}
+
+/// Stops the attempt (its future is dropped with the actor).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAttempt;
+
+impl Handler<StopAttempt> for AgentRunner {
+    type Result = ();
+
+    fn handle(&mut self, _: StopAttempt, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    format!("agent panicked: {text}")
+}

@@ -1,0 +1,283 @@
+//! The triage agent: reads the user's message and decides what is asked (intent), what it
+//! names (models, workloads, targets, time window), how sure it is, and the plan of agents.
+//!
+//! Rule-based and deterministic, so it is also its own fallback; an LLM may later refine the
+//! wording, never the plan's logic.
+
+use futures_util::future::LocalBoxFuture;
+use serde_json::{Value, json};
+
+use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput, RunAnswer};
+
+pub struct Triage;
+
+/// What triage understood.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Understanding {
+    pub intent: &'static str,
+    pub confidence: f64,
+    pub models: Vec<String>,
+    pub percentages: Vec<f64>,
+    pub window_days: Option<u64>,
+    pub plan: Vec<&'static str>,
+}
+
+/// Keywords per intent, most specific first.
+const INTENT_KEYWORDS: &[(&str, &[&str])] = &[
+    (
+        "synthetic_data",
+        &["synthetic", "generate", "fake data", "sample data"],
+    ),
+    (
+        "model_selection",
+        &[
+            "which model",
+            "choose a model",
+            "model selection",
+            "switch model",
+            "compare models",
+        ],
+    ),
+    (
+        "cost_optimization",
+        &[
+            "cost",
+            "bill",
+            "spend",
+            "cheaper",
+            "save",
+            "saving",
+            "budget",
+            "price",
+            "expensive",
+            "money",
+        ],
+    ),
+    (
+        "performance_optimization",
+        &[
+            "latency",
+            "faster",
+            "slow",
+            "p95",
+            "p99",
+            "speed",
+            "performance",
+            "throughput",
+        ],
+    ),
+    (
+        "workload_analysis",
+        &[
+            "analy",
+            "usage",
+            "breakdown",
+            "summary",
+            "report",
+            "how much",
+            "trend",
+            "overview",
+        ],
+    ),
+];
+
+/// Model families whose names triage recognises in a message.
+const MODEL_PREFIXES: &[&str] = &[
+    "gpt-",
+    "o1",
+    "o3",
+    "o4-",
+    "claude-",
+    "gemini-",
+    "mistral-",
+    "mixtral-",
+    "llama-",
+    "codestral",
+];
+
+/// The agents each intent runs (DESIGN.md §3).
+pub fn plan_for(intent: &str) -> Vec<&'static str> {
+    match intent {
+        "cost_optimization" | "performance_optimization" => vec![
+            "triage",
+            "goals_triage",
+            "data",
+            "optimizations_core",
+            "actions",
+            "reporting",
+        ],
+        "workload_analysis" => vec!["triage", "data", "reporting"],
+        "model_selection" => vec!["triage", "data", "optimizations_core", "reporting"],
+        "synthetic_data" => vec!["triage", "synthetic_data", "reporting"],
+        _ => vec!["triage", "reporting"],
+    }
+}
+
+/// Reads `message` by rule.
+pub fn understand(message: &str) -> Understanding {
+    let lower = message.to_lowercase();
+    let scores: Vec<(&'static str, usize)> = INTENT_KEYWORDS
+        .iter()
+        .map(|(intent, words)| (*intent, words.iter().filter(|w| lower.contains(*w)).count()))
+        .collect();
+    let best = scores
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .max_by_key(|(_, n)| *n);
+    let (mut intent, hits) = best.map_or(("general", 0), |(i, n)| (*i, *n));
+    let hit = |name: &str| scores.iter().any(|(i, n)| *i == name && *n > 0);
+    // A request naming both cost and latency is a cost request with a latency constraint;
+    // explicit synthetic-data and model-selection requests win over the generic words.
+    for specific in ["synthetic_data", "model_selection"] {
+        if hit(specific) {
+            intent = specific;
+        }
+    }
+    if intent == "performance_optimization" && hit("cost_optimization") {
+        intent = "cost_optimization";
+    }
+    let confidence = if intent == "general" {
+        0.3
+    } else {
+        (0.5 + 0.15 * hits as f64).min(0.95)
+    };
+    let words: Vec<&str> = lower
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '?' | '!'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut models: Vec<String> = words
+        .iter()
+        .map(|w| w.trim_end_matches(['.', ':']))
+        .filter(|w| MODEL_PREFIXES.iter().any(|p| w.starts_with(p)) && w.len() > 2)
+        .map(str::to_owned)
+        .collect();
+    models.dedup();
+    let percentages = words
+        .iter()
+        .filter_map(|w| w.trim_end_matches(['.', ':']).strip_suffix('%'))
+        .filter_map(|n| n.parse::<f64>().ok())
+        .collect();
+    let window_days = words.windows(3).find_map(|w| match w {
+        ["last", n, unit] => {
+            let n: u64 = n.parse().ok()?;
+            match unit.trim_end_matches(['.', ',']) {
+                "day" | "days" => Some(n),
+                "week" | "weeks" => Some(n * 7),
+                "month" | "months" => Some(n * 30),
+                _ => None,
+            }
+        }
+        _ => None,
+    });
+    Understanding {
+        intent,
+        confidence,
+        models,
+        percentages,
+        window_days,
+        plan: plan_for(intent),
+    }
+}
+
+impl Understanding {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "intent": self.intent,
+            "confidence": self.confidence,
+            "entities": {
+                "models": self.models,
+                "targets_pct": self.percentages,
+                "window_days": self.window_days,
+            },
+            "plan": self.plan,
+        })
+    }
+
+    fn answer(&self) -> RunAnswer {
+        let intent = self.intent.replace('_', " ");
+        let mut noted = Vec::new();
+        if !self.models.is_empty() {
+            noted.push(format!("models {}", self.models.join(", ")));
+        }
+        if !self.percentages.is_empty() {
+            let pcts: Vec<String> = self.percentages.iter().map(|p| format!("{p}%")).collect();
+            noted.push(format!("targets {}", pcts.join(", ")));
+        }
+        if let Some(days) = self.window_days {
+            noted.push(format!("the last {days} days"));
+        }
+        let noted = if noted.is_empty() {
+            String::from("no models, targets or time window")
+        } else {
+            noted.join("; ")
+        };
+        let summary = format!(
+            "I read this as a {intent} request (confidence {:.2}) and noted {noted}.",
+            self.confidence
+        );
+        let report_markdown = format!(
+            "# What enclave understood\n\n| | |\n|---|---|\n| intent | {intent} |\n| confidence | {:.2} |\n| noted | {noted} |\n| plan | {} |\n",
+            self.confidence,
+            self.plan.join(" → ")
+        );
+        RunAnswer {
+            summary,
+            report_markdown,
+            result: self.to_json(),
+        }
+    }
+}
+
+impl Agent for Triage {
+    fn name(&self) -> &'static str {
+        "triage"
+    }
+
+    fn execute(
+        &self,
+        ctx: AgentContext,
+        input: AgentInput,
+    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+        Box::pin(async move {
+            ctx.thinking("reading the request for intent, models, targets and time window");
+            let understood = understand(&input.message);
+            ctx.thinking(format!(
+                "intent {} with confidence {:.2}; plan {}",
+                understood.intent,
+                understood.confidence,
+                understood.plan.join(" → ")
+            ));
+            Ok(AgentOutput::result(understood.to_json()).with_answer(understood.answer()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intents() {
+        let u = understand("Cut my LLM bill by 30% without hurting p95 latency");
+        assert_eq!(u.intent, "cost_optimization");
+        assert_eq!(u.percentages, vec![30.0]);
+        assert_eq!(u.plan.len(), 6);
+        assert_eq!(
+            understand("why is it so slow? p95").intent,
+            "performance_optimization"
+        );
+        assert_eq!(
+            understand("generate 50000 synthetic records").intent,
+            "synthetic_data"
+        );
+        assert_eq!(understand("analyse my usage").intent, "workload_analysis");
+        assert_eq!(understand("hello there").intent, "general");
+    }
+
+    #[test]
+    fn entities() {
+        let u = understand("compare gpt-4o and claude-3-5-sonnet over the last 2 weeks");
+        assert_eq!(u.models, vec!["gpt-4o", "claude-3-5-sonnet"]);
+        assert_eq!(u.window_days, Some(14));
+    }
+}

@@ -1,0 +1,133 @@
+//! User tokens: HS256 JWTs whose `sub` is the user id (PROTOCOL.md §1). `Auth` issues them
+//! (`enclave token`, the dev endpoint) and verifies them (every route and socket upgrade).
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::now_ms;
+use crate::context::{IdError, UserId};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("missing token: send `Authorization: Bearer <token>` or `?token=<token>`")]
+    Missing,
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("invalid token subject: {0}")]
+    Subject(#[from] IdError),
+    #[error("cannot sign token: {0}")]
+    Sign(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    /// Seconds since the Unix epoch.
+    exp: u64,
+}
+
+/// Who a valid token speaks for, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: UserId,
+    /// The token's `exp`, in epoch milliseconds.
+    pub expires_at_ms: i64,
+}
+
+pub struct Auth {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl Auth {
+    pub fn new(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// A token for `user` valid for `ttl`.
+    pub fn issue(&self, user: &UserId, ttl: Duration) -> Result<String, AuthError> {
+        let exp = (now_ms() as u64) / 1000 + ttl.as_secs();
+        let claims = Claims {
+            sub: user.as_str().to_owned(),
+            exp,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Sign(e.to_string()))
+    }
+
+    /// Checks signature, algorithm, expiry and subject.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid(e.to_string()),
+            })?;
+        let user_id = UserId::parse(&data.claims.sub)?;
+        Ok(Identity {
+            user_id,
+            expires_at_ms: (data.claims.exp as i64).saturating_mul(1000),
+        })
+    }
+}
+
+/// A random secret for dev mode (no `ENCLAVE_JWT_SECRET`): tokens die with the process.
+pub fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let auth = Auth::new(b"secret");
+        let alice = UserId::parse("alice").expect("valid");
+        let token = auth.issue(&alice, Duration::from_secs(60)).expect("signs");
+        assert_eq!(auth.verify(&token).expect("valid").user_id, alice);
+        assert!(matches!(
+            Auth::new(b"other").verify(&token),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(auth.verify("garbage"), Err(AuthError::Invalid(_))));
+        let expired = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                sub: "alice".into(),
+                exp: 1,
+            },
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .expect("signs");
+        assert_eq!(auth.verify(&expired), Err(AuthError::Expired));
+        let placeholder = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                sub: "null".into(),
+                exp: u64::MAX / 2000,
+            },
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .expect("signs");
+        assert!(matches!(
+            auth.verify(&placeholder),
+            Err(AuthError::Subject(_))
+        ));
+    }
+}

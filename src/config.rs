@@ -1,0 +1,178 @@
+//! `Config`: every address, limit and timeout enclave uses, with its default and its
+//! `ENCLAVE_*` environment override.
+//!
+//! Built once at start-up (`Config::from_env`), then shared read-only as `Arc<Config>`; the CLI
+//! overrides a few fields after loading. Tests build one with `Config::for_database` and shorten
+//! what they need.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where enclave keeps its data when nothing is configured: a SQLite file in the working
+/// directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://enclave.db";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// A configuration value that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?} is not valid: {reason}")]
+pub struct ConfigError {
+    name: String,
+    value: String,
+    reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ADDR:PORT` to listen on; port 0 picks a free one.
+    pub bind: String,
+    /// `sqlite://path`, a bare path, or `postgres://…`.
+    pub database_url: String,
+    /// HS256 secret for user tokens; `None` = dev mode with a random secret.
+    pub jwt_secret: Option<String>,
+    /// Enables `POST /api/dev/token` even when a secret is configured.
+    pub dev: bool,
+    /// Largest WebSocket message after reassembly of fragments (PROTOCOL.md: 128 KiB).
+    pub max_message_bytes: usize,
+    /// Longest `user_message.content`, in Unicode scalar values.
+    pub max_content_chars: usize,
+    /// Consecutive bad messages after which a socket is closed with 1008.
+    pub max_bad_messages: u32,
+    /// How often the server pings a socket.
+    pub heartbeat_interval: Duration,
+    /// A socket silent for this long is closed with 4002.
+    pub client_timeout: Duration,
+    /// Frames a socket actor may have queued before it counts as too slow (4008).
+    pub socket_outbound_capacity: usize,
+    /// Most events one write batch (one transaction) carries.
+    pub batch_max_events: usize,
+    /// Times a failed write batch is retried (with backoff) before its runs fail.
+    pub store_retries: u32,
+    /// Events read per page when replaying for `resume`.
+    pub replay_page: i64,
+    /// Connections in the read pool.
+    pub db_pool_size: u32,
+    /// Threads serving reads (the write side always has one thread per database file).
+    pub db_reader_threads: usize,
+    /// How long a pool checkout waits before the database counts as unavailable.
+    pub db_timeout: Duration,
+    /// Arbiters the user sessions are spread over (default: one per core).
+    pub session_arbiters: usize,
+    /// Per-agent attempt timeout.
+    pub agent_timeout: Duration,
+    /// Default lifetime of tokens from `enclave token` and the dev endpoint.
+    pub token_ttl: Duration,
+    /// Fault injection (`ENCLAVE_FAULTS`), off unless set.
+    pub faults: String,
+}
+
+impl Config {
+    /// Defaults for `database_url`, with no environment consulted.
+    pub fn for_database(database_url: &str) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            bind: DEFAULT_BIND.to_owned(),
+            database_url: database_url.to_owned(),
+            jwt_secret: None,
+            dev: false,
+            max_message_bytes: 128 * 1024,
+            max_content_chars: 16_384,
+            max_bad_messages: 20,
+            heartbeat_interval: Duration::from_secs(10),
+            client_timeout: Duration::from_secs(30),
+            socket_outbound_capacity: 1024,
+            batch_max_events: 512,
+            store_retries: 3,
+            replay_page: 1000,
+            db_pool_size: 8,
+            db_reader_threads: 4,
+            db_timeout: Duration::from_secs(5),
+            session_arbiters: cores,
+            agent_timeout: Duration::from_secs(30),
+            token_ttl: Duration::from_secs(24 * 3600),
+            faults: String::new(),
+        }
+    }
+
+    /// Defaults overridden by `DATABASE_URL`, `ENCLAVE_JWT_SECRET`, `ENCLAVE_BIND` and the
+    /// `ENCLAVE_*` limits.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let database_url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+        let mut c = Self::for_database(&database_url);
+        c.bind = env_or("ENCLAVE_BIND", c.bind)?;
+        c.jwt_secret = std::env::var("ENCLAVE_JWT_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty());
+        c.max_message_bytes = env_or("ENCLAVE_MAX_MESSAGE_BYTES", c.max_message_bytes)?;
+        c.max_content_chars = env_or("ENCLAVE_MAX_CONTENT_CHARS", c.max_content_chars)?;
+        c.max_bad_messages = env_or("ENCLAVE_MAX_BAD_MESSAGES", c.max_bad_messages)?;
+        c.heartbeat_interval = env_ms("ENCLAVE_HEARTBEAT_MS", c.heartbeat_interval)?;
+        c.client_timeout = env_ms("ENCLAVE_CLIENT_TIMEOUT_MS", c.client_timeout)?;
+        c.socket_outbound_capacity = env_or("ENCLAVE_SOCKET_OUTBOUND", c.socket_outbound_capacity)?;
+        c.batch_max_events = env_or("ENCLAVE_BATCH_MAX_EVENTS", c.batch_max_events)?;
+        c.store_retries = env_or("ENCLAVE_STORE_RETRIES", c.store_retries)?;
+        c.replay_page = env_or("ENCLAVE_REPLAY_PAGE", c.replay_page)?;
+        c.db_pool_size = env_or("ENCLAVE_DB_POOL_SIZE", c.db_pool_size)?;
+        c.db_reader_threads = env_or("ENCLAVE_DB_READERS", c.db_reader_threads)?;
+        c.db_timeout = env_ms("ENCLAVE_DB_TIMEOUT_MS", c.db_timeout)?;
+        c.session_arbiters = env_or("ENCLAVE_SESSION_ARBITERS", c.session_arbiters)?;
+        c.agent_timeout = env_ms("ENCLAVE_AGENT_TIMEOUT_MS", c.agent_timeout)?;
+        c.faults = env_or("ENCLAVE_FAULTS", c.faults)?;
+        Ok(c)
+    }
+}
+
+/// Parses `24h`, `90m`, `30s`, `7d` or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration like 30s, 15m, 24h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {raw:?}; use s, m, h or d"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(n * secs))
+}
+
+fn env_or<T: FromStr>(name: &str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => value.parse().map_err(|e: T::Err| ConfigError {
+            name: name.to_owned(),
+            reason: e.to_string(),
+            value,
+        }),
+        _ => Ok(default),
+    }
+}
+
+fn env_ms(name: &str, default: Duration) -> Result<Duration, ConfigError> {
+    env_or(name, default.as_millis() as u64).map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

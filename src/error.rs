@@ -1,0 +1,40 @@
+//! `ErrorCode`: the error codes of PROTOCOL.md, shared by the WebSocket `error` frame and the
+//! HTTP error body.
+//!
+//! Each module has its own `thiserror` enum; at the edge (web/, the session's answers) those
+//! become one of these codes. `web/error.rs` maps a code to its HTTP status.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    Conflict,
+    TooLarge,
+    UnsupportedMediaType,
+    InvalidRows,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The wire spelling, e.g. `not_found`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::TooLarge => "too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::InvalidRows => "invalid_rows",
+            Self::RateLimited => "rate_limited",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}

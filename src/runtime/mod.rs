@@ -1,0 +1,11 @@
+//! The actor runtime: `SessionRegistry` → `UserSession` (one per user) → `RunSupervisor` (one
+//! per run) → agent runners. Isolation between users is the actor boundary: a user's state
+//! lives in that user's session and nowhere else.
+
+pub mod pipeline;
+pub mod registry;
+mod replay;
+pub mod run_events;
+pub mod run_supervisor;
+pub mod session;
+pub mod socket;

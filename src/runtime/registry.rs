@@ -1,0 +1,65 @@
+//! `SessionRegistry`: finds or spawns the one `UserSession` of a user, spreading sessions over
+//! one arbiter per core. It holds only addresses; all user state lives in the sessions.
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+
+use crate::context::UserId;
+use crate::runtime::session::{SessionDeps, UserSession};
+
+/// The user's session, spawned if it has none (or its old one stopped).
+#[derive(Message)]
+#[rtype(result = "Addr<UserSession>")]
+pub struct GetSession {
+    pub user_id: UserId,
+}
+
+pub struct SessionRegistry {
+    deps: SessionDeps,
+    arbiters: Vec<ArbiterHandle>,
+    /// Round-robin position in `arbiters`.
+    next_arbiter: usize,
+    sessions: HashMap<UserId, Addr<UserSession>>,
+}
+
+impl SessionRegistry {
+    pub fn new(deps: SessionDeps, arbiters: Vec<ArbiterHandle>) -> Self {
+        Self {
+            deps,
+            arbiters,
+            next_arbiter: 0,
+            sessions: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for SessionRegistry {
+    type Context = Context<Self>;
+}
+
+impl Handler<GetSession> for SessionRegistry {
+    type Result = MessageResult<GetSession>;
+
+    fn handle(&mut self, msg: GetSession, _: &mut Context<Self>) -> Self::Result {
+        if let Some(session) = self.sessions.get(&msg.user_id)
+            && session.connected()
+        {
+            return MessageResult(session.clone());
+        }
+        let deps = self.deps.clone();
+        let user_id = msg.user_id.clone();
+        let session = match self
+            .arbiters
+            .get(self.next_arbiter % self.arbiters.len().max(1))
+        {
+            Some(arbiter) => {
+                self.next_arbiter = self.next_arbiter.wrapping_add(1);
+                UserSession::start_in_arbiter(arbiter, move |_| UserSession::new(user_id, deps))
+            }
+            None => UserSession::new(user_id, deps).start(),
+        };
+        self.sessions.insert(msg.user_id, session.clone());
+        MessageResult(session)
+    }
+}

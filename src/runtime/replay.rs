@@ -1,0 +1,154 @@
+//! `resume` and `?after_seq=`: a socket's replay from the database, joined to the live stream
+//! with no gap and no duplicate.
+//!
+//! The replay covers `(after_seq, through]`, where `through` is the session's last durable
+//! `seq` when the replay starts; live frames that become durable meanwhile wait in the
+//! socket's `Replay` buffer and follow `resumed {through_seq}`.
+
+use actix::prelude::*;
+
+use crate::context::ConnectionId;
+use crate::error::ErrorCode;
+use crate::protocol::{FrameError, ServerFrame};
+use crate::runtime::session::UserSession;
+use crate::runtime::socket::{Frames, Outbound};
+use crate::store::repo;
+
+/// A replay in progress on one socket.
+pub(crate) struct Replay {
+    generation: u64,
+    buffered: Vec<Frames>,
+    buffered_frames: usize,
+}
+
+impl Replay {
+    /// Holds live frames until the replay ends; false when more than `capacity` wait (the
+    /// socket is then too slow).
+    pub(crate) fn buffer(&mut self, frames: Frames, capacity: usize) -> bool {
+        self.buffered_frames += frames.len();
+        self.buffered.push(frames);
+        self.buffered_frames <= capacity.saturating_mul(64)
+    }
+}
+
+impl UserSession {
+    /// Starts (or restarts) `conn_id`'s replay of every event after `after_seq`.
+    pub(crate) fn start_replay(
+        &mut self,
+        ctx: &mut Context<Self>,
+        conn_id: ConnectionId,
+        after_seq: i64,
+    ) {
+        let through = self.last_seq();
+        self.replay_generation += 1;
+        let generation = self.replay_generation;
+        let Some(socket) = self.sockets.get_mut(&conn_id) else {
+            return;
+        };
+        if after_seq >= through {
+            socket.replay = None;
+            self.send_to(
+                conn_id,
+                ServerFrame::Resumed {
+                    through_seq: through,
+                }
+                .to_frame(),
+            );
+            return;
+        }
+        socket.replay = Some(Replay {
+            generation,
+            buffered: Vec::new(),
+            buffered_frames: 0,
+        });
+        self.replay_page(ctx, conn_id, generation, after_seq, through);
+    }
+
+    fn replay_page(
+        &mut self,
+        ctx: &mut Context<Self>,
+        conn_id: ConnectionId,
+        generation: u64,
+        after: i64,
+        through: i64,
+    ) {
+        let db = self.deps().db.clone();
+        let user = self.user_id().clone();
+        let limit = self.deps().config.replay_page.max(1);
+        let read = async move {
+            db.read(move |conn| Ok(repo::events::range(conn, &user, after, through, limit)?))
+                .await
+        };
+        ctx.spawn(read.into_actor(self).map(move |result, act, ctx| {
+            let current = act
+                .sockets
+                .get(&conn_id)
+                .and_then(|s| s.replay.as_ref())
+                .is_some_and(|r| r.generation == generation);
+            if !current {
+                return;
+            }
+            match result {
+                Ok(events) => {
+                    let last = events.last().map(|e| e.seq);
+                    let full_page = events.len() as i64 == limit;
+                    if !events.is_empty() {
+                        let frames: Frames = events
+                            .iter()
+                            .map(|e| std::sync::Arc::from(e.to_frame()))
+                            .collect();
+                        act.send_frames(conn_id, frames);
+                    }
+                    match last {
+                        Some(last) if last < through && full_page => {
+                            act.replay_page(ctx, conn_id, generation, last, through)
+                        }
+                        _ => act.finish_replay(conn_id, through),
+                    }
+                }
+                Err(e) => {
+                    log::error!("user={} replay failed: {e}", act.user_id());
+                    act.finish_replay_failed(conn_id);
+                }
+            }
+        }));
+    }
+
+    fn send_frames(&self, conn_id: ConnectionId, frames: Frames) {
+        if let Some(socket) = self.sockets.get(&conn_id) {
+            let _ = socket.outbound.try_send(Outbound::Frames(frames));
+        }
+    }
+
+    /// `resumed`, then the live frames that waited.
+    fn finish_replay(&mut self, conn_id: ConnectionId, through: i64) {
+        let Some(replay) = self.sockets.get_mut(&conn_id).and_then(|s| s.replay.take()) else {
+            return;
+        };
+        self.send_to(
+            conn_id,
+            ServerFrame::Resumed {
+                through_seq: through,
+            }
+            .to_frame(),
+        );
+        for frames in replay.buffered {
+            self.send_frames(conn_id, frames);
+        }
+    }
+
+    /// The replay could not be read: say so and go live; the client may `resume` again.
+    fn finish_replay_failed(&mut self, conn_id: ConnectionId) {
+        let Some(replay) = self.sockets.get_mut(&conn_id).and_then(|s| s.replay.take()) else {
+            return;
+        };
+        let error = FrameError::new(
+            ErrorCode::Unavailable,
+            "storage unavailable: the replay could not be read; send resume again",
+        );
+        self.send_to(conn_id, ServerFrame::error(error).to_frame());
+        for frames in replay.buffered {
+            self.send_frames(conn_id, frames);
+        }
+    }
+}

@@ -1,0 +1,735 @@
+//! `UserSession`: one actor per user that holds the user's run-time state and is the single
+//! writer of the user's event sequence.
+//!
+//! Sockets attach to it, runs emit through it. Every event is numbered here (per-user `seq`,
+//! gapless), handed to the writer in a batch, and fanned out to the user's sockets only once
+//! the batch is durable. One batch is in flight at a time, so events that arrive meanwhile
+//! group into the next commit, and a failed batch can be dropped without leaving a gap.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::{Value, json};
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::context::{ConnectionId, RunId, ThreadId, UserContext, UserId};
+use crate::error::ErrorCode;
+use crate::faults::Faults;
+use crate::protocol::{
+    ActiveRunInfo, Event, EventKind, FrameError, PROTOCOL_VERSION, RunStatus, ServerFrame,
+    UserMessage,
+};
+use crate::runtime::pipeline::Pipeline;
+use crate::runtime::replay::Replay;
+use crate::runtime::run_events::{Emit, RunEvents};
+use crate::runtime::run_supervisor::{AbortRun, RunFinished, RunOutcome, RunSupervisor};
+use crate::runtime::socket::{Frames, Outbound, close_code};
+use crate::store::Db;
+use crate::store::batch::{WriteBatch, WriteOp};
+use crate::store::repo;
+use crate::store::repo::runs::RunEnd;
+
+/// A socket joins the session; it gets `connected`, then (with `after_seq`) a replay.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub conn_id: ConnectionId,
+    pub socket: Recipient<Outbound>,
+    pub after_seq: Option<i64>,
+}
+
+/// A socket left.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub conn_id: ConnectionId,
+}
+
+/// A validated `user_message` from one of the user's sockets.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StartRun {
+    pub conn_id: ConnectionId,
+    pub message: UserMessage,
+}
+
+/// `resume {after_seq}` from one of the user's sockets.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resume {
+    pub conn_id: ConnectionId,
+    pub after_seq: i64,
+}
+
+/// A request that names an object of this user (`cancel_run`, `approval`), to be answered on
+/// the asking socket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ObjectRequest {
+    pub conn_id: ConnectionId,
+    pub kind: ObjectRequestKind,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectRequestKind {
+    CancelRun,
+    Approval,
+}
+
+/// What every session shares read-only: configuration, the database executor, fault
+/// injection and the agents.
+#[derive(Clone)]
+pub struct SessionDeps {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub faults: Arc<Faults>,
+    pub pipeline: Arc<Pipeline>,
+}
+
+/// One attached socket.
+pub(crate) struct Socket {
+    pub(crate) outbound: Recipient<Outbound>,
+    /// Set while a `resume` replays from the database; live frames wait in it.
+    pub(crate) replay: Option<Replay>,
+}
+
+/// A run this session started and has not yet seen end durably.
+struct LiveRun {
+    thread_id: ThreadId,
+    status: RunStatus,
+    /// `None` once the run has ended or been aborted.
+    supervisor: Option<Addr<RunSupervisor>>,
+    /// Its acceptance event (`run_started`) is stored.
+    accepted: bool,
+    /// The socket that sent the message, told if the message could not be stored.
+    origin: ConnectionId,
+    client_msg_id: Option<String>,
+}
+
+/// An event waiting for the next batch, numbered when the batch is cut.
+struct Pending {
+    event: Event,
+    op: Option<WriteOp>,
+}
+
+pub struct UserSession {
+    user_id: UserId,
+    deps: SessionDeps,
+    /// Highest durable `seq`; the next batch starts at `last_seq + 1`.
+    last_seq: i64,
+    pub(crate) sockets: HashMap<ConnectionId, Socket>,
+    runs: HashMap<RunId, LiveRun>,
+    /// Threads known to be this user's, so a message to one needs no lookup.
+    known_threads: HashSet<ThreadId>,
+    pending: VecDeque<Pending>,
+    /// A batch is with the writer.
+    writing: bool,
+    /// Distinguishes a socket's current replay from a superseded one.
+    pub(crate) replay_generation: u64,
+}
+
+impl UserSession {
+    pub fn new(user_id: UserId, deps: SessionDeps) -> Self {
+        Self {
+            user_id,
+            deps,
+            last_seq: 0,
+            sockets: HashMap::new(),
+            runs: HashMap::new(),
+            known_threads: HashSet::new(),
+            pending: VecDeque::new(),
+            writing: false,
+            replay_generation: 0,
+        }
+    }
+
+    pub fn user_id(&self) -> &UserId {
+        &self.user_id
+    }
+
+    pub(crate) fn deps(&self) -> &SessionDeps {
+        &self.deps
+    }
+
+    pub(crate) fn last_seq(&self) -> i64 {
+        self.last_seq
+    }
+
+    /// Sends `frame` to one socket (dropped if the socket is gone or full).
+    pub(crate) fn send_to(&self, conn_id: ConnectionId, frame: String) {
+        if let Some(socket) = self.sockets.get(&conn_id) {
+            let _ = socket.outbound.try_send(Outbound::text(frame));
+        }
+    }
+
+    fn send_error(&self, conn_id: ConnectionId, error: FrameError) {
+        self.send_to(conn_id, ServerFrame::error(error).to_frame());
+    }
+
+    /// Queues an event of `run_id` for the next batch.
+    fn push(
+        &mut self,
+        ctx: &mut Context<Self>,
+        thread_id: ThreadId,
+        run_id: Option<RunId>,
+        agent: Option<String>,
+        kind: EventKind,
+        data: Value,
+        op: Option<WriteOp>,
+    ) {
+        let event = Event {
+            kind,
+            seq: 0,
+            ts: now_ms(),
+            thread_id: Some(thread_id),
+            run_id,
+            agent,
+            data,
+        };
+        self.pending.push_back(Pending { event, op });
+        self.flush(ctx);
+    }
+
+    /// Cuts the next batch from `pending` and hands it to the writer, unless one is in flight.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.pending.is_empty() {
+            return;
+        }
+        let n = self
+            .pending
+            .len()
+            .min(self.deps.config.batch_max_events.max(1));
+        let mut events = Vec::with_capacity(n);
+        let mut ops = Vec::new();
+        for (i, pending) in self.pending.drain(..n).enumerate() {
+            let mut event = pending.event;
+            event.seq = self.last_seq + 1 + i as i64;
+            if let Some(mut op) = pending.op {
+                if let WriteOp::CreateRun { accept_seq, .. } = &mut op {
+                    *accept_seq = event.seq;
+                }
+                ops.push(op);
+            }
+            events.push(event);
+        }
+        self.writing = true;
+        let batch = WriteBatch {
+            user_id: self.user_id.clone(),
+            ops,
+            events,
+        };
+        self.write(ctx, batch, 0);
+    }
+
+    fn write(&mut self, ctx: &mut Context<Self>, batch: WriteBatch, attempt: u32) {
+        let db = self.deps.db.clone();
+        let write = async move {
+            let result = db.write(batch.clone()).await;
+            (batch, result)
+        };
+        ctx.spawn(
+            write
+                .into_actor(self)
+                .map(move |(batch, result), act, ctx| match result {
+                    Ok(()) => {
+                        act.on_durable(batch.events);
+                        act.flush(ctx);
+                    }
+                    Err(e) if attempt < act.deps.config.store_retries => {
+                        let backoff = write_backoff(attempt);
+                        log::warn!(
+                            "user={} write batch failed (attempt {}), retrying in {:?}: {e}",
+                            act.user_id,
+                            attempt + 1,
+                            backoff
+                        );
+                        ctx.run_later(backoff, move |act, ctx| act.write(ctx, batch, attempt + 1));
+                    }
+                    Err(e) => {
+                        log::error!(
+                            "user={} write batch of {} events lost: {e}",
+                            act.user_id,
+                            batch.events.len()
+                        );
+                        act.on_write_failed(ctx, batch.events);
+                        act.flush(ctx);
+                    }
+                }),
+        );
+    }
+
+    /// The batch is stored: advance `last_seq`, settle runs, deliver.
+    fn on_durable(&mut self, events: Vec<Event>) {
+        self.writing = false;
+        let Some(last) = events.last() else {
+            return;
+        };
+        self.last_seq = last.seq;
+        for event in &events {
+            let Some(run_id) = event.run_id else {
+                continue;
+            };
+            if event.kind.is_terminal() {
+                self.runs.remove(&run_id);
+            } else if matches!(event.kind, EventKind::RunStarted | EventKind::RunQueued)
+                && let Some(run) = self.runs.get_mut(&run_id)
+            {
+                run.accepted = true;
+            }
+        }
+        let frames: Frames = events.iter().map(|e| Arc::from(e.to_frame())).collect();
+        self.fan_out(frames);
+    }
+
+    /// The batch could not be stored and nothing of it was sent. Its runs can no longer show
+    /// a gapless story, so each is stopped: one whose acceptance is stored ends `run_failed`
+    /// `storage_unavailable` (stored and sent once storage is back); one whose message was
+    /// never stored is forgotten and its socket told to send it again.
+    fn on_write_failed(&mut self, ctx: &mut Context<Self>, events: Vec<Event>) {
+        self.writing = false;
+        let mut affected: Vec<RunId> = Vec::new();
+        for event in &events {
+            if event.kind == EventKind::ThreadCreated
+                && let Some(thread_id) = event.thread_id
+            {
+                self.known_threads.remove(&thread_id);
+            }
+            if let Some(run_id) = event.run_id
+                && !affected.contains(&run_id)
+            {
+                affected.push(run_id);
+            }
+        }
+        self.pending
+            .retain(|p| p.event.run_id.is_none_or(|r| !affected.contains(&r)));
+        for run_id in affected {
+            let Some(run) = self.runs.get_mut(&run_id) else {
+                continue;
+            };
+            if let Some(supervisor) = run.supervisor.take() {
+                supervisor.do_send(AbortRun);
+            }
+            if run.accepted {
+                let thread_id = run.thread_id;
+                let error = "storage unavailable: the run's events could not be stored";
+                let outcome = RunOutcome::Failed {
+                    code: "storage_unavailable",
+                    error: error.to_owned(),
+                };
+                self.push_run_end(ctx, run_id, thread_id, outcome);
+            } else if let Some(run) = self.runs.remove(&run_id) {
+                let mut error = FrameError::new(
+                    ErrorCode::Unavailable,
+                    "storage unavailable: the message was not stored; send it again",
+                );
+                if let Some(id) = run.client_msg_id {
+                    error = error.with_ref(id);
+                }
+                self.send_error(run.origin, error);
+            }
+        }
+    }
+
+    /// Sends durable frames to every socket; one that cannot keep up is closed (4008).
+    fn fan_out(&mut self, frames: Frames) {
+        let capacity = self.deps.config.socket_outbound_capacity;
+        let mut slow = Vec::new();
+        for (conn_id, socket) in &mut self.sockets {
+            if let Some(replay) = &mut socket.replay {
+                if !replay.buffer(frames.clone(), capacity) {
+                    slow.push(*conn_id);
+                }
+                continue;
+            }
+            if let Err(e) = socket.outbound.try_send(Outbound::Frames(frames.clone())) {
+                if matches!(e, SendError::Full(_)) {
+                    slow.push(*conn_id);
+                }
+            }
+        }
+        for conn_id in slow {
+            if let Some(socket) = self.sockets.remove(&conn_id) {
+                log::warn!("user={} socket {conn_id} too slow, closing", self.user_id);
+                socket.outbound.do_send(Outbound::Close {
+                    code: close_code::TOO_SLOW,
+                    reason: "too slow",
+                });
+            }
+        }
+    }
+
+    /// Records how a run ended: its terminal event and its row change, in one batch.
+    fn push_run_end(
+        &mut self,
+        ctx: &mut Context<Self>,
+        run_id: RunId,
+        thread_id: ThreadId,
+        outcome: RunOutcome,
+    ) {
+        if let Some(run) = self.runs.get_mut(&run_id) {
+            run.supervisor = None;
+        }
+        let (kind, data, end) = match outcome {
+            RunOutcome::Completed(answer) => {
+                let end = RunEnd {
+                    status: RunStatus::Completed.as_str(),
+                    finished_at: now_ms(),
+                    error: None,
+                    result: Some(answer.result.to_string()),
+                    report_markdown: Some(answer.report_markdown.clone()),
+                };
+                let data = json!({
+                    "summary": answer.summary,
+                    "report_markdown": answer.report_markdown,
+                    "result": answer.result,
+                });
+                (EventKind::RunCompleted, data, end)
+            }
+            RunOutcome::Failed { code, error } => {
+                let end = RunEnd {
+                    status: RunStatus::Failed.as_str(),
+                    finished_at: now_ms(),
+                    error: Some(error.clone()),
+                    result: None,
+                    report_markdown: None,
+                };
+                (
+                    EventKind::RunFailed,
+                    json!({ "error": error, "code": code }),
+                    end,
+                )
+            }
+        };
+        let op = WriteOp::FinishRun {
+            run_id,
+            thread_id,
+            end,
+        };
+        self.push(ctx, thread_id, Some(run_id), None, kind, data, Some(op));
+    }
+
+    /// Accepts a message on `thread` (a new one when `None`): stores the acceptance events
+    /// and starts the run's supervisor.
+    fn accept(
+        &mut self,
+        ctx: &mut Context<Self>,
+        conn_id: ConnectionId,
+        message: UserMessage,
+        thread: Option<ThreadId>,
+    ) {
+        let run_id = RunId::new();
+        let now = now_ms();
+        let with_msg_id = |mut data: Value| {
+            if let (Some(id), Some(object)) = (&message.client_msg_id, data.as_object_mut()) {
+                object.insert("client_msg_id".into(), json!(id));
+            }
+            data
+        };
+        let thread_id = match thread {
+            Some(thread_id) => thread_id,
+            None => {
+                let thread_id = ThreadId::new();
+                let title = thread_title(&message.content);
+                let op = WriteOp::CreateThread {
+                    thread_id,
+                    title: title.clone(),
+                    ts: now,
+                };
+                let data = with_msg_id(json!({ "title": title }));
+                self.push(
+                    ctx,
+                    thread_id,
+                    None,
+                    None,
+                    EventKind::ThreadCreated,
+                    data,
+                    Some(op),
+                );
+                self.known_threads.insert(thread_id);
+                thread_id
+            }
+        };
+        let data = with_msg_id(json!({ "content": message.content }));
+        self.push(
+            ctx,
+            thread_id,
+            Some(run_id),
+            None,
+            EventKind::MessageReceived,
+            data,
+            None,
+        );
+        let op = WriteOp::CreateRun {
+            run_id,
+            thread_id,
+            status: RunStatus::Running.as_str(),
+            content: message.content.clone(),
+            client_msg_id: message.client_msg_id.clone(),
+            accept_seq: 0,
+            ts: now,
+        };
+        let data = with_msg_id(json!({ "plan": self.deps.pipeline.names() }));
+        self.push(
+            ctx,
+            thread_id,
+            Some(run_id),
+            None,
+            EventKind::RunStarted,
+            data,
+            Some(op),
+        );
+        let user_ctx = UserContext::new(
+            self.user_id.clone(),
+            thread_id,
+            run_id,
+            message.client_msg_id.as_deref(),
+        );
+        let events = RunEvents::new(ctx.address().recipient(), thread_id, run_id);
+        let supervisor = RunSupervisor::new(
+            user_ctx,
+            message.content,
+            self.deps.clone(),
+            events,
+            ctx.address().recipient(),
+        )
+        .start();
+        self.runs.insert(
+            run_id,
+            LiveRun {
+                thread_id,
+                status: RunStatus::Running,
+                supervisor: Some(supervisor),
+                accepted: false,
+                origin: conn_id,
+                client_msg_id: message.client_msg_id,
+            },
+        );
+    }
+}
+
+/// A thread's title: the first line of its first message, at most 80 characters.
+fn thread_title(content: &str) -> String {
+    let first_line = content.lines().next().unwrap_or_default().trim();
+    let mut title: String = first_line.chars().take(80).collect();
+    if first_line.chars().count() > 80 {
+        title.push('…');
+    }
+    title
+}
+
+/// 100 ms × 2ⁿ, capped at 2 s.
+fn write_backoff(attempt: u32) -> Duration {
+    Duration::from_millis((100u64 << attempt.min(5)).min(2000))
+}
+
+impl Actor for UserSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The session must know the user's last stored seq before it numbers anything, so it
+        // holds its mailbox (`wait`) for this one read; every later read runs alongside.
+        let db = self.deps.db.clone();
+        let user = self.user_id.clone();
+        let load = async move {
+            db.read(move |conn| Ok(repo::events::last_seq(conn, &user)?))
+                .await
+        };
+        ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
+            Ok(last_seq) => {
+                act.last_seq = last_seq;
+                log::debug!("user={} session active at seq {last_seq}", act.user_id);
+            }
+            Err(e) => {
+                log::error!("user={} session could not load: {e}", act.user_id);
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        for socket in self.sockets.values() {
+            socket.outbound.do_send(Outbound::Close {
+                code: close_code::SESSION_RESTARTED,
+                reason: "session restarted",
+            });
+        }
+    }
+}
+
+/// A socket joins: `connected`, then the replay it asked for.
+impl Handler<Attach> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) {
+        let active_runs = self
+            .runs
+            .iter()
+            .filter(|(_, run)| run.supervisor.is_some())
+            .map(|(run_id, run)| ActiveRunInfo {
+                run_id: *run_id,
+                thread_id: run.thread_id,
+                status: run.status.as_str(),
+            })
+            .collect();
+        let connected = ServerFrame::Connected {
+            user_id: self.user_id.clone(),
+            connection_id: msg.conn_id.to_string(),
+            last_seq: self.last_seq,
+            protocol: PROTOCOL_VERSION,
+            active_runs,
+            pending_approvals: Vec::new(),
+        };
+        let _ = msg.socket.try_send(Outbound::text(connected.to_frame()));
+        self.sockets.insert(
+            msg.conn_id,
+            Socket {
+                outbound: msg.socket,
+                replay: None,
+            },
+        );
+        if let Some(after_seq) = msg.after_seq {
+            self.start_replay(ctx, msg.conn_id, after_seq);
+        }
+    }
+}
+
+/// A socket left; the user's runs go on.
+impl Handler<Detach> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
+        self.sockets.remove(&msg.conn_id);
+    }
+}
+
+/// A message starts a run, on a thread of this user's or a new one.
+impl Handler<StartRun> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: StartRun, ctx: &mut Context<Self>) {
+        let StartRun { conn_id, message } = msg;
+        let Some(thread_id) = message.thread_id else {
+            self.accept(ctx, conn_id, message, None);
+            return;
+        };
+        if self.known_threads.contains(&thread_id) {
+            self.accept(ctx, conn_id, message, Some(thread_id));
+            return;
+        }
+        let db = self.deps.db.clone();
+        let user = self.user_id.clone();
+        let lookup = async move {
+            db.read(move |conn| Ok(repo::threads::is_owned(conn, &user, thread_id)?))
+                .await
+        };
+        ctx.spawn(
+            lookup
+                .into_actor(self)
+                .map(move |owned, act, ctx| match owned {
+                    Ok(true) => {
+                        act.known_threads.insert(thread_id);
+                        act.accept(ctx, conn_id, message, Some(thread_id));
+                    }
+                    Ok(false) => {
+                        let mut error = FrameError::new(
+                            ErrorCode::NotFound,
+                            format!("thread {thread_id} not found"),
+                        );
+                        if let Some(id) = message.client_msg_id {
+                            error = error.with_ref(id);
+                        }
+                        act.send_error(conn_id, error);
+                    }
+                    Err(e) => {
+                        log::error!("user={} thread lookup failed: {e}", act.user_id);
+                        act.send_error(
+                            conn_id,
+                            FrameError::new(
+                                ErrorCode::Unavailable,
+                                "storage unavailable; try again",
+                            ),
+                        );
+                    }
+                }),
+        );
+    }
+}
+
+/// `resume`: replay from the database, then live.
+impl Handler<Resume> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) {
+        self.start_replay(ctx, msg.conn_id, msg.after_seq);
+    }
+}
+
+/// `cancel_run` and `approval`: this session has no approvals yet and does not cancel, so an
+/// id it does not hold is `not_found` (the same answer as for another user's).
+impl Handler<ObjectRequest> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: ObjectRequest, _: &mut Context<Self>) {
+        let live = RunId::parse(&msg.id)
+            .ok()
+            .and_then(|id| self.runs.get(&id))
+            .is_some_and(|run| run.supervisor.is_some());
+        let error = match msg.kind {
+            ObjectRequestKind::CancelRun if live => FrameError::new(
+                ErrorCode::Internal,
+                "cancel_run is not available in this version of enclave",
+            ),
+            ObjectRequestKind::CancelRun => {
+                FrameError::new(ErrorCode::NotFound, format!("run {:?} not found", msg.id))
+            }
+            ObjectRequestKind::Approval => FrameError::new(
+                ErrorCode::NotFound,
+                format!("approval {:?} not found", msg.id),
+            ),
+        };
+        self.send_error(msg.conn_id, error.with_ref(msg.id));
+    }
+}
+
+/// An event from one of this session's runs.
+impl Handler<Emit> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Emit, ctx: &mut Context<Self>) {
+        let running = self
+            .runs
+            .get(&msg.run_id)
+            .is_some_and(|run| run.supervisor.is_some() && run.thread_id == msg.thread_id);
+        if running {
+            self.push(
+                ctx,
+                msg.thread_id,
+                Some(msg.run_id),
+                msg.agent,
+                msg.kind,
+                msg.data,
+                None,
+            );
+        }
+    }
+}
+
+/// A run's supervisor is done.
+impl Handler<RunFinished> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunFinished, ctx: &mut Context<Self>) {
+        let Some(run) = self.runs.get(&msg.run_id) else {
+            return;
+        };
+        if run.supervisor.is_none() {
+            return;
+        }
+        let thread_id = run.thread_id;
+        self.push_run_end(ctx, msg.run_id, thread_id, msg.outcome);
+    }
+}

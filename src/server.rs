@@ -1,0 +1,164 @@
+//! `Server`: builds a running enclave from a `Config` and a `Pipeline` — database pool and
+//! migrations, executor threads, session arbiters, registry, HTTP listener — and runs it until
+//! stopped. `main.rs` and the tests start enclave the same way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_web::{App, HttpServer, dev::ServerHandle, web};
+
+use crate::auth::{self, Auth};
+use crate::config::Config;
+use crate::faults::{Faults, FaultsError};
+use crate::runtime::pipeline::Pipeline;
+use crate::runtime::registry::SessionRegistry;
+use crate::runtime::session::SessionDeps;
+use crate::store::{self, Backend, Db, StoreError};
+use crate::web::{self as enclave_web, AppState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Faults(#[from] FaultsError),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        bind: String,
+        source: std::io::Error,
+    },
+    #[error("start-up was interrupted")]
+    Interrupted,
+}
+
+pub struct Server {
+    http: actix_web::dev::Server,
+    addr: SocketAddr,
+    faults: Arc<Faults>,
+    arbiters: Vec<Arbiter>,
+    /// No secret was configured, so tokens are signed with a random one.
+    dev_secret: bool,
+    dev_tokens: bool,
+    backend: Backend,
+}
+
+/// Opens the database named by `url` and applies pending migrations; returns the pool and how
+/// many migrations ran. Blocking: call it off the async arbiters.
+pub fn open_and_migrate(config: &Config) -> Result<(store::Pool, usize), StoreError> {
+    let backend = Backend::from_url(&config.database_url)?;
+    let pool = store::open_pool(&backend, config.db_pool_size, config.db_timeout)?;
+    let ran = store::migrate(&mut *pool.get()?)?;
+    Ok((pool, ran))
+}
+
+impl Server {
+    /// Opens and migrates the database, starts the actors and binds the listener. Call inside
+    /// a running actix system.
+    pub async fn build(config: Config, pipeline: Pipeline) -> Result<Self, ServerError> {
+        let backend = Backend::from_url(&config.database_url).map_err(StoreError::from)?;
+        let faults = Arc::new(Faults::parse(&config.faults)?);
+        let config = Arc::new(config);
+        let opening = config.clone();
+        let (pool, migrations) = web::block(move || open_and_migrate(&opening))
+            .await
+            .map_err(|_| ServerError::Interrupted)??;
+        if migrations > 0 {
+            log::info!("applied {migrations} migration(s) to {}", backend.display());
+        }
+        let writers = if backend.is_sqlite() { 1 } else { 4 };
+        let db = Db::start(pool, config.db_reader_threads, writers, faults.clone());
+        let arbiters: Vec<Arbiter> = (0..config.session_arbiters.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
+        let deps = SessionDeps {
+            config: config.clone(),
+            db: db.clone(),
+            faults: faults.clone(),
+            pipeline: Arc::new(pipeline),
+        };
+        let registry =
+            SessionRegistry::new(deps, arbiters.iter().map(Arbiter::handle).collect()).start();
+        let (secret, dev_secret) = match &config.jwt_secret {
+            Some(secret) => (secret.clone(), false),
+            None => (auth::random_secret(), true),
+        };
+        let dev_tokens = config.dev || dev_secret;
+        let state = web::Data::new(AppState {
+            config: config.clone(),
+            auth: Arc::new(Auth::new(secret.as_bytes())),
+            db,
+            registry,
+            dev_tokens,
+        });
+        let http = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(enclave_web::configure)
+        })
+        .shutdown_timeout(5)
+        .bind(&config.bind)
+        .map_err(|source| ServerError::Bind {
+            bind: config.bind.clone(),
+            source,
+        })?;
+        let addr = http
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| ServerError::Bind {
+                bind: config.bind.clone(),
+                source: std::io::Error::other("no address bound"),
+            })?;
+        Ok(Self {
+            http: http.run(),
+            addr,
+            faults,
+            arbiters,
+            dev_secret,
+            dev_tokens,
+            backend,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The fault-injection switches of this server (tests flip them at run time).
+    pub fn faults(&self) -> Arc<Faults> {
+        self.faults.clone()
+    }
+
+    /// Stops the server from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.http.handle()
+    }
+
+    /// Tokens are signed with a random secret (none configured).
+    pub fn dev_secret(&self) -> bool {
+        self.dev_secret
+    }
+
+    /// `POST /api/dev/token` is served.
+    pub fn dev_tokens(&self) -> bool {
+        self.dev_tokens
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Serves until stopped (signal or `handle().stop()`), then stops the session arbiters.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.http.await;
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        result
+    }
+}

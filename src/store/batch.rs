@@ -1,0 +1,102 @@
+//! `WriteBatch`: what one user session hands the writer in one go — row changes and the events
+//! that announce them — applied in one transaction, rolled back whole on error.
+//!
+//! Keeping a run's row change in the same transaction as its event means the runs table and
+//! the event stream never disagree.
+
+use diesel::Connection;
+
+use crate::context::{RunId, ThreadId, UserId};
+use crate::protocol::Event;
+use crate::store::connection::DbConnection;
+use crate::store::models::RunRow;
+use crate::store::repo::{self, runs::RunEnd};
+
+/// One row change in a batch; the user comes from the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    CreateThread {
+        thread_id: ThreadId,
+        title: String,
+        ts: i64,
+    },
+    CreateRun {
+        run_id: RunId,
+        thread_id: ThreadId,
+        status: &'static str,
+        content: String,
+        client_msg_id: Option<String>,
+        accept_seq: i64,
+        ts: i64,
+    },
+    FinishRun {
+        run_id: RunId,
+        thread_id: ThreadId,
+        end: RunEnd,
+    },
+}
+
+/// Everything one session flushes at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteBatch {
+    pub user_id: UserId,
+    pub ops: Vec<WriteOp>,
+    pub events: Vec<Event>,
+}
+
+impl WriteBatch {
+    /// Applies the batch in one transaction.
+    pub fn apply(&self, conn: &mut DbConnection) -> diesel::QueryResult<()> {
+        conn.transaction(|conn| {
+            for op in &self.ops {
+                apply_op(conn, &self.user_id, op)?;
+            }
+            repo::events::insert(conn, &self.user_id, &self.events)
+        })
+    }
+}
+
+fn apply_op(conn: &mut DbConnection, user: &UserId, op: &WriteOp) -> diesel::QueryResult<()> {
+    match op {
+        WriteOp::CreateThread {
+            thread_id,
+            title,
+            ts,
+        } => repo::threads::insert(conn, user, *thread_id, title, *ts),
+        WriteOp::CreateRun {
+            run_id,
+            thread_id,
+            status,
+            content,
+            client_msg_id,
+            accept_seq,
+            ts,
+        } => {
+            let row = RunRow {
+                run_id: run_id.to_string(),
+                user_id: user.as_str().to_owned(),
+                thread_id: thread_id.to_string(),
+                status: (*status).to_owned(),
+                content: content.clone(),
+                client_msg_id: client_msg_id.clone(),
+                accept_seq: Some(*accept_seq),
+                created_at: *ts,
+                started_at: (*status == "running").then_some(*ts),
+                finished_at: None,
+                error: None,
+                result: None,
+                report_markdown: None,
+            };
+            repo::runs::insert(conn, user, row)?;
+            repo::threads::set_last_run_status(conn, user, *thread_id, status, *ts)
+        }
+        WriteOp::FinishRun {
+            run_id,
+            thread_id,
+            end,
+        } => {
+            repo::runs::finish(conn, user, *run_id, end.clone())?;
+            repo::threads::set_last_run_status(conn, user, *thread_id, end.status, end.finished_at)
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! `DbConnection` (one diesel `MultiConnection` over SQLite and PostgreSQL) and the r2d2
+//! `ConnectionManager` that opens it.
+//!
+//! The backend is chosen from the URL scheme here rather than by `MultiConnection::establish`,
+//! which hides the real connection error; SQLite connections get their pragmas (WAL,
+//! `synchronous=NORMAL`, `busy_timeout`, `foreign_keys`) as they open.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+
+/// A connection to whichever database enclave was configured with.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Sqlite(SqliteConnection),
+    Pg(PgConnection),
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file path.
+    Sqlite(String),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl Backend {
+    /// `postgres://…` and `postgresql://…` are PostgreSQL; `sqlite://path`, `sqlite:path` and
+    /// a bare path are SQLite files.
+    pub fn from_url(url: &str) -> Result<Self, ConnectError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() || path.contains("://") {
+            return Err(ConnectError::UnknownScheme(url.to_owned()));
+        }
+        Ok(Self::Sqlite(path.to_owned()))
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Self::Sqlite(_))
+    }
+
+    /// The URL without a password, for logs and start-up messages.
+    pub fn display(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{path}"),
+            Self::Postgres(url) => redact_password(url),
+        }
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("database URL {0:?} is neither postgres://… nor a SQLite path (sqlite://enclave.db)")]
+    UnknownScheme(String),
+    #[error("cannot open the database: {0}")]
+    Open(#[from] diesel::ConnectionError),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Opens `DbConnection`s for r2d2.
+#[derive(Debug)]
+pub struct ConnectionManager {
+    backend: Backend,
+    /// How long a SQLite connection waits for the file's write lock before failing.
+    busy_timeout: Duration,
+}
+
+impl ConnectionManager {
+    pub fn new(backend: Backend, busy_timeout: Duration) -> Self {
+        Self {
+            backend,
+            busy_timeout,
+        }
+    }
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<DbConnection, ConnectError> {
+        match &self.backend {
+            Backend::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path)?;
+                conn.batch_execute(&format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+                    self.busy_timeout.as_millis()
+                ))?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            Backend::Postgres(url) => Ok(DbConnection::Pg(PgConnection::establish(url)?)),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectError> {
+        conn.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_from_url() {
+        assert_eq!(
+            Backend::from_url("sqlite://enclave.db").ok(),
+            Some(Backend::Sqlite("enclave.db".into()))
+        );
+        assert_eq!(
+            Backend::from_url("/tmp/x.db").ok(),
+            Some(Backend::Sqlite("/tmp/x.db".into()))
+        );
+        assert!(matches!(
+            Backend::from_url("postgres://u:p@h/db"),
+            Ok(Backend::Postgres(_))
+        ));
+        assert!(Backend::from_url("mysql://h/db").is_err());
+        assert_eq!(
+            Backend::from_url("postgres://u:secret@h/db")
+                .expect("valid")
+                .display(),
+            "postgres://u:***@h/db"
+        );
+    }
+}

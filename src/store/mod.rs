@@ -1,0 +1,68 @@
+//! Persistence: schema, rows, repositories, the write batch and the executor threads.
+//!
+//! Nothing outside this module names diesel except through `repo` functions run by the `Db`
+//! executor. SQLite (a file, WAL) is the embedded default; PostgreSQL the production path.
+
+pub mod batch;
+pub mod connection;
+pub mod executor;
+pub mod models;
+pub mod repo;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub use connection::{Backend, DbConnection};
+pub use executor::Db;
+
+pub type Pool = r2d2::Pool<connection::ConnectionManager>;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error("database executor stopped")]
+    Mailbox(#[from] actix::MailboxError),
+    #[error("write failed by fault injection")]
+    Injected,
+    #[error(transparent)]
+    Connect(#[from] connection::ConnectError),
+}
+
+/// Opens a pool of `size` connections to `backend`.
+pub fn open_pool(backend: &Backend, size: u32, timeout: Duration) -> Result<Pool, StoreError> {
+    let manager = connection::ConnectionManager::new(backend.clone(), timeout);
+    Ok(r2d2::Pool::builder()
+        .max_size(size.max(2))
+        .min_idle(Some(1))
+        .connection_timeout(timeout)
+        .build(manager)?)
+}
+
+/// Applies every pending migration; returns how many ran.
+pub fn migrate(conn: &mut DbConnection) -> Result<usize, StoreError> {
+    let ran = match conn {
+        DbConnection::Sqlite(c) => c.run_pending_migrations(MIGRATIONS).map(|v| v.len()),
+        DbConnection::Pg(c) => c.run_pending_migrations(MIGRATIONS).map(|v| v.len()),
+    };
+    ran.map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+/// Whether every migration has been applied (for `/readyz`).
+pub fn migrations_current(conn: &mut DbConnection) -> Result<bool, StoreError> {
+    let pending = match conn {
+        DbConnection::Sqlite(c) => c.has_pending_migration(MIGRATIONS),
+        DbConnection::Pg(c) => c.has_pending_migration(MIGRATIONS),
+    };
+    pending
+        .map(|p| !p)
+        .map_err(|e| StoreError::Migration(e.to_string()))
+}

@@ -1,0 +1,94 @@
+//! The `events` table: a user's sequenced events, keyed `(user_id, seq)`.
+
+use diesel::dsl::max;
+use diesel::prelude::*;
+
+use crate::context::{RunId, ThreadId, UserId};
+use crate::protocol::{Event, EventKind};
+use crate::store::connection::DbConnection;
+use crate::store::models::EventRow;
+use crate::store::schema::events::dsl;
+
+/// Appends `events` (already numbered by the user's session).
+pub fn insert(conn: &mut DbConnection, user: &UserId, batch: &[Event]) -> QueryResult<()> {
+    for event in batch {
+        let row = EventRow {
+            user_id: user.as_str().to_owned(),
+            seq: event.seq,
+            ts: event.ts,
+            thread_id: event.thread_id.map(|t| t.to_string()),
+            run_id: event.run_id.map(|r| r.to_string()),
+            kind: event.kind.as_str().to_owned(),
+            agent: event.agent.clone(),
+            data: event.data.to_string(),
+        };
+        diesel::insert_into(dsl::events)
+            .values(&row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The user's highest stored `seq`, 0 when there is none.
+pub fn last_seq(conn: &mut DbConnection, user: &UserId) -> QueryResult<i64> {
+    let last: Option<i64> = dsl::events
+        .filter(dsl::user_id.eq(user.as_str()))
+        .select(max(dsl::seq))
+        .first(conn)?;
+    Ok(last.unwrap_or(0))
+}
+
+/// Events with `after < seq <= through`, oldest first, at most `limit`.
+pub fn range(
+    conn: &mut DbConnection,
+    user: &UserId,
+    after: i64,
+    through: i64,
+    limit: i64,
+) -> QueryResult<Vec<Event>> {
+    let rows: Vec<EventRow> = dsl::events
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::seq.gt(after))
+        .filter(dsl::seq.le(through))
+        .order(dsl::seq.asc())
+        .limit(limit)
+        .select(EventRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// One thread's events with `seq > after`, oldest first, at most `limit`.
+pub fn for_thread(
+    conn: &mut DbConnection,
+    user: &UserId,
+    thread: ThreadId,
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<Event>> {
+    let rows: Vec<EventRow> = dsl::events
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::thread_id.eq(thread.to_string()))
+        .filter(dsl::seq.gt(after))
+        .order(dsl::seq.asc())
+        .limit(limit)
+        .select(EventRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// A stored row as the event it was. Rows are written only by `insert`, so their ids and JSON
+/// parse; anything else is shown rather than dropped, to keep `seq` gapless.
+fn from_row(row: EventRow) -> Event {
+    Event {
+        kind: EventKind::from_wire(&row.kind).unwrap_or(EventKind::Erased),
+        seq: row.seq,
+        ts: row.ts,
+        thread_id: row
+            .thread_id
+            .as_deref()
+            .and_then(|t| ThreadId::parse(t).ok()),
+        run_id: row.run_id.as_deref().and_then(|r| RunId::parse(r).ok()),
+        agent: row.agent,
+        data: serde_json::from_str(&row.data).unwrap_or(serde_json::Value::Null),
+    }
+}

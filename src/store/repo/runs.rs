@@ -1,0 +1,55 @@
+//! The `runs` table: one row per request, its status and final answer.
+
+use diesel::prelude::*;
+
+use crate::context::{RunId, UserId};
+use crate::store::connection::DbConnection;
+use crate::store::models::RunRow;
+use crate::store::schema::runs::dsl;
+
+pub fn insert(conn: &mut DbConnection, user: &UserId, row: RunRow) -> QueryResult<()> {
+    let row = RunRow {
+        user_id: user.as_str().to_owned(),
+        ..row
+    };
+    diesel::insert_into(dsl::runs)
+        .values(&row)
+        .execute(conn)
+        .map(drop)
+}
+
+/// What a run's row becomes when it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEnd {
+    pub status: &'static str,
+    pub finished_at: i64,
+    pub error: Option<String>,
+    pub result: Option<String>,
+    pub report_markdown: Option<String>,
+}
+
+pub fn finish(conn: &mut DbConnection, user: &UserId, run: RunId, end: RunEnd) -> QueryResult<()> {
+    diesel::update(
+        dsl::runs
+            .filter(dsl::user_id.eq(user.as_str()))
+            .filter(dsl::run_id.eq(run.to_string())),
+    )
+    .set((
+        dsl::status.eq(end.status),
+        dsl::finished_at.eq(end.finished_at),
+        dsl::error.eq(end.error),
+        dsl::result.eq(end.result),
+        dsl::report_markdown.eq(end.report_markdown),
+    ))
+    .execute(conn)
+    .map(drop)
+}
+
+pub fn get(conn: &mut DbConnection, user: &UserId, run: RunId) -> QueryResult<Option<RunRow>> {
+    dsl::runs
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::run_id.eq(run.to_string()))
+        .select(RunRow::as_select())
+        .first(conn)
+        .optional()
+}

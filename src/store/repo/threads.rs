@@ -1,0 +1,66 @@
+//! The `threads` table: a user's conversations.
+
+use diesel::prelude::*;
+
+use crate::context::{ThreadId, UserId};
+use crate::store::connection::DbConnection;
+use crate::store::models::ThreadRow;
+use crate::store::schema::threads::dsl;
+
+pub fn insert(
+    conn: &mut DbConnection,
+    user: &UserId,
+    thread: ThreadId,
+    title: &str,
+    now: i64,
+) -> QueryResult<()> {
+    let row = ThreadRow {
+        thread_id: thread.to_string(),
+        user_id: user.as_str().to_owned(),
+        title: title.to_owned(),
+        created_at: now,
+        updated_at: now,
+        last_run_status: None,
+    };
+    diesel::insert_into(dsl::threads)
+        .values(&row)
+        .execute(conn)
+        .map(drop)
+}
+
+/// Whether `thread` exists and belongs to `user`.
+pub fn is_owned(conn: &mut DbConnection, user: &UserId, thread: ThreadId) -> QueryResult<bool> {
+    let found: i64 = dsl::threads
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::thread_id.eq(thread.to_string()))
+        .count()
+        .get_result(conn)?;
+    Ok(found > 0)
+}
+
+/// The user's threads, most recently updated first.
+pub fn list(conn: &mut DbConnection, user: &UserId) -> QueryResult<Vec<ThreadRow>> {
+    dsl::threads
+        .filter(dsl::user_id.eq(user.as_str()))
+        .order((dsl::updated_at.desc(), dsl::thread_id.asc()))
+        .select(ThreadRow::as_select())
+        .load(conn)
+}
+
+/// Records the status of the thread's latest run.
+pub fn set_last_run_status(
+    conn: &mut DbConnection,
+    user: &UserId,
+    thread: ThreadId,
+    status: &str,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::update(
+        dsl::threads
+            .filter(dsl::user_id.eq(user.as_str()))
+            .filter(dsl::thread_id.eq(thread.to_string())),
+    )
+    .set((dsl::last_run_status.eq(status), dsl::updated_at.eq(now)))
+    .execute(conn)
+    .map(drop)
+}

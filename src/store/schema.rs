@@ -1,0 +1,62 @@
+//! The diesel table definitions of `migrations/`, kept portable: only TEXT, BIGINT, INTEGER
+//! and DOUBLE columns, so one `MultiConnection` serves SQLite and PostgreSQL.
+
+diesel::table! {
+    threads (thread_id) {
+        thread_id -> Text,
+        user_id -> Text,
+        title -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        last_run_status -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    runs (run_id) {
+        run_id -> Text,
+        user_id -> Text,
+        thread_id -> Text,
+        status -> Text,
+        content -> Text,
+        client_msg_id -> Nullable<Text>,
+        accept_seq -> Nullable<BigInt>,
+        created_at -> BigInt,
+        started_at -> Nullable<BigInt>,
+        finished_at -> Nullable<BigInt>,
+        error -> Nullable<Text>,
+        result -> Nullable<Text>,
+        report_markdown -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    events (user_id, seq) {
+        user_id -> Text,
+        seq -> BigInt,
+        ts -> BigInt,
+        thread_id -> Nullable<Text>,
+        run_id -> Nullable<Text>,
+        kind -> Text,
+        agent -> Nullable<Text>,
+        data -> Text,
+    }
+}
+
+// `usage_records` (18 columns) joins this file with the ingest work: diesel's table! takes
+// 16 columns unless its slower-to-build `32-column-tables` feature is on.
+
+diesel::table! {
+    approvals (approval_id) {
+        approval_id -> Text,
+        user_id -> Text,
+        run_id -> Text,
+        action -> Text,
+        summary -> Text,
+        details -> Text,
+        status -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        resolved_at -> Nullable<BigInt>,
+    }
+}

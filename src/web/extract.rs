@@ -1,0 +1,49 @@
+//! `AuthenticatedUser`: the extractor every protected route takes. It reads the token from
+//! `Authorization: Bearer` or `?token=` and answers 401 before the handler runs.
+
+use std::future::{Ready, ready};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+
+use crate::auth::{AuthError, Identity};
+use crate::web::AppState;
+use crate::web::error::ApiError;
+
+pub struct AuthenticatedUser(pub Identity);
+
+/// The token of a request, from the header or the query string.
+pub fn token_of(req: &HttpRequest) -> Option<String> {
+    if let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let value = header.to_str().ok()?;
+        return value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(|t| t.trim().to_owned());
+    }
+    web::Query::<TokenQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().token)
+}
+
+#[derive(serde::Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Verifies the request's token.
+pub fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::new(crate::error::ErrorCode::Internal, "server misconfigured"))?;
+    let token = token_of(req).ok_or(AuthError::Missing)?;
+    Ok(state.auth.verify(&token)?)
+}
+
+impl FromRequest for AuthenticatedUser {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).map(AuthenticatedUser))
+    }
+}

@@ -1,0 +1,59 @@
+//! The HTTP side: routes, the WebSocket actor, auth extraction and the JSON error shape.
+//!
+//! Nothing here touches diesel: handlers run `store::repo` functions through the `Db`
+//! executor, and sockets only talk to their user's session.
+
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod ws;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::error::ErrorCode;
+use crate::runtime::registry::SessionRegistry;
+use crate::store::Db;
+use error::ApiError;
+
+/// What every handler shares, read-only.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub auth: Arc<Auth>,
+    pub db: Db,
+    pub registry: Addr<SessionRegistry>,
+    /// `POST /api/dev/token` is served.
+    pub dev_tokens: bool,
+}
+
+/// Registers every route on an actix-web app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::QueryConfig::default().error_handler(|e, _| {
+            ApiError::bad_request(format!("invalid query string: {e}")).into()
+        }),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ApiError::bad_request(format!("invalid path: {e}")).into()),
+    )
+    .service(routes::health::healthz)
+    .service(routes::health::readyz)
+    .service(routes::dev_token::dev_token)
+    .service(routes::threads::list_threads)
+    .service(routes::threads::thread_events)
+    .service(routes::runs::get_run)
+    .service(ws::upgrade)
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}

@@ -1,0 +1,30 @@
+//! `POST /api/dev/token`: in dev mode only, a token for any valid user id, so the bundled page
+//! can log in without a token service.
+
+use actix_web::{HttpResponse, post, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::context::UserId;
+use crate::web::AppState;
+use crate::web::error::ApiError;
+
+#[derive(Deserialize)]
+struct DevTokenRequest {
+    user: String,
+}
+
+#[post("/api/dev/token")]
+pub async fn dev_token(
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    if !state.dev_tokens {
+        return Err(ApiError::not_found("route", "/api/dev/token"));
+    }
+    let request: DevTokenRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"user\":\"<id>\"}}: {e}")))?;
+    let user = UserId::parse(&request.user).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let token = state.auth.issue(&user, state.config.token_ttl)?;
+    Ok(HttpResponse::Ok().json(json!({ "token": token })))
+}

@@ -1,0 +1,32 @@
+//! `/healthz` (the process answers) and `/readyz` (the database is reachable and migrated).
+
+use actix_web::{HttpResponse, get, web};
+use serde_json::json;
+
+use crate::error::ErrorCode;
+use crate::store;
+use crate::web::AppState;
+use crate::web::error::ApiError;
+
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    match state.db.read(store::migrations_current).await {
+        Ok(true) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
+        Ok(false) => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "database migrations are not applied; run `enclave migrate`",
+        )),
+        Err(e) => {
+            log::warn!("readiness check failed: {e}");
+            Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "database unreachable",
+            ))
+        }
+    }
+}

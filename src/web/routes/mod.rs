@@ -1,0 +1,6 @@
+//! The HTTP routes of PROTOCOL.md §3, one file per resource.
+
+pub mod dev_token;
+pub mod health;
+pub mod runs;
+pub mod threads;

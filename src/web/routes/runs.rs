@@ -1,0 +1,42 @@
+//! `GET /api/runs/{id}`: one run's status and answer. Another user's run is `not_found`.
+
+use actix_web::{HttpResponse, get, web};
+use serde_json::{Value, json};
+
+use crate::context::RunId;
+use crate::store::repo;
+use crate::web::AppState;
+use crate::web::error::ApiError;
+use crate::web::extract::AuthenticatedUser;
+
+#[get("/api/runs/{id}")]
+pub async fn get_run(
+    state: web::Data<AppState>,
+    AuthenticatedUser(identity): AuthenticatedUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let raw_id = path.into_inner();
+    let run = RunId::parse(&raw_id).map_err(|_| ApiError::not_found("run", &raw_id))?;
+    let user = identity.user_id;
+    let row = state
+        .db
+        .read(move |conn| Ok(repo::runs::get(conn, &user, run)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found("run", &raw_id))?;
+    let result: Value = row
+        .result
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or(Value::Null);
+    Ok(HttpResponse::Ok().json(json!({
+        "run_id": row.run_id,
+        "thread_id": row.thread_id,
+        "status": row.status,
+        "created_at": row.created_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "error": row.error,
+        "result": result,
+        "report_markdown": row.report_markdown,
+    })))
+}

@@ -1,0 +1,85 @@
+//! `GET /api/threads` and `GET /api/threads/{id}/events`: a user's threads and one thread's
+//! stored events. Another user's thread is `not_found`, exactly like a missing one.
+
+use actix_web::{HttpResponse, get, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::context::ThreadId;
+use crate::store::repo;
+use crate::web::AppState;
+use crate::web::error::ApiError;
+use crate::web::extract::AuthenticatedUser;
+
+const MAX_EVENTS_PAGE: i64 = 1000;
+const DEFAULT_EVENTS_PAGE: i64 = 200;
+
+#[get("/api/threads")]
+pub async fn list_threads(
+    state: web::Data<AppState>,
+    AuthenticatedUser(identity): AuthenticatedUser,
+) -> Result<HttpResponse, ApiError> {
+    let user = identity.user_id;
+    let rows = state
+        .db
+        .read(move |conn| Ok(repo::threads::list(conn, &user)?))
+        .await?;
+    let threads: Vec<_> = rows
+        .into_iter()
+        .map(|t| {
+            json!({
+                "thread_id": t.thread_id,
+                "title": t.title,
+                "created_at": t.created_at,
+                "updated_at": t.updated_at,
+                "last_run_status": t.last_run_status,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "threads": threads })))
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    after_seq: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[get("/api/threads/{id}/events")]
+pub async fn thread_events(
+    state: web::Data<AppState>,
+    AuthenticatedUser(identity): AuthenticatedUser,
+    path: web::Path<String>,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let raw_id = path.into_inner();
+    let thread = ThreadId::parse(&raw_id).map_err(|_| ApiError::not_found("thread", &raw_id))?;
+    let after = query.after_seq.unwrap_or(0);
+    let limit = query.limit.unwrap_or(DEFAULT_EVENTS_PAGE);
+    if after < 0 {
+        return Err(ApiError::bad_request("after_seq must be 0 or more"));
+    }
+    if !(1..=MAX_EVENTS_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1-{MAX_EVENTS_PAGE}, got {limit}"
+        )));
+    }
+    let user = identity.user_id;
+    let page = state
+        .db
+        .read(move |conn| {
+            if !repo::threads::is_owned(conn, &user, thread)? {
+                return Ok(None);
+            }
+            Ok(Some(repo::events::for_thread(
+                conn, &user, thread, after, limit,
+            )?))
+        })
+        .await?;
+    let events = page.ok_or_else(|| ApiError::not_found("thread", &raw_id))?;
+    let next_after_seq = match events.last() {
+        Some(last) if events.len() as i64 == limit => Some(last.seq),
+        _ => None,
+    };
+    Ok(HttpResponse::Ok().json(json!({ "events": events, "next_after_seq": next_after_seq })))
+}

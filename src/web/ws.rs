@@ -1,0 +1,271 @@
+//! `GET /ws` and `WsConnection`, the one actor per socket (actix-web-actors, kept to this
+//! module). It authenticates at upgrade, then only relays: frames in → typed messages to the
+//! user's session; `Outbound` from the session → frames out. It holds no user state.
+//!
+//! Frame rules (PROTOCOL.md §2): a whole message over the limit closes 1009, invalid UTF-8
+//! closes 1007, a bad message gets an `error` frame (20 in a row close 1008), the server pings
+//! every 10 s and closes a silent socket with 4002, and an expiring token closes it with 4001.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_http::ws::Item;
+use actix_web::{Error, HttpRequest, HttpResponse, get, web};
+use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
+use serde::Deserialize;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::context::{ConnectionId, UserId};
+use crate::protocol::{ClientFrame, FrameError, ServerFrame};
+use crate::runtime::registry::GetSession;
+use crate::runtime::session::{
+    Attach, Detach, ObjectRequest, ObjectRequestKind, Resume, StartRun, UserSession,
+};
+use crate::runtime::socket::{Outbound, close_code};
+use crate::web::AppState;
+use crate::web::error::ApiError;
+use crate::web::extract::authenticate;
+
+const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_PROTOCOL: u16 = 1002;
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    after_seq: Option<i64>,
+}
+
+/// Upgrades an authenticated request; anything wrong is answered with HTTP before upgrade.
+#[get("/ws")]
+pub async fn upgrade(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+    query: web::Query<WsQuery>,
+) -> Result<HttpResponse, Error> {
+    let identity = authenticate(&req)?;
+    if query.after_seq.is_some_and(|s| s < 0) {
+        return Err(ApiError::bad_request("after_seq must be 0 or more").into());
+    }
+    let session = state
+        .registry
+        .send(GetSession {
+            user_id: identity.user_id.clone(),
+        })
+        .await
+        .map_err(|_| ApiError::new(crate::error::ErrorCode::Unavailable, "server shutting down"))?;
+    let connection = WsConnection {
+        conn_id: ConnectionId::new(),
+        user_id: identity.user_id,
+        session,
+        config: state.config.clone(),
+        expires_at_ms: identity.expires_at_ms,
+        after_seq: query.after_seq,
+        last_heard: Instant::now(),
+        bad_streak: 0,
+        fragments: None,
+    };
+    ws::WsResponseBuilder::new(connection, &req, stream)
+        .frame_size(state.config.max_message_bytes)
+        .start()
+}
+
+/// A message arriving in several frames.
+struct Fragments {
+    text: bool,
+    data: Vec<u8>,
+}
+
+pub struct WsConnection {
+    conn_id: ConnectionId,
+    user_id: UserId,
+    session: Addr<UserSession>,
+    config: Arc<Config>,
+    /// The token's expiry; the socket closes with 4001 then.
+    expires_at_ms: i64,
+    /// `?after_seq=` on the upgrade URL: replay on attach.
+    after_seq: Option<i64>,
+    /// When the client last sent anything (heartbeat).
+    last_heard: Instant,
+    /// Consecutive refused messages.
+    bad_streak: u32,
+    fragments: Option<Fragments>,
+}
+
+impl WsConnection {
+    fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
+        ctx.close(Some(CloseReason {
+            code: CloseCode::from(code),
+            description: Some(reason.to_owned()),
+        }));
+        ctx.stop();
+    }
+
+    fn refuse(&mut self, ctx: &mut ws::WebsocketContext<Self>, error: FrameError) {
+        ctx.text(ServerFrame::error(error).to_frame());
+        self.bad_streak += 1;
+        if self.bad_streak >= self.config.max_bad_messages {
+            self.close(ctx, close_code::POLICY, "too many bad messages");
+        }
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let frame = match ClientFrame::parse(text, self.config.max_content_chars) {
+            Ok(frame) => frame,
+            Err(error) => return self.refuse(ctx, error),
+        };
+        self.bad_streak = 0;
+        let conn_id = self.conn_id;
+        match frame {
+            ClientFrame::UserMessage(message) => {
+                self.session.do_send(StartRun { conn_id, message });
+            }
+            ClientFrame::Resume { after_seq } => {
+                self.session.do_send(Resume { conn_id, after_seq });
+            }
+            ClientFrame::Ping { nonce } => ctx.text(ServerFrame::Pong { nonce }.to_frame()),
+            ClientFrame::CancelRun { run_id } => self.session.do_send(ObjectRequest {
+                conn_id,
+                kind: ObjectRequestKind::CancelRun,
+                id: run_id,
+            }),
+            ClientFrame::Approval { approval_id, .. } => self.session.do_send(ObjectRequest {
+                conn_id,
+                kind: ObjectRequestKind::Approval,
+                id: approval_id,
+            }),
+        }
+    }
+
+    /// Collects a fragmented message, enforcing the size limit on the whole.
+    fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let (chunk, last) = match item {
+            Item::FirstText(chunk) => {
+                self.fragments = Some(Fragments {
+                    text: true,
+                    data: Vec::new(),
+                });
+                (chunk, false)
+            }
+            Item::FirstBinary(chunk) => {
+                self.fragments = Some(Fragments {
+                    text: false,
+                    data: Vec::new(),
+                });
+                (chunk, false)
+            }
+            Item::Continue(chunk) => (chunk, false),
+            Item::Last(chunk) => (chunk, true),
+        };
+        let Some(fragments) = self.fragments.as_mut() else {
+            return self.close(ctx, CLOSE_PROTOCOL, "continuation without a first frame");
+        };
+        if fragments.data.len() + chunk.len() > self.config.max_message_bytes {
+            return self.close(ctx, CLOSE_TOO_BIG, "message too big");
+        }
+        fragments.data.extend_from_slice(&chunk);
+        if !last {
+            return;
+        }
+        let Some(Fragments { text, data }) = self.fragments.take() else {
+            return;
+        };
+        if !text {
+            return self.refuse(ctx, binary_refused());
+        }
+        match String::from_utf8(data) {
+            Ok(text) => self.on_text(&text, ctx),
+            Err(_) => self.close(ctx, CLOSE_INVALID_PAYLOAD, "invalid UTF-8"),
+        }
+    }
+
+    fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.run_interval(self.config.heartbeat_interval, |act, ctx| {
+            if act.last_heard.elapsed() > act.config.client_timeout {
+                log::info!(
+                    "user={} socket {} heartbeat timeout",
+                    act.user_id,
+                    act.conn_id
+                );
+                act.close(ctx, close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout");
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+}
+
+fn binary_refused() -> FrameError {
+    FrameError::bad_request("binary frames are not accepted; send JSON text frames")
+}
+
+impl Actor for WsConnection {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.config.socket_outbound_capacity);
+        self.heartbeat(ctx);
+        let until_expiry = Duration::from_millis((self.expires_at_ms - now_ms()).max(0) as u64);
+        ctx.run_later(until_expiry, |act, ctx| {
+            act.close(ctx, close_code::TOKEN_EXPIRED, "token expired");
+        });
+        self.session.do_send(Attach {
+            conn_id: self.conn_id,
+            socket: ctx.address().recipient(),
+            after_seq: self.after_seq,
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.session.do_send(Detach {
+            conn_id: self.conn_id,
+        });
+    }
+}
+
+/// Frames from the client.
+impl StreamHandler<Result<ws::Message, ProtocolError>> for WsConnection {
+    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match item {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) => self.refuse(ctx, binary_refused()),
+            Ok(ws::Message::Continuation(item)) => self.on_fragment(item, ctx),
+            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Err(ProtocolError::Overflow) => self.close(ctx, CLOSE_TOO_BIG, "message too big"),
+            // actix-web-actors reports a text frame that is not UTF-8 as an I/O error.
+            Err(ProtocolError::Io(_)) => self.close(ctx, CLOSE_INVALID_PAYLOAD, "invalid UTF-8"),
+            Err(e) => {
+                log::debug!(
+                    "user={} socket {} protocol error: {e}",
+                    self.user_id,
+                    self.conn_id
+                );
+                self.close(ctx, CLOSE_PROTOCOL, "protocol error");
+            }
+        }
+    }
+}
+
+/// Frames and closes from the session.
+impl Handler<Outbound> for WsConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
+        match msg {
+            Outbound::Frames(frames) => {
+                for frame in frames.iter() {
+                    ctx.text(&**frame);
+                }
+            }
+            Outbound::Close { code, reason } => self.close(ctx, code, reason),
+        }
+    }
+}
