@@ -170,10 +170,10 @@ impl UserSession {
         self.send_to(conn_id, ServerFrame::error(error).to_frame());
     }
 
-    /// Queues an event of `run_id` for the next batch.
+    /// Queues an event of `run_id` for the next batch; the caller then calls `flush`, so
+    /// events pushed together are stored together.
     fn push(
         &mut self,
-        ctx: &mut Context<Self>,
         thread_id: ThreadId,
         run_id: Option<RunId>,
         agent: Option<String>,
@@ -191,7 +191,6 @@ impl UserSession {
             data,
         };
         self.pending.push_back(Pending { event, op });
-        self.flush(ctx);
     }
 
     /// Cuts the next batch from `pending` and hands it to the writer, unless one is in flight.
@@ -255,7 +254,7 @@ impl UserSession {
                             act.user_id,
                             batch.events.len()
                         );
-                        act.on_write_failed(ctx, batch.events);
+                        act.on_write_failed(batch.events);
                         act.flush(ctx);
                     }
                 }),
@@ -289,7 +288,7 @@ impl UserSession {
     /// a gapless story, so each is stopped: one whose acceptance is stored ends `run_failed`
     /// `storage_unavailable` (stored and sent once storage is back); one whose message was
     /// never stored is forgotten and its socket told to send it again.
-    fn on_write_failed(&mut self, ctx: &mut Context<Self>, events: Vec<Event>) {
+    fn on_write_failed(&mut self, events: Vec<Event>) {
         self.writing = false;
         let mut affected: Vec<RunId> = Vec::new();
         for event in &events {
@@ -320,7 +319,7 @@ impl UserSession {
                     code: "storage_unavailable",
                     error: error.to_owned(),
                 };
-                self.push_run_end(ctx, run_id, thread_id, outcome);
+                self.push_run_end(run_id, thread_id, outcome);
             } else if let Some(run) = self.runs.remove(&run_id) {
                 let mut error = FrameError::new(
                     ErrorCode::Unavailable,
@@ -345,10 +344,10 @@ impl UserSession {
                 }
                 continue;
             }
-            if let Err(e) = socket.outbound.try_send(Outbound::Frames(frames.clone())) {
-                if matches!(e, SendError::Full(_)) {
-                    slow.push(*conn_id);
-                }
+            if let Err(SendError::Full(_)) =
+                socket.outbound.try_send(Outbound::Frames(frames.clone()))
+            {
+                slow.push(*conn_id);
             }
         }
         for conn_id in slow {
@@ -363,13 +362,7 @@ impl UserSession {
     }
 
     /// Records how a run ended: its terminal event and its row change, in one batch.
-    fn push_run_end(
-        &mut self,
-        ctx: &mut Context<Self>,
-        run_id: RunId,
-        thread_id: ThreadId,
-        outcome: RunOutcome,
-    ) {
+    fn push_run_end(&mut self, run_id: RunId, thread_id: ThreadId, outcome: RunOutcome) {
         if let Some(run) = self.runs.get_mut(&run_id) {
             run.supervisor = None;
         }
@@ -409,7 +402,7 @@ impl UserSession {
             thread_id,
             end,
         };
-        self.push(ctx, thread_id, Some(run_id), None, kind, data, Some(op));
+        self.push(thread_id, Some(run_id), None, kind, data, Some(op));
     }
 
     /// Accepts a message on `thread` (a new one when `None`): stores the acceptance events
@@ -441,7 +434,6 @@ impl UserSession {
                 };
                 let data = with_msg_id(json!({ "title": title }));
                 self.push(
-                    ctx,
                     thread_id,
                     None,
                     None,
@@ -455,7 +447,6 @@ impl UserSession {
         };
         let data = with_msg_id(json!({ "content": message.content }));
         self.push(
-            ctx,
             thread_id,
             Some(run_id),
             None,
@@ -474,7 +465,6 @@ impl UserSession {
         };
         let data = with_msg_id(json!({ "plan": self.deps.pipeline.names() }));
         self.push(
-            ctx,
             thread_id,
             Some(run_id),
             None,
@@ -508,6 +498,7 @@ impl UserSession {
                 client_msg_id: message.client_msg_id,
             },
         );
+        self.flush(ctx);
     }
 }
 
@@ -706,7 +697,6 @@ impl Handler<Emit> for UserSession {
             .is_some_and(|run| run.supervisor.is_some() && run.thread_id == msg.thread_id);
         if running {
             self.push(
-                ctx,
                 msg.thread_id,
                 Some(msg.run_id),
                 msg.agent,
@@ -714,6 +704,7 @@ impl Handler<Emit> for UserSession {
                 msg.data,
                 None,
             );
+            self.flush(ctx);
         }
     }
 }
@@ -730,6 +721,7 @@ impl Handler<RunFinished> for UserSession {
             return;
         }
         let thread_id = run.thread_id;
-        self.push_run_end(ctx, msg.run_id, thread_id, msg.outcome);
+        self.push_run_end(msg.run_id, thread_id, msg.outcome);
+        self.flush(ctx);
     }
 }

@@ -14,8 +14,11 @@ use crate::store::batch::WriteBatch;
 use crate::store::connection::DbConnection;
 use crate::store::{Pool, StoreError};
 
+/// A query closure, built from `repo` functions.
+type Query<T> = Box<dyn FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send>;
+
 /// A read to run on a reader thread.
-pub struct Read<T>(Box<dyn FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send>);
+pub struct Read<T>(Query<T>);
 
 impl<T: Send + 'static> Message for Read<T> {
     type Result = Result<T, StoreError>;

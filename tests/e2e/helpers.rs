@@ -1,0 +1,492 @@
+//! Test harness: a fresh database per test (a temp SQLite file, or a new PostgreSQL database
+//! on `ENCLAVE_TEST_PG_URL`), the real server on an ephemeral port (in-process on its own
+//! actix system, or the real binary), real WebSocket clients and an HTTP client.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use diesel::{Connection, RunQueryDsl, pg::PgConnection};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use enclave::auth::Auth;
+use enclave::config::Config;
+use enclave::context::UserId;
+use enclave::faults::Faults;
+use enclave::runtime::pipeline::Pipeline;
+use enclave::server::Server;
+
+pub const SECRET: &str = "test-secret-for-enclave";
+/// Upper bound on waiting for any one frame: a failure guard, never a synchronisation.
+const FRAME_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs the test body once per backend; PostgreSQL needs `ENCLAVE_TEST_PG_URL`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$name(
+                    $crate::helpers::TestDb::new($crate::helpers::Backend::Sqlite)
+                        .expect("sqlite is always available"),
+                )
+                .await;
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                match $crate::helpers::TestDb::new($crate::helpers::Backend::Postgres) {
+                    Some(db) => super::$name(db).await,
+                    None if std::env::var("CI").as_deref() == Ok("true") => {
+                        panic!("CI must run the PostgreSQL tests: set ENCLAVE_TEST_PG_URL")
+                    }
+                    None => eprintln!("skipped: ENCLAVE_TEST_PG_URL is not set"),
+                }
+            }
+        }
+    };
+}
+
+/// A database of this test's own, removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Dir(PathBuf),
+    PgDatabase { admin_url: String, name: String },
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> Option<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("enclave-test-{id}"));
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                let url = format!("sqlite://{}", dir.join("enclave.db").display());
+                Some(Self {
+                    url,
+                    cleanup: Cleanup::Dir(dir),
+                })
+            }
+            Backend::Postgres => {
+                let admin_url = std::env::var("ENCLAVE_TEST_PG_URL").ok()?;
+                let name = format!("enclave_test_{id}");
+                let mut admin =
+                    PgConnection::establish(&admin_url).expect("ENCLAVE_TEST_PG_URL reachable");
+                diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut admin)
+                    .expect("create test database");
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(b, _)| b);
+                let url = format!("{base}/{name}");
+                Some(Self {
+                    url,
+                    cleanup: Cleanup::PgDatabase { admin_url, name },
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::PgDatabase { admin_url, name } => {
+                if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                    let _ = diesel::sql_query(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    ))
+                    .execute(&mut admin);
+                }
+            }
+        }
+    }
+}
+
+/// The test configuration: fixed secret, ephemeral port, small pools.
+pub fn test_config(db: &TestDb) -> Config {
+    let mut config = Config::for_database(&db.url);
+    config.bind = "127.0.0.1:0".into();
+    config.jwt_secret = Some(SECRET.into());
+    config.session_arbiters = 2;
+    config.db_pool_size = 4;
+    config.db_reader_threads = 2;
+    config
+}
+
+/// A server running in this process on its own actix system and thread.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub faults: Arc<Faults>,
+    handle: ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+    auth: Auth,
+}
+
+impl TestApp {
+    pub async fn spawn(db: &TestDb) -> Self {
+        Self::spawn_with(test_config(db)).await
+    }
+
+    pub async fn spawn_with(config: Config) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                match Server::build(config, Pipeline::standard()).await {
+                    Ok(server) => {
+                        let _ = tx.send(Ok((server.addr(), server.faults(), server.handle())));
+                        let _ = server.run_until_stopped().await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                    }
+                }
+            });
+        });
+        let (addr, faults, handle) = rx
+            .recv()
+            .expect("server thread reports")
+            .expect("server starts");
+        Self {
+            addr,
+            faults,
+            handle,
+            thread: Some(thread),
+            auth: Auth::new(SECRET.as_bytes()),
+        }
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        token_for(&self.auth, user)
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A socket for `user` with the token in the query string.
+    pub async fn ws(&self, user: &str) -> WsClient {
+        self.ws_query(user, "").await
+    }
+
+    /// A socket for `user`; `extra` is appended to the query (e.g. `&after_seq=3`).
+    pub async fn ws_query(&self, user: &str, extra: &str) -> WsClient {
+        let url = format!("ws://{}/ws?token={}{}", self.addr, self.token(user), extra);
+        WsClient::connect(&url).await.expect("socket opens")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let client = awc::Client::default();
+        let mut req = client.get(self.http(path));
+        if let Some(token) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        let mut resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let body = resp.body().await.expect("body read");
+        let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    /// Stops the server without waiting for open sockets to close.
+    pub async fn stop(mut self) {
+        self.handle.stop(false).await;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let handle = self.handle.clone();
+            actix_web::rt::spawn(async move { handle.stop(false).await });
+        }
+    }
+}
+
+/// A one-hour token for `user` signed with the test secret.
+pub fn token_for(auth: &Auth, user: &str) -> String {
+    let user = UserId::parse(user).expect("valid test user");
+    auth.issue(&user, Duration::from_secs(3600)).expect("signs")
+}
+
+/// The real `enclave serve` binary on an ephemeral port.
+pub struct ServerProcess {
+    pub addr: String,
+    child: tokio::process::Child,
+}
+
+impl ServerProcess {
+    pub async fn spawn(db: &TestDb) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_enclave"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--database", &db.url])
+            .env("ENCLAVE_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("enclave binary starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(FRAME_WAIT, lines.next_line())
+            .await
+            .expect("server prints its address")
+            .expect("stdout readable")
+            .expect("a first line");
+        let addr = first
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_owned();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        actix_web::rt::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { addr, child }
+    }
+
+    pub async fn ws(&self, user: &str) -> WsClient {
+        let token = token_for(&Auth::new(SECRET.as_bytes()), user);
+        WsClient::connect(&format!("ws://{}/ws?token={token}", self.addr))
+            .await
+            .expect("socket opens")
+    }
+
+    /// `kill -9`, and wait until the process is gone.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("killed");
+    }
+}
+
+type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A real WebSocket client.
+pub struct WsClient {
+    stream: Stream,
+}
+
+/// How a socket ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closed {
+    Code(u16),
+    WithoutCode,
+}
+
+impl WsClient {
+    pub async fn connect(url: &str) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let (stream, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(Self { stream })
+    }
+
+    /// Connects with the token in an `Authorization` header.
+    pub async fn connect_with_header(
+        url: &str,
+        token: &str,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        request.headers_mut().insert(
+            "Authorization",
+            format!("Bearer {token}").parse().expect("header value"),
+        );
+        let (stream, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Self { stream })
+    }
+
+    pub async fn send(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream
+            .send(Message::text(text.to_owned()))
+            .await
+            .expect("frame sent");
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.stream
+            .send(Message::binary(bytes))
+            .await
+            .expect("frame sent");
+    }
+
+    /// Sends a text frame whose payload is not UTF-8.
+    pub async fn send_invalid_utf8(&mut self) {
+        let frame = Frame::message(vec![0xff, 0xfe, 0xfd], OpCode::Data(Data::Text), true);
+        self.stream
+            .send(Message::Frame(frame))
+            .await
+            .expect("frame sent");
+    }
+
+    /// Sends `user_message`.
+    pub async fn say(&mut self, content: &str) {
+        self.send(json!({ "type": "user_message", "content": content }))
+            .await;
+    }
+
+    /// The next JSON frame; panics on close or after `FRAME_WAIT`.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let next = tokio::time::timeout(FRAME_WAIT, self.stream.next())
+                .await
+                .expect("a frame within the wait");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(&text).expect("server frames are JSON");
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Frames up to and including the first one `done` accepts.
+    pub async fn recv_until(&mut self, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            let stop = done(&frame);
+            frames.push(frame);
+            if stop {
+                return frames;
+            }
+        }
+    }
+
+    /// Frames until `n` runs have ended.
+    pub async fn recv_runs(&mut self, n: usize) -> Vec<Value> {
+        let mut ended = 0;
+        let mut frames = Vec::new();
+        while ended < n {
+            let frame = self.recv().await;
+            if is_run_end(&frame) {
+                ended += 1;
+            }
+            frames.push(frame);
+        }
+        frames
+    }
+
+    /// Frames until `resumed` has arrived and `runs` runs have ended (in whatever order).
+    pub async fn recv_resumed_and_runs(&mut self, runs: usize) -> Vec<Value> {
+        let mut frames = self.recv_until(|f| f["type"] == "resumed").await;
+        let ended = frames.iter().filter(|f| is_run_end(f)).count();
+        if ended < runs {
+            frames.extend(self.recv_runs(runs - ended).await);
+        }
+        frames
+    }
+
+    /// Waits for the server to close the socket; returns the close code.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            let next = tokio::time::timeout(FRAME_WAIT, self.stream.next())
+                .await
+                .expect("close within the wait");
+            match next {
+                Some(Ok(Message::Close(Some(frame)))) => return Closed::Code(frame.code.into()),
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
+                    return Closed::WithoutCode;
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// `ping` with a nonce answers `pong` with it; returns the frames that came before it.
+    pub async fn ping_pong(&mut self, nonce: &str) -> Vec<Value> {
+        self.send(json!({ "type": "ping", "nonce": nonce })).await;
+        let mut frames = self.recv_until(|f| f["type"] == "pong").await;
+        let pong = frames.pop().expect("pong");
+        assert_eq!(pong["nonce"], nonce);
+        frames
+    }
+
+    /// Sends `resume {after_seq}` and returns the frames up to `resumed` (excluded).
+    pub async fn ws_replay_from(&mut self, after_seq: i64) -> Vec<Value> {
+        self.send(json!({ "type": "resume", "after_seq": after_seq }))
+            .await;
+        let mut frames = self.recv_until(|f| f["type"] == "resumed").await;
+        frames.pop();
+        frames
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}
+
+pub fn is_run_end(frame: &Value) -> bool {
+    matches!(
+        frame["type"].as_str(),
+        Some("run_completed" | "run_failed" | "run_cancelled" | "run_interrupted")
+    )
+}
+
+/// The sequenced frames (those with `seq`).
+pub fn sequenced(frames: &[Value]) -> Vec<Value> {
+    frames
+        .iter()
+        .filter(|f| f.get("seq").is_some())
+        .cloned()
+        .collect()
+}
+
+pub fn seqs(frames: &[Value]) -> Vec<i64> {
+    sequenced(frames)
+        .iter()
+        .map(|f| f["seq"].as_i64().expect("seq is an integer"))
+        .collect()
+}
+
+/// Asserts `frames`' seqs are exactly `first..=last` with no gap or duplicate.
+pub fn assert_gapless(frames: &[Value], first: i64) {
+    let seqs = seqs(frames);
+    let expected: Vec<i64> = (first..first + seqs.len() as i64).collect();
+    assert_eq!(seqs, expected, "seq must be gapless from {first}");
+}
+
+/// base64url without padding, for hand-made tokens.
+pub fn b64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}

@@ -1,0 +1,18 @@
+//! End-to-end tests: the real server on an ephemeral port, real WebSocket and HTTP clients,
+//! each test on SQLite and on PostgreSQL (`ENCLAVE_TEST_PG_URL`).
+//!
+//! - `isolation`: users see only their own events, threads and runs.
+//! - `stream`: identical, gapless sequences on every socket; resume; restart.
+//! - `bad_input`: tokens, frames and fields refused with PROTOCOL.md's codes, nothing stored.
+//! - `storage_faults`: events are never delivered before they are stored.
+//! - `restart`: the real binary, stopped and started again on the same database.
+
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod bad_input;
+mod isolation;
+mod restart;
+mod storage_faults;
+mod stream;
