@@ -62,6 +62,8 @@ pub struct Config {
     pub agent_timeout: Duration,
     /// Default lifetime of tokens from `enclave token` and the dev endpoint.
     pub token_ttl: Duration,
+    /// How long a stopping server waits for open connections before it closes them.
+    pub shutdown_grace: Duration,
     /// Fault injection (`ENCLAVE_FAULTS`), off unless set.
     pub faults: String,
 }
@@ -90,6 +92,7 @@ impl Config {
             session_arbiters: cores,
             agent_timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(24 * 3600),
+            shutdown_grace: Duration::from_secs(5),
             faults: String::new(),
         }
     }
@@ -118,6 +121,14 @@ impl Config {
         c.db_timeout = env_ms("ENCLAVE_DB_TIMEOUT_MS", c.db_timeout)?;
         c.session_arbiters = env_or("ENCLAVE_SESSION_ARBITERS", c.session_arbiters)?;
         c.agent_timeout = env_ms("ENCLAVE_AGENT_TIMEOUT_MS", c.agent_timeout)?;
+        c.shutdown_grace = env_ms("ENCLAVE_SHUTDOWN_GRACE_MS", c.shutdown_grace)?;
+        if let Ok(ttl) = std::env::var("ENCLAVE_TOKEN_TTL") {
+            c.token_ttl = parse_duration(&ttl).map_err(|reason| ConfigError {
+                name: "ENCLAVE_TOKEN_TTL".into(),
+                value: ttl.clone(),
+                reason,
+            })?;
+        }
         c.faults = env_or("ENCLAVE_FAULTS", c.faults)?;
         Ok(c)
     }

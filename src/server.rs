@@ -96,7 +96,7 @@ impl Server {
                 .app_data(state.clone())
                 .configure(enclave_web::configure)
         })
-        .shutdown_timeout(5)
+        .shutdown_timeout(config.shutdown_grace.as_secs())
         .bind(&config.bind)
         .map_err(|source| ServerError::Bind {
             bind: config.bind.clone(),

@@ -211,11 +211,18 @@ impl Actor for WsConnection {
         ctx.run_later(until_expiry, |act, ctx| {
             act.close(ctx, close_code::TOKEN_EXPIRED, "token expired");
         });
-        self.session.do_send(Attach {
+        let attach = self.session.send(Attach {
             conn_id: self.conn_id,
             socket: ctx.address().recipient(),
             after_seq: self.after_seq,
         });
+        ctx.spawn(attach.into_actor(self).map(|result, act, ctx| {
+            if result.is_err() {
+                // The session stopped before it took the socket: the client reconnects and
+                // resumes on a fresh one.
+                act.close(ctx, close_code::SESSION_RESTARTED, "session restarted");
+            }
+        }));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {

@@ -12,7 +12,9 @@
 mod helpers;
 
 mod bad_input;
+mod http_api;
 mod isolation;
+mod liveness;
 mod restart;
 mod storage_faults;
 mod stream;

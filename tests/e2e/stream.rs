@@ -136,3 +136,27 @@ async fn after_seq_on_the_upgrade_url_resumes(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(after_seq_on_the_upgrade_url_resumes);
+
+async fn connected_lists_the_runs_in_flight(db: TestDb) {
+    let mut config = test_config(&db);
+    // Triage waits a minute: the run is certainly still running when the second tab opens.
+    config.faults = "triage:slow:60000".into();
+    let app = TestApp::spawn_with(config).await;
+    let mut tab1 = app.ws("alice").await;
+    tab1.recv().await;
+    tab1.say("cut my costs").await;
+    let started = tab1.recv_until(|f| f["type"] == "agent_started").await;
+    let run = started.iter().find(|f| f["type"] == "run_started").unwrap();
+    let mut tab2 = app.ws("alice").await;
+    let connected = tab2.recv().await;
+    assert_eq!(
+        connected["active_runs"],
+        json!([{"run_id": run["run_id"], "thread_id": run["thread_id"], "status": "running"}])
+    );
+    assert_eq!(connected["pending_approvals"], json!([]));
+    assert_eq!(connected["last_seq"], *seqs(&started).last().unwrap());
+    let mut bob = app.ws("bob").await;
+    assert_eq!(bob.recv().await["active_runs"], json!([]));
+    app.stop().await;
+}
+on_both_backends!(connected_lists_the_runs_in_flight);
