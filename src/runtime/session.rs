@@ -8,7 +8,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use serde_json::{Value, json};
@@ -19,16 +18,16 @@ use crate::context::{ConnectionId, RunId, ThreadId, UserContext, UserId};
 use crate::error::ErrorCode;
 use crate::faults::Faults;
 use crate::protocol::{
-    ActiveRunInfo, Event, EventKind, FrameError, PROTOCOL_VERSION, RunStatus, ServerFrame,
-    UserMessage,
+    ActiveRunInfo, EventKind, FrameError, PROTOCOL_VERSION, RunStatus, ServerFrame, UserMessage,
 };
+use crate::runtime::event_log::Pending;
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::replay::Replay;
 use crate::runtime::run_events::{Emit, RunEvents};
-use crate::runtime::run_supervisor::{AbortRun, RunFinished, RunOutcome, RunSupervisor};
-use crate::runtime::socket::{Frames, Outbound, close_code};
+use crate::runtime::run_supervisor::{RunFinished, RunOutcome, RunSupervisor};
+use crate::runtime::socket::{Outbound, close_code};
 use crate::store::Db;
-use crate::store::batch::{WriteBatch, WriteOp};
+use crate::store::batch::WriteOp;
 use crate::store::repo;
 use crate::store::repo::runs::RunEnd;
 
@@ -91,45 +90,40 @@ pub struct SessionDeps {
 }
 
 /// One attached socket.
-pub(crate) struct Socket {
+pub(super) struct Socket {
     pub(crate) outbound: Recipient<Outbound>,
     /// Set while a `resume` replays from the database; live frames wait in it.
     pub(crate) replay: Option<Replay>,
 }
 
 /// A run this session started and has not yet seen end durably.
-struct LiveRun {
-    thread_id: ThreadId,
-    status: RunStatus,
+pub(super) struct LiveRun {
+    pub(super) thread_id: ThreadId,
+    pub(super) status: RunStatus,
     /// `None` once the run has ended or been aborted.
-    supervisor: Option<Addr<RunSupervisor>>,
+    pub(super) supervisor: Option<Addr<RunSupervisor>>,
     /// Its acceptance event (`run_started`) is stored.
-    accepted: bool,
+    pub(super) accepted: bool,
     /// The socket that sent the message, told if the message could not be stored.
-    origin: ConnectionId,
-    client_msg_id: Option<String>,
-}
-
-/// An event waiting for the next batch, numbered when the batch is cut.
-struct Pending {
-    event: Event,
-    op: Option<WriteOp>,
+    pub(super) origin: ConnectionId,
+    pub(super) client_msg_id: Option<String>,
 }
 
 pub struct UserSession {
-    user_id: UserId,
-    deps: SessionDeps,
+    pub(super) user_id: UserId,
+    pub(super) deps: SessionDeps,
     /// Highest durable `seq`; the next batch starts at `last_seq + 1`.
-    last_seq: i64,
-    pub(crate) sockets: HashMap<ConnectionId, Socket>,
-    runs: HashMap<RunId, LiveRun>,
+    pub(super) last_seq: i64,
+    pub(super) sockets: HashMap<ConnectionId, Socket>,
+    pub(super) runs: HashMap<RunId, LiveRun>,
     /// Threads known to be this user's, so a message to one needs no lookup.
-    known_threads: HashSet<ThreadId>,
-    pending: VecDeque<Pending>,
+    pub(super) known_threads: HashSet<ThreadId>,
+    /// Events waiting for the next batch (`event_log.rs`).
+    pub(super) pending: VecDeque<Pending>,
     /// A batch is with the writer.
-    writing: bool,
+    pub(super) writing: bool,
     /// Distinguishes a socket's current replay from a superseded one.
-    pub(crate) replay_generation: u64,
+    pub(super) replay_generation: u64,
 }
 
 impl UserSession {
@@ -166,203 +160,12 @@ impl UserSession {
         }
     }
 
-    fn send_error(&self, conn_id: ConnectionId, error: FrameError) {
+    pub(super) fn send_error(&self, conn_id: ConnectionId, error: FrameError) {
         self.send_to(conn_id, ServerFrame::error(error).to_frame());
     }
 
-    /// Queues an event of `run_id` for the next batch; the caller then calls `flush`, so
-    /// events pushed together are stored together.
-    fn push(
-        &mut self,
-        thread_id: ThreadId,
-        run_id: Option<RunId>,
-        agent: Option<String>,
-        kind: EventKind,
-        data: Value,
-        op: Option<WriteOp>,
-    ) {
-        let event = Event {
-            kind,
-            seq: 0,
-            ts: now_ms(),
-            thread_id: Some(thread_id),
-            run_id,
-            agent,
-            data,
-        };
-        self.pending.push_back(Pending { event, op });
-    }
-
-    /// Cuts the next batch from `pending` and hands it to the writer, unless one is in flight.
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || self.pending.is_empty() {
-            return;
-        }
-        let n = self
-            .pending
-            .len()
-            .min(self.deps.config.batch_max_events.max(1));
-        let mut events = Vec::with_capacity(n);
-        let mut ops = Vec::new();
-        for (i, pending) in self.pending.drain(..n).enumerate() {
-            let mut event = pending.event;
-            event.seq = self.last_seq + 1 + i as i64;
-            if let Some(mut op) = pending.op {
-                if let WriteOp::CreateRun { accept_seq, .. } = &mut op {
-                    *accept_seq = event.seq;
-                }
-                ops.push(op);
-            }
-            events.push(event);
-        }
-        self.writing = true;
-        let batch = WriteBatch {
-            user_id: self.user_id.clone(),
-            ops,
-            events,
-        };
-        self.write(ctx, batch, 0);
-    }
-
-    fn write(&mut self, ctx: &mut Context<Self>, batch: WriteBatch, attempt: u32) {
-        let db = self.deps.db.clone();
-        let write = async move {
-            let result = db.write(batch.clone()).await;
-            (batch, result)
-        };
-        ctx.spawn(
-            write
-                .into_actor(self)
-                .map(move |(batch, result), act, ctx| match result {
-                    Ok(()) => {
-                        act.on_durable(batch.events);
-                        act.flush(ctx);
-                    }
-                    Err(e) if attempt < act.deps.config.store_retries => {
-                        let backoff = write_backoff(attempt);
-                        log::warn!(
-                            "user={} write batch failed (attempt {}), retrying in {:?}: {e}",
-                            act.user_id,
-                            attempt + 1,
-                            backoff
-                        );
-                        ctx.run_later(backoff, move |act, ctx| act.write(ctx, batch, attempt + 1));
-                    }
-                    Err(e) => {
-                        log::error!(
-                            "user={} write batch of {} events lost: {e}",
-                            act.user_id,
-                            batch.events.len()
-                        );
-                        act.on_write_failed(batch.events);
-                        act.flush(ctx);
-                    }
-                }),
-        );
-    }
-
-    /// The batch is stored: advance `last_seq`, settle runs, deliver.
-    fn on_durable(&mut self, events: Vec<Event>) {
-        self.writing = false;
-        let Some(last) = events.last() else {
-            return;
-        };
-        self.last_seq = last.seq;
-        for event in &events {
-            let Some(run_id) = event.run_id else {
-                continue;
-            };
-            if event.kind.is_terminal() {
-                self.runs.remove(&run_id);
-            } else if matches!(event.kind, EventKind::RunStarted | EventKind::RunQueued)
-                && let Some(run) = self.runs.get_mut(&run_id)
-            {
-                run.accepted = true;
-            }
-        }
-        let frames: Frames = events.iter().map(|e| Arc::from(e.to_frame())).collect();
-        self.fan_out(frames);
-    }
-
-    /// The batch could not be stored and nothing of it was sent. Its runs can no longer show
-    /// a gapless story, so each is stopped: one whose acceptance is stored ends `run_failed`
-    /// `storage_unavailable` (stored and sent once storage is back); one whose message was
-    /// never stored is forgotten and its socket told to send it again.
-    fn on_write_failed(&mut self, events: Vec<Event>) {
-        self.writing = false;
-        let mut affected: Vec<RunId> = Vec::new();
-        for event in &events {
-            if event.kind == EventKind::ThreadCreated
-                && let Some(thread_id) = event.thread_id
-            {
-                self.known_threads.remove(&thread_id);
-            }
-            if let Some(run_id) = event.run_id
-                && !affected.contains(&run_id)
-            {
-                affected.push(run_id);
-            }
-        }
-        self.pending
-            .retain(|p| p.event.run_id.is_none_or(|r| !affected.contains(&r)));
-        for run_id in affected {
-            let Some(run) = self.runs.get_mut(&run_id) else {
-                continue;
-            };
-            if let Some(supervisor) = run.supervisor.take() {
-                supervisor.do_send(AbortRun);
-            }
-            if run.accepted {
-                let thread_id = run.thread_id;
-                let error = "storage unavailable: the run's events could not be stored";
-                let outcome = RunOutcome::Failed {
-                    code: "storage_unavailable",
-                    error: error.to_owned(),
-                };
-                self.push_run_end(run_id, thread_id, outcome);
-            } else if let Some(run) = self.runs.remove(&run_id) {
-                let mut error = FrameError::new(
-                    ErrorCode::Unavailable,
-                    "storage unavailable: the message was not stored; send it again",
-                );
-                if let Some(id) = run.client_msg_id {
-                    error = error.with_ref(id);
-                }
-                self.send_error(run.origin, error);
-            }
-        }
-    }
-
-    /// Sends durable frames to every socket; one that cannot keep up is closed (4008).
-    fn fan_out(&mut self, frames: Frames) {
-        let capacity = self.deps.config.socket_outbound_capacity;
-        let mut slow = Vec::new();
-        for (conn_id, socket) in &mut self.sockets {
-            if let Some(replay) = &mut socket.replay {
-                if !replay.buffer(frames.clone(), capacity) {
-                    slow.push(*conn_id);
-                }
-                continue;
-            }
-            if let Err(SendError::Full(_)) =
-                socket.outbound.try_send(Outbound::Frames(frames.clone()))
-            {
-                slow.push(*conn_id);
-            }
-        }
-        for conn_id in slow {
-            if let Some(socket) = self.sockets.remove(&conn_id) {
-                log::warn!("user={} socket {conn_id} too slow, closing", self.user_id);
-                socket.outbound.do_send(Outbound::Close {
-                    code: close_code::TOO_SLOW,
-                    reason: "too slow",
-                });
-            }
-        }
-    }
-
     /// Records how a run ended: its terminal event and its row change, in one batch.
-    fn push_run_end(&mut self, run_id: RunId, thread_id: ThreadId, outcome: RunOutcome) {
+    pub(super) fn push_run_end(&mut self, run_id: RunId, thread_id: ThreadId, outcome: RunOutcome) {
         if let Some(run) = self.runs.get_mut(&run_id) {
             run.supervisor = None;
         }
@@ -510,11 +313,6 @@ fn thread_title(content: &str) -> String {
         title.push('…');
     }
     title
-}
-
-/// 100 ms × 2ⁿ, capped at 2 s.
-fn write_backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(5)).min(2000))
 }
 
 impl Actor for UserSession {

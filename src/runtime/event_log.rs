@@ -1,0 +1,225 @@
+//! The session's write path: events are queued, numbered when a batch is cut, handed to the
+//! writer one batch at a time, and fanned out to the user's sockets only once durable.
+//!
+//! One batch in flight means the events that arrive meanwhile form the next commit (group
+//! commit), and a batch that is finally lost leaves no gap: the next one is numbered from the
+//! last durable `seq`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::Value;
+
+use crate::clock::now_ms;
+use crate::context::{RunId, ThreadId};
+use crate::error::ErrorCode;
+use crate::protocol::{Event, EventKind, FrameError};
+use crate::runtime::run_supervisor::{AbortRun, RunOutcome};
+use crate::runtime::session::UserSession;
+use crate::runtime::socket::{Frames, Outbound, close_code};
+use crate::store::batch::{WriteBatch, WriteOp};
+
+/// An event waiting for the next batch, numbered when the batch is cut.
+pub(super) struct Pending {
+    event: Event,
+    op: Option<WriteOp>,
+}
+
+impl UserSession {
+    /// Queues an event of `run_id` for the next batch; the caller then calls `flush`, so
+    /// events pushed together are stored together.
+    pub(super) fn push(
+        &mut self,
+        thread_id: ThreadId,
+        run_id: Option<RunId>,
+        agent: Option<String>,
+        kind: EventKind,
+        data: Value,
+        op: Option<WriteOp>,
+    ) {
+        let event = Event {
+            kind,
+            seq: 0,
+            ts: now_ms(),
+            thread_id: Some(thread_id),
+            run_id,
+            agent,
+            data,
+        };
+        self.pending.push_back(Pending { event, op });
+    }
+
+    /// Cuts the next batch from `pending` and hands it to the writer, unless one is in flight.
+    pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.pending.is_empty() {
+            return;
+        }
+        let n = self
+            .pending
+            .len()
+            .min(self.deps.config.batch_max_events.max(1));
+        let mut events = Vec::with_capacity(n);
+        let mut ops = Vec::new();
+        for (i, pending) in self.pending.drain(..n).enumerate() {
+            let mut event = pending.event;
+            event.seq = self.last_seq + 1 + i as i64;
+            if let Some(mut op) = pending.op {
+                if let WriteOp::CreateRun { accept_seq, .. } = &mut op {
+                    *accept_seq = event.seq;
+                }
+                ops.push(op);
+            }
+            events.push(event);
+        }
+        self.writing = true;
+        let batch = WriteBatch {
+            user_id: self.user_id.clone(),
+            ops,
+            events,
+        };
+        self.write(ctx, batch, 0);
+    }
+
+    fn write(&mut self, ctx: &mut Context<Self>, batch: WriteBatch, attempt: u32) {
+        let db = self.deps.db.clone();
+        let write = async move {
+            let result = db.write(batch.clone()).await;
+            (batch, result)
+        };
+        ctx.spawn(
+            write
+                .into_actor(self)
+                .map(move |(batch, result), act, ctx| match result {
+                    Ok(()) => {
+                        act.on_durable(batch.events);
+                        act.flush(ctx);
+                    }
+                    Err(e) if attempt < act.deps.config.store_retries => {
+                        let backoff = write_backoff(attempt);
+                        log::warn!(
+                            "user={} write batch failed (attempt {}), retrying in {:?}: {e}",
+                            act.user_id,
+                            attempt + 1,
+                            backoff
+                        );
+                        ctx.run_later(backoff, move |act, ctx| act.write(ctx, batch, attempt + 1));
+                    }
+                    Err(e) => {
+                        log::error!(
+                            "user={} write batch of {} events lost: {e}",
+                            act.user_id,
+                            batch.events.len()
+                        );
+                        act.on_write_failed(batch.events);
+                        act.flush(ctx);
+                    }
+                }),
+        );
+    }
+
+    /// The batch is stored: advance `last_seq`, settle runs, deliver.
+    fn on_durable(&mut self, events: Vec<Event>) {
+        self.writing = false;
+        let Some(last) = events.last() else {
+            return;
+        };
+        self.last_seq = last.seq;
+        for event in &events {
+            let Some(run_id) = event.run_id else {
+                continue;
+            };
+            if event.kind.is_terminal() {
+                self.runs.remove(&run_id);
+            } else if matches!(event.kind, EventKind::RunStarted | EventKind::RunQueued)
+                && let Some(run) = self.runs.get_mut(&run_id)
+            {
+                run.accepted = true;
+            }
+        }
+        let frames: Frames = events.iter().map(|e| Arc::from(e.to_frame())).collect();
+        self.fan_out(frames);
+    }
+
+    /// The batch could not be stored and nothing of it was sent. Its runs can no longer show
+    /// a gapless story, so each is stopped: one whose acceptance is stored ends `run_failed`
+    /// `storage_unavailable` (stored and sent once storage is back); one whose message was
+    /// never stored is forgotten and its socket told to send it again.
+    fn on_write_failed(&mut self, events: Vec<Event>) {
+        self.writing = false;
+        let mut affected: Vec<RunId> = Vec::new();
+        for event in &events {
+            if event.kind == EventKind::ThreadCreated
+                && let Some(thread_id) = event.thread_id
+            {
+                self.known_threads.remove(&thread_id);
+            }
+            if let Some(run_id) = event.run_id
+                && !affected.contains(&run_id)
+            {
+                affected.push(run_id);
+            }
+        }
+        self.pending
+            .retain(|p| p.event.run_id.is_none_or(|r| !affected.contains(&r)));
+        for run_id in affected {
+            let Some(run) = self.runs.get_mut(&run_id) else {
+                continue;
+            };
+            if let Some(supervisor) = run.supervisor.take() {
+                supervisor.do_send(AbortRun);
+            }
+            if run.accepted {
+                let thread_id = run.thread_id;
+                let error = "storage unavailable: the run's events could not be stored";
+                let outcome = RunOutcome::Failed {
+                    code: "storage_unavailable",
+                    error: error.to_owned(),
+                };
+                self.push_run_end(run_id, thread_id, outcome);
+            } else if let Some(run) = self.runs.remove(&run_id) {
+                let mut error = FrameError::new(
+                    ErrorCode::Unavailable,
+                    "storage unavailable: the message was not stored; send it again",
+                );
+                if let Some(id) = run.client_msg_id {
+                    error = error.with_ref(id);
+                }
+                self.send_error(run.origin, error);
+            }
+        }
+    }
+
+    /// Sends durable frames to every socket; one that cannot keep up is closed (4008).
+    fn fan_out(&mut self, frames: Frames) {
+        let capacity = self.deps.config.socket_outbound_capacity;
+        let mut slow = Vec::new();
+        for (conn_id, socket) in &mut self.sockets {
+            if let Some(replay) = &mut socket.replay {
+                if !replay.buffer(frames.clone(), capacity) {
+                    slow.push(*conn_id);
+                }
+                continue;
+            }
+            if let Err(SendError::Full(_)) =
+                socket.outbound.try_send(Outbound::Frames(frames.clone()))
+            {
+                slow.push(*conn_id);
+            }
+        }
+        for conn_id in slow {
+            if let Some(socket) = self.sockets.remove(&conn_id) {
+                log::warn!("user={} socket {conn_id} too slow, closing", self.user_id);
+                socket.outbound.do_send(Outbound::Close {
+                    code: close_code::TOO_SLOW,
+                    reason: "too slow",
+                });
+            }
+        }
+    }
+}
+
+/// 100 ms × 2ⁿ, capped at 2 s.
+fn write_backoff(attempt: u32) -> Duration {
+    Duration::from_millis((100u64 << attempt.min(5)).min(2000))
+}
