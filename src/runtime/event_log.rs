@@ -118,27 +118,41 @@ impl UserSession {
         );
     }
 
-    /// The batch is stored: advance `last_seq`, settle runs, deliver.
+    /// The batch is stored: advance `last_seq`, settle runs and message ids, deliver.
     fn on_durable(&mut self, events: Vec<Event>) {
         self.writing = false;
         let Some(last) = events.last() else {
             return;
         };
         self.last_seq = last.seq;
-        for event in &events {
+        let frames: Frames = events.iter().map(|e| Arc::from(e.to_frame())).collect();
+        let mut accepted_keys = Vec::new();
+        for (event, frame) in events.iter().zip(frames.iter()) {
             let Some(run_id) = event.run_id else {
                 continue;
             };
+            let Some(run) = self.runs.get_mut(&run_id) else {
+                continue;
+            };
+            let key = run.client_msg_id.clone();
             if event.kind.is_terminal() {
                 self.runs.remove(&run_id);
-            } else if matches!(event.kind, EventKind::RunStarted | EventKind::RunQueued)
-                && let Some(run) = self.runs.get_mut(&run_id)
-            {
+                if let Some(key) = key {
+                    self.msg_id_settled(&key);
+                }
+            } else if matches!(event.kind, EventKind::RunStarted | EventKind::RunQueued) {
                 run.accepted = true;
+                if let Some(key) = key {
+                    accepted_keys.push((key, frame.clone()));
+                }
             }
         }
-        let frames: Frames = events.iter().map(|e| Arc::from(e.to_frame())).collect();
         self.fan_out(frames);
+        // Copies for repeated messages go after the live events: a client that keeps the
+        // highest seq it has seen must never see a copy before the events it follows.
+        for (key, frame) in accepted_keys {
+            self.msg_id_accepted(&key, &frame);
+        }
     }
 
     /// The batch could not be stored and nothing of it was sent. Its runs can no longer show
@@ -182,10 +196,10 @@ impl UserSession {
                     ErrorCode::Unavailable,
                     "storage unavailable: the message was not stored; send it again",
                 );
-                if let Some(id) = run.client_msg_id {
-                    error = error.with_ref(id);
+                if let Some(id) = &run.client_msg_id {
+                    error = error.with_ref(id.clone());
                 }
-                self.send_error(run.origin, error);
+                self.release_msg_id(run.client_msg_id.as_deref(), Some(run.origin), error);
             }
         }
     }

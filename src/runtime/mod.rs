@@ -2,6 +2,7 @@
 //! per run) → agent runners. Isolation between users is the actor boundary: a user's state
 //! lives in that user's session and nowhere else.
 
+mod admission;
 mod event_log;
 pub mod pipeline;
 pub mod registry;

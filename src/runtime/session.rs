@@ -20,6 +20,7 @@ use crate::faults::Faults;
 use crate::protocol::{
     ActiveRunInfo, EventKind, FrameError, PROTOCOL_VERSION, RunStatus, ServerFrame, UserMessage,
 };
+use crate::runtime::admission::MsgIdClaim;
 use crate::runtime::event_log::Pending;
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::replay::Replay;
@@ -124,6 +125,8 @@ pub struct UserSession {
     pub(super) writing: bool,
     /// Distinguishes a socket's current replay from a superseded one.
     pub(super) replay_generation: u64,
+    /// `client_msg_id`s being admitted or held by live runs (`admission.rs`).
+    pub(super) msg_ids: HashMap<String, MsgIdClaim>,
 }
 
 impl UserSession {
@@ -138,6 +141,7 @@ impl UserSession {
             pending: VecDeque::new(),
             writing: false,
             replay_generation: 0,
+            msg_ids: HashMap::new(),
         }
     }
 
@@ -210,7 +214,7 @@ impl UserSession {
 
     /// Accepts a message on `thread` (a new one when `None`): stores the acceptance events
     /// and starts the run's supervisor.
-    fn accept(
+    pub(super) fn accept(
         &mut self,
         ctx: &mut Context<Self>,
         conn_id: ConnectionId,
@@ -395,56 +399,12 @@ impl Handler<Detach> for UserSession {
     }
 }
 
-/// A message starts a run, on a thread of this user's or a new one.
+/// A message starts a run, on a thread of this user's or a new one (`admission.rs`).
 impl Handler<StartRun> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: StartRun, ctx: &mut Context<Self>) {
-        let StartRun { conn_id, message } = msg;
-        let Some(thread_id) = message.thread_id else {
-            self.accept(ctx, conn_id, message, None);
-            return;
-        };
-        if self.known_threads.contains(&thread_id) {
-            self.accept(ctx, conn_id, message, Some(thread_id));
-            return;
-        }
-        let db = self.deps.db.clone();
-        let user = self.user_id.clone();
-        let lookup = async move {
-            db.read(move |conn| Ok(repo::threads::is_owned(conn, &user, thread_id)?))
-                .await
-        };
-        ctx.spawn(
-            lookup
-                .into_actor(self)
-                .map(move |owned, act, ctx| match owned {
-                    Ok(true) => {
-                        act.known_threads.insert(thread_id);
-                        act.accept(ctx, conn_id, message, Some(thread_id));
-                    }
-                    Ok(false) => {
-                        let mut error = FrameError::new(
-                            ErrorCode::NotFound,
-                            format!("thread {thread_id} not found"),
-                        );
-                        if let Some(id) = message.client_msg_id {
-                            error = error.with_ref(id);
-                        }
-                        act.send_error(conn_id, error);
-                    }
-                    Err(e) => {
-                        log::error!("user={} thread lookup failed: {e}", act.user_id);
-                        act.send_error(
-                            conn_id,
-                            FrameError::new(
-                                ErrorCode::Unavailable,
-                                "storage unavailable; try again",
-                            ),
-                        );
-                    }
-                }),
-        );
+        self.admit(ctx, msg.conn_id, msg.message);
     }
 }
 

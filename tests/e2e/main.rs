@@ -13,6 +13,7 @@ mod helpers;
 
 mod bad_input;
 mod http_api;
+mod idempotency;
 mod isolation;
 mod liveness;
 mod restart;

@@ -92,3 +92,8 @@ fn from_row(row: EventRow) -> Event {
         data: serde_json::from_str(&row.data).unwrap_or(serde_json::Value::Null),
     }
 }
+
+/// The user's event with this `seq`, if stored.
+pub fn at(conn: &mut DbConnection, user: &UserId, seq: i64) -> QueryResult<Option<Event>> {
+    Ok(range(conn, user, seq - 1, seq, 1)?.into_iter().next())
+}

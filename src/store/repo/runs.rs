@@ -53,3 +53,17 @@ pub fn get(conn: &mut DbConnection, user: &UserId, run: RunId) -> QueryResult<Op
         .first(conn)
         .optional()
 }
+
+/// The user's run started by the message with `client_msg_id`, if any.
+pub fn by_client_msg_id(
+    conn: &mut DbConnection,
+    user: &UserId,
+    client_msg_id: &str,
+) -> QueryResult<Option<RunRow>> {
+    dsl::runs
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::client_msg_id.eq(client_msg_id))
+        .select(RunRow::as_select())
+        .first(conn)
+        .optional()
+}
