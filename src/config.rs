@@ -58,6 +58,14 @@ pub struct Config {
     pub db_timeout: Duration,
     /// Arbiters the user sessions are spread over (default: one per core).
     pub session_arbiters: usize,
+    /// Runs of one user executing at once (a run awaiting approval counts).
+    pub max_running_per_user: usize,
+    /// Runs of one user waiting for a slot; beyond it messages are `rate_limited`.
+    pub max_queued_per_user: usize,
+    /// `user_message`s a user may send per minute…
+    pub messages_per_minute: u32,
+    /// …in bursts of at most this many.
+    pub message_burst: u32,
     /// Per-agent attempt timeout.
     pub agent_timeout: Duration,
     /// Default lifetime of tokens from `enclave token` and the dev endpoint.
@@ -90,6 +98,10 @@ impl Config {
             db_reader_threads: 4,
             db_timeout: Duration::from_secs(5),
             session_arbiters: cores,
+            max_running_per_user: 5,
+            max_queued_per_user: 20,
+            messages_per_minute: 60,
+            message_burst: 20,
             agent_timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(5),
@@ -120,6 +132,10 @@ impl Config {
         c.db_reader_threads = env_or("ENCLAVE_DB_READERS", c.db_reader_threads)?;
         c.db_timeout = env_ms("ENCLAVE_DB_TIMEOUT_MS", c.db_timeout)?;
         c.session_arbiters = env_or("ENCLAVE_SESSION_ARBITERS", c.session_arbiters)?;
+        c.max_running_per_user = env_or("ENCLAVE_MAX_RUNNING_PER_USER", c.max_running_per_user)?;
+        c.max_queued_per_user = env_or("ENCLAVE_MAX_QUEUED_PER_USER", c.max_queued_per_user)?;
+        c.messages_per_minute = env_or("ENCLAVE_MESSAGES_PER_MINUTE", c.messages_per_minute)?;
+        c.message_burst = env_or("ENCLAVE_MESSAGE_BURST", c.message_burst)?;
         c.agent_timeout = env_ms("ENCLAVE_AGENT_TIMEOUT_MS", c.agent_timeout)?;
         c.shutdown_grace = env_ms("ENCLAVE_SHUTDOWN_GRACE_MS", c.shutdown_grace)?;
         if let Ok(ttl) = std::env::var("ENCLAVE_TOKEN_TTL") {

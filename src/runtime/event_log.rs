@@ -112,6 +112,7 @@ impl UserSession {
                             batch.events.len()
                         );
                         act.on_write_failed(batch.events);
+                        act.promote(ctx);
                         act.flush(ctx);
                     }
                 }),
@@ -180,7 +181,7 @@ impl UserSession {
             let Some(run) = self.runs.get_mut(&run_id) else {
                 continue;
             };
-            if let Some(supervisor) = run.supervisor.take() {
+            if let Some(supervisor) = run.supervisor() {
                 supervisor.do_send(AbortRun);
             }
             if run.accepted {

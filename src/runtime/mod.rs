@@ -3,8 +3,10 @@
 //! lives in that user's session and nowhere else.
 
 mod admission;
+mod cancel;
 mod event_log;
 pub mod pipeline;
+pub mod rate_limit;
 pub mod registry;
 mod replay;
 pub mod run_events;

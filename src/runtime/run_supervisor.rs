@@ -23,6 +23,7 @@ use crate::runtime::session::SessionDeps;
 pub enum RunOutcome {
     Completed(RunAnswer),
     Failed { code: &'static str, error: String },
+    Cancelled { reason: &'static str },
 }
 
 /// Sent to the session when the run is over.
@@ -31,6 +32,14 @@ pub enum RunOutcome {
 pub struct RunFinished {
     pub run_id: RunId,
     pub outcome: RunOutcome,
+}
+
+/// Cancels the run: the agent in flight ends `agent_error` `cancelled`, then the session hears
+/// `RunFinished` with `Cancelled`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Cancel {
+    pub reason: &'static str,
 }
 
 /// Stops the run without a word (its session has already decided how it ends).
@@ -49,6 +58,8 @@ pub struct RunSupervisor {
     step: usize,
     /// The attempt in flight and its timeout.
     current: Option<(Addr<AgentRunner>, SpawnHandle)>,
+    /// The number of the attempt in flight.
+    attempt: u32,
     results: BTreeMap<String, Value>,
     answer: Option<RunAnswer>,
 }
@@ -71,6 +82,7 @@ impl RunSupervisor {
             finished,
             step: 0,
             current: None,
+            attempt: 0,
             results: BTreeMap::new(),
             answer: None,
         }
@@ -88,6 +100,7 @@ impl RunSupervisor {
         };
         let name = agent.name();
         let attempt = 1;
+        self.attempt = attempt;
         self.events.emit(
             EventKind::AgentStarted,
             Some(name),
@@ -214,6 +227,29 @@ impl Handler<AttemptDone> for RunSupervisor {
 
     fn handle(&mut self, done: AttemptDone, ctx: &mut Context<Self>) {
         self.on_attempt_done(ctx, done, false);
+    }
+}
+
+/// The user (or shutdown) cancels the run.
+impl Handler<Cancel> for RunSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) {
+        if let Some((runner, timer)) = self.current.take() {
+            ctx.cancel_future(timer);
+            runner.do_send(StopAttempt);
+            let name = self
+                .pipeline
+                .agents()
+                .get(self.step)
+                .map_or("agent", |a| a.name());
+            self.events.emit(
+                EventKind::AgentError,
+                Some(name),
+                json!({ "error": "cancelled", "attempt": self.attempt, "will_restart": false }),
+            );
+        }
+        self.finish(ctx, RunOutcome::Cancelled { reason: msg.reason });
     }
 }
 

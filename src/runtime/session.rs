@@ -10,11 +10,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::context::{ConnectionId, RunId, ThreadId, UserContext, UserId};
+use crate::context::{ConnectionId, RunId, ThreadId, UserId};
 use crate::error::ErrorCode;
 use crate::faults::Faults;
 use crate::protocol::{
@@ -23,8 +23,9 @@ use crate::protocol::{
 use crate::runtime::admission::MsgIdClaim;
 use crate::runtime::event_log::Pending;
 use crate::runtime::pipeline::Pipeline;
+use crate::runtime::rate_limit::TokenBucket;
 use crate::runtime::replay::Replay;
-use crate::runtime::run_events::{Emit, RunEvents};
+use crate::runtime::run_events::Emit;
 use crate::runtime::run_supervisor::{RunFinished, RunOutcome, RunSupervisor};
 use crate::runtime::socket::{Outbound, close_code};
 use crate::store::Db;
@@ -97,17 +98,47 @@ pub(super) struct Socket {
     pub(crate) replay: Option<Replay>,
 }
 
-/// A run this session started and has not yet seen end durably.
+/// Where a live run is.
+pub(super) enum RunPhase {
+    /// Waiting for a slot; `content` is the message it will run on.
+    Queued {
+        content: String,
+    },
+    Running {
+        supervisor: Addr<RunSupervisor>,
+    },
+    /// Its end is pushed and waits to be stored; it emits nothing more.
+    Ending,
+}
+
+/// A run this session accepted and has not yet seen end durably.
 pub(super) struct LiveRun {
     pub(super) thread_id: ThreadId,
-    pub(super) status: RunStatus,
-    /// `None` once the run has ended or been aborted.
-    pub(super) supervisor: Option<Addr<RunSupervisor>>,
-    /// Its acceptance event (`run_started`) is stored.
+    pub(super) phase: RunPhase,
+    /// Acceptance order, which is queue order.
+    pub(super) order: u64,
+    /// Its acceptance event (`run_started` or `run_queued`) is stored.
     pub(super) accepted: bool,
     /// The socket that sent the message, told if the message could not be stored.
     pub(super) origin: ConnectionId,
     pub(super) client_msg_id: Option<String>,
+}
+
+impl LiveRun {
+    pub(super) fn is_running(&self) -> bool {
+        matches!(self.phase, RunPhase::Running { .. })
+    }
+
+    pub(super) fn is_queued(&self) -> bool {
+        matches!(self.phase, RunPhase::Queued { .. })
+    }
+
+    pub(super) fn supervisor(&self) -> Option<&Addr<RunSupervisor>> {
+        match &self.phase {
+            RunPhase::Running { supervisor } => Some(supervisor),
+            _ => None,
+        }
+    }
 }
 
 pub struct UserSession {
@@ -127,13 +158,16 @@ pub struct UserSession {
     pub(super) replay_generation: u64,
     /// `client_msg_id`s being admitted or held by live runs (`admission.rs`).
     pub(super) msg_ids: HashMap<String, MsgIdClaim>,
+    /// Counts accepted runs, for queue order.
+    pub(super) accepted_runs: u64,
+    /// The `user_message` rate limit.
+    pub(super) message_rate: TokenBucket,
 }
 
 impl UserSession {
     pub fn new(user_id: UserId, deps: SessionDeps) -> Self {
         Self {
             user_id,
-            deps,
             last_seq: 0,
             sockets: HashMap::new(),
             runs: HashMap::new(),
@@ -142,6 +176,12 @@ impl UserSession {
             writing: false,
             replay_generation: 0,
             msg_ids: HashMap::new(),
+            accepted_runs: 0,
+            message_rate: TokenBucket::new(
+                deps.config.message_burst,
+                deps.config.messages_per_minute,
+            ),
+            deps,
         }
     }
 
@@ -171,7 +211,7 @@ impl UserSession {
     /// Records how a run ended: its terminal event and its row change, in one batch.
     pub(super) fn push_run_end(&mut self, run_id: RunId, thread_id: ThreadId, outcome: RunOutcome) {
         if let Some(run) = self.runs.get_mut(&run_id) {
-            run.supervisor = None;
+            run.phase = RunPhase::Ending;
         }
         let (kind, data, end) = match outcome {
             RunOutcome::Completed(answer) => {
@@ -203,6 +243,16 @@ impl UserSession {
                     end,
                 )
             }
+            RunOutcome::Cancelled { reason } => {
+                let end = RunEnd {
+                    status: RunStatus::Cancelled.as_str(),
+                    finished_at: now_ms(),
+                    error: None,
+                    result: None,
+                    report_markdown: None,
+                };
+                (EventKind::RunCancelled, json!({ "reason": reason }), end)
+            }
         };
         let op = WriteOp::FinishRun {
             run_id,
@@ -211,112 +261,6 @@ impl UserSession {
         };
         self.push(thread_id, Some(run_id), None, kind, data, Some(op));
     }
-
-    /// Accepts a message on `thread` (a new one when `None`): stores the acceptance events
-    /// and starts the run's supervisor.
-    pub(super) fn accept(
-        &mut self,
-        ctx: &mut Context<Self>,
-        conn_id: ConnectionId,
-        message: UserMessage,
-        thread: Option<ThreadId>,
-    ) {
-        let run_id = RunId::new();
-        let now = now_ms();
-        let with_msg_id = |mut data: Value| {
-            if let (Some(id), Some(object)) = (&message.client_msg_id, data.as_object_mut()) {
-                object.insert("client_msg_id".into(), json!(id));
-            }
-            data
-        };
-        let thread_id = match thread {
-            Some(thread_id) => thread_id,
-            None => {
-                let thread_id = ThreadId::new();
-                let title = thread_title(&message.content);
-                let op = WriteOp::CreateThread {
-                    thread_id,
-                    title: title.clone(),
-                    ts: now,
-                };
-                let data = with_msg_id(json!({ "title": title }));
-                self.push(
-                    thread_id,
-                    None,
-                    None,
-                    EventKind::ThreadCreated,
-                    data,
-                    Some(op),
-                );
-                self.known_threads.insert(thread_id);
-                thread_id
-            }
-        };
-        let data = with_msg_id(json!({ "content": message.content }));
-        self.push(
-            thread_id,
-            Some(run_id),
-            None,
-            EventKind::MessageReceived,
-            data,
-            None,
-        );
-        let op = WriteOp::CreateRun {
-            run_id,
-            thread_id,
-            status: RunStatus::Running.as_str(),
-            content: message.content.clone(),
-            client_msg_id: message.client_msg_id.clone(),
-            accept_seq: 0,
-            ts: now,
-        };
-        let data = with_msg_id(json!({ "plan": self.deps.pipeline.names() }));
-        self.push(
-            thread_id,
-            Some(run_id),
-            None,
-            EventKind::RunStarted,
-            data,
-            Some(op),
-        );
-        let user_ctx = UserContext::new(
-            self.user_id.clone(),
-            thread_id,
-            run_id,
-            message.client_msg_id.as_deref(),
-        );
-        let events = RunEvents::new(ctx.address().recipient(), thread_id, run_id);
-        let supervisor = RunSupervisor::new(
-            user_ctx,
-            message.content,
-            self.deps.clone(),
-            events,
-            ctx.address().recipient(),
-        )
-        .start();
-        self.runs.insert(
-            run_id,
-            LiveRun {
-                thread_id,
-                status: RunStatus::Running,
-                supervisor: Some(supervisor),
-                accepted: false,
-                origin: conn_id,
-                client_msg_id: message.client_msg_id,
-            },
-        );
-        self.flush(ctx);
-    }
-}
-
-/// A thread's title: the first line of its first message, at most 80 characters.
-fn thread_title(content: &str) -> String {
-    let first_line = content.lines().next().unwrap_or_default().trim();
-    let mut title: String = first_line.chars().take(80).collect();
-    if first_line.chars().count() > 80 {
-        title.push('…');
-    }
-    title
 }
 
 impl Actor for UserSession {
@@ -361,11 +305,15 @@ impl Handler<Attach> for UserSession {
         let active_runs = self
             .runs
             .iter()
-            .filter(|(_, run)| run.supervisor.is_some())
+            .filter(|(_, run)| run.is_running() || run.is_queued())
             .map(|(run_id, run)| ActiveRunInfo {
                 run_id: *run_id,
                 thread_id: run.thread_id,
-                status: run.status.as_str(),
+                status: if run.is_running() {
+                    RunStatus::Running.as_str()
+                } else {
+                    RunStatus::Queued.as_str()
+                },
             })
             .collect();
         let connected = ServerFrame::Connected {
@@ -404,6 +352,22 @@ impl Handler<StartRun> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: StartRun, ctx: &mut Context<Self>) {
+        if !self.message_rate.take() {
+            let wait = self.message_rate.wait();
+            let mut error = FrameError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many messages: at most {} a minute in bursts of {}; try again in {} ms",
+                    self.deps.config.messages_per_minute,
+                    self.deps.config.message_burst,
+                    wait.as_millis().max(1)
+                ),
+            );
+            if let Some(id) = msg.message.client_msg_id {
+                error = error.with_ref(id);
+            }
+            return self.send_error(msg.conn_id, error);
+        }
         self.admit(ctx, msg.conn_id, msg.message);
     }
 }
@@ -417,30 +381,22 @@ impl Handler<Resume> for UserSession {
     }
 }
 
-/// `cancel_run` and `approval`: this session has no approvals yet and does not cancel, so an
-/// id it does not hold is `not_found` (the same answer as for another user's).
+/// `cancel_run` (`cancel.rs`) and `approval`. No approvals exist yet, so every approval id is
+/// `not_found`: the same answer as for another user's.
 impl Handler<ObjectRequest> for UserSession {
     type Result = ();
 
-    fn handle(&mut self, msg: ObjectRequest, _: &mut Context<Self>) {
-        let live = RunId::parse(&msg.id)
-            .ok()
-            .and_then(|id| self.runs.get(&id))
-            .is_some_and(|run| run.supervisor.is_some());
-        let error = match msg.kind {
-            ObjectRequestKind::CancelRun if live => FrameError::new(
-                ErrorCode::Internal,
-                "cancel_run is not available in this version of enclave",
-            ),
-            ObjectRequestKind::CancelRun => {
-                FrameError::new(ErrorCode::NotFound, format!("run {:?} not found", msg.id))
+    fn handle(&mut self, msg: ObjectRequest, ctx: &mut Context<Self>) {
+        match msg.kind {
+            ObjectRequestKind::CancelRun => self.cancel(ctx, msg.conn_id, msg.id),
+            ObjectRequestKind::Approval => {
+                let error = FrameError::new(
+                    ErrorCode::NotFound,
+                    format!("approval {:?} not found", msg.id),
+                );
+                self.send_error(msg.conn_id, error.with_ref(msg.id));
             }
-            ObjectRequestKind::Approval => FrameError::new(
-                ErrorCode::NotFound,
-                format!("approval {:?} not found", msg.id),
-            ),
-        };
-        self.send_error(msg.conn_id, error.with_ref(msg.id));
+        }
     }
 }
 
@@ -452,7 +408,7 @@ impl Handler<Emit> for UserSession {
         let running = self
             .runs
             .get(&msg.run_id)
-            .is_some_and(|run| run.supervisor.is_some() && run.thread_id == msg.thread_id);
+            .is_some_and(|run| run.is_running() && run.thread_id == msg.thread_id);
         if running {
             self.push(
                 msg.thread_id,
@@ -475,11 +431,12 @@ impl Handler<RunFinished> for UserSession {
         let Some(run) = self.runs.get(&msg.run_id) else {
             return;
         };
-        if run.supervisor.is_none() {
+        if !run.is_running() {
             return;
         }
         let thread_id = run.thread_id;
         self.push_run_end(msg.run_id, thread_id, msg.outcome);
+        self.promote(ctx);
         self.flush(ctx);
     }
 }

@@ -29,6 +29,12 @@ pub enum WriteOp {
         accept_seq: i64,
         ts: i64,
     },
+    /// A queued run starts.
+    MarkRunning {
+        run_id: RunId,
+        thread_id: ThreadId,
+        ts: i64,
+    },
     FinishRun {
         run_id: RunId,
         thread_id: ThreadId,
@@ -89,6 +95,14 @@ fn apply_op(conn: &mut DbConnection, user: &UserId, op: &WriteOp) -> diesel::Que
             };
             repo::runs::insert(conn, user, row)?;
             repo::threads::set_last_run_status(conn, user, *thread_id, status, *ts)
+        }
+        WriteOp::MarkRunning {
+            run_id,
+            thread_id,
+            ts,
+        } => {
+            repo::runs::mark_running(conn, user, *run_id, *ts)?;
+            repo::threads::set_last_run_status(conn, user, *thread_id, "running", *ts)
         }
         WriteOp::FinishRun {
             run_id,

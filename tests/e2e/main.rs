@@ -17,5 +17,6 @@ mod idempotency;
 mod isolation;
 mod liveness;
 mod restart;
+mod runs;
 mod storage_faults;
 mod stream;

@@ -67,3 +67,20 @@ pub fn by_client_msg_id(
         .first(conn)
         .optional()
 }
+
+/// A queued run starts executing.
+pub fn mark_running(
+    conn: &mut DbConnection,
+    user: &UserId,
+    run: RunId,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::update(
+        dsl::runs
+            .filter(dsl::user_id.eq(user.as_str()))
+            .filter(dsl::run_id.eq(run.to_string())),
+    )
+    .set((dsl::status.eq("running"), dsl::started_at.eq(now)))
+    .execute(conn)
+    .map(drop)
+}
