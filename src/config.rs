@@ -72,6 +72,10 @@ pub struct Config {
     pub token_ttl: Duration,
     /// How long a stopping server waits for open connections before it closes them.
     pub shutdown_grace: Duration,
+    /// A price catalog file replacing the built-in one (`ENCLAVE_PRICES`).
+    pub prices_path: Option<String>,
+    /// Largest usage upload.
+    pub max_upload_bytes: usize,
     /// Fault injection (`ENCLAVE_FAULTS`), off unless set.
     pub faults: String,
 }
@@ -105,6 +109,8 @@ impl Config {
             agent_timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(5),
+            prices_path: None,
+            max_upload_bytes: 32 * 1024 * 1024,
             faults: String::new(),
         }
     }
@@ -137,6 +143,10 @@ impl Config {
         c.messages_per_minute = env_or("ENCLAVE_MESSAGES_PER_MINUTE", c.messages_per_minute)?;
         c.message_burst = env_or("ENCLAVE_MESSAGE_BURST", c.message_burst)?;
         c.agent_timeout = env_ms("ENCLAVE_AGENT_TIMEOUT_MS", c.agent_timeout)?;
+        c.prices_path = std::env::var("ENCLAVE_PRICES")
+            .ok()
+            .filter(|p| !p.is_empty());
+        c.max_upload_bytes = env_or("ENCLAVE_MAX_UPLOAD_BYTES", c.max_upload_bytes)?;
         c.shutdown_grace = env_ms("ENCLAVE_SHUTDOWN_GRACE_MS", c.shutdown_grace)?;
         if let Ok(ttl) = std::env::var("ENCLAVE_TOKEN_TTL") {
             c.token_ttl = parse_duration(&ttl).map_err(|reason| ConfigError {

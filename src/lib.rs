@@ -9,6 +9,7 @@
 //! - `web`: HTTP routes, the WebSocket actor, auth and the `Server` builder.
 
 pub mod agents;
+pub mod analysis;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -19,4 +20,5 @@ pub mod protocol;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod usage;
 pub mod web;

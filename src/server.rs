@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 
+use crate::analysis::catalog::{Catalog, CatalogError};
 use crate::auth::{self, Auth};
 use crate::config::Config;
 use crate::faults::{Faults, FaultsError};
@@ -28,6 +29,8 @@ pub enum ServerError {
         bind: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("start-up was interrupted")]
     Interrupted,
 }
@@ -63,6 +66,14 @@ impl Server {
         let (pool, migrations) = web::block(move || open_and_migrate(&opening))
             .await
             .map_err(|_| ServerError::Interrupted)??;
+        let catalog = match config.prices_path.clone() {
+            Some(path) => web::block(move || Catalog::load(&path))
+                .await
+                .map_err(|_| ServerError::Interrupted)??,
+            None => Catalog::builtin(),
+        };
+        log::info!("price catalog as of {}", catalog.as_of());
+        let catalog = Arc::new(catalog);
         if migrations > 0 {
             log::info!("applied {migrations} migration(s) to {}", backend.display());
         }
@@ -76,6 +87,7 @@ impl Server {
             db: db.clone(),
             faults: faults.clone(),
             pipeline: Arc::new(pipeline),
+            catalog: catalog.clone(),
         };
         let registry =
             SessionRegistry::new(deps, arbiters.iter().map(Arbiter::handle).collect()).start();
@@ -89,6 +101,7 @@ impl Server {
             auth: Arc::new(Auth::new(secret.as_bytes())),
             db,
             registry,
+            catalog,
             dev_tokens,
         });
         let http = HttpServer::new(move || {

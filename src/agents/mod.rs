@@ -4,6 +4,8 @@
 //! An agent is plain async logic; `runner.rs` wraps each attempt in its own actor, a child of
 //! the run's supervisor. Register your own agents in a `Pipeline` (see `runtime::pipeline`).
 
+pub mod data;
+pub mod reporting;
 pub mod runner;
 pub mod triage;
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use futures_util::future::LocalBoxFuture;
 use serde_json::{Value, json};
 
+use crate::analysis::catalog::Catalog;
 use crate::config::Config;
 use crate::context::UserContext;
 use crate::protocol::EventKind;
@@ -90,6 +93,8 @@ pub struct AgentOutput {
     pub fallback: bool,
     /// Set by an agent that can answer the run; the last one set is the run's answer.
     pub answer: Option<RunAnswer>,
+    /// Replaces the rest of the run's plan with these registered agents, in order.
+    pub replan: Option<Vec<String>>,
 }
 
 impl AgentOutput {
@@ -98,7 +103,13 @@ impl AgentOutput {
             result,
             fallback: false,
             answer: None,
+            replan: None,
         }
+    }
+
+    pub fn with_replan(mut self, names: Vec<String>) -> Self {
+        self.replan = Some(names);
+        self
     }
 
     pub fn with_answer(mut self, answer: RunAnswer) -> Self {
@@ -115,6 +126,7 @@ pub struct AgentContext {
     events: RunEvents,
     db: Db,
     config: Arc<Config>,
+    catalog: Arc<Catalog>,
 }
 
 impl AgentContext {
@@ -124,6 +136,7 @@ impl AgentContext {
         events: RunEvents,
         db: Db,
         config: Arc<Config>,
+        catalog: Arc<Catalog>,
     ) -> Self {
         Self {
             user,
@@ -131,7 +144,13 @@ impl AgentContext {
             events,
             db,
             config,
+            catalog,
         }
+    }
+
+    /// The price catalog in force.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 
     /// Who and which run this is, with the agent path `run/<name>`.

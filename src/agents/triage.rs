@@ -247,7 +247,15 @@ impl Agent for Triage {
                 understood.confidence,
                 understood.plan.join(" → ")
             ));
-            Ok(AgentOutput::result(understood.to_json()).with_answer(understood.answer()))
+            let rest = understood
+                .plan
+                .iter()
+                .skip(1)
+                .map(|a| (*a).to_owned())
+                .collect();
+            Ok(AgentOutput::result(understood.to_json())
+                .with_answer(understood.answer())
+                .with_replan(rest))
         })
     }
 }

@@ -39,19 +39,38 @@ struct StoredMessage {
 }
 
 impl UserSession {
-    /// Admits `message`: a repeat is answered, a new message goes on to its thread.
+    /// Queues `message` for admission. Messages are admitted one at a time, in arrival order,
+    /// although admitting one may wait for the database.
     pub(super) fn admit(
         &mut self,
         ctx: &mut Context<Self>,
         conn_id: ConnectionId,
         message: UserMessage,
     ) {
+        self.admission_queue.push_back((conn_id, message));
+        if !self.admitting {
+            self.admission_finished(ctx);
+        }
+    }
+
+    /// The message being admitted is settled: admit the next one.
+    fn admission_finished(&mut self, ctx: &mut Context<Self>) {
+        self.admitting = false;
+        if let Some((conn_id, message)) = self.admission_queue.pop_front() {
+            self.admitting = true;
+            self.admit_one(ctx, conn_id, message);
+        }
+    }
+
+    /// Admits `message`: a repeat is answered, a new message goes on to its thread.
+    fn admit_one(&mut self, ctx: &mut Context<Self>, conn_id: ConnectionId, message: UserMessage) {
         let Some(key) = message.client_msg_id.clone() else {
             return self.admit_to_thread(ctx, conn_id, message);
         };
         if let Some(claim) = self.msg_ids.get_mut(&key) {
             if claim.content != message.content {
-                return self.send_error(conn_id, repeat_conflict(&key));
+                self.send_error(conn_id, repeat_conflict(&key));
+                return self.admission_finished(ctx);
             }
             match &claim.acceptance {
                 Some(frame) => {
@@ -60,7 +79,7 @@ impl UserSession {
                 }
                 None => claim.waiters.push(conn_id),
             }
-            return;
+            return self.admission_finished(ctx);
         }
         self.msg_ids.insert(
             key.clone(),
@@ -96,7 +115,7 @@ impl UserSession {
                     Ok(None) => act.admit_to_thread(ctx, conn_id, message),
                     Ok(Some(stored)) => {
                         let Some(claim) = act.msg_ids.remove(&key) else {
-                            return;
+                            return act.admission_finished(ctx);
                         };
                         let askers = std::iter::once(conn_id).chain(claim.waiters);
                         match stored.acceptance {
@@ -111,10 +130,12 @@ impl UserSession {
                                 }
                             }
                         }
+                        act.admission_finished(ctx);
                     }
                     Err(e) => {
                         log::error!("user={} message id lookup failed: {e}", act.user_id);
                         act.release_msg_id(Some(&key), Some(conn_id), storage_unavailable(&key));
+                        act.admission_finished(ctx);
                     }
                 }),
         );
@@ -128,10 +149,12 @@ impl UserSession {
         message: UserMessage,
     ) {
         let Some(thread_id) = message.thread_id else {
-            return self.accept(ctx, conn_id, message, None);
+            self.accept(ctx, conn_id, message, None);
+            return self.admission_finished(ctx);
         };
         if self.known_threads.contains(&thread_id) {
-            return self.accept(ctx, conn_id, message, Some(thread_id));
+            self.accept(ctx, conn_id, message, Some(thread_id));
+            return self.admission_finished(ctx);
         }
         let db = self.deps.db.clone();
         let user = self.user_id.clone();
@@ -163,6 +186,7 @@ impl UserSession {
                     act.release_msg_id(key.as_deref(), Some(conn_id), error);
                 }
             }
+            act.admission_finished(ctx);
         }));
     }
 

@@ -1,20 +1,20 @@
-//! `RunSupervisor`: one per run, a child of the user's session. It executes the pipeline one
+//! `RunSupervisor`: one per run, a child of the user's session. It executes the run's plan one
 //! agent at a time, each attempt an `AgentRunner` actor awaited with a timeout, emits the
 //! agent lifecycle events, and tells the session how the run ended.
 //!
-//! It owns the run's state (earlier agents' results); the session owns everything else.
+//! It owns the run's state (the remaining plan, earlier agents' results); the session owns
+//! everything else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use serde_json::{Value, json};
 
 use crate::agents::runner::{AgentRunner, AttemptDone, AttemptOutcome, StopAttempt};
-use crate::agents::{AgentContext, AgentInput, RunAnswer};
+use crate::agents::{Agent, AgentContext, AgentInput, RunAnswer};
 use crate::context::{RunId, UserContext};
 use crate::protocol::EventKind;
-use crate::runtime::pipeline::Pipeline;
 use crate::runtime::run_events::RunEvents;
 use crate::runtime::session::SessionDeps;
 
@@ -47,19 +47,27 @@ pub struct Cancel {
 #[rtype(result = "()")]
 pub struct AbortRun;
 
+/// The attempt being awaited.
+struct Attempt {
+    agent: Arc<dyn Agent>,
+    /// Tags the attempt's `AttemptDone`, so a late answer of a replaced attempt is ignored.
+    step: usize,
+    number: u32,
+    runner: Addr<AgentRunner>,
+    timeout: SpawnHandle,
+}
+
 pub struct RunSupervisor {
     ctx: UserContext,
     message: String,
     deps: SessionDeps,
-    pipeline: Arc<Pipeline>,
     events: RunEvents,
     finished: Recipient<RunFinished>,
-    /// Index of the agent being run.
-    step: usize,
-    /// The attempt in flight and its timeout.
-    current: Option<(Addr<AgentRunner>, SpawnHandle)>,
-    /// The number of the attempt in flight.
-    attempt: u32,
+    /// The agents still to run.
+    plan: VecDeque<Arc<dyn Agent>>,
+    /// Agents started so far.
+    steps: usize,
+    current: Option<Attempt>,
     results: BTreeMap<String, Value>,
     answer: Option<RunAnswer>,
 }
@@ -72,24 +80,23 @@ impl RunSupervisor {
         events: RunEvents,
         finished: Recipient<RunFinished>,
     ) -> Self {
-        let pipeline = deps.pipeline.clone();
+        let plan = deps.pipeline.initial_plan().into();
         Self {
             ctx,
             message,
             deps,
-            pipeline,
             events,
             finished,
-            step: 0,
+            plan,
+            steps: 0,
             current: None,
-            attempt: 0,
             results: BTreeMap::new(),
             answer: None,
         }
     }
 
-    fn start_step(&mut self, ctx: &mut Context<Self>) {
-        let Some(agent) = self.pipeline.agents().get(self.step).cloned() else {
+    fn start_next(&mut self, ctx: &mut Context<Self>) {
+        let Some(agent) = self.plan.pop_front() else {
             let answer = self.answer.take().unwrap_or_else(|| RunAnswer {
                 summary: String::from("The run finished without an answer."),
                 report_markdown: String::new(),
@@ -98,13 +105,16 @@ impl RunSupervisor {
             self.finish(ctx, RunOutcome::Completed(answer));
             return;
         };
+        self.steps += 1;
+        self.start_attempt(ctx, agent, 1);
+    }
+
+    fn start_attempt(&mut self, ctx: &mut Context<Self>, agent: Arc<dyn Agent>, number: u32) {
         let name = agent.name();
-        let attempt = 1;
-        self.attempt = attempt;
         self.events.emit(
             EventKind::AgentStarted,
             Some(name),
-            json!({ "attempt": attempt }),
+            json!({ "attempt": number }),
         );
         let agent_ctx = AgentContext::new(
             self.ctx.child(name),
@@ -112,55 +122,56 @@ impl RunSupervisor {
             self.events.clone(),
             self.deps.db.clone(),
             self.deps.config.clone(),
+            self.deps.catalog.clone(),
         );
         let input = AgentInput {
             message: self.message.clone(),
             results: Arc::new(self.results.clone()),
         };
         let delay = self.deps.faults.agent_delay(name, self.ctx.user_id());
+        let step = self.steps;
         let runner = AgentRunner::new(
-            agent,
+            agent.clone(),
             agent_ctx,
             input,
-            self.step,
-            attempt,
+            step,
+            number,
             delay,
             ctx.address().recipient(),
         )
         .start();
-        let step = self.step;
-        let timeout = self.deps.config.agent_timeout;
-        let timer = ctx.run_later(timeout, move |act, ctx| {
-            act.on_attempt_done(
-                ctx,
-                AttemptDone {
-                    step,
-                    attempt,
-                    elapsed: timeout,
-                    outcome: AttemptOutcome::Failed(format!(
-                        "timed out after {} ms",
-                        timeout.as_millis()
-                    )),
-                },
-                true,
-            );
+        let limit = self.deps.config.agent_timeout;
+        let timeout = ctx.run_later(limit, move |act, ctx| {
+            let outcome =
+                AttemptOutcome::Failed(format!("timed out after {} ms", limit.as_millis()));
+            let done = AttemptDone {
+                step,
+                attempt: number,
+                elapsed: limit,
+                outcome,
+            };
+            act.on_attempt_done(ctx, done, true);
         });
-        self.current = Some((runner, timer));
+        self.current = Some(Attempt {
+            agent,
+            step,
+            number,
+            runner,
+            timeout,
+        });
     }
 
     fn on_attempt_done(&mut self, ctx: &mut Context<Self>, done: AttemptDone, timed_out: bool) {
-        if done.step != self.step || self.current.is_none() {
-            return;
-        }
-        if let Some((runner, timer)) = self.current.take() {
-            ctx.cancel_future(timer);
-            runner.do_send(StopAttempt);
-        }
-        let name = self
-            .pipeline
-            .agents()
-            .get(self.step)
-            .map_or("agent", |a| a.name());
+        let current = match self.current.take() {
+            Some(current) if current.step == done.step && current.number == done.attempt => current,
+            other => {
+                self.current = other;
+                return;
+            }
+        };
+        ctx.cancel_future(current.timeout);
+        current.runner.do_send(StopAttempt);
+        let name = current.agent.name();
         match done.outcome {
             AttemptOutcome::Done(output) => {
                 self.events.emit(
@@ -177,8 +188,10 @@ impl RunSupervisor {
                 if output.answer.is_some() {
                     self.answer = output.answer;
                 }
-                self.step += 1;
-                self.start_step(ctx);
+                if let Some(names) = output.replan {
+                    self.replan(&names);
+                }
+                self.start_next(ctx);
             }
             AttemptOutcome::Failed(error) | AttemptOutcome::Panicked(error) => {
                 self.events.emit(
@@ -191,6 +204,23 @@ impl RunSupervisor {
                 self.finish(ctx, RunOutcome::Failed { code, error });
             }
         }
+    }
+
+    /// Replaces the rest of the plan with the registered agents among `names`.
+    fn replan(&mut self, names: &[String]) {
+        self.plan = names
+            .iter()
+            .filter_map(|name| {
+                let agent = self.deps.pipeline.get(name);
+                if agent.is_none() {
+                    log::debug!(
+                        "run={} plan names {name}, not available here",
+                        self.ctx.run_id()
+                    );
+                }
+                agent
+            })
+            .collect();
     }
 
     fn finish(&mut self, ctx: &mut Context<Self>, outcome: RunOutcome) {
@@ -211,12 +241,12 @@ impl Actor for RunSupervisor {
             self.ctx.user_id(),
             self.ctx.run_id()
         );
-        self.start_step(ctx);
+        self.start_next(ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        if let Some((runner, _)) = self.current.take() {
-            runner.do_send(StopAttempt);
+        if let Some(current) = self.current.take() {
+            current.runner.do_send(StopAttempt);
         }
     }
 }
@@ -235,18 +265,13 @@ impl Handler<Cancel> for RunSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) {
-        if let Some((runner, timer)) = self.current.take() {
-            ctx.cancel_future(timer);
-            runner.do_send(StopAttempt);
-            let name = self
-                .pipeline
-                .agents()
-                .get(self.step)
-                .map_or("agent", |a| a.name());
+        if let Some(current) = self.current.take() {
+            ctx.cancel_future(current.timeout);
+            current.runner.do_send(StopAttempt);
             self.events.emit(
                 EventKind::AgentError,
-                Some(name),
-                json!({ "error": "cancelled", "attempt": self.attempt, "will_restart": false }),
+                Some(current.agent.name()),
+                json!({ "error": "cancelled", "attempt": current.number, "will_restart": false }),
             );
         }
         self.finish(ctx, RunOutcome::Cancelled { reason: msg.reason });

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde_json::json;
 
+use crate::analysis::catalog::Catalog;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::context::{ConnectionId, RunId, ThreadId, UserId};
@@ -81,6 +82,16 @@ pub enum ObjectRequestKind {
     Approval,
 }
 
+/// An upload wants to start; at most one per user runs at a time. Answers whether it may.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct BeginIngest;
+
+/// The upload that began is over (sent by its guard, however the upload ended).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EndIngest;
+
 /// What every session shares read-only: configuration, the database executor, fault
 /// injection and the agents.
 #[derive(Clone)]
@@ -89,6 +100,7 @@ pub struct SessionDeps {
     pub db: Db,
     pub faults: Arc<Faults>,
     pub pipeline: Arc<Pipeline>,
+    pub catalog: Arc<Catalog>,
 }
 
 /// One attached socket.
@@ -162,6 +174,11 @@ pub struct UserSession {
     pub(super) accepted_runs: u64,
     /// The `user_message` rate limit.
     pub(super) message_rate: TokenBucket,
+    /// An upload of this user is in progress.
+    pub(super) ingesting: bool,
+    /// A message is being admitted (`admission.rs`); the ones behind it wait in order.
+    pub(super) admitting: bool,
+    pub(super) admission_queue: VecDeque<(ConnectionId, UserMessage)>,
 }
 
 impl UserSession {
@@ -177,6 +194,9 @@ impl UserSession {
             replay_generation: 0,
             msg_ids: HashMap::new(),
             accepted_runs: 0,
+            ingesting: false,
+            admitting: false,
+            admission_queue: VecDeque::new(),
             message_rate: TokenBucket::new(
                 deps.config.message_burst,
                 deps.config.messages_per_minute,
@@ -438,5 +458,22 @@ impl Handler<RunFinished> for UserSession {
         self.push_run_end(msg.run_id, thread_id, msg.outcome);
         self.promote(ctx);
         self.flush(ctx);
+    }
+}
+
+/// One upload at a time per user.
+impl Handler<BeginIngest> for UserSession {
+    type Result = bool;
+
+    fn handle(&mut self, _: BeginIngest, _: &mut Context<Self>) -> bool {
+        !std::mem::replace(&mut self.ingesting, true)
+    }
+}
+
+impl Handler<EndIngest> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, _: EndIngest, _: &mut Context<Self>) {
+        self.ingesting = false;
     }
 }

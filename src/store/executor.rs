@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use diesel::Connection;
 
 use crate::faults::Faults;
 use crate::store::batch::WriteBatch;
@@ -21,6 +22,14 @@ type Query<T> = Box<dyn FnOnce(&mut DbConnection) -> Result<T, StoreError> + Sen
 pub struct Read<T>(Query<T>);
 
 impl<T: Send + 'static> Message for Read<T> {
+    type Result = Result<T, StoreError>;
+}
+
+/// A write other than an event batch (an upload, a deletion), run in one transaction on the
+/// writer thread.
+pub struct WriteWith<T>(Query<T>);
+
+impl<T: Send + 'static> Message for WriteWith<T> {
     type Result = Result<T, StoreError>;
 }
 
@@ -72,6 +81,15 @@ impl Handler<Write> for DbWriter {
     }
 }
 
+impl<T: Send + 'static> Handler<WriteWith<T>> for DbWriter {
+    type Result = Result<T, StoreError>;
+
+    fn handle(&mut self, msg: WriteWith<T>, _: &mut SyncContext<Self>) -> Self::Result {
+        let mut conn = self.pool.get()?;
+        conn.transaction(|conn| (msg.0)(conn))
+    }
+}
+
 /// The handle to the executor threads.
 #[derive(Clone)]
 pub struct Db {
@@ -101,6 +119,15 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
         self.reader.send(Read(Box::new(query))).await?
+    }
+
+    /// Runs `write` in one transaction on the writer thread.
+    pub async fn write_with<T, F>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.send(WriteWith(Box::new(write))).await?
     }
 
     /// Applies `batch` on the writer thread.

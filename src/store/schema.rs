@@ -43,8 +43,28 @@ diesel::table! {
     }
 }
 
-// `usage_records` (18 columns) joins this file with the ingest work: diesel's table! takes
-// 16 columns unless its slower-to-build `32-column-tables` feature is on.
+diesel::table! {
+    usage_records (record_id) {
+        record_id -> Text,
+        user_id -> Text,
+        external_id -> Nullable<Text>,
+        ts -> BigInt,
+        model -> Text,
+        provider -> Nullable<Text>,
+        workload -> Text,
+        prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+        cached_tokens -> BigInt,
+        latency_ms -> BigInt,
+        max_tokens -> Nullable<BigInt>,
+        cost_usd -> Nullable<Double>,
+        prompt_prefix_hash -> Nullable<Text>,
+        interactive -> Integer,
+        status -> Text,
+        source -> Text,
+        created_at -> BigInt,
+    }
+}
 
 diesel::table! {
     approvals (approval_id) {

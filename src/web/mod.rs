@@ -13,6 +13,7 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::analysis::catalog::Catalog;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::ErrorCode;
@@ -26,6 +27,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub db: Db,
     pub registry: Addr<SessionRegistry>,
+    pub catalog: Arc<Catalog>,
     /// `POST /api/dev/token` is served.
     pub dev_tokens: bool,
 }
@@ -47,6 +49,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(routes::threads::list_threads)
     .service(routes::threads::thread_events)
     .service(routes::runs::get_run)
+    .service(routes::usage::upload)
+    .service(routes::usage::summary)
+    .service(routes::usage::delete_usage)
     .service(ws::upgrade)
     .default_service(web::to(not_found));
 }

@@ -133,7 +133,14 @@ async fn thread_events_page_and_runs_report(db: TestDb) {
     assert_eq!(status, 200);
     assert_eq!(run["status"], "completed");
     assert_eq!(run["result"]["intent"], "workload_analysis");
-    assert_eq!(run["result"]["entities"]["models"], json!(["gpt-4o"]));
+    let triage = frames
+        .iter()
+        .find(|f| f["type"] == "agent_completed" && f["agent"] == "triage")
+        .unwrap();
+    assert_eq!(
+        triage["data"]["result"]["entities"]["models"],
+        json!(["gpt-4o"])
+    );
     assert_eq!(
         run["report_markdown"],
         frames.last().unwrap()["data"]["report_markdown"]

@@ -4,3 +4,4 @@
 pub mod events;
 pub mod runs;
 pub mod threads;
+pub mod usage;

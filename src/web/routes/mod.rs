@@ -4,3 +4,4 @@ pub mod dev_token;
 pub mod health;
 pub mod runs;
 pub mod threads;
+pub mod usage;

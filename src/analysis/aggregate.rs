@@ -1,0 +1,180 @@
+//! Aggregates of a user's usage in a window, per model × workload and in total: requests,
+//! tokens, spend (priced by the catalog where a record has no `cost_usd`), nearest-rank
+//! p50/p95/p99 latency and error rate. Pure: records and a catalog in, numbers out.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::catalog::Catalog;
+use crate::usage::record::UsageRecord;
+
+/// Records below which an analysis is `partial`.
+pub const SUFFICIENT_RECORDS: usize = 100;
+
+const DAY_MS: f64 = 86_400_000.0;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupStats {
+    pub model: String,
+    pub workload: String,
+    pub requests: usize,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    /// Spend of the records that could be priced.
+    pub spend_usd: f64,
+    /// Records of a model the catalog does not know and without `cost_usd`.
+    pub unpriced_requests: usize,
+    pub latency_p50_ms: i64,
+    pub latency_p95_ms: i64,
+    pub latency_p99_ms: i64,
+    pub error_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Totals {
+    pub requests: usize,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub spend_usd: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Aggregates {
+    pub totals: Totals,
+    /// Sorted by spend, largest first.
+    pub groups: Vec<GroupStats>,
+    /// Models priced by tokens only (not in the catalog), named in reports.
+    pub unpriced_models: Vec<String>,
+    /// First to last record, in days, at least 1.
+    pub window_days: f64,
+    /// `none`, `partial` or `sufficient`.
+    pub data_sufficiency: &'static str,
+}
+
+/// The nearest-rank percentile of sorted `values` (`p` in 0..=100).
+pub fn nearest_rank(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn aggregate(records: &[UsageRecord], catalog: &Catalog) -> Aggregates {
+    let mut by_group: BTreeMap<(&str, &str), Vec<&UsageRecord>> = BTreeMap::new();
+    for record in records {
+        by_group
+            .entry((record.model.as_str(), record.workload.as_str()))
+            .or_default()
+            .push(record);
+    }
+    let mut unpriced_models = Vec::new();
+    let mut groups: Vec<GroupStats> = by_group
+        .into_iter()
+        .map(|((model, workload), group)| {
+            let mut latencies: Vec<i64> = group.iter().map(|r| r.latency_ms).collect();
+            latencies.sort_unstable();
+            let costs: Vec<Option<f64>> = group.iter().map(|r| catalog.cost(r)).collect();
+            let unpriced = costs.iter().filter(|c| c.is_none()).count();
+            if unpriced > 0 && !unpriced_models.iter().any(|m| m == model) {
+                unpriced_models.push(model.to_owned());
+            }
+            let errors = group.iter().filter(|r| r.is_error).count();
+            GroupStats {
+                model: model.to_owned(),
+                workload: workload.to_owned(),
+                requests: group.len(),
+                prompt_tokens: group.iter().map(|r| r.prompt_tokens).sum(),
+                completion_tokens: group.iter().map(|r| r.completion_tokens).sum(),
+                cached_tokens: group.iter().map(|r| r.cached_tokens).sum(),
+                spend_usd: costs.iter().flatten().sum(),
+                unpriced_requests: unpriced,
+                latency_p50_ms: nearest_rank(&latencies, 50.0),
+                latency_p95_ms: nearest_rank(&latencies, 95.0),
+                latency_p99_ms: nearest_rank(&latencies, 99.0),
+                error_rate: errors as f64 / group.len() as f64,
+            }
+        })
+        .collect();
+    groups.sort_by(|a, b| b.spend_usd.total_cmp(&a.spend_usd));
+    let totals = Totals {
+        requests: records.len(),
+        prompt_tokens: groups.iter().map(|g| g.prompt_tokens).sum(),
+        completion_tokens: groups.iter().map(|g| g.completion_tokens).sum(),
+        spend_usd: groups.iter().map(|g| g.spend_usd).sum(),
+    };
+    let first = records.iter().map(|r| r.ts).min().unwrap_or(0);
+    let last = records.iter().map(|r| r.ts).max().unwrap_or(0);
+    let data_sufficiency = match records.len() {
+        0 => "none",
+        n if n < SUFFICIENT_RECORDS => "partial",
+        _ => "sufficient",
+    };
+    Aggregates {
+        totals,
+        groups,
+        unpriced_models,
+        window_days: ((last - first) as f64 / DAY_MS).max(1.0),
+        data_sufficiency,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(model: &str, workload: &str, latency: i64, ts: i64) -> UsageRecord {
+        UsageRecord {
+            external_id: None,
+            ts,
+            model: model.into(),
+            provider: None,
+            workload: workload.into(),
+            prompt_tokens: 1_000,
+            completion_tokens: 100,
+            cached_tokens: 0,
+            latency_ms: latency,
+            max_tokens: None,
+            cost_usd: None,
+            prompt_prefix_hash: None,
+            interactive: true,
+            is_error: latency > 900,
+        }
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let values: Vec<i64> = (1..=100).collect();
+        assert_eq!(nearest_rank(&values, 50.0), 50);
+        assert_eq!(nearest_rank(&values, 95.0), 95);
+        assert_eq!(nearest_rank(&[7], 99.0), 7);
+        assert_eq!(nearest_rank(&[1, 2, 3, 4], 50.0), 2);
+        assert_eq!(nearest_rank(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn groups_totals_and_unpriced_models() {
+        let catalog = Catalog::builtin();
+        let mut records: Vec<UsageRecord> = (1..=10)
+            .map(|i| record("gpt-4o", "chat", i * 100, i * 86_400_000))
+            .collect();
+        records.push(record("homegrown-llm", "chat", 50, 0));
+        let a = aggregate(&records, &catalog);
+        assert_eq!(a.totals.requests, 11);
+        // gpt-4o: 10 × (1,000 × 2.50 + 100 × 10.00) / 1e6 = 10 × 0.0035 = $0.035.
+        assert!((a.totals.spend_usd - 0.035).abs() < 1e-12);
+        let gpt = &a.groups[0];
+        assert_eq!(
+            (gpt.latency_p50_ms, gpt.latency_p95_ms, gpt.latency_p99_ms),
+            (500, 1000, 1000)
+        );
+        assert!((gpt.error_rate - 0.1).abs() < 1e-12);
+        assert_eq!(a.unpriced_models, ["homegrown-llm"]);
+        assert_eq!(a.groups[1].unpriced_requests, 1);
+        assert_eq!(a.window_days, 10.0);
+        assert_eq!(a.data_sufficiency, "partial");
+        assert_eq!(aggregate(&[], &catalog).data_sufficiency, "none");
+    }
+}

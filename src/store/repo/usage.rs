@@ -1,0 +1,151 @@
+//! The `usage_records` table: a user's LLM API requests, uploaded or synthetic.
+
+use std::collections::HashSet;
+
+use diesel::prelude::*;
+
+use crate::context::UserId;
+use crate::store::connection::DbConnection;
+use crate::store::models::UsageRow;
+use crate::store::schema::usage_records::dsl;
+use crate::usage::record::UsageRecord;
+
+/// Rows per insert statement and ids per lookup (well under SQLite's bind limit).
+const CHUNK: usize = 500;
+
+/// How an insert went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    pub accepted: usize,
+    /// Records whose `id` was already stored for this user (or repeated in the upload).
+    pub duplicates: usize,
+}
+
+/// Stores `records` with `source`, skipping ids the user already has. Call inside a
+/// transaction (the writer runs it in one).
+pub fn insert_new(
+    conn: &mut DbConnection,
+    user: &UserId,
+    records: &[UsageRecord],
+    source: &str,
+    now: i64,
+) -> QueryResult<Inserted> {
+    let ids: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r.external_id.as_deref())
+        .collect();
+    let mut seen: HashSet<String> = HashSet::new();
+    for chunk in ids.chunks(CHUNK) {
+        let stored: Vec<Option<String>> = dsl::usage_records
+            .filter(dsl::user_id.eq(user.as_str()))
+            .filter(dsl::external_id.eq_any(chunk))
+            .select(dsl::external_id)
+            .load(conn)?;
+        seen.extend(stored.into_iter().flatten());
+    }
+    let mut duplicates = 0;
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        if let Some(id) = &record.external_id
+            && !seen.insert(id.clone())
+        {
+            duplicates += 1;
+            continue;
+        }
+        rows.push(to_row(user, record, source, now));
+    }
+    // MultiConnection has no multi-row INSERT, so each backend gets its own.
+    for chunk in rows.chunks(CHUNK) {
+        let insert = diesel::insert_into(dsl::usage_records).values(chunk);
+        match conn {
+            DbConnection::Sqlite(c) => insert.execute(c)?,
+            DbConnection::Pg(c) => insert.execute(c)?,
+        };
+    }
+    Ok(Inserted {
+        accepted: rows.len(),
+        duplicates,
+    })
+}
+
+fn to_row(user: &UserId, r: &UsageRecord, source: &str, now: i64) -> UsageRow {
+    UsageRow {
+        record_id: uuid::Uuid::new_v4().to_string(),
+        user_id: user.as_str().to_owned(),
+        external_id: r.external_id.clone(),
+        ts: r.ts,
+        model: r.model.clone(),
+        provider: r.provider.clone(),
+        workload: r.workload.clone(),
+        prompt_tokens: r.prompt_tokens,
+        completion_tokens: r.completion_tokens,
+        cached_tokens: r.cached_tokens,
+        latency_ms: r.latency_ms,
+        max_tokens: r.max_tokens,
+        cost_usd: r.cost_usd,
+        prompt_prefix_hash: r.prompt_prefix_hash.clone(),
+        interactive: i32::from(r.interactive),
+        status: if r.is_error { "error" } else { "ok" }.to_owned(),
+        source: source.to_owned(),
+        created_at: now,
+    }
+}
+
+/// Deletes the user's records, all or of one `source`; returns how many.
+pub fn delete(conn: &mut DbConnection, user: &UserId, source: Option<&str>) -> QueryResult<usize> {
+    match source {
+        Some(source) => diesel::delete(
+            dsl::usage_records
+                .filter(dsl::user_id.eq(user.as_str()))
+                .filter(dsl::source.eq(source)),
+        )
+        .execute(conn),
+        None => {
+            diesel::delete(dsl::usage_records.filter(dsl::user_id.eq(user.as_str()))).execute(conn)
+        }
+    }
+}
+
+/// The user's records with `since <= ts <= until`, oldest first.
+pub fn in_window(
+    conn: &mut DbConnection,
+    user: &UserId,
+    since: i64,
+    until: i64,
+) -> QueryResult<Vec<UsageRecord>> {
+    let rows: Vec<UsageRow> = dsl::usage_records
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::ts.ge(since))
+        .filter(dsl::ts.le(until))
+        .order((dsl::ts.asc(), dsl::record_id.asc()))
+        .select(UsageRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+fn from_row(row: UsageRow) -> UsageRecord {
+    UsageRecord {
+        external_id: row.external_id,
+        ts: row.ts,
+        model: row.model,
+        provider: row.provider,
+        workload: row.workload,
+        prompt_tokens: row.prompt_tokens,
+        completion_tokens: row.completion_tokens,
+        cached_tokens: row.cached_tokens,
+        latency_ms: row.latency_ms,
+        max_tokens: row.max_tokens,
+        cost_usd: row.cost_usd,
+        prompt_prefix_hash: row.prompt_prefix_hash,
+        interactive: row.interactive != 0,
+        is_error: row.status == "error",
+    }
+}
+
+/// The time of the user's latest record, if any.
+pub fn latest_ts(conn: &mut DbConnection, user: &UserId) -> QueryResult<Option<i64>> {
+    dsl::usage_records
+        .filter(dsl::user_id.eq(user.as_str()))
+        .select(diesel::dsl::max(dsl::ts))
+        .first(conn)
+}

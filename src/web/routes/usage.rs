@@ -1,0 +1,204 @@
+//! `POST /api/usage` (upload), `GET /api/usage/summary` and `DELETE /api/usage`: a user's LLM
+//! usage records in and out.
+//!
+//! An upload is all-or-nothing unless `?partial=true`; parsing runs off the async arbiters,
+//! the insert on the writer thread in one transaction, and the user's session lets one upload
+//! at a time through (a second gets 429 with `Retry-After`).
+
+use actix::Addr;
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::analysis::aggregate::aggregate;
+use crate::clock::now_ms;
+use crate::error::ErrorCode;
+use crate::runtime::registry::GetSession;
+use crate::runtime::session::{BeginIngest, EndIngest, UserSession};
+use crate::store::repo;
+use crate::usage::parse::{Format, parse};
+use crate::usage::record::parse_time;
+use crate::web::AppState;
+use crate::web::error::ApiError;
+use crate::web::extract::AuthenticatedUser;
+
+/// Seconds a client is asked to wait when its other upload is still running.
+const RETRY_AFTER_SECS: u32 = 2;
+
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    #[serde(default)]
+    partial: bool,
+}
+
+/// Releases the user's upload slot when the upload ends, however it ends.
+struct IngestSlot(Addr<UserSession>);
+
+impl Drop for IngestSlot {
+    fn drop(&mut self) {
+        self.0.do_send(EndIngest);
+    }
+}
+
+#[post("/api/usage")]
+pub async fn upload(
+    req: HttpRequest,
+    mut body: web::Payload,
+    state: web::Data<AppState>,
+    AuthenticatedUser(identity): AuthenticatedUser,
+    query: web::Query<UploadQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let format = Format::from_content_type(content_type).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "content type {content_type:?} is not accepted; send application/x-ndjson, \
+                 text/csv or application/json"
+            ),
+        )
+    })?;
+    let session = state
+        .registry
+        .send(GetSession {
+            user_id: identity.user_id.clone(),
+        })
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "server shutting down"))?;
+    let may_start = session
+        .send(BeginIngest)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "try again"))?;
+    if !may_start {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            "another upload of yours is still running; send this one when it has finished",
+        )
+        .retry_after(RETRY_AFTER_SECS));
+    }
+    let _slot = IngestSlot(session);
+
+    let limit = state.config.max_upload_bytes;
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("the upload is over {limit} bytes; split it into smaller files"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let parsed = web::block(move || parse(format, &bytes))
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the upload could not be parsed"))?
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if parsed.rejected > 0 && !query.partial {
+        let details = parsed.errors.iter().map(|e| json!(e)).collect();
+        return Err(ApiError::new(
+            ErrorCode::InvalidRows,
+            format!(
+                "{} of {} rows are invalid and nothing was stored; fix them, or send \
+                 ?partial=true to store the valid rows",
+                parsed.rejected,
+                parsed.rejected + parsed.records.len()
+            ),
+        )
+        .with_details(details));
+    }
+    let user = identity.user_id;
+    let records = parsed.records;
+    let inserted = state
+        .db
+        .write_with(move |conn| {
+            Ok(repo::usage::insert_new(
+                conn,
+                &user,
+                &records,
+                "uploaded",
+                now_ms(),
+            )?)
+        })
+        .await?;
+    let mut answer = json!({
+        "accepted": inserted.accepted,
+        "rejected": parsed.rejected,
+        "duplicates": inserted.duplicates,
+    });
+    if query.partial {
+        answer["details"] = json!(parsed.errors);
+    }
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+#[derive(Deserialize)]
+pub struct SummaryQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+#[get("/api/usage/summary")]
+pub async fn summary(
+    state: web::Data<AppState>,
+    AuthenticatedUser(identity): AuthenticatedUser,
+    query: web::Query<SummaryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let bound = |name: &str, raw: &Option<String>, default: i64| match raw {
+        None => Ok(default),
+        Some(raw) => parse_time(raw).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
+    };
+    let since = bound("since", &query.since, 0)?;
+    let until = bound("until", &query.until, i64::MAX)?;
+    if since > until {
+        return Err(ApiError::bad_request("since is after until"));
+    }
+    let user = identity.user_id;
+    let catalog = state.catalog.clone();
+    let aggregates = state
+        .db
+        .read(move |conn| {
+            let records = repo::usage::in_window(conn, &user, since, until)?;
+            Ok(aggregate(&records, &catalog))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "totals": aggregates.totals,
+        "groups": aggregates.groups,
+        "unpriced_models": aggregates.unpriced_models,
+        "catalog_as_of": state.catalog.as_of(),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteQuery {
+    source: Option<String>,
+}
+
+#[delete("/api/usage")]
+pub async fn delete_usage(
+    state: web::Data<AppState>,
+    AuthenticatedUser(identity): AuthenticatedUser,
+    query: web::Query<DeleteQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let source = match query.source.as_deref() {
+        None | Some("all") => None,
+        Some(source @ ("uploaded" | "synthetic")) => Some(source.to_owned()),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "source {other:?} is not one of all, uploaded, synthetic"
+            )));
+        }
+    };
+    let user = identity.user_id;
+    let deleted = state
+        .db
+        .write_with(move |conn| Ok(repo::usage::delete(conn, &user, source.as_deref())?))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+}
