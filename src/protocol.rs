@@ -271,6 +271,8 @@ pub struct Event {
     pub run_id: Option<RunId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// Null only for `erased` events, which carry no data.
+    #[serde(skip_serializing_if = "Value::is_null")]
     pub data: Value,
 }
 

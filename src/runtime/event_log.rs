@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
 use crate::context::{RunId, ThreadId};
@@ -24,6 +25,8 @@ use crate::store::batch::{WriteBatch, WriteOp};
 pub(super) struct Pending {
     event: Event,
     op: Option<WriteOp>,
+    /// Told when the event is durable (dropped unsent if it is lost).
+    notify: Option<oneshot::Sender<()>>,
 }
 
 impl UserSession {
@@ -47,7 +50,26 @@ impl UserSession {
             agent,
             data,
         };
-        self.pending.push_back(Pending { event, op });
+        self.pending.push_back(Pending {
+            event,
+            op,
+            notify: None,
+        });
+    }
+
+    /// Like `push`, and `notify` hears when the event is durable.
+    pub(super) fn push_notified(
+        &mut self,
+        event_thread: ThreadId,
+        kind: EventKind,
+        data: Value,
+        op: WriteOp,
+        notify: oneshot::Sender<()>,
+    ) {
+        self.push(event_thread, None, None, kind, data, Some(op));
+        if let Some(last) = self.pending.back_mut() {
+            last.notify = Some(notify);
+        }
     }
 
     /// Cuts the next batch from `pending` and hands it to the writer, unless one is in flight.
@@ -62,6 +84,7 @@ impl UserSession {
         let mut events = Vec::with_capacity(n);
         let mut ops = Vec::new();
         for (i, pending) in self.pending.drain(..n).enumerate() {
+            self.in_flight_notify.extend(pending.notify);
             let mut event = pending.event;
             event.seq = self.last_seq + 1 + i as i64;
             if let Some(mut op) = pending.op {
@@ -122,6 +145,9 @@ impl UserSession {
     /// The batch is stored: advance `last_seq`, settle runs and message ids, deliver.
     fn on_durable(&mut self, events: Vec<Event>) {
         self.writing = false;
+        for notify in self.in_flight_notify.drain(..) {
+            let _ = notify.send(());
+        }
         let Some(last) = events.last() else {
             return;
         };
@@ -162,6 +188,7 @@ impl UserSession {
     /// never stored is forgotten and its socket told to send it again.
     fn on_write_failed(&mut self, events: Vec<Event>) {
         self.writing = false;
+        self.in_flight_notify.clear();
         let mut affected: Vec<RunId> = Vec::new();
         for event in &events {
             if event.kind == EventKind::ThreadCreated

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use serde_json::json;
+use tokio::sync::oneshot;
 
 use crate::analysis::catalog::Catalog;
 use crate::clock::now_ms;
@@ -92,6 +93,23 @@ pub struct BeginIngest;
 #[rtype(result = "()")]
 pub struct EndIngest;
 
+/// `DELETE /api/threads/{id}`: answered once `thread_deleted` is durable.
+#[derive(Message)]
+#[rtype(result = "Result<(), ThreadDeleteError>")]
+pub struct DeleteThread {
+    pub thread_id: ThreadId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ThreadDeleteError {
+    #[error("thread not found")]
+    NotFound,
+    #[error("a run of this thread is still active; cancel it or wait for it to finish")]
+    Active,
+    #[error("storage unavailable; try again")]
+    Unavailable,
+}
+
 /// What every session shares read-only: configuration, the database executor, fault
 /// injection and the agents.
 #[derive(Clone)]
@@ -166,6 +184,8 @@ pub struct UserSession {
     pub(super) pending: VecDeque<Pending>,
     /// A batch is with the writer.
     pub(super) writing: bool,
+    /// Who waits for the batch with the writer to be durable.
+    pub(super) in_flight_notify: Vec<oneshot::Sender<()>>,
     /// Distinguishes a socket's current replay from a superseded one.
     pub(super) replay_generation: u64,
     /// `client_msg_id`s being admitted or held by live runs (`admission.rs`).
@@ -191,6 +211,7 @@ impl UserSession {
             known_threads: HashSet::new(),
             pending: VecDeque::new(),
             writing: false,
+            in_flight_notify: Vec::new(),
             replay_generation: 0,
             msg_ids: HashMap::new(),
             accepted_runs: 0,
@@ -475,5 +496,40 @@ impl Handler<EndIngest> for UserSession {
 
     fn handle(&mut self, _: EndIngest, _: &mut Context<Self>) {
         self.ingesting = false;
+    }
+}
+
+/// Deletes one of the user's threads: not while a run of it is live; its events are erased in
+/// the same batch that stores `thread_deleted`.
+impl Handler<DeleteThread> for UserSession {
+    type Result = ResponseActFuture<Self, Result<(), ThreadDeleteError>>;
+
+    fn handle(&mut self, msg: DeleteThread, _: &mut Context<Self>) -> Self::Result {
+        let thread_id = msg.thread_id;
+        let db = self.deps.db.clone();
+        let user = self.user_id.clone();
+        let lookup = async move {
+            db.read(move |conn| Ok(repo::threads::is_owned(conn, &user, thread_id)?))
+                .await
+        };
+        Box::pin(lookup.into_actor(self).then(move |owned, act, ctx| {
+            let ready = |r| actix::fut::ready(r).boxed_local();
+            match owned {
+                Ok(false) => return ready(Err(ThreadDeleteError::NotFound)),
+                Err(_) => return ready(Err(ThreadDeleteError::Unavailable)),
+                Ok(true) => {}
+            }
+            if act.runs.values().any(|run| run.thread_id == thread_id) {
+                return ready(Err(ThreadDeleteError::Active));
+            }
+            act.known_threads.remove(&thread_id);
+            let (notify, durable) = oneshot::channel();
+            let op = WriteOp::DeleteThread { thread_id };
+            act.push_notified(thread_id, EventKind::ThreadDeleted, json!({}), op, notify);
+            act.flush(ctx);
+            async move { durable.await.map_err(|_| ThreadDeleteError::Unavailable) }
+                .into_actor(act)
+                .boxed_local()
+        }))
     }
 }

@@ -40,6 +40,9 @@ pub enum WriteOp {
         thread_id: ThreadId,
         end: RunEnd,
     },
+    /// The thread, its runs and its events' contents go (before the batch's own events are
+    /// written, so `thread_deleted` itself stays).
+    DeleteThread { thread_id: ThreadId },
 }
 
 /// Everything one session flushes at once.
@@ -96,6 +99,7 @@ fn apply_op(conn: &mut DbConnection, user: &UserId, op: &WriteOp) -> diesel::Que
             repo::runs::insert(conn, user, row)?;
             repo::threads::set_last_run_status(conn, user, *thread_id, status, *ts)
         }
+        WriteOp::DeleteThread { thread_id } => repo::threads::delete(conn, user, *thread_id),
         WriteOp::MarkRunning {
             run_id,
             thread_id,

@@ -49,6 +49,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(routes::threads::list_threads)
     .service(routes::threads::thread_events)
     .service(routes::runs::get_run)
+    .service(routes::runs::get_report)
+    .service(routes::threads::delete_thread)
     .service(routes::usage::upload)
     .service(routes::usage::summary)
     .service(routes::usage::delete_usage)

@@ -20,3 +20,5 @@ mod restart;
 mod runs;
 mod storage_faults;
 mod stream;
+mod threads;
+mod usage;

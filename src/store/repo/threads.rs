@@ -64,3 +64,34 @@ pub fn set_last_run_status(
     .execute(conn)
     .map(drop)
 }
+
+/// Deletes the thread and its runs, and erases its events' contents (their `seq`, `ts`,
+/// `thread_id` and `run_id` stay, so the user's sequence has no gap).
+pub fn delete(conn: &mut DbConnection, user: &UserId, thread: ThreadId) -> QueryResult<()> {
+    use crate::store::schema::{events, runs};
+    let thread_text = thread.to_string();
+    diesel::update(
+        events::table
+            .filter(events::user_id.eq(user.as_str()))
+            .filter(events::thread_id.eq(&thread_text)),
+    )
+    .set((
+        events::kind.eq("erased"),
+        events::agent.eq(None::<String>),
+        events::data.eq("null"),
+    ))
+    .execute(conn)?;
+    diesel::delete(
+        runs::table
+            .filter(runs::user_id.eq(user.as_str()))
+            .filter(runs::thread_id.eq(&thread_text)),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        dsl::threads
+            .filter(dsl::user_id.eq(user.as_str()))
+            .filter(dsl::thread_id.eq(&thread_text)),
+    )
+    .execute(conn)
+    .map(drop)
+}

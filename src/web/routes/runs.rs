@@ -1,4 +1,5 @@
-//! `GET /api/runs/{id}`: one run's status and answer. Another user's run is `not_found`.
+//! `GET /api/runs/{id}` and `GET /api/reports/{run_id}.md`: one run's status and answer, and
+//! its report as markdown. Another user's run is `not_found`.
 
 use actix_web::{HttpResponse, get, web};
 use serde_json::{Value, json};
@@ -39,4 +40,24 @@ pub async fn get_run(
         "result": result,
         "report_markdown": row.report_markdown,
     })))
+}
+
+#[get("/api/reports/{id}.md")]
+pub async fn get_report(
+    state: web::Data<AppState>,
+    AuthenticatedUser(identity): AuthenticatedUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let raw_id = path.into_inner();
+    let run = RunId::parse(&raw_id).map_err(|_| ApiError::not_found("report", &raw_id))?;
+    let user = identity.user_id;
+    let report = state
+        .db
+        .read(move |conn| Ok(repo::runs::get(conn, &user, run)?))
+        .await?
+        .and_then(|row| row.report_markdown)
+        .ok_or_else(|| ApiError::not_found("report", &raw_id))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/markdown; charset=utf-8")
+        .body(report))
 }

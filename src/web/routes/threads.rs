@@ -1,11 +1,15 @@
-//! `GET /api/threads` and `GET /api/threads/{id}/events`: a user's threads and one thread's
-//! stored events. Another user's thread is `not_found`, exactly like a missing one.
+//! `GET /api/threads`, `GET /api/threads/{id}/events` and `DELETE /api/threads/{id}`: a user's
+//! threads, one thread's stored events, and deletion (through the user's session, which owns
+//! the event sequence). Another user's thread is `not_found`, exactly like a missing one.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, delete, get, web};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::context::ThreadId;
+use crate::error::ErrorCode;
+use crate::runtime::registry::GetSession;
+use crate::runtime::session::{DeleteThread, ThreadDeleteError};
 use crate::store::repo;
 use crate::web::AppState;
 use crate::web::error::ApiError;
@@ -82,4 +86,35 @@ pub async fn thread_events(
         _ => None,
     };
     Ok(HttpResponse::Ok().json(json!({ "events": events, "next_after_seq": next_after_seq })))
+}
+
+#[delete("/api/threads/{id}")]
+pub async fn delete_thread(
+    state: web::Data<AppState>,
+    AuthenticatedUser(identity): AuthenticatedUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let raw_id = path.into_inner();
+    let thread = ThreadId::parse(&raw_id).map_err(|_| ApiError::not_found("thread", &raw_id))?;
+    let session = state
+        .registry
+        .send(GetSession {
+            user_id: identity.user_id,
+        })
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "server shutting down"))?;
+    let deleted = session
+        .send(DeleteThread { thread_id: thread })
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "try again"))?;
+    match deleted {
+        Ok(()) => Ok(HttpResponse::Ok().json(json!({ "deleted": raw_id }))),
+        Err(ThreadDeleteError::NotFound) => Err(ApiError::not_found("thread", &raw_id)),
+        Err(e @ ThreadDeleteError::Active) => {
+            Err(ApiError::new(ErrorCode::Conflict, e.to_string()))
+        }
+        Err(e @ ThreadDeleteError::Unavailable) => {
+            Err(ApiError::new(ErrorCode::Unavailable, e.to_string()))
+        }
+    }
 }
