@@ -62,6 +62,8 @@ pub struct Config {
     pub max_running_per_user: usize,
     /// Runs of one user waiting for a slot; beyond it messages are `rate_limited`.
     pub max_queued_per_user: usize,
+    /// Runs executing at once on this server, all users together; more wait their turn.
+    pub max_running_total: usize,
     /// `user_message`s a user may send per minute…
     pub messages_per_minute: u32,
     /// …in bursts of at most this many.
@@ -104,6 +106,7 @@ impl Config {
             session_arbiters: cores,
             max_running_per_user: 5,
             max_queued_per_user: 20,
+            max_running_total: 512,
             messages_per_minute: 60,
             message_burst: 20,
             agent_timeout: Duration::from_secs(30),
@@ -140,6 +143,7 @@ impl Config {
         c.session_arbiters = env_or("ENCLAVE_SESSION_ARBITERS", c.session_arbiters)?;
         c.max_running_per_user = env_or("ENCLAVE_MAX_RUNNING_PER_USER", c.max_running_per_user)?;
         c.max_queued_per_user = env_or("ENCLAVE_MAX_QUEUED_PER_USER", c.max_queued_per_user)?;
+        c.max_running_total = env_or("ENCLAVE_MAX_RUNNING_TOTAL", c.max_running_total)?;
         c.messages_per_minute = env_or("ENCLAVE_MESSAGES_PER_MINUTE", c.messages_per_minute)?;
         c.message_burst = env_or("ENCLAVE_MESSAGE_BURST", c.message_burst)?;
         c.agent_timeout = env_ms("ENCLAVE_AGENT_TIMEOUT_MS", c.agent_timeout)?;

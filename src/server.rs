@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::faults::{Faults, FaultsError};
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::registry::SessionRegistry;
+use crate::runtime::run_slots::RunSlots;
 use crate::runtime::session::SessionDeps;
 use crate::store::{self, Backend, Db, StoreError};
 use crate::web::{self as enclave_web, AppState};
@@ -88,6 +89,7 @@ impl Server {
             faults: faults.clone(),
             pipeline: Arc::new(pipeline),
             catalog: catalog.clone(),
+            slots: RunSlots::new(config.max_running_total).start(),
         };
         let registry =
             SessionRegistry::new(deps, arbiters.iter().map(Arbiter::handle).collect()).start();

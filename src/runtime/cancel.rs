@@ -40,6 +40,7 @@ impl UserSession {
         {
             Some((RunPhase::Queued { .. }, thread_id)) => {
                 self.push_run_end(run_id, thread_id, RunOutcome::Cancelled { reason: "user" });
+                self.promote(ctx);
                 self.flush(ctx);
             }
             Some((RunPhase::Running { supervisor }, _)) => {

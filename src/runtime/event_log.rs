@@ -16,6 +16,7 @@ use crate::clock::now_ms;
 use crate::context::{RunId, ThreadId};
 use crate::error::ErrorCode;
 use crate::protocol::{Event, EventKind, FrameError};
+use crate::runtime::run_slots::Release;
 use crate::runtime::run_supervisor::{AbortRun, RunOutcome};
 use crate::runtime::session::UserSession;
 use crate::runtime::socket::{Frames, Outbound, close_code};
@@ -220,6 +221,9 @@ impl UserSession {
                 };
                 self.push_run_end(run_id, thread_id, outcome);
             } else if let Some(run) = self.runs.remove(&run_id) {
+                if run.holds_user_slot() {
+                    self.deps.slots.do_send(Release { run_id });
+                }
                 let mut error = FrameError::new(
                     ErrorCode::Unavailable,
                     "storage unavailable: the message was not stored; send it again",

@@ -10,6 +10,8 @@ pub mod rate_limit;
 pub mod registry;
 mod replay;
 pub mod run_events;
+pub mod run_slots;
 pub mod run_supervisor;
+mod scheduling;
 pub mod session;
 pub mod socket;

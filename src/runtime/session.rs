@@ -28,6 +28,7 @@ use crate::runtime::pipeline::Pipeline;
 use crate::runtime::rate_limit::TokenBucket;
 use crate::runtime::replay::Replay;
 use crate::runtime::run_events::Emit;
+use crate::runtime::run_slots::{Release, RunSlots};
 use crate::runtime::run_supervisor::{RunFinished, RunOutcome, RunSupervisor};
 use crate::runtime::socket::{Outbound, close_code};
 use crate::store::Db;
@@ -119,6 +120,8 @@ pub struct SessionDeps {
     pub faults: Arc<Faults>,
     pub pipeline: Arc<Pipeline>,
     pub catalog: Arc<Catalog>,
+    /// The server-wide cap on executing runs.
+    pub slots: Addr<RunSlots>,
 }
 
 /// One attached socket.
@@ -128,11 +131,21 @@ pub(super) struct Socket {
     pub(crate) replay: Option<Replay>,
 }
 
+/// What a queued run waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Awaiting {
+    /// Room among the user's executing runs.
+    UserSlot,
+    /// One of the server's slots (`RunSlots`).
+    ServerSlot,
+}
+
 /// Where a live run is.
 pub(super) enum RunPhase {
     /// Waiting for a slot; `content` is the message it will run on.
     Queued {
         content: String,
+        awaiting: Awaiting,
     },
     Running {
         supervisor: Addr<RunSupervisor>,
@@ -161,6 +174,18 @@ impl LiveRun {
 
     pub(super) fn is_queued(&self) -> bool {
         matches!(self.phase, RunPhase::Queued { .. })
+    }
+
+    /// Counts toward the user's limit: executing, or promoted and waiting for a server slot.
+    pub(super) fn holds_user_slot(&self) -> bool {
+        matches!(
+            self.phase,
+            RunPhase::Running { .. }
+                | RunPhase::Queued {
+                    awaiting: Awaiting::ServerSlot,
+                    ..
+                }
+        )
     }
 
     pub(super) fn supervisor(&self) -> Option<&Addr<RunSupervisor>> {
@@ -252,6 +277,9 @@ impl UserSession {
     /// Records how a run ended: its terminal event and its row change, in one batch.
     pub(super) fn push_run_end(&mut self, run_id: RunId, thread_id: ThreadId, outcome: RunOutcome) {
         if let Some(run) = self.runs.get_mut(&run_id) {
+            if run.holds_user_slot() {
+                self.deps.slots.do_send(Release { run_id });
+            }
             run.phase = RunPhase::Ending;
         }
         let (kind, data, end) = match outcome {

@@ -220,3 +220,63 @@ async fn message_rate_is_limited(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(message_rate_is_limited);
+
+async fn the_server_cap_serves_users_in_turn(db: TestDb) {
+    let mut config = test_config(&db);
+    config.max_running_total = 2;
+    // Runs take a minute: slots free up only when the test cancels a run.
+    config.faults = "triage:slow:60000".into();
+    let app = TestApp::spawn_with(config).await;
+    let mut alice = app.ws("alice").await;
+    let mut bob = app.ws("bob").await;
+    alice.recv().await;
+    bob.recv().await;
+
+    for i in 1..=4 {
+        alice.say(&format!("alice {i}")).await;
+    }
+    let accepted = alice
+        .recv_until(|f| f["type"] == "run_queued" && f["data"]["position"] == 2)
+        .await;
+    let started: Vec<Value> = of_type(&accepted, "run_started")
+        .iter()
+        .map(|f| f["run_id"].clone())
+        .collect();
+    let waiting: Vec<&Value> = of_type(&accepted, "run_queued");
+    assert_eq!(started.len(), 2, "the server has two slots");
+    assert!(waiting.iter().all(|f| f["data"]["reason"] == "server_busy"));
+    let alice_waiting: Vec<Value> = waiting.iter().map(|f| f["run_id"].clone()).collect();
+
+    bob.say("bob 1").await;
+    let bob_queued = bob.recv_until(|f| f["type"] == "run_queued").await;
+    let bob_run = bob_queued.last().unwrap()["run_id"].clone();
+    assert_eq!(
+        bob_queued.last().unwrap()["data"],
+        json!({"position":1,"reason":"server_busy"})
+    );
+
+    // First freed slot: alice's turn (she waited first).
+    alice
+        .send(json!({"type":"cancel_run","run_id":started[0]}))
+        .await;
+    let frames = alice.recv_until(|f| f["type"] == "run_started").await;
+    assert_eq!(frames.last().unwrap()["run_id"], alice_waiting[0]);
+    // Second freed slot: bob's turn, although alice queued another run before him.
+    alice
+        .send(json!({"type":"cancel_run","run_id":started[1]}))
+        .await;
+    let frames = bob.recv_until(|f| f["type"] == "run_started").await;
+    assert_eq!(frames.last().unwrap()["run_id"], bob_run);
+    let token = app.token("alice");
+    let path = format!("/api/runs/{}", alice_waiting[1].as_str().unwrap());
+    assert_eq!(app.get(&path, Some(&token)).await.1["status"], "queued");
+
+    // Then alice's last run.
+    alice
+        .send(json!({"type":"cancel_run","run_id":alice_waiting[0]}))
+        .await;
+    let frames = alice.recv_until(|f| f["type"] == "run_started").await;
+    assert_eq!(frames.last().unwrap()["run_id"], alice_waiting[1]);
+    app.stop().await;
+}
+on_both_backends!(the_server_cap_serves_users_in_turn);

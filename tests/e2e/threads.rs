@@ -56,7 +56,12 @@ async fn deleting_a_thread_erases_it_without_a_gap(db: TestDb) {
     assert_eq!(deleted["seq"], last_before + 1);
 
     // The replay keeps every seq: the thread's events come back as `erased`, bare.
-    assert_eq!(tab1.recv_until(|f| f["type"] == "thread_deleted").await.len(), 1);
+    assert_eq!(
+        tab1.recv_until(|f| f["type"] == "thread_deleted")
+            .await
+            .len(),
+        1
+    );
     let replay = sequenced(&tab1.ws_replay_from(0).await);
     assert_gapless(&replay, 1);
     for event in &replay[..replay.len() - 1] {
