@@ -539,3 +539,45 @@ pub async fn silent_socket_close_code(addr: SocketAddr, token: &str) -> u16 {
         }
     }
 }
+
+/// Every route and socket message that names an object, tried by `attacker` with `victim`'s
+/// thread and run ids: each must answer `not_found`, exactly as for ids that do not exist, and
+/// change nothing of the victim's. Later features add their routes and messages here.
+pub async fn assert_cross_user_not_found(app: &TestApp, attacker: &str, thread: &str, run: &str) {
+    let token = app.token(attacker);
+    let client = awc::Client::default();
+    let gets = [
+        format!("/api/threads/{thread}/events"),
+        format!("/api/runs/{run}"),
+        format!("/api/reports/{run}.md"),
+    ];
+    for path in gets {
+        let (status, body) = app.get(&path, Some(&token)).await;
+        assert_eq!(status, 404, "GET {path}");
+        assert_eq!(body["error"]["code"], "not_found", "GET {path}");
+    }
+    let mut resp = client
+        .delete(app.http(&format!("/api/threads/{thread}")))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(resp.status().as_u16(), 404, "DELETE thread");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "not_found");
+
+    let mut socket = app.ws(attacker).await;
+    socket.recv().await;
+    let messages = [
+        json!({"type":"user_message","content":"let me in","thread_id":thread,"client_msg_id":"x-1"}),
+        json!({"type":"cancel_run","run_id":run}),
+        json!({"type":"approval","approval_id":run,"decision":"approve"}),
+    ];
+    for message in messages {
+        socket.send(message.clone()).await;
+        let answer = socket.recv_until(|f| f["type"] == "error").await;
+        let answer = answer.last().expect("an error");
+        assert_eq!(answer["code"], "not_found", "{message}");
+    }
+    socket.close().await;
+}

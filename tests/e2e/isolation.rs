@@ -1,7 +1,7 @@
 //! Two users on one server: each receives only its own events; every route and socket message
 //! that names the other's objects answers `not_found`.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -47,29 +47,9 @@ async fn two_users_see_only_their_own(db: TestDb) {
     let bob_run = run_of(&bob_frames);
     assert!(!alice_text.contains(&bob_thread));
 
-    // A message to bob's thread from alice: not_found, as for a thread that does not exist.
-    alice
-        .send(json!({"type":"user_message","content":"hi","thread_id":bob_thread,"client_msg_id":"m-x"}))
-        .await;
-    let refused = alice.recv().await;
-    assert_eq!(refused["type"], "error");
-    assert_eq!(refused["code"], "not_found");
-    assert_eq!(refused["ref"], "m-x");
-    alice
-        .send(json!({"type":"cancel_run","run_id":bob_run}))
-        .await;
-    let refused = alice.recv().await;
-    assert_eq!(refused["code"], "not_found");
-
+    // Every route and message naming bob's thread or run answers alice `not_found`.
+    assert_cross_user_not_found(&app, "alice", &bob_thread, &bob_run).await;
     let alice_token = app.token("alice");
-    for path in [
-        format!("/api/threads/{bob_thread}/events"),
-        format!("/api/runs/{bob_run}"),
-    ] {
-        let (status, body) = app.get(&path, Some(&alice_token)).await;
-        assert_eq!(status, 404, "{path}");
-        assert_eq!(body["error"]["code"], "not_found");
-    }
     let (status, threads) = app.get("/api/threads", Some(&alice_token)).await;
     assert_eq!(status, 200);
     let listed = serde_json::to_string(&threads).unwrap();
@@ -102,3 +82,68 @@ async fn two_users_see_only_their_own(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(two_users_see_only_their_own);
+
+async fn a_hundred_users_at_once_stay_apart(db: TestDb) {
+    let app = TestApp::spawn(&db).await;
+    let secrets: Vec<String> = (0..100)
+        .map(|i| format!("secret-{i}-{}", uuid::Uuid::new_v4().simple()))
+        .collect();
+    let runs = secrets.iter().enumerate().map(|(i, secret)| {
+        let app = &app;
+        async move {
+            let user = format!("user{i}");
+            let mut socket = app.ws(&user).await;
+            assert_eq!(socket.recv().await["user_id"], user.as_str());
+            socket.say(&format!("analyse my usage {secret}")).await;
+            let frames = socket.recv_runs(1).await;
+            (user, frames)
+        }
+    });
+    let results = futures_util::future::join_all(runs).await;
+    let mut owners: std::collections::HashMap<String, String> = Default::default();
+    for (i, (user, frames)) in results.iter().enumerate() {
+        assert_eq!(frames.last().unwrap()["type"], "run_completed", "{user}");
+        assert_gapless(frames, 1);
+        let text = serde_json::to_string(frames).unwrap();
+        for (j, secret) in secrets.iter().enumerate() {
+            assert_eq!(
+                text.contains(secret.as_str()),
+                i == j,
+                "{user} and secret {j}"
+            );
+        }
+        for frame in sequenced(frames) {
+            for id in [&frame["thread_id"], &frame["run_id"]] {
+                let id = id.as_str().unwrap().to_owned();
+                let owner = owners.entry(id).or_insert_with(|| user.clone());
+                assert_eq!(owner, user, "an id seen by two users");
+            }
+        }
+    }
+    // HTTP answers too: each user's threads carry only that user's secret.
+    for (i, (user, frames)) in results.iter().enumerate().step_by(9) {
+        let (_, threads) = app.get("/api/threads", Some(&app.token(user))).await;
+        let text = threads.to_string();
+        assert!(text.contains(secrets[i].as_str()));
+        assert_eq!(
+            secrets.iter().filter(|s| text.contains(s.as_str())).count(),
+            1
+        );
+        let run = frames.last().unwrap()["run_id"].as_str().unwrap();
+        let (status, answer) = app
+            .get(&format!("/api/runs/{run}"), Some(&app.token(user)))
+            .await;
+        assert_eq!(status, 200);
+        let answer = answer.to_string();
+        let foreign = secrets
+            .iter()
+            .enumerate()
+            .filter(|(j, s)| *j != i && answer.contains(s.as_str()));
+        assert_eq!(foreign.count(), 0);
+        let other = &results[(i + 1) % results.len()].0;
+        let thread = frames[0]["thread_id"].as_str().unwrap();
+        assert_cross_user_not_found(&app, other, thread, run).await;
+    }
+    app.stop().await;
+}
+on_both_backends!(a_hundred_users_at_once_stay_apart);
