@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use enclave::auth::Auth;
+use enclave::client;
 use enclave::config::{Config, parse_duration};
 use enclave::context::UserId;
 use enclave::runtime::pipeline::Pipeline;
@@ -41,6 +43,21 @@ enum Command {
         /// Database URL [env: DATABASE_URL] [default: sqlite://enclave.db]
         #[arg(long)]
         database: Option<String>,
+    },
+    /// Upload a file of LLM usage records (.ndjson, .jsonl, .csv or .json) to a running server.
+    Ingest {
+        /// The file to upload.
+        file: std::path::PathBuf,
+        /// Whose records they are [default: $USER]. With ENCLAVE_JWT_SECRET set the token is
+        /// signed locally; otherwise the server must be in dev mode.
+        #[arg(long)]
+        user: Option<String>,
+        /// The server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Store the valid rows even when some are invalid.
+        #[arg(long)]
+        partial: bool,
     },
     /// Print a token for a user, signed with ENCLAVE_JWT_SECRET.
     Token {
@@ -89,6 +106,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("applied {ran} migration(s)");
             Ok(())
         }
+        Command::Ingest {
+            file,
+            user,
+            url,
+            partial,
+        } => ingest(&config, &file, user, &url, partial),
         Command::Token { user, ttl } => {
             let Some(secret) = &config.jwt_secret else {
                 bail!(
@@ -132,4 +155,77 @@ fn serve(config: Config) -> anyhow::Result<()> {
         server.run_until_stopped().await?;
         Ok(())
     })
+}
+
+fn ingest(
+    config: &Config,
+    file: &std::path::Path,
+    user: Option<String>,
+    url: &str,
+    partial: bool,
+) -> anyhow::Result<()> {
+    let content_type = client::content_type_for(file).with_context(|| {
+        format!(
+            "cannot tell the format of {}: name it .ndjson, .jsonl, .csv or .json",
+            file.display()
+        )
+    })?;
+    let user = match user.or_else(|| std::env::var("USER").ok()) {
+        Some(user) => UserId::parse(&user).context("--user")?,
+        None => bail!("say whose records these are with --user ID"),
+    };
+    let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let len = body.len() as u64;
+    actix_web::rt::System::new().block_on(async move {
+        let token = match &config.jwt_secret {
+            Some(secret) => Auth::new(secret.as_bytes()).issue(&user, config.token_ttl)?,
+            None => client::dev_token(url, user.as_str()).await.context(
+                "getting a dev token (set ENCLAVE_JWT_SECRET for a server with a secret)",
+            )?,
+        };
+        let bar = ProgressBar::new(len).with_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .context("progress bar template")?
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("uploading {}", file.display()));
+        let progress = bar.clone();
+        let answer = client::upload_usage(url, &token, content_type, partial, body, move |sent| {
+            progress.set_position(sent)
+        })
+        .await?;
+        bar.finish_and_clear();
+        report_upload(&answer)
+    })
+}
+
+fn report_upload(answer: &client::Answer) -> anyhow::Result<()> {
+    let body = &answer.body;
+    let rows = |details: &serde_json::Value| {
+        for detail in details.as_array().into_iter().flatten() {
+            eprintln!(
+                "  row {}, {}: {}",
+                detail["row"],
+                detail["field"]
+                    .as_str()
+                    .filter(|f| !f.is_empty())
+                    .unwrap_or("row"),
+                detail["reason"].as_str().unwrap_or("invalid")
+            );
+        }
+    };
+    if answer.status == 200 {
+        println!(
+            "accepted {}, rejected {}, duplicates {}",
+            body["accepted"], body["rejected"], body["duplicates"]
+        );
+        rows(&body["details"]);
+        return Ok(());
+    }
+    let message = body["error"]["message"].as_str().unwrap_or("no message");
+    rows(&body["error"]["details"]);
+    bail!(
+        "the server refused the upload ({}): {message}",
+        answer.status
+    )
 }

@@ -90,3 +90,134 @@ fn help_names_every_command() {
         assert!(help.contains(command), "{help}");
     }
 }
+
+/// `enclave serve` on a free port with a temp SQLite file; killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl Serve {
+    fn start(secret: Option<&str>) -> Self {
+        use std::io::BufRead;
+        let dir =
+            std::env::temp_dir().join(format!("enclave-cli-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = format!("sqlite://{}", dir.join("e.db").display());
+        let mut cmd = enclave();
+        cmd.args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
+            .stdout(std::process::Stdio::piped());
+        if let Some(secret) = secret {
+            cmd.env("ENCLAVE_JWT_SECRET", secret);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .unwrap();
+        let url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_owned();
+        Self { child, url, dir }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const RECORDS: &str = "{\"id\":\"r1\",\"ts\":1,\"model\":\"gpt-4o\",\"prompt_tokens\":10,\"completion_tokens\":5,\"latency_ms\":100}\n\
+{\"id\":\"r2\",\"ts\":2,\"model\":\"gpt-4o\",\"prompt_tokens\":10,\"completion_tokens\":5,\"latency_ms\":120}\n";
+
+#[test]
+fn ingest_uploads_a_file_and_reports_rows() {
+    let server = Serve::start(Some("cli-secret"));
+    let dir = &server.dir;
+    let good = dir.join("usage.ndjson");
+    std::fs::write(&good, RECORDS).unwrap();
+    let run = |path: &std::path::Path| {
+        enclave()
+            .args([
+                "ingest",
+                path.to_str().unwrap(),
+                "--user",
+                "alice",
+                "--url",
+                &server.url,
+            ])
+            .env("ENCLAVE_JWT_SECRET", "cli-secret")
+            .output()
+            .unwrap()
+    };
+    let out = run(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "accepted 2, rejected 0, duplicates 0"
+    );
+    let out = run(&good);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "accepted 0, rejected 0, duplicates 2"
+    );
+
+    let bad = dir.join("bad.csv");
+    std::fs::write(
+        &bad,
+        "ts,model,prompt_tokens,completion_tokens,latency_ms\n1,m,1,1,1\n2,m,many,1,1\n",
+    )
+    .unwrap();
+    let out = run(&bad);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("row 2, prompt_tokens: must be a whole number"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(422)"), "{stderr}");
+
+    let unknown = dir.join("usage.txt");
+    std::fs::write(&unknown, "x").unwrap();
+    let out = run(&unknown);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name it .ndjson"));
+}
+
+#[test]
+fn ingest_uses_a_dev_token_without_a_secret() {
+    let server = Serve::start(None);
+    let file = server.dir.join("usage.jsonl");
+    std::fs::write(&file, RECORDS).unwrap();
+    let out = enclave()
+        .args([
+            "ingest",
+            file.to_str().unwrap(),
+            "--user",
+            "bob",
+            "--url",
+            &server.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "accepted 2, rejected 0, duplicates 0"
+    );
+}

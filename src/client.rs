@@ -1,0 +1,92 @@
+//! A small HTTP client for enclave's own API, used by `enclave ingest`: get a token (dev mode)
+//! and upload a usage file with progress reports.
+
+use std::path::Path;
+
+use futures_util::stream;
+use serde_json::{Value, json};
+
+/// Bytes per body chunk, and so per progress report.
+const CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the server answered {status}: {body}")]
+    Refused { status: u16, body: Value },
+}
+
+/// An answer of the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// The upload content type for a file name: `.ndjson`/`.jsonl`, `.csv` or `.json`.
+pub fn content_type_for(path: &Path) -> Option<&'static str> {
+    match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        "ndjson" | "jsonl" => Some("application/x-ndjson"),
+        "csv" => Some("text/csv"),
+        "json" => Some("application/json"),
+        _ => None,
+    }
+}
+
+/// A token from a dev-mode server (`POST /api/dev/token`).
+pub async fn dev_token(base_url: &str, user: &str) -> Result<String, ClientError> {
+    let url = format!("{}/api/dev/token", base_url.trim_end_matches('/'));
+    let mut resp = awc::Client::default()
+        .post(&url)
+        .send_json(&json!({ "user": user }))
+        .await
+        .map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    match body["token"].as_str() {
+        Some(token) if status == 200 => Ok(token.to_owned()),
+        _ => Err(ClientError::Refused { status, body }),
+    }
+}
+
+/// Uploads `body` to `POST /api/usage`, calling `progress` with the bytes sent so far.
+pub async fn upload_usage(
+    base_url: &str,
+    token: &str,
+    content_type: &str,
+    partial: bool,
+    body: Vec<u8>,
+    progress: impl Fn(u64) + 'static,
+) -> Result<Answer, ClientError> {
+    let query = if partial { "?partial=true" } else { "" };
+    let url = format!("{}/api/usage{query}", base_url.trim_end_matches('/'));
+    let chunks: Vec<web_bytes::Bytes> = body
+        .chunks(CHUNK)
+        .map(web_bytes::Bytes::copy_from_slice)
+        .collect();
+    let mut sent = 0u64;
+    let body = stream::iter(chunks.into_iter().map(move |chunk| {
+        sent += chunk.len() as u64;
+        progress(sent);
+        Ok::<_, std::io::Error>(chunk)
+    }));
+    let mut resp = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(600))
+        .finish()
+        .post(&url)
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .insert_header(("Content-Type", content_type))
+        .send_stream(body)
+        .await
+        .map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+    let status = resp.status().as_u16();
+    let body = resp.json().limit(4 << 20).await.unwrap_or(Value::Null);
+    Ok(Answer { status, body })
+}
