@@ -132,19 +132,20 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .context("starting the server")?;
         let addr = server.addr();
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on http://{addr}")?;
-        writeln!(out, "  WebSocket: ws://{addr}/ws")?;
-        writeln!(out, "  database:  {}", server.backend().display())?;
-        if server.dev_tokens() {
-            writeln!(
-                out,
-                "  token:     curl -s -X POST http://{addr}/api/dev/token -d '{{\"user\":\"alice\"}}'"
-            )?;
+        let token_hint = if server.dev_tokens() {
+            format!("curl -s -X POST http://{addr}/api/dev/token -d '{{\"user\":\"alice\"}}'")
         } else {
-            writeln!(out, "  token:     enclave token --user alice")?;
+            String::from("enclave token --user alice")
+        };
+        let banner = format!(
+            "listening on http://{addr}\n  WebSocket: ws://{addr}/ws\n  database:  {}\n  token:     {token_hint}\n",
+            server.backend().display()
+        );
+        // A closed stdout (a supervisor that read the address and left) must not stop the server.
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+            log::warn!("cannot write the start-up banner to stdout: {e}");
         }
-        out.flush()?;
         drop(out);
         if server.dev_secret() {
             log::warn!(

@@ -113,10 +113,11 @@ impl Serve {
         }
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout);
         let mut first = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut first)
-            .unwrap();
+        lines.read_line(&mut first).unwrap();
+        // Keep reading, as a terminal would.
+        std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
         let url = first
             .trim()
             .strip_prefix("listening on ")
@@ -220,4 +221,25 @@ fn ingest_uses_a_dev_token_without_a_secret() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "accepted 2, rejected 0, duplicates 0"
     );
+}
+
+#[test]
+fn serve_refuses_a_bad_price_catalog() {
+    let dir = std::env::temp_dir().join(format!("enclave-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prices = dir.join("prices.json");
+    std::fs::write(
+        &prices,
+        r#"{"as_of":"2030-01-01","currency":"USD","models":[]}"#,
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", dir.join("e.db").display());
+    let out = enclave()
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
+        .env("ENCLAVE_PRICES", &prices)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("price catalog: `models` is empty"));
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -361,3 +361,41 @@ async fn no_data_gets_a_helpful_answer(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(no_data_gets_a_helpful_answer);
+
+async fn a_fixture_catalog_reprices_old_records(db: TestDb) {
+    let dir =
+        std::env::temp_dir().join(format!("enclave-prices-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prices = dir.join("prices.json");
+    std::fs::write(
+        &prices,
+        r#"{"as_of":"2030-01-01","currency":"USD","models":[
+            {"model":"gpt-4o","input_per_mtok":1.0,"output_per_mtok":2.0,"cached_input_per_mtok":0.5},
+            {"model":"mystery-model","input_per_mtok":10.0,"output_per_mtok":10.0}]}"#,
+    )
+    .unwrap();
+    let app = TestApp::spawn(&db).await;
+    let (status, _, _) = upload(&app, "alice", "application/x-ndjson", "", NDJSON.into()).await;
+    assert_eq!(status, 200);
+    let before = summary_of(&app, "alice").await;
+    assert_close(&before["totals"]["spend_usd"], TOTAL_SPEND);
+    app.stop().await;
+
+    // The same stored records under another catalog (records without cost_usd are priced at
+    // analysis time):
+    // a1: 1,000 × 1 + 200 × 2 = 1,400; a2: 1,000 × 1 + 1,000 × 0.5 + 100 × 2 = 1,700;
+    // a3: its own $0.01; a4: 100 × 10 + 100 × 10 = 2,000 → $0.0014 + $0.0017 + $0.01 + $0.002.
+    let mut config = test_config(&db);
+    config.prices_path = Some(prices.display().to_string());
+    let app = TestApp::spawn_with(config).await;
+    let after = summary_of(&app, "alice").await;
+    assert_close(
+        &after["totals"]["spend_usd"],
+        0.0014 + 0.0017 + 0.01 + 0.002,
+    );
+    assert_eq!(after["catalog_as_of"], "2030-01-01");
+    assert_eq!(after["unpriced_models"], json!([]));
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+on_both_backends!(a_fixture_catalog_reprices_old_records);
