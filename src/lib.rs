@@ -6,7 +6,58 @@
 //! - `store`: diesel over SQLite and PostgreSQL, the write batch and the executor threads.
 //! - `runtime`: the session registry, one `UserSession` per user, one `RunSupervisor` per run.
 //! - `agents`: the `Agent` trait and the agents.
-//! - `web`: HTTP routes, the WebSocket actor, auth and the `Server` builder.
+//! - `analysis`: the price catalog and usage aggregates (pure); `usage`: upload parsing.
+//! - `web`: HTTP routes, the WebSocket actor and auth; `server`: the `Server` builder.
+
+//!
+//! # Embedding enclave with an agent of your own
+//!
+//! The runtime is a library: register agents in a [`runtime::pipeline::Pipeline`] and serve it
+//! with [`server::Server`]. `main.rs` does exactly this with the standard pipeline.
+//!
+//! ```no_run
+//! use enclave::agents::{Agent, AgentContext, AgentError, AgentInput, AgentOutput, RunAnswer};
+//! use enclave::config::Config;
+//! use enclave::runtime::pipeline::Pipeline;
+//! use enclave::server::Server;
+//! use futures_util::future::LocalBoxFuture;
+//! use serde_json::json;
+//!
+//! /// Answers every message with its length.
+//! struct Counter;
+//!
+//! impl Agent for Counter {
+//!     fn name(&self) -> &'static str {
+//!         "counter"
+//!     }
+//!
+//!     fn execute(
+//!         &self,
+//!         ctx: AgentContext,
+//!         input: AgentInput,
+//!     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+//!         Box::pin(async move {
+//!             let n = input.message.chars().count();
+//!             ctx.thinking(format!("counting {n} characters"));
+//!             let answer = RunAnswer {
+//!                 summary: format!("Your message has {n} characters."),
+//!                 report_markdown: format!("**{n}** characters"),
+//!                 result: json!({ "characters": n }),
+//!             };
+//!             Ok(AgentOutput::result(json!({ "characters": n })).with_answer(answer))
+//!         })
+//!     }
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = Config::from_env()?;
+//!     let server = Server::build(config, Pipeline::new().then(Counter)).await?;
+//!     println!("listening on http://{}", server.addr());
+//!     server.run_until_stopped().await?;
+//!     Ok(())
+//! }
+//! ```
 
 pub mod agents;
 pub mod analysis;
