@@ -100,12 +100,7 @@ impl UserSession {
         acceptance: Acceptance,
     ) {
         let now = now_ms();
-        let with_msg_id = |mut data: Value| {
-            if let (Some(id), Some(object)) = (&message.client_msg_id, data.as_object_mut()) {
-                object.insert("client_msg_id".into(), json!(id));
-            }
-            data
-        };
+        let with_msg_id = |data: Value| with_client_msg_id(data, message.client_msg_id.as_deref());
         let thread_id = match thread {
             Some(thread_id) => thread_id,
             None => {
@@ -228,10 +223,8 @@ impl UserSession {
         };
         let thread_id = run.thread_id;
         let client_msg_id = run.client_msg_id.clone();
-        let mut data = json!({ "plan": self.deps.pipeline.names() });
-        if let (Some(id), Some(object)) = (&client_msg_id, data.as_object_mut()) {
-            object.insert("client_msg_id".into(), json!(id));
-        }
+        let plan = json!({ "plan": self.deps.pipeline.names() });
+        let data = with_client_msg_id(plan, client_msg_id.as_deref());
         let op = WriteOp::MarkRunning {
             run_id,
             thread_id,
@@ -282,6 +275,14 @@ impl Handler<SlotGranted> for UserSession {
     fn handle(&mut self, msg: SlotGranted, ctx: &mut Context<Self>) {
         self.start_granted(ctx, msg.run_id);
     }
+}
+
+/// `data` with the client's `client_msg_id`, which the first three events of a run carry.
+fn with_client_msg_id(mut data: Value, client_msg_id: Option<&str>) -> Value {
+    if let (Some(id), Some(object)) = (client_msg_id, data.as_object_mut()) {
+        object.insert("client_msg_id".into(), json!(id));
+    }
+    data
 }
 
 /// A thread's title: the first line of its first message, at most 80 characters.

@@ -16,8 +16,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::analysis::catalog::Catalog;
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::context::UserId;
 use crate::error::ErrorCode;
-use crate::runtime::registry::SessionRegistry;
+use crate::runtime::registry::{GetSession, SessionRegistry};
+use crate::runtime::session::UserSession;
 use crate::store::Db;
 use error::ApiError;
 
@@ -30,6 +32,18 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// `POST /api/dev/token` is served.
     pub dev_tokens: bool,
+}
+
+impl AppState {
+    /// The session of `user`, started if it has none.
+    pub async fn session_of(&self, user: &UserId) -> Result<Addr<UserSession>, ApiError> {
+        self.registry
+            .send(GetSession {
+                user_id: user.clone(),
+            })
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::Unavailable, "server shutting down"))
+    }
 }
 
 /// Registers every route on an actix-web app.

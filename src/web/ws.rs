@@ -19,7 +19,6 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::context::{ConnectionId, UserId};
 use crate::protocol::{ClientFrame, FrameError, ServerFrame};
-use crate::runtime::registry::GetSession;
 use crate::runtime::session::{
     Attach, Detach, ObjectRequest, ObjectRequestKind, Resume, StartRun, UserSession,
 };
@@ -49,13 +48,7 @@ pub async fn upgrade(
     if query.after_seq.is_some_and(|s| s < 0) {
         return Err(ApiError::bad_request("after_seq must be 0 or more").into());
     }
-    let session = state
-        .registry
-        .send(GetSession {
-            user_id: identity.user_id.clone(),
-        })
-        .await
-        .map_err(|_| ApiError::new(crate::error::ErrorCode::Unavailable, "server shutting down"))?;
+    let session = state.session_of(&identity.user_id).await?;
     let connection = WsConnection {
         conn_id: ConnectionId::new(),
         user_id: identity.user_id,

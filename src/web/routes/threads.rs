@@ -8,7 +8,6 @@ use serde_json::json;
 
 use crate::context::ThreadId;
 use crate::error::ErrorCode;
-use crate::runtime::registry::GetSession;
 use crate::runtime::session::{DeleteThread, ThreadDeleteError};
 use crate::store::repo;
 use crate::web::AppState;
@@ -96,13 +95,7 @@ pub async fn delete_thread(
 ) -> Result<HttpResponse, ApiError> {
     let raw_id = path.into_inner();
     let thread = ThreadId::parse(&raw_id).map_err(|_| ApiError::not_found("thread", &raw_id))?;
-    let session = state
-        .registry
-        .send(GetSession {
-            user_id: identity.user_id,
-        })
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "server shutting down"))?;
+    let session = state.session_of(&identity.user_id).await?;
     let deleted = session
         .send(DeleteThread { thread_id: thread })
         .await

@@ -14,7 +14,6 @@ use serde_json::json;
 use crate::analysis::aggregate::aggregate;
 use crate::clock::now_ms;
 use crate::error::ErrorCode;
-use crate::runtime::registry::GetSession;
 use crate::runtime::session::{BeginIngest, EndIngest, UserSession};
 use crate::store::repo;
 use crate::usage::parse::{Format, parse};
@@ -63,13 +62,7 @@ pub async fn upload(
             ),
         )
     })?;
-    let session = state
-        .registry
-        .send(GetSession {
-            user_id: identity.user_id.clone(),
-        })
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "server shutting down"))?;
+    let session = state.session_of(&identity.user_id).await?;
     let may_start = session
         .send(BeginIngest)
         .await
