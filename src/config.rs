@@ -68,6 +68,8 @@ pub struct Config {
     pub messages_per_minute: u32,
     /// …in bursts of at most this many.
     pub message_burst: u32,
+    /// How long an approval waits for the user before it expires.
+    pub approval_timeout: Duration,
     /// Per-agent attempt timeout.
     pub agent_timeout: Duration,
     /// Default lifetime of tokens from `enclave token` and the dev endpoint.
@@ -109,6 +111,7 @@ impl Config {
             max_running_total: 512,
             messages_per_minute: 60,
             message_burst: 20,
+            approval_timeout: Duration::from_secs(600),
             agent_timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(5),
@@ -146,6 +149,7 @@ impl Config {
         c.max_running_total = env_or("ENCLAVE_MAX_RUNNING_TOTAL", c.max_running_total)?;
         c.messages_per_minute = env_or("ENCLAVE_MESSAGES_PER_MINUTE", c.messages_per_minute)?;
         c.message_burst = env_or("ENCLAVE_MESSAGE_BURST", c.message_burst)?;
+        c.approval_timeout = env_ms("ENCLAVE_APPROVAL_TIMEOUT_MS", c.approval_timeout)?;
         c.agent_timeout = env_ms("ENCLAVE_AGENT_TIMEOUT_MS", c.agent_timeout)?;
         c.prices_path = std::env::var("ENCLAVE_PRICES")
             .ok()

@@ -132,6 +132,10 @@ uuid_id!(
     /// One WebSocket connection, so a session can tell its sockets apart.
     ConnectionId
 );
+uuid_id!(
+    /// A step of a run that waits for the user's consent.
+    ApprovalId
+);
 
 /// Everything that scopes one request: who, which thread and run, which client message, and
 /// where in the agent tree. Immutable; sub-agents get `child`.

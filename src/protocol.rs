@@ -78,6 +78,36 @@ pub enum ApprovalDecision {
     Reject,
 }
 
+/// How an approval was resolved (`approval_resolved.decision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalOutcome {
+    Approve,
+    Reject,
+    Expired,
+    Cancelled,
+}
+
+impl ApprovalOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Reject => "reject",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl From<ApprovalDecision> for ApprovalOutcome {
+    fn from(decision: ApprovalDecision) -> Self {
+        match decision {
+            ApprovalDecision::Approve => Self::Approve,
+            ApprovalDecision::Reject => Self::Reject,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct RawUserMessage {
     content: Option<String>,

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::analysis::catalog::Catalog;
 use crate::config::Config;
 use crate::context::UserContext;
-use crate::protocol::EventKind;
+use crate::protocol::{ApprovalOutcome, EventKind};
 use crate::runtime::run_events::RunEvents;
 use crate::store::{Db, StoreError};
 
@@ -185,6 +185,20 @@ impl AgentContext {
             EventKind::ToolCompleted,
             json!({ "tool": tool, "output": output, "duration_ms": duration_ms, "ok": ok }),
         );
+    }
+
+    /// Asks the user's consent for `action` (`approval_required`) and waits for it; the wait
+    /// does not count toward the attempt's timeout. On `Cancelled` return at once: the run is
+    /// being stopped.
+    pub async fn request_approval(
+        &self,
+        action: &str,
+        summary: impl Into<String>,
+        details: Value,
+    ) -> ApprovalOutcome {
+        self.events
+            .request_approval(self.name, action, summary.into(), details)
+            .await
     }
 
     fn emit(&self, kind: EventKind, data: Value) {

@@ -1,5 +1,6 @@
-//! `cancel_run`: a queued run is dropped from the queue, a running run's supervisor stops its
-//! agent (which ends `agent_error` `cancelled`) and reports back; either way the run ends
+//! `cancel_run`: a queued run is dropped from the queue, a running run's pending approval is
+//! resolved `cancelled` and its supervisor stops its agent (which ends `agent_error`
+//! `cancelled`) and reports back; either way the run ends
 //! `run_cancelled` `user` and nothing of it follows. A finished run is a `conflict`, another
 //! user's or a missing one `not_found`.
 
@@ -7,7 +8,7 @@ use actix::prelude::*;
 
 use crate::context::{ConnectionId, RunId};
 use crate::error::ErrorCode;
-use crate::protocol::FrameError;
+use crate::protocol::{ApprovalOutcome, FrameError};
 use crate::runtime::run_supervisor::{Cancel, RunOutcome};
 use crate::runtime::session::{RunPhase, UserSession};
 use crate::store::repo;
@@ -39,11 +40,20 @@ impl UserSession {
             .map(|run| (&run.phase, run.thread_id))
         {
             Some((RunPhase::Queued { .. }, thread_id)) => {
-                self.push_run_end(run_id, thread_id, RunOutcome::Cancelled { reason: "user" });
+                self.push_run_end(
+                    ctx,
+                    run_id,
+                    thread_id,
+                    RunOutcome::Cancelled { reason: "user" },
+                );
                 self.promote(ctx);
                 self.flush(ctx);
             }
             Some((RunPhase::Running { supervisor }, _)) => {
+                let supervisor = supervisor.clone();
+                if let Some(approval_id) = self.approval_of(run_id) {
+                    self.resolve_approval(ctx, approval_id, ApprovalOutcome::Cancelled);
+                }
                 supervisor.do_send(Cancel { reason: "user" });
             }
             Some((RunPhase::Ending, _)) => self.send_error(conn_id, finished(&raw_id)),

@@ -135,7 +135,7 @@ impl UserSession {
                             act.user_id,
                             batch.events.len()
                         );
-                        act.on_write_failed(batch.events);
+                        act.on_write_failed(ctx, batch.events);
                         act.promote(ctx);
                         act.flush(ctx);
                     }
@@ -187,7 +187,7 @@ impl UserSession {
     /// a gapless story, so each is stopped: one whose acceptance is stored ends `run_failed`
     /// `storage_unavailable` (stored and sent once storage is back); one whose message was
     /// never stored is forgotten and its socket told to send it again.
-    fn on_write_failed(&mut self, events: Vec<Event>) {
+    fn on_write_failed(&mut self, ctx: &mut Context<Self>, events: Vec<Event>) {
         self.writing = false;
         self.in_flight_notify.clear();
         let mut affected: Vec<RunId> = Vec::new();
@@ -219,7 +219,7 @@ impl UserSession {
                     code: "storage_unavailable",
                     error: error.to_owned(),
                 };
-                self.push_run_end(run_id, thread_id, outcome);
+                self.push_run_end(ctx, run_id, thread_id, outcome);
             } else if let Some(run) = self.runs.remove(&run_id) {
                 if run.holds_user_slot() {
                     self.deps.slots.do_send(Release { run_id });

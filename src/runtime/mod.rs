@@ -3,6 +3,7 @@
 //! lives in that user's session and nowhere else.
 
 mod admission;
+pub mod approvals;
 mod cancel;
 mod event_log;
 pub mod pipeline;

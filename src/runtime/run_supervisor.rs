@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde_json::{Value, json};
@@ -42,6 +43,16 @@ pub struct Cancel {
     pub reason: &'static str,
 }
 
+/// The agent in flight waits for the user: its attempt timeout stops counting.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PauseAttemptTimer;
+
+/// The wait is over: the attempt timeout counts on from where it paused.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ResumeAttemptTimer;
+
 /// Stops the run without a word (its session has already decided how it ends).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -54,7 +65,11 @@ struct Attempt {
     step: usize,
     number: u32,
     runner: Addr<AgentRunner>,
-    timeout: SpawnHandle,
+    /// The armed timeout, absent while paused.
+    timeout: Option<SpawnHandle>,
+    /// When the timeout fires (while armed), or how much of it is left (while paused).
+    deadline: Instant,
+    remaining: Duration,
 }
 
 pub struct RunSupervisor {
@@ -141,7 +156,27 @@ impl RunSupervisor {
         )
         .start();
         let limit = self.deps.config.agent_timeout;
-        let timeout = ctx.run_later(limit, move |act, ctx| {
+        self.current = Some(Attempt {
+            agent,
+            step,
+            number,
+            runner,
+            timeout: None,
+            deadline: Instant::now() + limit,
+            remaining: limit,
+        });
+        self.arm_timeout(ctx);
+    }
+
+    /// Starts (or restarts after a pause) the current attempt's timeout for what is left of it.
+    fn arm_timeout(&mut self, ctx: &mut Context<Self>) {
+        let Some(current) = self.current.as_mut() else {
+            return;
+        };
+        let (step, number, left) = (current.step, current.number, current.remaining);
+        let limit = self.deps.config.agent_timeout;
+        current.deadline = Instant::now() + left;
+        current.timeout = Some(ctx.run_later(left, move |act, ctx| {
             let outcome =
                 AttemptOutcome::Failed(format!("timed out after {} ms", limit.as_millis()));
             let done = AttemptDone {
@@ -151,14 +186,7 @@ impl RunSupervisor {
                 outcome,
             };
             act.on_attempt_done(ctx, done, true);
-        });
-        self.current = Some(Attempt {
-            agent,
-            step,
-            number,
-            runner,
-            timeout,
-        });
+        }));
     }
 
     fn on_attempt_done(&mut self, ctx: &mut Context<Self>, done: AttemptDone, timed_out: bool) {
@@ -169,7 +197,9 @@ impl RunSupervisor {
                 return;
             }
         };
-        ctx.cancel_future(current.timeout);
+        if let Some(timeout) = current.timeout {
+            ctx.cancel_future(timeout);
+        }
         current.runner.do_send(StopAttempt);
         let name = current.agent.name();
         match done.outcome {
@@ -266,7 +296,9 @@ impl Handler<Cancel> for RunSupervisor {
 
     fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) {
         if let Some(current) = self.current.take() {
-            ctx.cancel_future(current.timeout);
+            if let Some(timeout) = current.timeout {
+                ctx.cancel_future(timeout);
+            }
             current.runner.do_send(StopAttempt);
             self.events.emit(
                 EventKind::AgentError,
@@ -275,6 +307,29 @@ impl Handler<Cancel> for RunSupervisor {
             );
         }
         self.finish(ctx, RunOutcome::Cancelled { reason: msg.reason });
+    }
+}
+
+impl Handler<PauseAttemptTimer> for RunSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: PauseAttemptTimer, ctx: &mut Context<Self>) {
+        if let Some(current) = self.current.as_mut()
+            && let Some(timeout) = current.timeout.take()
+        {
+            ctx.cancel_future(timeout);
+            current.remaining = current.deadline.saturating_duration_since(Instant::now());
+        }
+    }
+}
+
+impl Handler<ResumeAttemptTimer> for RunSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: ResumeAttemptTimer, ctx: &mut Context<Self>) {
+        if self.current.as_ref().is_some_and(|c| c.timeout.is_none()) {
+            self.arm_timeout(ctx);
+        }
     }
 }
 

@@ -167,6 +167,7 @@ impl UserSession {
                 accepted: false,
                 origin: conn_id,
                 client_msg_id: message.client_msg_id,
+                parked_reply: None,
             },
         );
         self.flush(ctx);
@@ -255,7 +256,13 @@ impl UserSession {
         client_msg_id: Option<&str>,
     ) -> RunPhase {
         let user_ctx = UserContext::new(self.user_id.clone(), thread_id, run_id, client_msg_id);
-        let events = RunEvents::new(ctx.address().recipient(), thread_id, run_id);
+        let session = ctx.address();
+        let events = RunEvents::new(
+            session.clone().recipient(),
+            session.recipient(),
+            thread_id,
+            run_id,
+        );
         let supervisor = RunSupervisor::new(
             user_ctx,
             content,

@@ -16,13 +16,15 @@ use tokio::sync::oneshot;
 use crate::analysis::catalog::Catalog;
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::context::{ConnectionId, RunId, ThreadId, UserId};
+use crate::context::{ApprovalId, ConnectionId, RunId, ThreadId, UserId};
 use crate::error::ErrorCode;
 use crate::faults::Faults;
 use crate::protocol::{
-    ActiveRunInfo, EventKind, FrameError, PROTOCOL_VERSION, RunStatus, ServerFrame, UserMessage,
+    ActiveRunInfo, ApprovalDecision, ApprovalOutcome, EventKind, FrameError, PROTOCOL_VERSION,
+    RunStatus, ServerFrame, UserMessage,
 };
 use crate::runtime::admission::MsgIdClaim;
+use crate::runtime::approvals::PendingApproval;
 use crate::runtime::event_log::Pending;
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::rate_limit::TokenBucket;
@@ -81,7 +83,7 @@ pub struct ObjectRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectRequestKind {
     CancelRun,
-    Approval,
+    Approval(ApprovalDecision),
 }
 
 /// An upload wants to start; at most one per user runs at a time. Answers whether it may.
@@ -165,6 +167,9 @@ pub(super) struct LiveRun {
     /// The socket that sent the message, told if the message could not be stored.
     pub(super) origin: ConnectionId,
     pub(super) client_msg_id: Option<String>,
+    /// The reply channel of an approval cancelled with the run, kept so the stopped agent
+    /// never sees an answer.
+    pub(super) parked_reply: Option<oneshot::Sender<ApprovalOutcome>>,
 }
 
 impl LiveRun {
@@ -221,6 +226,8 @@ pub struct UserSession {
     pub(super) message_rate: TokenBucket,
     /// An upload of this user is in progress.
     pub(super) ingesting: bool,
+    /// Approvals waiting for the user (`approvals.rs`).
+    pub(super) approvals: HashMap<ApprovalId, PendingApproval>,
     /// A message is being admitted (`admission.rs`); the ones behind it wait in order.
     pub(super) admitting: bool,
     pub(super) admission_queue: VecDeque<(ConnectionId, UserMessage)>,
@@ -241,6 +248,7 @@ impl UserSession {
             msg_ids: HashMap::new(),
             accepted_runs: 0,
             ingesting: false,
+            approvals: HashMap::new(),
             admitting: false,
             admission_queue: VecDeque::new(),
             message_rate: TokenBucket::new(
@@ -275,7 +283,16 @@ impl UserSession {
     }
 
     /// Records how a run ended: its terminal event and its row change, in one batch.
-    pub(super) fn push_run_end(&mut self, run_id: RunId, thread_id: ThreadId, outcome: RunOutcome) {
+    pub(super) fn push_run_end(
+        &mut self,
+        ctx: &mut Context<Self>,
+        run_id: RunId,
+        thread_id: ThreadId,
+        outcome: RunOutcome,
+    ) {
+        if let Some(approval_id) = self.approval_of(run_id) {
+            self.resolve_approval(ctx, approval_id, ApprovalOutcome::Cancelled);
+        }
         if let Some(run) = self.runs.get_mut(&run_id) {
             if run.holds_user_slot() {
                 self.deps.slots.do_send(Release { run_id });
@@ -378,10 +395,12 @@ impl Handler<Attach> for UserSession {
             .map(|(run_id, run)| ActiveRunInfo {
                 run_id: *run_id,
                 thread_id: run.thread_id,
-                status: if run.is_running() {
-                    RunStatus::Running.as_str()
-                } else {
+                status: if !run.is_running() {
                     RunStatus::Queued.as_str()
+                } else if self.approval_of(*run_id).is_some() {
+                    RunStatus::AwaitingApproval.as_str()
+                } else {
+                    RunStatus::Running.as_str()
                 },
             })
             .collect();
@@ -391,7 +410,7 @@ impl Handler<Attach> for UserSession {
             last_seq: self.last_seq,
             protocol: PROTOCOL_VERSION,
             active_runs,
-            pending_approvals: Vec::new(),
+            pending_approvals: self.pending_approval_list(),
         };
         let _ = msg.socket.try_send(Outbound::text(connected.to_frame()));
         self.sockets.insert(
@@ -458,12 +477,8 @@ impl Handler<ObjectRequest> for UserSession {
     fn handle(&mut self, msg: ObjectRequest, ctx: &mut Context<Self>) {
         match msg.kind {
             ObjectRequestKind::CancelRun => self.cancel(ctx, msg.conn_id, msg.id),
-            ObjectRequestKind::Approval => {
-                let error = FrameError::new(
-                    ErrorCode::NotFound,
-                    format!("approval {:?} not found", msg.id),
-                );
-                self.send_error(msg.conn_id, error.with_ref(msg.id));
+            ObjectRequestKind::Approval(decision) => {
+                self.answer_approval(ctx, msg.conn_id, msg.id, decision)
             }
         }
     }
@@ -504,7 +519,7 @@ impl Handler<RunFinished> for UserSession {
             return;
         }
         let thread_id = run.thread_id;
-        self.push_run_end(msg.run_id, thread_id, msg.outcome);
+        self.push_run_end(ctx, msg.run_id, thread_id, msg.outcome);
         self.promote(ctx);
         self.flush(ctx);
     }

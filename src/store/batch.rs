@@ -6,10 +6,10 @@
 
 use diesel::Connection;
 
-use crate::context::{RunId, ThreadId, UserId};
+use crate::context::{ApprovalId, RunId, ThreadId, UserId};
 use crate::protocol::Event;
 use crate::store::connection::DbConnection;
-use crate::store::models::RunRow;
+use crate::store::models::{ApprovalRow, RunRow};
 use crate::store::repo::{self, runs::RunEnd};
 
 /// One row change in a batch; the user comes from the batch.
@@ -39,6 +39,25 @@ pub enum WriteOp {
         run_id: RunId,
         thread_id: ThreadId,
         end: RunEnd,
+    },
+    /// A run asks for consent (and waits, `awaiting_approval`).
+    CreateApproval {
+        approval_id: ApprovalId,
+        run_id: RunId,
+        thread_id: ThreadId,
+        action: String,
+        summary: String,
+        details: String,
+        ts: i64,
+        expires_at: i64,
+    },
+    /// The approval is answered, expired or cancelled; the run goes on (`running`).
+    ResolveApproval {
+        approval_id: ApprovalId,
+        run_id: RunId,
+        thread_id: ThreadId,
+        outcome: &'static str,
+        ts: i64,
     },
     /// The thread, its runs and its events' contents go (before the batch's own events are
     /// written, so `thread_deleted` itself stays).
@@ -98,6 +117,43 @@ fn apply_op(conn: &mut DbConnection, user: &UserId, op: &WriteOp) -> diesel::Que
             };
             repo::runs::insert(conn, user, row)?;
             repo::threads::set_last_run_status(conn, user, *thread_id, status, *ts)
+        }
+        WriteOp::CreateApproval {
+            approval_id,
+            run_id,
+            thread_id,
+            action,
+            summary,
+            details,
+            ts,
+            expires_at,
+        } => {
+            let row = ApprovalRow {
+                approval_id: approval_id.to_string(),
+                user_id: user.as_str().to_owned(),
+                run_id: run_id.to_string(),
+                action: action.clone(),
+                summary: summary.clone(),
+                details: details.clone(),
+                status: "pending".to_owned(),
+                created_at: *ts,
+                expires_at: *expires_at,
+                resolved_at: None,
+            };
+            repo::approvals::insert(conn, user, row)?;
+            repo::runs::set_status(conn, user, *run_id, "awaiting_approval")?;
+            repo::threads::set_last_run_status(conn, user, *thread_id, "awaiting_approval", *ts)
+        }
+        WriteOp::ResolveApproval {
+            approval_id,
+            run_id,
+            thread_id,
+            outcome,
+            ts,
+        } => {
+            repo::approvals::resolve(conn, user, *approval_id, outcome, *ts)?;
+            repo::runs::set_status(conn, user, *run_id, "running")?;
+            repo::threads::set_last_run_status(conn, user, *thread_id, "running", *ts)
         }
         WriteOp::DeleteThread { thread_id } => repo::threads::delete(conn, user, *thread_id),
         WriteOp::MarkRunning {

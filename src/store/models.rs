@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{events, runs, threads, usage_records};
+use super::schema::{approvals, events, runs, threads, usage_records};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = events)]
@@ -74,4 +74,22 @@ pub struct UsageRow {
     /// `uploaded` or `synthetic`.
     pub source: String,
     pub created_at: i64,
+}
+
+/// A step of a run that asked for the user's consent.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = approvals)]
+pub struct ApprovalRow {
+    pub approval_id: String,
+    pub user_id: String,
+    pub run_id: String,
+    pub action: String,
+    pub summary: String,
+    /// JSON text.
+    pub details: String,
+    /// `pending`, or how it was resolved: `approve`, `reject`, `expired`, `cancelled`.
+    pub status: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub resolved_at: Option<i64>,
 }

@@ -124,9 +124,12 @@ impl WsConnection {
                 kind: ObjectRequestKind::CancelRun,
                 id: run_id,
             }),
-            ClientFrame::Approval { approval_id, .. } => self.session.do_send(ObjectRequest {
+            ClientFrame::Approval {
+                approval_id,
+                decision,
+            } => self.session.do_send(ObjectRequest {
                 conn_id,
-                kind: ObjectRequestKind::Approval,
+                kind: ObjectRequestKind::Approval(decision),
                 id: approval_id,
             }),
         }

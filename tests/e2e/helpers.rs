@@ -152,11 +152,19 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config) -> Self {
+        Self::spawn_with_pipeline(config, Pipeline::standard).await
+    }
+
+    /// A server whose pipeline `pipeline()` builds (on the server's own thread).
+    pub async fn spawn_with_pipeline(
+        config: Config,
+        pipeline: impl FnOnce() -> Pipeline + Send + 'static,
+    ) -> Self {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
-                match Server::build(config, Pipeline::standard()).await {
+                match Server::build(config, pipeline()).await {
                     Ok(server) => {
                         let _ = tx.send(Ok((server.addr(), server.faults(), server.handle())));
                         let _ = server.run_until_stopped().await;
@@ -543,7 +551,13 @@ pub async fn silent_socket_close_code(addr: SocketAddr, token: &str) -> u16 {
 /// Every route and socket message that names an object, tried by `attacker` with `victim`'s
 /// thread and run ids: each must answer `not_found`, exactly as for ids that do not exist, and
 /// change nothing of the victim's. Later features add their routes and messages here.
-pub async fn assert_cross_user_not_found(app: &TestApp, attacker: &str, thread: &str, run: &str) {
+pub async fn assert_cross_user_not_found(
+    app: &TestApp,
+    attacker: &str,
+    thread: &str,
+    run: &str,
+    approval: Option<&str>,
+) {
     let token = app.token(attacker);
     let client = awc::Client::default();
     let gets = [
@@ -571,7 +585,7 @@ pub async fn assert_cross_user_not_found(app: &TestApp, attacker: &str, thread: 
     let messages = [
         json!({"type":"user_message","content":"let me in","thread_id":thread,"client_msg_id":"x-1"}),
         json!({"type":"cancel_run","run_id":run}),
-        json!({"type":"approval","approval_id":run,"decision":"approve"}),
+        json!({"type":"approval","approval_id":approval.unwrap_or(run),"decision":"approve"}),
     ];
     for message in messages {
         socket.send(message.clone()).await;

@@ -48,7 +48,7 @@ async fn two_users_see_only_their_own(db: TestDb) {
     assert!(!alice_text.contains(&bob_thread));
 
     // Every route and message naming bob's thread or run answers alice `not_found`.
-    assert_cross_user_not_found(&app, "alice", &bob_thread, &bob_run).await;
+    assert_cross_user_not_found(&app, "alice", &bob_thread, &bob_run, None).await;
     let alice_token = app.token("alice");
     let (status, threads) = app.get("/api/threads", Some(&alice_token)).await;
     assert_eq!(status, 200);
@@ -142,7 +142,7 @@ async fn a_hundred_users_at_once_stay_apart(db: TestDb) {
         assert_eq!(foreign.count(), 0);
         let other = &results[(i + 1) % results.len()].0;
         let thread = frames[0]["thread_id"].as_str().unwrap();
-        assert_cross_user_not_found(&app, other, thread, run).await;
+        assert_cross_user_not_found(&app, other, thread, run, None).await;
     }
     app.stop().await;
 }

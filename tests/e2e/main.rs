@@ -11,6 +11,7 @@
 
 mod helpers;
 
+mod approvals;
 mod bad_input;
 mod http_api;
 mod idempotency;

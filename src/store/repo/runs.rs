@@ -84,3 +84,20 @@ pub fn mark_running(
     .execute(conn)
     .map(drop)
 }
+
+/// A live run's status changes (`running` ↔ `awaiting_approval`).
+pub fn set_status(
+    conn: &mut DbConnection,
+    user: &UserId,
+    run: RunId,
+    status: &str,
+) -> QueryResult<()> {
+    diesel::update(
+        dsl::runs
+            .filter(dsl::user_id.eq(user.as_str()))
+            .filter(dsl::run_id.eq(run.to_string())),
+    )
+    .set(dsl::status.eq(status))
+    .execute(conn)
+    .map(drop)
+}

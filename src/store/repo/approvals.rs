@@ -1,0 +1,51 @@
+//! The `approvals` table: steps of runs that waited for the user's consent, and how each was
+//! resolved.
+
+use diesel::prelude::*;
+
+use crate::context::{ApprovalId, UserId};
+use crate::store::connection::DbConnection;
+use crate::store::models::ApprovalRow;
+use crate::store::schema::approvals::dsl;
+
+pub fn insert(conn: &mut DbConnection, user: &UserId, row: ApprovalRow) -> QueryResult<()> {
+    let row = ApprovalRow {
+        user_id: user.as_str().to_owned(),
+        ..row
+    };
+    diesel::insert_into(dsl::approvals)
+        .values(&row)
+        .execute(conn)
+        .map(drop)
+}
+
+/// Records how a pending approval was resolved.
+pub fn resolve(
+    conn: &mut DbConnection,
+    user: &UserId,
+    approval: ApprovalId,
+    status: &str,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::update(
+        dsl::approvals
+            .filter(dsl::user_id.eq(user.as_str()))
+            .filter(dsl::approval_id.eq(approval.to_string())),
+    )
+    .set((dsl::status.eq(status), dsl::resolved_at.eq(now)))
+    .execute(conn)
+    .map(drop)
+}
+
+pub fn get(
+    conn: &mut DbConnection,
+    user: &UserId,
+    approval: ApprovalId,
+) -> QueryResult<Option<ApprovalRow>> {
+    dsl::approvals
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::approval_id.eq(approval.to_string()))
+        .select(ApprovalRow::as_select())
+        .first(conn)
+        .optional()
+}
