@@ -3,3 +3,5 @@
 
 pub mod aggregate;
 pub mod catalog;
+pub mod optimize;
+pub mod plan;
