@@ -8,6 +8,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::analysis::optimize::Thresholds;
+
 /// Where enclave keeps its data when nothing is configured: a SQLite file in the working
 /// directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://enclave.db";
@@ -80,6 +82,8 @@ pub struct Config {
     pub prices_path: Option<String>,
     /// Largest usage upload.
     pub max_upload_bytes: usize,
+    /// The optimisation rules' thresholds (PROTOCOL.md §4 defaults).
+    pub thresholds: Thresholds,
     /// Fault injection (`ENCLAVE_FAULTS`), off unless set.
     pub faults: String,
 }
@@ -117,6 +121,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             prices_path: None,
             max_upload_bytes: 32 * 1024 * 1024,
+            thresholds: Thresholds::default(),
             faults: String::new(),
         }
     }
@@ -163,6 +168,22 @@ impl Config {
                 reason,
             })?;
         }
+        let t = &mut c.thresholds;
+        t.substitution_max_p95_completion = env_or(
+            "ENCLAVE_SUBSTITUTION_MAX_P95_COMPLETION",
+            t.substitution_max_p95_completion,
+        )?;
+        t.substitution_max_p95_prompt = env_or(
+            "ENCLAVE_SUBSTITUTION_MAX_P95_PROMPT",
+            t.substitution_max_p95_prompt,
+        )?;
+        t.substitution_max_error_rate = env_or(
+            "ENCLAVE_SUBSTITUTION_MAX_ERROR_RATE",
+            t.substitution_max_error_rate,
+        )?;
+        t.caching_min_repeats = env_or("ENCLAVE_CACHING_MIN_REPEATS", t.caching_min_repeats)?;
+        t.max_tokens_factor = env_or("ENCLAVE_MAX_TOKENS_FACTOR", t.max_tokens_factor)?;
+        t.retry_avoidable_share = env_or("ENCLAVE_RETRY_AVOIDABLE_SHARE", t.retry_avoidable_share)?;
         c.faults = env_or("ENCLAVE_FAULTS", c.faults)?;
         Ok(c)
     }

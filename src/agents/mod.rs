@@ -4,7 +4,10 @@
 //! An agent is plain async logic; `runner.rs` wraps each attempt in its own actor, a child of
 //! the run's supervisor. Register your own agents in a `Pipeline` (see `runtime::pipeline`).
 
+pub mod actions;
 pub mod data;
+pub mod goals_triage;
+pub mod optimizations_core;
 pub mod reporting;
 pub mod runner;
 pub mod triage;

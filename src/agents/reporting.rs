@@ -28,7 +28,12 @@ impl Agent for Reporting {
                 .unwrap_or("general")
                 .to_owned();
             let answer = match data::result_of(&input) {
-                Some(data) if data["data_sufficiency"] != "none" => usage_report(&intent, data),
+                Some(data) if data["data_sufficiency"] != "none" => {
+                    match input.results.get("optimizations_core") {
+                        Some(core) => optimisation_report(&intent, data, core, &input),
+                        None => usage_report(&intent, data),
+                    }
+                }
                 Some(data) => no_data_report(&intent, data),
                 None => capabilities_report(&intent),
             };
@@ -106,6 +111,158 @@ fn usage_report(intent: &str, data: &Value) -> RunAnswer {
         "unpriced_models": data["unpriced_models"],
         "data_sufficiency": data["data_sufficiency"],
         "catalog_as_of": data["catalog_as_of"],
+    });
+    RunAnswer {
+        summary,
+        report_markdown: md,
+        result,
+    }
+}
+
+fn optimisation_report(intent: &str, data: &Value, core: &Value, input: &AgentInput) -> RunAnswer {
+    let actions = input.results.get("actions");
+    let goals = actions
+        .map(|a| a["goals"].clone())
+        .or_else(|| {
+            input
+                .results
+                .get("goals_triage")
+                .map(|g| g["goals"].clone())
+        })
+        .unwrap_or_else(|| json!([]));
+    let plan = actions.map_or(Value::Null, |a| a["plan"].clone());
+    let recs = core["recommendations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let requests = data["totals"]["requests"].as_u64().unwrap_or(0);
+    let spend = data["totals"]["spend_usd"].as_f64().unwrap_or(0.0);
+    let days = data["window_days"].as_f64().unwrap_or(1.0);
+    let mut summary = format!(
+        "Your {requests} requests cost {} over {days:.0} days. ",
+        money(spend)
+    );
+    let selected: Vec<&Value> = plan["selected"]
+        .as_array()
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|id| recs.iter().find(|r| r["id"] == *id))
+                .collect()
+        })
+        .unwrap_or_default();
+    if recs.is_empty() {
+        summary.push_str(
+            "No optimisation is supported by this data: no model with a cheaper substitute \
+             serves short requests, no prompt prefix repeats often enough for caching, no \
+             traffic is marked non-interactive for batching and no requests failed.",
+        );
+    } else if let Some(saved) = plan["savings_usd"].as_f64() {
+        let pct = plan["savings_pct"].as_f64().unwrap_or(0.0);
+        let monthly = saved * 30.0 / days.max(1.0);
+        let mut kinds: Vec<String> = Vec::new();
+        for r in &selected {
+            let kind = r["kind"].as_str().unwrap_or("?").replace('_', " ");
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        summary.push_str(&format!(
+            "The plan ({}) saves {} ({pct:.1}%), about {} a month. ",
+            kinds.join(", "),
+            money(saved),
+            money(monthly)
+        ));
+        if plan["goals_met"] == true {
+            summary.push_str("It meets your goals.");
+        } else {
+            summary.push_str(&format!(
+                "It falls {:.1} points short of the cost goal.",
+                plan["shortfall_pct"].as_f64().unwrap_or(0.0)
+            ));
+        }
+    } else {
+        summary.push_str(&format!(
+            "{} candidate changes are priced below.",
+            recs.len()
+        ));
+    }
+    let mut md = String::from("# Optimisation report\n\n");
+    md.push_str(&format!("{summary}\n\n## Goals\n\n"));
+    for goal in goals.as_array().into_iter().flatten() {
+        let target = match (goal["target_pct"].as_f64(), goal["target_value"].as_f64()) {
+            (Some(0.0), _) => String::from("not worse"),
+            (Some(pct), _) => format!("{pct:+}%"),
+            (_, Some(value)) => format!("≤ {value}"),
+            _ => String::from("—"),
+        };
+        md.push_str(&format!(
+            "{}. {} {target}: {}\n",
+            goal["priority"],
+            goal["metric"].as_str().unwrap_or("?"),
+            goal["rationale"].as_str().unwrap_or("")
+        ));
+    }
+    md.push_str("\n## Recommendations\n\n");
+    if recs.is_empty() {
+        md.push_str("None supported by the data.\n");
+    } else {
+        md.push_str("| id | kind | model | workload | requests | current | savings | % | per month | latency | confidence |\n");
+        md.push_str("|---|---|---|---|---:|---:|---:|---:|---:|---|---:|\n");
+        for r in &recs {
+            let kind = match r["target_model"].as_str() {
+                Some(target) => format!("{} → {target}", r["kind"].as_str().unwrap_or("?")),
+                None => r["kind"].as_str().unwrap_or("?").to_owned(),
+            };
+            md.push_str(&format!(
+                "| {} | {kind} | {} | {} | {} | {} | {} | {:.1}% | {} | {} | {:.0}% |\n",
+                r["id"].as_str().unwrap_or("?"),
+                r["model"].as_str().unwrap_or("?"),
+                r["workload"].as_str().unwrap_or("?"),
+                r["affected_requests"],
+                money(r["current_cost_usd"].as_f64().unwrap_or(0.0)),
+                money(r["savings_usd"].as_f64().unwrap_or(0.0)),
+                r["savings_pct"].as_f64().unwrap_or(0.0),
+                money(r["monthly_savings_usd"].as_f64().unwrap_or(0.0)),
+                r["latency_impact"].as_str().unwrap_or(""),
+                100.0 * r["confidence"].as_f64().unwrap_or(0.0)
+            ));
+        }
+    }
+    if let Some(steps) = plan["steps"].as_array() {
+        md.push_str("\n## Plan\n\n");
+        for (i, step) in steps.iter().enumerate() {
+            md.push_str(&format!("{}. {}\n", i + 1, step.as_str().unwrap_or("")));
+        }
+        md.push_str(&format!(
+            "\nTogether: {} saved ({:.1}% of spend), overlaps counted once.\n",
+            money(plan["savings_usd"].as_f64().unwrap_or(0.0)),
+            plan["savings_pct"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    md.push_str(&format!(
+        "\n## Assumptions\n\n- Prices: catalog as of {}; records without a cost are priced \
+         with it.\n- Changes are chosen in increasing order of risk (prompt caching, batching, \
+         retry fixes, model substitution) until the cost goal is met.\n- Per-month figures \
+         scale the window ({days:.0} days) to 30 days.\n",
+        data["catalog_as_of"].as_str().unwrap_or("?")
+    ));
+    if let Some(unpriced) = data["unpriced_models"].as_array().filter(|u| !u.is_empty()) {
+        let names: Vec<&str> = unpriced.iter().filter_map(Value::as_str).collect();
+        md.push_str(&format!(
+            "- Not in the price catalog, so not analysed for savings: {}.\n",
+            names.join(", ")
+        ));
+    }
+    let result = json!({
+        "intent": intent,
+        "goals": goals,
+        "window": data["window"],
+        "totals": { "requests": requests, "spend_usd": spend },
+        "recommendations": recs,
+        "plan": plan,
+        "catalog_as_of": data["catalog_as_of"],
+        "data_sufficiency": data["data_sufficiency"],
+        "unpriced_models": data["unpriced_models"],
     });
     RunAnswer {
         summary,

@@ -13,14 +13,14 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::catalog::Catalog;
 use super::optimize::{Kind, Recommendation, Thresholds, caching_saving, substitute_cost};
 use crate::usage::record::UsageRecord;
 
 /// A goal in PROTOCOL.md §4's shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Goal {
     /// `cost`, `latency_p95_ms` or `error_rate`.
     pub metric: String,

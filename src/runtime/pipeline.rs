@@ -7,7 +7,10 @@
 
 use std::sync::Arc;
 
-use crate::agents::{Agent, data::Data, reporting::Reporting, triage::Triage};
+use crate::agents::{
+    Agent, actions::Actions, data::Data, goals_triage::GoalsTriage,
+    optimizations_core::OptimizationsCore, reporting::Reporting, triage::Triage,
+};
 
 #[derive(Clone, Default)]
 pub struct Pipeline {
@@ -23,7 +26,13 @@ impl Pipeline {
 
     /// enclave's own agents: every run starts with triage, which plans the rest.
     pub fn standard() -> Self {
-        Self::new().then(Triage).also(Data).also(Reporting)
+        Self::new()
+            .then(Triage)
+            .also(GoalsTriage)
+            .also(Data)
+            .also(OptimizationsCore)
+            .also(Actions)
+            .also(Reporting)
     }
 
     /// Registers `agent` and appends it to the initial plan.

@@ -17,6 +17,7 @@ mod http_api;
 mod idempotency;
 mod isolation;
 mod liveness;
+mod optimize;
 mod restart;
 mod runs;
 mod storage_faults;

@@ -1,0 +1,144 @@
+//! The goals triage agent: turns the request into prioritised goals in PROTOCOL.md §4's shape
+//! — "cut my bill by 30%" is `cost` −30%, "p95 under 2 s" is `latency_p95_ms` ≤ 2000,
+//! "without hurting p95 latency" is `latency_p95_ms` 0% — with defaults (`cost` −20%,
+//! latency not worse) for what is not stated.
+
+use futures_util::future::LocalBoxFuture;
+use serde_json::json;
+
+use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
+use crate::analysis::plan::Goal;
+
+pub struct GoalsTriage;
+
+/// Reads the goals stated in `message`, completed with the defaults.
+pub fn goals_for(message: &str, intent: &str) -> Vec<Goal> {
+    let lower = message.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '?' | '!'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let cost_pct = words
+        .iter()
+        .filter_map(|w| w.trim_end_matches(['.', ':']).strip_suffix('%'))
+        .find_map(|n| n.parse::<f64>().ok());
+    let cost = match cost_pct {
+        Some(pct) => Goal {
+            metric: "cost".into(),
+            target_pct: Some(-pct.abs()),
+            target_value: None,
+            priority: 0,
+            rationale: format!("you asked to cut cost by {pct}%"),
+        },
+        None => Goal {
+            metric: "cost".into(),
+            target_pct: Some(-20.0),
+            target_value: None,
+            priority: 0,
+            rationale: "no cost target stated: 20% is a common first goal".into(),
+        },
+    };
+    let latency = match latency_bound_ms(&words) {
+        Some(ms) => Goal {
+            metric: "latency_p95_ms".into(),
+            target_pct: None,
+            target_value: Some(ms),
+            priority: 0,
+            rationale: format!("you asked for p95 latency of at most {ms} ms"),
+        },
+        None => Goal {
+            metric: "latency_p95_ms".into(),
+            target_pct: Some(0.0),
+            target_value: None,
+            priority: 0,
+            rationale: if lower.contains("latency") || lower.contains("p95") {
+                "you asked not to make p95 latency worse".into()
+            } else {
+                "by default, p95 latency must not get worse".into()
+            },
+        },
+    };
+    let mut goals = if intent == "performance_optimization" {
+        vec![latency, cost]
+    } else {
+        vec![cost, latency]
+    };
+    for (i, goal) in goals.iter_mut().enumerate() {
+        goal.priority = i as u32 + 1;
+    }
+    goals
+}
+
+/// "p95 under 2 s", "p95 below 1500ms", "p95 < 2000 ms": the bound in milliseconds.
+fn latency_bound_ms(words: &[&str]) -> Option<f64> {
+    let at = words.iter().position(|w| w.starts_with("p95"))?;
+    let rest = &words[at + 1..words.len().min(at + 5)];
+    let bound = rest
+        .iter()
+        .position(|w| matches!(*w, "under" | "below" | "<" | "<=" | "within" | "max"))?;
+    let number_and_unit: String = rest[bound + 1..].iter().take(2).copied().collect();
+    let digits: String = number_and_unit
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let value: f64 = digits.parse().ok()?;
+    let unit = &number_and_unit[digits.len()..];
+    if unit.starts_with("ms") || unit.starts_with("millis") {
+        Some(value)
+    } else if unit.starts_with('s') {
+        Some(value * 1000.0)
+    } else {
+        None
+    }
+}
+
+impl Agent for GoalsTriage {
+    fn name(&self) -> &'static str {
+        "goals_triage"
+    }
+
+    fn execute(
+        &self,
+        ctx: AgentContext,
+        input: AgentInput,
+    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+        Box::pin(async move {
+            let intent = input
+                .results
+                .get("triage")
+                .and_then(|t| t["intent"].as_str())
+                .unwrap_or("cost_optimization");
+            let goals = goals_for(&input.message, intent);
+            for goal in &goals {
+                ctx.thinking(format!(
+                    "goal {}: {} ({})",
+                    goal.priority, goal.metric, goal.rationale
+                ));
+            }
+            Ok(AgentOutput::result(json!({ "goals": goals })))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stated_and_default_goals() {
+        let goals = goals_for(
+            "cut my LLM costs by 30% without hurting p95 latency",
+            "cost_optimization",
+        );
+        assert_eq!(goals[0].metric, "cost");
+        assert_eq!(goals[0].target_pct, Some(-30.0));
+        assert_eq!(goals[1].target_pct, Some(0.0));
+        assert_eq!(goals[1].priority, 2);
+        let goals = goals_for("keep p95 under 2 s", "performance_optimization");
+        assert_eq!(goals[0].metric, "latency_p95_ms");
+        assert_eq!(goals[0].target_value, Some(2000.0));
+        assert_eq!(goals[1].target_pct, Some(-20.0));
+        let goals = goals_for("p95 below 1500ms please", "cost_optimization");
+        assert_eq!(goals[1].target_value, Some(1500.0));
+    }
+}
