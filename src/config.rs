@@ -82,6 +82,12 @@ pub struct Config {
     pub prices_path: Option<String>,
     /// Largest usage upload.
     pub max_upload_bytes: usize,
+    /// Synthetic requests above this many records need the user's approval.
+    pub synthetic_approval_threshold: u64,
+    /// The most synthetic records one request generates.
+    pub synthetic_max_records: u64,
+    /// Synthetic records stored per transaction (and per `progress` event).
+    pub synthetic_batch: u64,
     /// The optimisation rules' thresholds (PROTOCOL.md §4 defaults).
     pub thresholds: Thresholds,
     /// Fault injection (`ENCLAVE_FAULTS`), off unless set.
@@ -121,6 +127,9 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             prices_path: None,
             max_upload_bytes: 32 * 1024 * 1024,
+            synthetic_approval_threshold: 10_000,
+            synthetic_max_records: 1_000_000,
+            synthetic_batch: 5_000,
             thresholds: Thresholds::default(),
             faults: String::new(),
         }
@@ -168,6 +177,12 @@ impl Config {
                 reason,
             })?;
         }
+        c.synthetic_approval_threshold = env_or(
+            "ENCLAVE_SYNTHETIC_APPROVAL_THRESHOLD",
+            c.synthetic_approval_threshold,
+        )?;
+        c.synthetic_max_records = env_or("ENCLAVE_SYNTHETIC_MAX_RECORDS", c.synthetic_max_records)?;
+        c.synthetic_batch = env_or("ENCLAVE_SYNTHETIC_BATCH", c.synthetic_batch)?;
         let t = &mut c.thresholds;
         t.substitution_max_p95_completion = env_or(
             "ENCLAVE_SUBSTITUTION_MAX_P95_COMPLETION",

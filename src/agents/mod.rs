@@ -10,6 +10,7 @@ pub mod goals_triage;
 pub mod optimizations_core;
 pub mod reporting;
 pub mod runner;
+pub mod synthetic_data;
 pub mod triage;
 
 use std::collections::BTreeMap;
@@ -187,6 +188,14 @@ impl AgentContext {
         self.emit(
             EventKind::ToolCompleted,
             json!({ "tool": tool, "output": output, "duration_ms": duration_ms, "ok": ok }),
+        );
+    }
+
+    /// Emits `progress`.
+    pub fn progress(&self, done: u64, total: u64, unit: &str) {
+        self.emit(
+            EventKind::Progress,
+            json!({ "done": done, "total": total, "unit": unit }),
         );
     }
 

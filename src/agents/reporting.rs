@@ -27,18 +27,59 @@ impl Agent for Reporting {
                 .and_then(|t| t["intent"].as_str())
                 .unwrap_or("general")
                 .to_owned();
-            let answer = match data::result_of(&input) {
-                Some(data) if data["data_sufficiency"] != "none" => {
-                    match input.results.get("optimizations_core") {
-                        Some(core) => optimisation_report(&intent, data, core, &input),
-                        None => usage_report(&intent, data),
-                    }
-                }
-                Some(data) => no_data_report(&intent, data),
-                None => capabilities_report(&intent),
+            let answer = match (input.results.get("synthetic_data"), data::result_of(&input)) {
+                (Some(synthetic), _) => synthetic_report(&intent, synthetic),
+                (None, data) => data_answer(&intent, data, &input),
             };
             Ok(AgentOutput::result(json!({ "summary": answer.summary })).with_answer(answer))
         })
+    }
+}
+
+fn data_answer(intent: &str, data: Option<&Value>, input: &AgentInput) -> RunAnswer {
+    match data {
+        Some(data) if data["data_sufficiency"] != "none" => {
+            match input.results.get("optimizations_core") {
+                Some(core) => optimisation_report(intent, data, core, input),
+                None => usage_report(intent, data),
+            }
+        }
+        Some(data) => no_data_report(intent, data),
+        None => capabilities_report(intent),
+    }
+}
+
+fn synthetic_report(intent: &str, synthetic: &Value) -> RunAnswer {
+    let request = &synthetic["request"];
+    let generated = synthetic["generated"].as_u64().unwrap_or(0);
+    let what = format!(
+        "{} {} records for {} over {} days (seed {})",
+        request["count"],
+        request["profile"].as_str().unwrap_or("?"),
+        request["models"]
+            .as_array()
+            .map(|m| m
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default(),
+        request["days"],
+        request["seed"]
+    );
+    let summary = match synthetic["decision"].as_str() {
+        Some("reject") => format!("Nothing was done: you declined generating {what}."),
+        Some("expired") => format!("Nothing was done: the approval to generate {what} expired."),
+        _ => format!(
+            "Generated {generated} synthetic records ({what}); {} were already there. Ask \
+             \"cut my LLM costs\" to analyse them.",
+            synthetic["duplicates"].as_u64().unwrap_or(0)
+        ),
+    };
+    RunAnswer {
+        report_markdown: format!("# Synthetic data\n\n{summary}\n"),
+        result: json!({ "intent": intent, "synthetic": synthetic }),
+        summary,
     }
 }
 

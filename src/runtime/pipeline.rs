@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use crate::agents::{
     Agent, actions::Actions, data::Data, goals_triage::GoalsTriage,
-    optimizations_core::OptimizationsCore, reporting::Reporting, triage::Triage,
+    optimizations_core::OptimizationsCore, reporting::Reporting, synthetic_data::SyntheticData,
+    triage::Triage,
 };
 
 #[derive(Clone, Default)]
@@ -32,6 +33,7 @@ impl Pipeline {
             .also(Data)
             .also(OptimizationsCore)
             .also(Actions)
+            .also(SyntheticData)
             .also(Reporting)
     }
 

@@ -22,5 +22,6 @@ mod restart;
 mod runs;
 mod storage_faults;
 mod stream;
+mod synthetic;
 mod threads;
 mod usage;

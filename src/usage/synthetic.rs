@@ -1,0 +1,227 @@
+//! Synthetic usage: realistic LLM request records for a workload profile, deterministic per
+//! seed, so a user without data can try enclave (and tests have data of known shape).
+//!
+//! Each profile has its own token and latency distributions, prompt-prefix reuse, share of
+//! interactive traffic and error rate. Record `n` of a request depends only on the seed and
+//! `n`, so generation can run in batches and a repeated request yields the same ids (and so
+//! adds nothing on re-upload).
+
+use serde::Serialize;
+
+use super::record::UsageRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    Chatbot,
+    Rag,
+    SummarisationBatch,
+    Classification,
+    AgentToolUse,
+}
+
+impl Profile {
+    /// The profile a message names, if any.
+    pub fn named_in(lower: &str) -> Option<Self> {
+        let named = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+        if named(&["rag", "retrieval"]) {
+            Some(Self::Rag)
+        } else if named(&["summar", "batch"]) {
+            Some(Self::SummarisationBatch)
+        } else if named(&["classif", "tagging", "routing"]) {
+            Some(Self::Classification)
+        } else if named(&["agent", "tool"]) {
+            Some(Self::AgentToolUse)
+        } else if named(&["chat", "support", "assistant"]) {
+            Some(Self::Chatbot)
+        } else {
+            None
+        }
+    }
+
+    pub fn workload(self) -> &'static str {
+        match self {
+            Self::Chatbot => "chatbot",
+            Self::Rag => "rag",
+            Self::SummarisationBatch => "summarisation-batch",
+            Self::Classification => "classification",
+            Self::AgentToolUse => "agent-tool-use",
+        }
+    }
+
+    /// (prompt range, completion range, share with a shared prefix, interactive share, error
+    /// rate, max_tokens cap)
+    fn shape(self) -> Shape {
+        match self {
+            Self::Chatbot => Shape {
+                prompt: (300, 1_500),
+                completion: (40, 300),
+                prefix_share: 0.3,
+                interactive: 1.0,
+                errors: 0.01,
+                max_tokens: Some(1_024),
+            },
+            Self::Rag => Shape {
+                prompt: (2_000, 6_000),
+                completion: (150, 400),
+                prefix_share: 0.7,
+                interactive: 1.0,
+                errors: 0.01,
+                max_tokens: Some(800),
+            },
+            Self::SummarisationBatch => Shape {
+                prompt: (3_000, 8_000),
+                completion: (300, 700),
+                prefix_share: 0.2,
+                interactive: 0.1,
+                errors: 0.02,
+                max_tokens: Some(1_024),
+            },
+            Self::Classification => Shape {
+                prompt: (200, 800),
+                completion: (1, 20),
+                prefix_share: 0.5,
+                interactive: 1.0,
+                errors: 0.01,
+                max_tokens: Some(256),
+            },
+            Self::AgentToolUse => Shape {
+                prompt: (1_500, 4_000),
+                completion: (100, 500),
+                prefix_share: 0.4,
+                interactive: 1.0,
+                errors: 0.08,
+                max_tokens: None,
+            },
+        }
+    }
+}
+
+struct Shape {
+    prompt: (i64, i64),
+    completion: (i64, i64),
+    prefix_share: f64,
+    interactive: f64,
+    errors: f64,
+    max_tokens: Option<i64>,
+}
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Request {
+    pub count: u64,
+    pub profile: Profile,
+    pub models: Vec<String>,
+    pub days: u32,
+    pub seed: u64,
+    /// Epoch ms of the first day.
+    pub start_ms: i64,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// splitmix64: a tiny, well-known mixing function; `n`-th value of a seed's stream.
+fn mix(seed: u64, n: u64, lane: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(lane.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A uniform value in [0, 1).
+fn unit(seed: u64, n: u64, lane: u64) -> f64 {
+    (mix(seed, n, lane) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn between(seed: u64, n: u64, lane: u64, (low, high): (i64, i64)) -> i64 {
+    low + ((high - low + 1) as f64 * unit(seed, n, lane)) as i64
+}
+
+impl Request {
+    /// Records `from..to` of the request.
+    pub fn records(&self, from: u64, to: u64) -> Vec<UsageRecord> {
+        let shape = self.profile.shape();
+        let span = i64::from(self.days.max(1)) * DAY_MS;
+        (from..to.min(self.count))
+            .map(|n| {
+                let s = self.seed;
+                let model = &self.models[(mix(s, n, 1) % self.models.len() as u64) as usize];
+                let prompt = between(s, n, 2, shape.prompt);
+                let completion = between(s, n, 3, shape.completion);
+                let shared = unit(s, n, 4) < shape.prefix_share;
+                // Latency grows with the tokens produced and read, with a long tail.
+                let tail = if unit(s, n, 5) > 0.97 { 3.0 } else { 1.0 };
+                let latency = ((250.0 + completion as f64 * 12.0 + prompt as f64 * 0.1)
+                    * (0.8 + 0.4 * unit(s, n, 6))
+                    * tail) as i64;
+                UsageRecord {
+                    external_id: Some(format!("syn-{}-{}-{n}", s, self.profile.workload())),
+                    ts: self.start_ms + (unit(s, n, 7) * span as f64) as i64,
+                    model: model.clone(),
+                    provider: None,
+                    workload: self.profile.workload().to_owned(),
+                    prompt_tokens: prompt,
+                    completion_tokens: completion,
+                    cached_tokens: 0,
+                    latency_ms: latency,
+                    max_tokens: shape.max_tokens,
+                    cost_usd: None,
+                    prompt_prefix_hash: shared.then(|| {
+                        format!("{}-prefix-{}", self.profile.workload(), mix(s, n, 8) % 4)
+                    }),
+                    interactive: unit(s, n, 9) < shape.interactive,
+                    is_error: unit(s, n, 10) < shape.errors,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(profile: Profile, seed: u64) -> Request {
+        Request {
+            count: 2_000,
+            profile,
+            models: vec!["gpt-4o".into(), "gpt-4o-mini".into()],
+            days: 10,
+            seed,
+            start_ms: 0,
+        }
+    }
+
+    #[test]
+    fn deterministic_per_seed_and_batch_independent() {
+        let r = request(Profile::Rag, 7);
+        let whole = r.records(0, 2_000);
+        let mut parts = r.records(0, 700);
+        parts.extend(r.records(700, 2_000));
+        assert_eq!(whole, parts);
+        assert_ne!(whole, request(Profile::Rag, 8).records(0, 2_000));
+        assert_eq!(r.records(1_990, 5_000).len(), 10);
+    }
+
+    #[test]
+    fn profiles_have_their_shape() {
+        let share = |records: &[UsageRecord], f: &dyn Fn(&UsageRecord) -> bool| {
+            records.iter().filter(|r| f(r)).count() as f64 / records.len() as f64
+        };
+        let batch = request(Profile::SummarisationBatch, 1).records(0, 2_000);
+        assert!(share(&batch, &|r| !r.interactive) > 0.8);
+        let rag = request(Profile::Rag, 1).records(0, 2_000);
+        assert!(share(&rag, &|r| r.prompt_prefix_hash.is_some()) > 0.6);
+        let tools = request(Profile::AgentToolUse, 1).records(0, 2_000);
+        let errors = share(&tools, &|r| r.is_error);
+        assert!((0.05..0.11).contains(&errors), "{errors}");
+        let class = request(Profile::Classification, 1).records(0, 2_000);
+        assert!(
+            class
+                .iter()
+                .all(|r| r.completion_tokens <= 20 && r.ts < 10 * DAY_MS)
+        );
+    }
+}
