@@ -88,6 +88,13 @@ pub struct Config {
     pub synthetic_max_records: u64,
     /// Synthetic records stored per transaction (and per `progress` event).
     pub synthetic_batch: u64,
+    /// An OpenAI-compatible API base URL (`…/v1`); none = deterministic agents only.
+    pub llm_url: Option<String>,
+    pub llm_model: String,
+    pub llm_api_key: Option<String>,
+    /// One LLM call's limit (shorter than an agent attempt's, so a hanging LLM means the
+    /// agent's own fallback, not a restart).
+    pub llm_timeout: Duration,
     /// The optimisation rules' thresholds (PROTOCOL.md §4 defaults).
     pub thresholds: Thresholds,
     /// Fault injection (`ENCLAVE_FAULTS`), off unless set.
@@ -130,6 +137,10 @@ impl Config {
             synthetic_approval_threshold: 10_000,
             synthetic_max_records: 1_000_000,
             synthetic_batch: 5_000,
+            llm_url: None,
+            llm_model: String::from("gpt-4o-mini"),
+            llm_api_key: None,
+            llm_timeout: Duration::from_secs(10),
             thresholds: Thresholds::default(),
             faults: String::new(),
         }
@@ -183,6 +194,14 @@ impl Config {
         )?;
         c.synthetic_max_records = env_or("ENCLAVE_SYNTHETIC_MAX_RECORDS", c.synthetic_max_records)?;
         c.synthetic_batch = env_or("ENCLAVE_SYNTHETIC_BATCH", c.synthetic_batch)?;
+        c.llm_url = std::env::var("ENCLAVE_LLM_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        c.llm_model = env_or("ENCLAVE_LLM_MODEL", c.llm_model)?;
+        c.llm_api_key = std::env::var("ENCLAVE_LLM_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty());
+        c.llm_timeout = env_ms("ENCLAVE_LLM_TIMEOUT_MS", c.llm_timeout)?;
         let t = &mut c.thresholds;
         t.substitution_max_p95_completion = env_or(
             "ENCLAVE_SUBSTITUTION_MAX_P95_COMPLETION",

@@ -68,6 +68,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod faults;
+pub mod llm;
 pub mod protocol;
 pub mod runtime;
 pub mod server;

@@ -12,6 +12,8 @@ use crate::analysis::catalog::{Catalog, CatalogError};
 use crate::auth::{self, Auth};
 use crate::config::Config;
 use crate::faults::{Faults, FaultsError};
+use crate::llm::LlmProvider;
+use crate::llm::openai::OpenAiCompatible;
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::registry::SessionRegistry;
 use crate::runtime::run_slots::RunSlots;
@@ -90,6 +92,15 @@ impl Server {
             pipeline: Arc::new(pipeline),
             catalog: catalog.clone(),
             slots: RunSlots::new(config.max_running_total).start(),
+            llm: config.llm_url.as_deref().map(|url| {
+                log::info!("LLM: {} at {url}", config.llm_model);
+                Arc::new(OpenAiCompatible::new(
+                    url,
+                    &config.llm_model,
+                    config.llm_api_key.clone(),
+                    config.llm_timeout,
+                )) as Arc<dyn LlmProvider>
+            }),
         };
         let registry =
             SessionRegistry::new(deps, arbiters.iter().map(Arbiter::handle).collect()).start();

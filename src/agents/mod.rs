@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use crate::analysis::catalog::Catalog;
 use crate::config::Config;
 use crate::context::UserContext;
+use crate::llm::{Llm, LlmError, LlmRequest, OnDelta};
 use crate::protocol::{ApprovalOutcome, EventKind};
 use crate::runtime::run_events::RunEvents;
 use crate::store::{Db, StoreError};
@@ -131,6 +132,7 @@ pub struct AgentContext {
     db: Db,
     config: Arc<Config>,
     catalog: Arc<Catalog>,
+    llm: Llm,
 }
 
 impl AgentContext {
@@ -141,6 +143,7 @@ impl AgentContext {
         db: Db,
         config: Arc<Config>,
         catalog: Arc<Catalog>,
+        llm: Llm,
     ) -> Self {
         Self {
             user,
@@ -149,7 +152,28 @@ impl AgentContext {
             db,
             config,
             catalog,
+            llm,
         }
+    }
+
+    /// Whether an LLM is configured.
+    pub fn has_llm(&self) -> bool {
+        self.llm.is_some()
+    }
+
+    /// Asks the LLM, streaming its text as `agent_stream` events. `None` without an LLM.
+    pub async fn ask_llm(&self, request: LlmRequest) -> Option<Result<String, LlmError>> {
+        let llm = self.llm.clone()?;
+        let events = self.events.clone();
+        let name = self.name;
+        let on_delta: OnDelta = Box::new(move |delta: &str| {
+            events.emit(
+                EventKind::AgentStream,
+                Some(name),
+                json!({ "delta": delta }),
+            );
+        });
+        Some(llm.complete(request, on_delta).await)
     }
 
     /// The price catalog in force.

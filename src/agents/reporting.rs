@@ -1,11 +1,13 @@
 //! The reporting agent: turns the run's results into the answer — a one-paragraph `summary`,
 //! a `report_markdown` with a table per model and workload, and the `result` JSON. With no
-//! data it says what is missing and how to add it.
+//! data it says what is missing and how to add it. With an LLM configured, the LLM rewords the
+//! summary (streamed as `agent_stream`); wording that loses or changes a number is refused.
 
 use futures_util::future::LocalBoxFuture;
 use serde_json::{Value, json};
 
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput, RunAnswer, data};
+use crate::llm::LlmRequest;
 
 pub struct Reporting;
 
@@ -27,13 +29,53 @@ impl Agent for Reporting {
                 .and_then(|t| t["intent"].as_str())
                 .unwrap_or("general")
                 .to_owned();
-            let answer = match (input.results.get("synthetic_data"), data::result_of(&input)) {
+            let mut answer = match (input.results.get("synthetic_data"), data::result_of(&input)) {
                 (Some(synthetic), _) => synthetic_report(&intent, synthetic),
                 (None, data) => data_answer(&intent, data, &input),
             };
-            Ok(AgentOutput::result(json!({ "summary": answer.summary })).with_answer(answer))
+            let mut fallback = false;
+            let request = LlmRequest {
+                system: WORDING_PROMPT.to_owned(),
+                user: answer.summary.clone(),
+                max_tokens: 400,
+            };
+            if let Some(worded) = ctx.ask_llm(request).await {
+                match worded {
+                    Ok(text) if keeps_every_number(&answer.summary, &text) => {
+                        answer.summary = text.trim().to_owned();
+                    }
+                    Ok(_) => {
+                        ctx.thinking(
+                            "the LLM's wording changed a number; keeping the computed text",
+                        );
+                        fallback = true;
+                    }
+                    Err(e) => {
+                        ctx.thinking(format!("{e}; keeping the computed text"));
+                        fallback = true;
+                    }
+                }
+            }
+            let mut output =
+                AgentOutput::result(json!({ "summary": answer.summary })).with_answer(answer);
+            output.fallback = fallback;
+            Ok(output)
         })
     }
+}
+
+/// What the LLM is asked: wording only.
+const WORDING_PROMPT: &str = "Rewrite this summary of an LLM usage analysis for a busy \
+engineer in two or three sentences. Keep every number, amount and percentage exactly as \
+written; add no new numbers.";
+
+/// Whether `worded` still carries every number of `computed` (amounts, percentages, counts).
+pub fn keeps_every_number(computed: &str, worded: &str) -> bool {
+    computed
+        .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | ',' | ';'))
+        .map(|w| w.trim_end_matches(['.', ':']))
+        .filter(|w| w.chars().any(|c| c.is_ascii_digit()))
+        .all(|number| worded.contains(number))
 }
 
 fn data_answer(intent: &str, data: Option<&Value>, input: &AgentInput) -> RunAnswer {

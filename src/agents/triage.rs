@@ -1,13 +1,14 @@
 //! The triage agent: reads the user's message and decides what is asked (intent), what it
 //! names (models, workloads, targets, time window), how sure it is, and the plan of agents.
 //!
-//! Rule-based and deterministic, so it is also its own fallback; an LLM may later refine the
-//! wording, never the plan's logic.
+//! Rule-based and deterministic; with an LLM configured, the LLM names the intent (one known
+//! label, nothing else is taken from it) and the rules are the fallback.
 
 use futures_util::future::LocalBoxFuture;
 use serde_json::{Value, json};
 
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput, RunAnswer};
+use crate::llm::LlmRequest;
 
 pub struct Triage;
 
@@ -94,6 +95,34 @@ const MODEL_PREFIXES: &[&str] = &[
     "llama-",
     "codestral",
 ];
+
+/// What the LLM is asked: a label, nothing else.
+const INTENT_PROMPT: &str = "Classify the user's request about their LLM API usage. Answer \
+with exactly one label: cost_optimization, performance_optimization, workload_analysis, \
+model_selection, synthetic_data or general.";
+
+const INTENTS: &[&str] = &[
+    "cost_optimization",
+    "performance_optimization",
+    "workload_analysis",
+    "model_selection",
+    "synthetic_data",
+    "general",
+];
+
+/// The known intent an LLM answer names, if exactly one.
+pub fn intent_label(answer: &str) -> Option<&'static str> {
+    let answer = answer.to_lowercase();
+    let named: Vec<&'static str> = INTENTS
+        .iter()
+        .copied()
+        .filter(|i| answer.contains(i))
+        .collect();
+    match named.as_slice() {
+        [one] => Some(one),
+        _ => None,
+    }
+}
 
 /// The agents each intent runs (DESIGN.md §3).
 pub fn plan_for(intent: &str) -> Vec<&'static str> {
@@ -240,7 +269,30 @@ impl Agent for Triage {
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
         Box::pin(async move {
             ctx.thinking("reading the request for intent, models, targets and time window");
-            let understood = understand(&input.message);
+            let mut understood = understand(&input.message);
+            let mut fallback = false;
+            let request = LlmRequest {
+                system: INTENT_PROMPT.to_owned(),
+                user: input.message.clone(),
+                max_tokens: 16,
+            };
+            if let Some(answer) = ctx.ask_llm(request).await {
+                match answer.map(|text| intent_label(&text)) {
+                    Ok(Some(intent)) => {
+                        ctx.thinking(format!("the LLM reads the intent as {intent}"));
+                        understood.intent = intent;
+                        understood.plan = plan_for(intent);
+                    }
+                    Ok(None) => {
+                        ctx.thinking("the LLM gave no known intent; using the rules");
+                        fallback = true;
+                    }
+                    Err(e) => {
+                        ctx.thinking(format!("{e}; using the rules"));
+                        fallback = true;
+                    }
+                }
+            }
             ctx.thinking(format!(
                 "intent {} with confidence {:.2}; plan {}",
                 understood.intent,
@@ -253,9 +305,11 @@ impl Agent for Triage {
                 .skip(1)
                 .map(|a| (*a).to_owned())
                 .collect();
-            Ok(AgentOutput::result(understood.to_json())
+            let mut output = AgentOutput::result(understood.to_json())
                 .with_answer(understood.answer())
-                .with_replan(rest))
+                .with_replan(rest);
+            output.fallback = fallback;
+            Ok(output)
         })
     }
 }

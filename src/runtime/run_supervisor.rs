@@ -138,6 +138,7 @@ impl RunSupervisor {
             self.deps.db.clone(),
             self.deps.config.clone(),
             self.deps.catalog.clone(),
+            self.deps.llm.clone(),
         );
         let input = AgentInput {
             message: self.message.clone(),

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::context::{ApprovalId, ConnectionId, RunId, ThreadId, UserId};
 use crate::error::ErrorCode;
 use crate::faults::Faults;
+use crate::llm::Llm;
 use crate::protocol::{
     ActiveRunInfo, ApprovalDecision, ApprovalOutcome, EventKind, FrameError, PROTOCOL_VERSION,
     RunStatus, ServerFrame, UserMessage,
@@ -124,6 +125,8 @@ pub struct SessionDeps {
     pub catalog: Arc<Catalog>,
     /// The server-wide cap on executing runs.
     pub slots: Addr<RunSlots>,
+    /// The LLM provider, if one is configured.
+    pub llm: Llm,
 }
 
 /// One attached socket.

@@ -17,6 +17,7 @@ mod http_api;
 mod idempotency;
 mod isolation;
 mod liveness;
+mod llm;
 mod optimize;
 mod restart;
 mod runs;
