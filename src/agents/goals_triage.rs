@@ -70,7 +70,7 @@ pub fn goals_for(message: &str, intent: &str) -> Vec<Goal> {
 }
 
 /// "p95 under 2 s", "p95 below 1500ms", "p95 < 2000 ms": the bound in milliseconds.
-fn latency_bound_ms(words: &[&str]) -> Option<f64> {
+pub fn latency_bound_ms(words: &[&str]) -> Option<f64> {
     let at = words.iter().position(|w| w.starts_with("p95"))?;
     let rest = &words[at + 1..words.len().min(at + 5)];
     let bound = rest

@@ -20,6 +20,8 @@ pub struct Understanding {
     pub models: Vec<String>,
     pub percentages: Vec<f64>,
     pub window_days: Option<u64>,
+    /// "p95 under 2 s" → 2000.
+    pub latency_target_ms: Option<f64>,
     pub plan: Vec<&'static str>,
 }
 
@@ -204,6 +206,7 @@ pub fn understand(message: &str) -> Understanding {
         models,
         percentages,
         window_days,
+        latency_target_ms: super::goals_triage::latency_bound_ms(&words),
         plan: plan_for(intent),
     }
 }
@@ -217,6 +220,7 @@ impl Understanding {
                 "models": self.models,
                 "targets_pct": self.percentages,
                 "window_days": self.window_days,
+                "latency_target_ms": self.latency_target_ms,
             },
             "plan": self.plan,
         })
@@ -341,5 +345,7 @@ mod tests {
         let u = understand("compare gpt-4o and claude-3-5-sonnet over the last 2 weeks");
         assert_eq!(u.models, vec!["gpt-4o", "claude-3-5-sonnet"]);
         assert_eq!(u.window_days, Some(14));
+        let u = understand("make it faster: p95 under 2 s");
+        assert_eq!(u.latency_target_ms, Some(2000.0));
     }
 }

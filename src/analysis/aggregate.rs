@@ -1,6 +1,7 @@
 //! Aggregates of a user's usage in a window, per model × workload and in total: requests,
 //! tokens, spend (priced by the catalog where a record has no `cost_usd`), nearest-rank
-//! p50/p95/p99 latency and error rate. Pure: records and a catalog in, numbers out.
+//! p50/p95/p99 latency, error rate, prefix-repeat share, output-cap utilisation and
+//! non-interactive share. Pure: records and a catalog in, numbers out.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,12 @@ pub struct GroupStats {
     pub latency_p95_ms: i64,
     pub latency_p99_ms: i64,
     pub error_rate: f64,
+    /// Share of requests whose prompt prefix hash occurs more than once in the group.
+    pub prefix_repeat_share: f64,
+    /// Mean of completion / max_tokens over the requests that set a cap (`None` if none do).
+    pub output_cap_utilisation: Option<f64>,
+    /// Share of requests that could run as batch jobs.
+    pub non_interactive_share: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,6 +89,18 @@ pub fn aggregate(records: &[UsageRecord], catalog: &Catalog) -> Aggregates {
                 unpriced_models.push(model.to_owned());
             }
             let errors = group.iter().filter(|r| r.is_error).count();
+            let mut prefix_uses: BTreeMap<&str, usize> = BTreeMap::new();
+            for r in &group {
+                if let Some(hash) = &r.prompt_prefix_hash {
+                    *prefix_uses.entry(hash.as_str()).or_default() += 1;
+                }
+            }
+            let repeated: usize = prefix_uses.values().filter(|n| **n > 1).sum();
+            let caps: Vec<f64> = group
+                .iter()
+                .filter_map(|r| r.max_tokens.map(|m| r.completion_tokens as f64 / m as f64))
+                .collect();
+            let batchable = group.iter().filter(|r| !r.interactive).count();
             GroupStats {
                 model: model.to_owned(),
                 workload: workload.to_owned(),
@@ -95,6 +114,10 @@ pub fn aggregate(records: &[UsageRecord], catalog: &Catalog) -> Aggregates {
                 latency_p95_ms: nearest_rank(&latencies, 95.0),
                 latency_p99_ms: nearest_rank(&latencies, 99.0),
                 error_rate: errors as f64 / group.len() as f64,
+                prefix_repeat_share: repeated as f64 / group.len() as f64,
+                output_cap_utilisation: (!caps.is_empty())
+                    .then(|| caps.iter().sum::<f64>() / caps.len() as f64),
+                non_interactive_share: batchable as f64 / group.len() as f64,
             }
         })
         .collect();
@@ -175,6 +198,9 @@ mod tests {
         assert_eq!(a.groups[1].unpriced_requests, 1);
         assert_eq!(a.window_days, 10.0);
         assert_eq!(a.data_sufficiency, "partial");
+        assert_eq!(gpt.prefix_repeat_share, 0.0);
+        assert_eq!(gpt.output_cap_utilisation, None);
+        assert_eq!(gpt.non_interactive_share, 0.0);
         assert_eq!(aggregate(&[], &catalog).data_sufficiency, "none");
     }
 }

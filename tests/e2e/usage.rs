@@ -358,6 +358,29 @@ async fn no_data_gets_a_helpful_answer(db: TestDb) {
         .map(|f| f["agent"].as_str().unwrap())
         .collect();
     assert_eq!(agents, ["triage", "data", "reporting"]);
+
+    // Asked to optimise, the plan stops after the data agent finds nothing, and the answer
+    // names what is missing instead of failing.
+    socket
+        .say("cut my LLM costs by 30% without hurting p95 latency")
+        .await;
+    let frames = socket.recv_runs(1).await;
+    let end = frames.last().unwrap();
+    assert_eq!(end["type"], "run_completed");
+    assert_eq!(end["data"]["result"]["intent"], "cost_optimization");
+    assert_eq!(end["data"]["result"]["missing"], json!(["usage_records"]));
+    assert!(
+        end["data"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("synthetic data")
+    );
+    let agents: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["type"] == "agent_completed")
+        .map(|f| f["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(agents, ["triage", "goals_triage", "data", "reporting"]);
     app.stop().await;
 }
 on_both_backends!(no_data_gets_a_helpful_answer);
