@@ -72,6 +72,12 @@ pub struct Config {
     pub message_burst: u32,
     /// How long an approval waits for the user before it expires.
     pub approval_timeout: Duration,
+    /// Restarts of one agent allowed within `restart_period` before the supervisor gives up.
+    pub max_restarts: u32,
+    pub restart_period: Duration,
+    /// Backoff before restart n (from 0): `backoff_base × 2ⁿ`, capped, plus up to 10% jitter.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
     /// Per-agent attempt timeout.
     pub agent_timeout: Duration,
     /// Default lifetime of tokens from `enclave token` and the dev endpoint.
@@ -129,6 +135,10 @@ impl Config {
             messages_per_minute: 60,
             message_burst: 20,
             approval_timeout: Duration::from_secs(600),
+            max_restarts: 3,
+            restart_period: Duration::from_secs(60),
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(2),
             agent_timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(5),
@@ -175,6 +185,10 @@ impl Config {
         c.messages_per_minute = env_or("ENCLAVE_MESSAGES_PER_MINUTE", c.messages_per_minute)?;
         c.message_burst = env_or("ENCLAVE_MESSAGE_BURST", c.message_burst)?;
         c.approval_timeout = env_ms("ENCLAVE_APPROVAL_TIMEOUT_MS", c.approval_timeout)?;
+        c.max_restarts = env_or("ENCLAVE_MAX_RESTARTS", c.max_restarts)?;
+        c.restart_period = env_ms("ENCLAVE_RESTART_PERIOD_MS", c.restart_period)?;
+        c.backoff_base = env_ms("ENCLAVE_BACKOFF_BASE_MS", c.backoff_base)?;
+        c.backoff_cap = env_ms("ENCLAVE_BACKOFF_CAP_MS", c.backoff_cap)?;
         c.agent_timeout = env_ms("ENCLAVE_AGENT_TIMEOUT_MS", c.agent_timeout)?;
         c.prices_path = std::env::var("ENCLAVE_PRICES")
             .ok()

@@ -1,10 +1,14 @@
 //! Fault injection (`ENCLAVE_FAULTS`, DESIGN.md §5): off unless configured, so tests and
 //! demonstrations can make parts of a real server fail on purpose.
 //!
-//! Syntax: comma-separated `target:kind[:n][@user]`. Understood so far: `store:fail:N` (the
-//! next N write batches fail before touching the database) and `AGENT:slow:MS` (the agent
-//! waits MS milliseconds before it works, in every run, or only `@user`'s). Counters are
-//! atomics: the only shared mutable state, and only here.
+//! Syntax: comma-separated `target:kind[:n][@user]`:
+//! - `store:fail:N` — the next N write batches fail before touching the database;
+//! - `AGENT:panic:N`, `AGENT:fail:N` — in every run (of `@user` only, if given) the agent
+//!   panics or returns an error on its first N attempts;
+//! - `AGENT:hang` — the agent never answers (its attempts time out);
+//! - `AGENT:slow:MS` — the agent waits MS milliseconds before it works.
+//!
+//! The store counter is an atomic: the only shared mutable state, and only here.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -18,10 +22,21 @@ pub struct FaultsError {
     reason: String,
 }
 
+/// What an agent attempt is made to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentFault {
+    Panic,
+    Fail,
+    Hang,
+    Slow(Duration),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct AgentDelay {
+struct AgentRule {
     agent: String,
-    delay: Duration,
+    fault: AgentFault,
+    /// Attempts it applies to (1..=n); `None` = every attempt.
+    attempts: Option<u32>,
     user: Option<String>,
 }
 
@@ -29,7 +44,7 @@ struct AgentDelay {
 pub struct Faults {
     /// Write batches still to fail.
     store_failures: AtomicU32,
-    agent_delays: Vec<AgentDelay>,
+    agent_rules: Vec<AgentRule>,
 }
 
 impl Faults {
@@ -49,22 +64,35 @@ impl Faults {
                 Some((body, user)) => (body, Some(user.to_owned())),
                 None => (entry, None),
             };
+            let count = |n: &str| n.parse::<u32>().map_err(|_| fail("count must be a number"));
             let parts: Vec<&str> = body.split(':').collect();
-            match parts.as_slice() {
+            let (agent, fault, attempts) = match parts.as_slice() {
                 ["store", "fail", n] => {
-                    let n: u32 = n.parse().map_err(|_| fail("count must be a number"))?;
-                    faults.store_failures.fetch_add(n, Ordering::SeqCst);
+                    faults.store_failures.fetch_add(count(n)?, Ordering::SeqCst);
+                    continue;
                 }
+                [agent, "panic", n] => (agent, AgentFault::Panic, Some(count(n)?)),
+                [agent, "fail", n] => (agent, AgentFault::Fail, Some(count(n)?)),
+                [agent, "panic"] => (agent, AgentFault::Panic, None),
+                [agent, "fail"] => (agent, AgentFault::Fail, None),
+                [agent, "hang"] => (agent, AgentFault::Hang, None),
                 [agent, "slow", ms] => {
                     let ms: u64 = ms.parse().map_err(|_| fail("delay must be milliseconds"))?;
-                    faults.agent_delays.push(AgentDelay {
-                        agent: (*agent).to_owned(),
-                        delay: Duration::from_millis(ms),
-                        user,
-                    });
+                    (agent, AgentFault::Slow(Duration::from_millis(ms)), None)
                 }
-                _ => return Err(fail("expected store:fail:N or AGENT:slow:MS")),
-            }
+                _ => {
+                    return Err(fail(
+                        "expected store:fail:N, AGENT:panic[:N], AGENT:fail[:N], AGENT:hang or \
+                         AGENT:slow:MS",
+                    ));
+                }
+            };
+            faults.agent_rules.push(AgentRule {
+                agent: (*agent).to_owned(),
+                fault,
+                attempts,
+                user,
+            });
         }
         Ok(faults)
     }
@@ -81,12 +109,16 @@ impl Faults {
             .is_ok()
     }
 
-    /// How long `agent` waits before working in `user`'s runs.
-    pub fn agent_delay(&self, agent: &str, user: &UserId) -> Option<Duration> {
-        self.agent_delays
+    /// The fault `agent`'s `attempt` in `user`'s run is made to have, if any.
+    pub fn agent_fault(&self, agent: &str, user: &UserId, attempt: u32) -> Option<AgentFault> {
+        self.agent_rules
             .iter()
-            .find(|d| d.agent == agent && d.user.as_deref().is_none_or(|u| u == user.as_str()))
-            .map(|d| d.delay)
+            .find(|r| {
+                r.agent == agent
+                    && r.user.as_deref().is_none_or(|u| u == user.as_str())
+                    && r.attempts.is_none_or(|n| attempt <= n)
+            })
+            .map(|r| r.fault)
     }
 }
 
@@ -96,17 +128,20 @@ mod tests {
 
     #[test]
     fn parses_and_counts() {
-        let f = Faults::parse("store:fail:2, triage:slow:50@alice").expect("valid");
+        let f = Faults::parse("store:fail:2, triage:slow:50@alice, data:panic:2, reporting:hang")
+            .expect("valid");
         assert!(f.take_store_failure());
         assert!(f.take_store_failure());
         assert!(!f.take_store_failure());
         let alice = UserId::parse("alice").expect("valid");
         let bob = UserId::parse("bob").expect("valid");
-        assert_eq!(
-            f.agent_delay("triage", &alice),
-            Some(Duration::from_millis(50))
-        );
-        assert_eq!(f.agent_delay("triage", &bob), None);
+        let slow = Some(AgentFault::Slow(Duration::from_millis(50)));
+        assert_eq!(f.agent_fault("triage", &alice, 1), slow);
+        assert_eq!(f.agent_fault("triage", &bob, 1), None);
+        assert_eq!(f.agent_fault("data", &bob, 2), Some(AgentFault::Panic));
+        assert_eq!(f.agent_fault("data", &bob, 3), None);
+        assert_eq!(f.agent_fault("reporting", &bob, 9), Some(AgentFault::Hang));
         assert!(Faults::parse("store:explode").is_err());
+        assert!(Faults::parse("data:panic:x").is_err());
     }
 }

@@ -97,6 +97,12 @@ impl Agent for GoalsTriage {
         "goals_triage"
     }
 
+    /// The goals read from the message with the default intent.
+    fn fallback(&self, input: &AgentInput) -> Option<AgentOutput> {
+        let goals = goals_for(&input.message, "cost_optimization");
+        Some(AgentOutput::result(json!({ "goals": goals })))
+    }
+
     fn execute(
         &self,
         ctx: AgentContext,

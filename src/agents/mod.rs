@@ -62,6 +62,12 @@ pub trait Agent: Send + Sync + 'static {
         ctx: AgentContext,
         input: AgentInput,
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>>;
+
+    /// The static result the supervisor uses when the agent keeps failing (restart intensity
+    /// reached): `agent_fallback`, and the run goes on. `None` (the default) fails the run.
+    fn fallback(&self, _input: &AgentInput) -> Option<AgentOutput> {
+        None
+    }
 }
 
 /// Why an attempt failed.

@@ -16,6 +16,12 @@ impl Agent for Reporting {
         "reporting"
     }
 
+    /// The computed report without any wording from an LLM.
+    fn fallback(&self, input: &AgentInput) -> Option<AgentOutput> {
+        let answer = computed_answer(input);
+        Some(AgentOutput::result(json!({ "summary": answer.summary })).with_answer(answer))
+    }
+
     fn execute(
         &self,
         ctx: AgentContext,
@@ -23,16 +29,7 @@ impl Agent for Reporting {
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
         Box::pin(async move {
             ctx.thinking("writing the report");
-            let intent = input
-                .results
-                .get("triage")
-                .and_then(|t| t["intent"].as_str())
-                .unwrap_or("general")
-                .to_owned();
-            let mut answer = match (input.results.get("synthetic_data"), data::result_of(&input)) {
-                (Some(synthetic), _) => synthetic_report(&intent, synthetic),
-                (None, data) => data_answer(&intent, data, &input),
-            };
+            let mut answer = computed_answer(&input);
             let mut fallback = false;
             let request = LlmRequest {
                 system: WORDING_PROMPT.to_owned(),
@@ -76,6 +73,19 @@ pub fn keeps_every_number(computed: &str, worded: &str) -> bool {
         .map(|w| w.trim_end_matches(['.', ':']))
         .filter(|w| w.chars().any(|c| c.is_ascii_digit()))
         .all(|number| worded.contains(number))
+}
+
+/// The report from the run's results alone.
+fn computed_answer(input: &AgentInput) -> RunAnswer {
+    let intent = input
+        .results
+        .get("triage")
+        .and_then(|t| t["intent"].as_str())
+        .unwrap_or("general");
+    match (input.results.get("synthetic_data"), data::result_of(input)) {
+        (Some(synthetic), _) => synthetic_report(intent, synthetic),
+        (None, data) => data_answer(intent, data, input),
+    }
 }
 
 fn data_answer(intent: &str, data: Option<&Value>, input: &AgentInput) -> RunAnswer {

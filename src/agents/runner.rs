@@ -11,6 +11,7 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 
 use super::{Agent, AgentContext, AgentInput, AgentOutput};
+use crate::faults::AgentFault;
 use std::sync::Arc;
 
 /// How an attempt ended, as the supervisor sees it.
@@ -37,8 +38,8 @@ pub struct AgentRunner {
     work: Option<(AgentContext, AgentInput)>,
     step: usize,
     attempt: u32,
-    /// A fault-injected wait before the agent works.
-    delay: Option<Duration>,
+    /// A fault injected into this attempt.
+    fault: Option<AgentFault>,
     reply: Recipient<AttemptDone>,
 }
 
@@ -49,7 +50,7 @@ impl AgentRunner {
         input: AgentInput,
         step: usize,
         attempt: u32,
-        delay: Option<Duration>,
+        fault: Option<AgentFault>,
         reply: Recipient<AttemptDone>,
     ) -> Self {
         Self {
@@ -57,7 +58,7 @@ impl AgentRunner {
             work: Some((ctx, input)),
             step,
             attempt,
-            delay,
+            fault,
             reply,
         }
     }
@@ -72,15 +73,22 @@ impl Actor for AgentRunner {
             return;
         };
         let agent = self.agent.clone();
-        let delay = self.delay;
+        let fault = self.fault;
         let started = Instant::now();
         let attempt = async move {
-            if let Some(delay) = delay {
-                actix::clock::sleep(delay).await;
-            }
-            AssertUnwindSafe(agent.execute(agent_ctx, input))
-                .catch_unwind()
-                .await
+            let work = async move {
+                match fault {
+                    Some(AgentFault::Panic) => panic!("injected fault"),
+                    Some(AgentFault::Fail) => {
+                        return Err(super::AgentError::Failed("injected fault".into()));
+                    }
+                    Some(AgentFault::Hang) => std::future::pending::<()>().await,
+                    Some(AgentFault::Slow(delay)) => actix::clock::sleep(delay).await,
+                    None => {}
+                }
+                agent.execute(agent_ctx, input).await
+            };
+            AssertUnwindSafe(work).catch_unwind().await
         };
         ctx.spawn(attempt.into_actor(self).map(move |res, act, ctx| {
             let outcome = match res {

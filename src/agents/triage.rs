@@ -266,6 +266,22 @@ impl Agent for Triage {
         "triage"
     }
 
+    /// The rules alone.
+    fn fallback(&self, input: &AgentInput) -> Option<AgentOutput> {
+        let understood = understand(&input.message);
+        let rest = understood
+            .plan
+            .iter()
+            .skip(1)
+            .map(|a| (*a).to_owned())
+            .collect();
+        Some(
+            AgentOutput::result(understood.to_json())
+                .with_answer(understood.answer())
+                .with_replan(rest),
+        )
+    }
+
     fn execute(
         &self,
         ctx: AgentContext,

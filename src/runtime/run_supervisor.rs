@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::agents::runner::{AgentRunner, AttemptDone, AttemptOutcome, StopAttempt};
 use crate::agents::{Agent, AgentContext, AgentInput, RunAnswer};
+use crate::config::Config;
 use crate::context::{RunId, UserContext};
 use crate::protocol::EventKind;
 use crate::runtime::run_events::RunEvents;
@@ -84,6 +85,8 @@ pub struct RunSupervisor {
     steps: usize,
     current: Option<Attempt>,
     results: BTreeMap<String, Value>,
+    /// When the current agent failed, within the restart period.
+    failures: Vec<Instant>,
     answer: Option<RunAnswer>,
 }
 
@@ -106,6 +109,7 @@ impl RunSupervisor {
             steps: 0,
             current: None,
             results: BTreeMap::new(),
+            failures: Vec::new(),
             answer: None,
         }
     }
@@ -121,6 +125,7 @@ impl RunSupervisor {
             return;
         };
         self.steps += 1;
+        self.failures.clear();
         self.start_attempt(ctx, agent, 1);
     }
 
@@ -140,11 +145,11 @@ impl RunSupervisor {
             self.deps.catalog.clone(),
             self.deps.llm.clone(),
         );
-        let input = AgentInput {
-            message: self.message.clone(),
-            results: Arc::new(self.results.clone()),
-        };
-        let delay = self.deps.faults.agent_delay(name, self.ctx.user_id());
+        let input = self.input();
+        let fault = self
+            .deps
+            .faults
+            .agent_fault(name, self.ctx.user_id(), number);
         let step = self.steps;
         let runner = AgentRunner::new(
             agent.clone(),
@@ -152,7 +157,7 @@ impl RunSupervisor {
             input,
             step,
             number,
-            delay,
+            fault,
             ctx.address().recipient(),
         )
         .start();
@@ -225,15 +230,75 @@ impl RunSupervisor {
                 self.start_next(ctx);
             }
             AttemptOutcome::Failed(error) | AttemptOutcome::Panicked(error) => {
+                // One-for-one restarts: at most `max_restarts` within `restart_period`.
+                let config = &self.deps.config;
+                let now = Instant::now();
+                let period = config.restart_period;
+                self.failures.retain(|t| now.duration_since(*t) < period);
+                self.failures.push(now);
+                let restart = self.failures.len() as u32;
+                let will_restart = restart <= config.max_restarts;
                 self.events.emit(
                     EventKind::AgentError,
                     Some(name),
-                    json!({ "error": error, "attempt": done.attempt, "will_restart": false }),
+                    json!({ "error": error, "attempt": done.attempt, "will_restart": will_restart }),
                 );
+                if will_restart {
+                    let backoff = backoff(config, restart - 1);
+                    let next = done.attempt + 1;
+                    self.events.emit(
+                        EventKind::AgentRestarted,
+                        Some(name),
+                        json!({ "attempt": next, "backoff_ms": backoff.as_millis() as u64 }),
+                    );
+                    let agent = current.agent.clone();
+                    ctx.run_later(backoff, move |act, ctx| act.start_attempt(ctx, agent, next));
+                    return;
+                }
+                self.give_up(ctx, current.agent, done.attempt, timed_out, error);
+            }
+        }
+    }
+
+    /// The agent failed past the restart intensity: its static fallback result if it has one
+    /// (`agent_fallback`, and the run goes on), else the run fails.
+    fn give_up(
+        &mut self,
+        ctx: &mut Context<Self>,
+        agent: Arc<dyn Agent>,
+        attempts: u32,
+        timed_out: bool,
+        error: String,
+    ) {
+        let name = agent.name();
+        match agent.fallback(&self.input()) {
+            Some(output) => {
+                self.events.emit(
+                    EventKind::AgentFallback,
+                    Some(name),
+                    json!({ "attempts": attempts, "result": output.result }),
+                );
+                self.results.insert(name.to_owned(), output.result);
+                if output.answer.is_some() {
+                    self.answer = output.answer;
+                }
+                if let Some(names) = output.replan {
+                    self.replan(&names);
+                }
+                self.start_next(ctx);
+            }
+            None => {
                 let code = if timed_out { "timeout" } else { "agent_failed" };
-                let error = format!("the {name} agent failed: {error}");
+                let error = format!("the {name} agent failed {attempts} times: {error}");
                 self.finish(ctx, RunOutcome::Failed { code, error });
             }
+        }
+    }
+
+    fn input(&self) -> AgentInput {
+        AgentInput {
+            message: self.message.clone(),
+            results: Arc::new(self.results.clone()),
         }
     }
 
@@ -341,4 +406,15 @@ impl Handler<AbortRun> for RunSupervisor {
     fn handle(&mut self, _: AbortRun, ctx: &mut Context<Self>) {
         ctx.stop();
     }
+}
+
+/// `backoff_base × 2ⁿ`, capped at `backoff_cap`, plus up to 10% jitter so restarts of many runs
+/// do not fall in step.
+fn backoff(config: &Config, n: u32) -> Duration {
+    let base = config.backoff_base.as_millis() as u64;
+    let capped = base
+        .saturating_mul(1u64 << n.min(20))
+        .min(config.backoff_cap.as_millis() as u64);
+    let jitter = (uuid::Uuid::new_v4().as_u128() % u128::from(capped / 10 + 1)) as u64;
+    Duration::from_millis(capped + jitter)
 }

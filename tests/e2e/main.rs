@@ -23,6 +23,7 @@ mod restart;
 mod runs;
 mod storage_faults;
 mod stream;
+mod supervision;
 mod synthetic;
 mod threads;
 mod usage;
