@@ -80,6 +80,14 @@ impl Server {
         if migrations > 0 {
             log::info!("applied {migrations} migration(s) to {}", backend.display());
         }
+        let recovering = pool.clone();
+        let interrupted =
+            web::block(move || store::recovery::interrupt_leftover_runs(&mut *recovering.get()?))
+                .await
+                .map_err(|_| ServerError::Interrupted)??;
+        if interrupted > 0 {
+            log::warn!("{interrupted} run(s) left unfinished by the last process: run_interrupted");
+        }
         let writers = if backend.is_sqlite() { 1 } else { 4 };
         let db = Db::start(pool, config.db_reader_threads, writers, faults.clone());
         let arbiters: Vec<Arbiter> = (0..config.session_arbiters.max(1))

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod connection;
 pub mod executor;
 pub mod models;
+pub mod recovery;
 pub mod repo;
 pub mod schema;
 

@@ -252,16 +252,24 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub async fn spawn(db: &TestDb) -> Self {
+        Self::spawn_with_env(db, &[]).await
+    }
+
+    /// The binary with extra environment (`ENCLAVE_FAULTS`, limits, …).
+    pub async fn spawn_with_env(db: &TestDb, env: &[(&str, &str)]) -> Self {
         use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_enclave"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_enclave"));
+        command
             .args(["serve", "--bind", "127.0.0.1:0", "--database", &db.url])
             .env("ENCLAVE_JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn")
             .env_remove("DATABASE_URL")
             .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("enclave binary starts");
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("enclave binary starts");
         let stdout = child.stdout.take().expect("stdout piped");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let first = tokio::time::timeout(FRAME_WAIT, lines.next_line())

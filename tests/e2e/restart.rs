@@ -1,7 +1,7 @@
 //! The real binary killed and started again on the same database: the stream is unchanged
 //! and continues where it stopped.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -41,3 +41,62 @@ async fn restart_keeps_the_stream(db: TestDb) {
     second.kill().await;
 }
 on_both_backends!(restart_keeps_the_stream);
+
+async fn a_crash_interrupts_queued_running_and_waiting_runs(db: TestDb) {
+    let env = [
+        // Alice's triage takes a minute and she may run one at a time: one running, one queued.
+        ("ENCLAVE_FAULTS", "triage:slow:60000@alice"),
+        ("ENCLAVE_MAX_RUNNING_PER_USER", "1"),
+        // Bob's synthetic request waits for approval.
+        ("ENCLAVE_SYNTHETIC_APPROVAL_THRESHOLD", "10"),
+    ];
+    let first = ServerProcess::spawn_with_env(&db, &env).await;
+    let mut alice = first.ws("alice").await;
+    alice.recv().await;
+    alice.say("analyse my usage").await;
+    alice.say("and again").await;
+    let alice_live = sequenced(&alice.recv_until(|f| f["type"] == "run_queued").await);
+    let mut bob = first.ws("bob").await;
+    bob.recv().await;
+    bob.say("generate 100 synthetic chatbot records").await;
+    let bob_live = sequenced(&bob.recv_until(|f| f["type"] == "approval_required").await);
+    let approval_id = bob_live.last().unwrap()["data"]["approval_id"].clone();
+    first.kill().await;
+
+    let second = ServerProcess::spawn(&db).await;
+    let mut alice = second.ws("alice").await;
+    let connected = alice.recv().await;
+    assert_eq!(connected["active_runs"], json!([]));
+    let replay = sequenced(&alice.ws_replay_from(0).await);
+    // Every event alice saw before the kill is stored, unchanged, and then both runs are
+    // interrupted.
+    assert_eq!(replay[..alice_live.len()], alice_live[..]);
+    let tail = &replay[alice_live.len()..];
+    assert_eq!(tail.len(), 2, "{tail:?}");
+    let mut alice_runs: Vec<&Value> = alice_live
+        .iter()
+        .filter(|f| f["type"] == "message_received")
+        .map(|f| &f["run_id"])
+        .collect();
+    let mut interrupted: Vec<&Value> = tail.iter().map(|f| &f["run_id"]).collect();
+    alice_runs.sort_by_key(|v| v.to_string());
+    interrupted.sort_by_key(|v| v.to_string());
+    assert_eq!(alice_runs, interrupted);
+    assert!(
+        tail.iter()
+            .all(|f| f["type"] == "run_interrupted" && f["data"]["reason"] == "crash")
+    );
+    assert_gapless(&replay, 1);
+
+    let mut bob = second.ws("bob").await;
+    bob.recv().await;
+    let replay = sequenced(&bob.ws_replay_from(0).await);
+    assert_eq!(replay[..bob_live.len()], bob_live[..]);
+    assert_eq!(replay.last().unwrap()["type"], "run_interrupted");
+    bob.send(json!({"type":"approval","approval_id":approval_id,"decision":"approve"}))
+        .await;
+    let answer = bob.recv().await;
+    assert_eq!(answer["code"], "conflict", "{answer}");
+    second.kill().await;
+}
+on_both_backends!(a_crash_interrupts_queued_running_and_waiting_runs);

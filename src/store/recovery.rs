@@ -1,0 +1,83 @@
+//! Start-up recovery: runs a previous process left queued, running or awaiting approval (it
+//! crashed or was killed) end `run_interrupted` `crash` — stored as the next events of their
+//! users' sequences, delivered when those users connect or resume — and their pending
+//! approvals can no longer be answered.
+//!
+//! Runs before the server accepts connections, so no session is numbering events meanwhile.
+
+use diesel::prelude::*;
+
+use crate::clock::now_ms;
+use crate::context::{RunId, ThreadId, UserId};
+use crate::protocol::{Event, EventKind};
+use crate::store::schema::{approvals, runs};
+use crate::store::{DbConnection, StoreError, repo};
+
+/// Statuses of a run that has not ended.
+const LIVE: [&str; 3] = ["queued", "running", "awaiting_approval"];
+
+/// Marks every leftover live run interrupted; returns how many.
+pub fn interrupt_leftover_runs(conn: &mut DbConnection) -> Result<usize, StoreError> {
+    // The one query across users: which users have leftovers. Everything after is per user.
+    let users: Vec<String> = runs::table
+        .filter(runs::status.eq_any(LIVE))
+        .select(runs::user_id)
+        .distinct()
+        .load(conn)?;
+    let mut interrupted = 0;
+    for raw in users {
+        let Ok(user) = UserId::parse(&raw) else {
+            continue;
+        };
+        interrupted += conn.transaction(|conn| interrupt_user(conn, &user))?;
+    }
+    Ok(interrupted)
+}
+
+fn interrupt_user(conn: &mut DbConnection, user: &UserId) -> Result<usize, StoreError> {
+    let leftovers: Vec<(String, String)> = runs::table
+        .filter(runs::user_id.eq(user.as_str()))
+        .filter(runs::status.eq_any(LIVE))
+        .order(runs::created_at.asc())
+        .select((runs::run_id, runs::thread_id))
+        .load(conn)?;
+    let now = now_ms();
+    let mut seq = repo::events::last_seq(conn, user)?;
+    let mut events = Vec::new();
+    for (run, thread) in &leftovers {
+        let (Ok(run_id), Ok(thread_id)) = (RunId::parse(run), ThreadId::parse(thread)) else {
+            continue;
+        };
+        seq += 1;
+        events.push(Event {
+            kind: EventKind::RunInterrupted,
+            seq,
+            ts: now,
+            thread_id: Some(thread_id),
+            run_id: Some(run_id),
+            agent: None,
+            data: serde_json::json!({ "reason": "crash" }),
+        });
+        diesel::update(
+            runs::table
+                .filter(runs::user_id.eq(user.as_str()))
+                .filter(runs::run_id.eq(run)),
+        )
+        .set((runs::status.eq("interrupted"), runs::finished_at.eq(now)))
+        .execute(conn)?;
+        diesel::update(
+            approvals::table
+                .filter(approvals::user_id.eq(user.as_str()))
+                .filter(approvals::run_id.eq(run))
+                .filter(approvals::status.eq("pending")),
+        )
+        .set((
+            approvals::status.eq("interrupted"),
+            approvals::resolved_at.eq(now),
+        ))
+        .execute(conn)?;
+        repo::threads::set_last_run_status(conn, user, thread_id, "interrupted", now)?;
+    }
+    repo::events::insert(conn, user, &events)?;
+    Ok(events.len())
+}
