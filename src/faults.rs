@@ -6,9 +6,10 @@
 //! - `AGENT:panic:N`, `AGENT:fail:N` — in every run (of `@user` only, if given) the agent
 //!   panics or returns an error on its first N attempts;
 //! - `AGENT:hang` — the agent never answers (its attempts time out);
-//! - `AGENT:slow:MS` — the agent waits MS milliseconds before it works.
+//! - `AGENT:slow:MS` — the agent waits MS milliseconds before it works;
+//! - `session:panic:N` — the next N `user_message`s a session handles make it panic.
 //!
-//! The store counter is an atomic: the only shared mutable state, and only here.
+//! The counters are atomics: the only shared mutable state, and only here.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub struct Faults {
     /// Write batches still to fail.
     store_failures: AtomicU32,
     agent_rules: Vec<AgentRule>,
+    /// Session panics still to inject, for one user (`@user`) or any (`None`).
+    session_panics: Vec<(Option<String>, AtomicU32)>,
 }
 
 impl Faults {
@@ -69,6 +72,12 @@ impl Faults {
             let (agent, fault, attempts) = match parts.as_slice() {
                 ["store", "fail", n] => {
                     faults.store_failures.fetch_add(count(n)?, Ordering::SeqCst);
+                    continue;
+                }
+                ["session", "panic", n] => {
+                    faults
+                        .session_panics
+                        .push((user, AtomicU32::new(count(n)?)));
                     continue;
                 }
                 [agent, "panic", n] => (agent, AgentFault::Panic, Some(count(n)?)),
@@ -109,6 +118,17 @@ impl Faults {
             .is_ok()
     }
 
+    /// Whether `user`'s session is to panic now (and counts it).
+    pub fn take_session_panic(&self, user: &UserId) -> bool {
+        self.session_panics
+            .iter()
+            .filter(|(only, _)| only.as_deref().is_none_or(|u| u == user.as_str()))
+            .any(|(_, left)| {
+                left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            })
+    }
+
     /// The fault `agent`'s `attempt` in `user`'s run is made to have, if any.
     pub fn agent_fault(&self, agent: &str, user: &UserId, attempt: u32) -> Option<AgentFault> {
         self.agent_rules
@@ -143,5 +163,9 @@ mod tests {
         assert_eq!(f.agent_fault("reporting", &bob, 9), Some(AgentFault::Hang));
         assert!(Faults::parse("store:explode").is_err());
         assert!(Faults::parse("data:panic:x").is_err());
+        let f = Faults::parse("session:panic:1@bob").expect("valid");
+        assert!(!f.take_session_panic(&alice));
+        assert!(f.take_session_panic(&bob));
+        assert!(!f.take_session_panic(&bob));
     }
 }

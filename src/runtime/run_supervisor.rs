@@ -24,8 +24,17 @@ use crate::runtime::session::SessionDeps;
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunOutcome {
     Completed(RunAnswer),
-    Failed { code: &'static str, error: String },
-    Cancelled { reason: &'static str },
+    Failed {
+        code: &'static str,
+        error: String,
+    },
+    Cancelled {
+        reason: &'static str,
+    },
+    /// The run was lost with its session or process (`crash`, `node_lost`).
+    Interrupted {
+        reason: &'static str,
+    },
 }
 
 /// Sent to the session when the run is over.

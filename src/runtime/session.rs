@@ -332,6 +332,16 @@ impl UserSession {
                     end,
                 )
             }
+            RunOutcome::Interrupted { reason } => {
+                let end = RunEnd {
+                    status: RunStatus::Interrupted.as_str(),
+                    finished_at: now_ms(),
+                    error: None,
+                    result: None,
+                    report_markdown: None,
+                };
+                (EventKind::RunInterrupted, json!({ "reason": reason }), end)
+            }
             RunOutcome::Cancelled { reason } => {
                 let end = RunEnd {
                     status: RunStatus::Cancelled.as_str(),
@@ -361,13 +371,30 @@ impl Actor for UserSession {
         let db = self.deps.db.clone();
         let user = self.user_id.clone();
         let load = async move {
-            db.read(move |conn| Ok(repo::events::last_seq(conn, &user)?))
-                .await
+            db.read(move |conn| {
+                let last_seq = repo::events::last_seq(conn, &user)?;
+                let orphans = repo::runs::live(conn, &user)?;
+                Ok((last_seq, orphans))
+            })
+            .await
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
-            Ok(last_seq) => {
+            Ok((last_seq, orphans)) => {
                 act.last_seq = last_seq;
                 log::debug!("user={} session active at seq {last_seq}", act.user_id);
+                // Live runs in the database with no session to run them: a previous session of
+                // this user failed. They end `run_interrupted`.
+                for (run_id, thread_id) in orphans {
+                    log::warn!("user={} run={run_id} lost with its session", act.user_id);
+                    act.deps.slots.do_send(Release { run_id });
+                    act.push_run_end(
+                        ctx,
+                        run_id,
+                        thread_id,
+                        RunOutcome::Interrupted { reason: "crash" },
+                    );
+                }
+                act.flush(ctx);
             }
             Err(e) => {
                 log::error!("user={} session could not load: {e}", act.user_id);
@@ -443,6 +470,9 @@ impl Handler<StartRun> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: StartRun, ctx: &mut Context<Self>) {
+        if self.deps.faults.take_session_panic(&self.user_id) {
+            panic!("injected fault: session of {}", self.user_id);
+        }
         if !self.message_rate.take() {
             let wait = self.message_rate.wait();
             let mut error = FrameError::new(

@@ -110,6 +110,10 @@ impl WsConnection {
             Err(error) => return self.refuse(ctx, error),
         };
         self.bad_streak = 0;
+        if !self.session.connected() {
+            // The session failed: the client reconnects (a fresh one starts) and resends.
+            return self.close(ctx, close_code::SESSION_RESTARTED, "session restarted");
+        }
         let conn_id = self.conn_id;
         match frame {
             ClientFrame::UserMessage(message) => {
@@ -179,7 +183,9 @@ impl WsConnection {
 
     fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
         ctx.run_interval(self.config.heartbeat_interval, |act, ctx| {
-            if act.last_heard.elapsed() > act.config.client_timeout {
+            if !act.session.connected() {
+                act.close(ctx, close_code::SESSION_RESTARTED, "session restarted");
+            } else if act.last_heard.elapsed() > act.config.client_timeout {
                 log::info!(
                     "user={} socket {} heartbeat timeout",
                     act.user_id,

@@ -180,3 +180,47 @@ async fn a_hanging_agent_times_out_after_the_policys_attempts(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(a_hanging_agent_times_out_after_the_policys_attempts);
+
+async fn a_session_that_panics_restarts_from_the_database(db: TestDb) {
+    // Bob's history, written by a server without faults.
+    let app = TestApp::spawn(&db).await;
+    let mut bob = app.ws("bob").await;
+    bob.recv().await;
+    bob.say("analyse my usage").await;
+    let before = sequenced(&bob.recv_runs(1).await);
+    let last_seq = before.last().unwrap()["seq"].as_i64().unwrap();
+    app.stop().await;
+
+    let mut config = test_config(&db);
+    config.faults = "session:panic:1@bob".into();
+    config.heartbeat_interval = Duration::from_millis(50);
+    let app = TestApp::spawn_with(config).await;
+    let mut alice = app.ws("alice").await;
+    alice.recv().await;
+    let mut bob = app.ws("bob").await;
+    assert_eq!(bob.recv().await["last_seq"], last_seq);
+    // Bob's session panics on his message; his socket is closed so that he reconnects.
+    bob.say("this one is lost").await;
+    assert_eq!(bob.closed().await, Closed::Code(4009));
+
+    // A fresh session, reloaded from the database: the next message works and seq goes on.
+    let mut bob = app.ws("bob").await;
+    assert_eq!(bob.recv().await["last_seq"], last_seq);
+    bob.say("analyse my usage").await;
+    let after = sequenced(&bob.recv_runs(1).await);
+    assert_gapless(&after, last_seq + 1);
+    assert_eq!(after.last().unwrap()["type"], "run_completed");
+    assert!(
+        !serde_json::to_string(&after)
+            .unwrap()
+            .contains("this one is lost")
+    );
+
+    // Alice never noticed.
+    alice.say("analyse my usage").await;
+    let frames = alice.recv_runs(1).await;
+    assert_eq!(frames.last().unwrap()["type"], "run_completed");
+    assert_gapless(&frames, 1);
+    app.stop().await;
+}
+on_both_backends!(a_session_that_panics_restarts_from_the_database);

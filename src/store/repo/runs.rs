@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use crate::context::{RunId, UserId};
+use crate::context::{RunId, ThreadId, UserId};
 use crate::store::connection::DbConnection;
 use crate::store::models::RunRow;
 use crate::store::schema::runs::dsl;
@@ -100,4 +100,18 @@ pub fn set_status(
     .set(dsl::status.eq(status))
     .execute(conn)
     .map(drop)
+}
+
+/// The user's runs that have not ended, oldest first.
+pub fn live(conn: &mut DbConnection, user: &UserId) -> QueryResult<Vec<(RunId, ThreadId)>> {
+    let rows: Vec<(String, String)> = dsl::runs
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::status.eq_any(["queued", "running", "awaiting_approval"]))
+        .order(dsl::created_at.asc())
+        .select((dsl::run_id, dsl::thread_id))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(r, t)| Some((RunId::parse(&r).ok()?, ThreadId::parse(&t).ok()?)))
+        .collect())
 }
