@@ -78,6 +78,8 @@ pub struct Config {
     /// Backoff before restart n (from 0): `backoff_base × 2ⁿ`, capped, plus up to 10% jitter.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+    /// A session with no sockets, runs or approvals for this long is stopped (passivated).
+    pub passivate_after: Duration,
     /// Per-agent attempt timeout.
     pub agent_timeout: Duration,
     /// Default lifetime of tokens from `enclave token` and the dev endpoint.
@@ -139,6 +141,7 @@ impl Config {
             restart_period: Duration::from_secs(60),
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(2),
+            passivate_after: Duration::from_secs(300),
             agent_timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(5),
@@ -189,6 +192,7 @@ impl Config {
         c.restart_period = env_ms("ENCLAVE_RESTART_PERIOD_MS", c.restart_period)?;
         c.backoff_base = env_ms("ENCLAVE_BACKOFF_BASE_MS", c.backoff_base)?;
         c.backoff_cap = env_ms("ENCLAVE_BACKOFF_CAP_MS", c.backoff_cap)?;
+        c.passivate_after = env_ms("ENCLAVE_PASSIVATE_AFTER_MS", c.passivate_after)?;
         c.agent_timeout = env_ms("ENCLAVE_AGENT_TIMEOUT_MS", c.agent_timeout)?;
         c.prices_path = std::env::var("ENCLAVE_PRICES")
             .ok()

@@ -69,6 +69,7 @@ pub mod context;
 pub mod error;
 pub mod faults;
 pub mod llm;
+pub mod metrics;
 pub mod protocol;
 pub mod runtime;
 pub mod server;

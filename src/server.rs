@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::faults::{Faults, FaultsError};
 use crate::llm::LlmProvider;
 use crate::llm::openai::OpenAiCompatible;
+use crate::metrics::Metrics;
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::registry::SessionRegistry;
 use crate::runtime::run_slots::RunSlots;
@@ -77,6 +78,7 @@ impl Server {
         };
         log::info!("price catalog as of {}", catalog.as_of());
         let catalog = Arc::new(catalog);
+        let metrics = Arc::new(Metrics::new());
         if migrations > 0 {
             log::info!("applied {migrations} migration(s) to {}", backend.display());
         }
@@ -100,6 +102,7 @@ impl Server {
             pipeline: Arc::new(pipeline),
             catalog: catalog.clone(),
             slots: RunSlots::new(config.max_running_total).start(),
+            metrics: metrics.clone(),
             llm: config.llm_url.as_deref().map(|url| {
                 log::info!("LLM: {} at {url}", config.llm_model);
                 Arc::new(OpenAiCompatible::new(
@@ -123,6 +126,7 @@ impl Server {
             db,
             registry,
             catalog,
+            metrics,
             dev_tokens,
         });
         let http = HttpServer::new(move || {

@@ -107,8 +107,10 @@ impl UserSession {
 
     fn write(&mut self, ctx: &mut Context<Self>, batch: WriteBatch, attempt: u32) {
         let db = self.deps.db.clone();
+        let timer = self.deps.metrics.persist_seconds.start_timer();
         let write = async move {
             let result = db.write(batch.clone()).await;
+            timer.observe_duration();
             (batch, result)
         };
         ctx.spawn(
@@ -256,6 +258,7 @@ impl UserSession {
         for conn_id in slow {
             if let Some(socket) = self.sockets.remove(&conn_id) {
                 log::warn!("user={} socket {conn_id} too slow, closing", self.user_id);
+                self.deps.metrics.slow_sockets.inc();
                 socket.outbound.do_send(Outbound::Close {
                     code: close_code::TOO_SLOW,
                     reason: "too slow",

@@ -2,6 +2,7 @@
 //! one arbiter per core. It holds only addresses; all user state lives in the sessions.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -34,8 +35,21 @@ impl SessionRegistry {
     }
 }
 
+impl SessionRegistry {
+    /// Forgets sessions that stopped (passivated or failed) and updates the sessions gauge.
+    fn purge(&mut self) {
+        self.sessions.retain(|_, session| session.connected());
+        self.deps.metrics.sessions.set(self.sessions.len() as i64);
+    }
+}
+
 impl Actor for SessionRegistry {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let every = self.deps.config.passivate_after.min(Duration::from_secs(1));
+        ctx.run_interval(every.max(Duration::from_millis(10)), |act, _| act.purge());
+    }
 }
 
 impl Handler<GetSession> for SessionRegistry {
@@ -60,6 +74,7 @@ impl Handler<GetSession> for SessionRegistry {
             None => UserSession::new(user_id, deps).start(),
         };
         self.sessions.insert(msg.user_id, session.clone());
+        self.purge();
         MessageResult(session)
     }
 }

@@ -260,6 +260,7 @@ impl RunSupervisor {
                         Some(name),
                         json!({ "attempt": next, "backoff_ms": backoff.as_millis() as u64 }),
                     );
+                    self.deps.metrics.restarts.with_label_values(&[name]).inc();
                     let agent = current.agent.clone();
                     ctx.run_later(backoff, move |act, ctx| act.start_attempt(ctx, agent, next));
                     return;
@@ -282,6 +283,7 @@ impl RunSupervisor {
         let name = agent.name();
         match agent.fallback(&self.input()) {
             Some(output) => {
+                self.deps.metrics.fallbacks.with_label_values(&[name]).inc();
                 self.events.emit(
                     EventKind::AgentFallback,
                     Some(name),

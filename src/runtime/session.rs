@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use serde_json::json;
@@ -20,6 +21,7 @@ use crate::context::{ApprovalId, ConnectionId, RunId, ThreadId, UserId};
 use crate::error::ErrorCode;
 use crate::faults::Faults;
 use crate::llm::Llm;
+use crate::metrics::Metrics;
 use crate::protocol::{
     ActiveRunInfo, ApprovalDecision, ApprovalOutcome, EventKind, FrameError, PROTOCOL_VERSION,
     RunStatus, ServerFrame, UserMessage,
@@ -127,6 +129,7 @@ pub struct SessionDeps {
     pub slots: Addr<RunSlots>,
     /// The LLM provider, if one is configured.
     pub llm: Llm,
+    pub metrics: Arc<Metrics>,
 }
 
 /// One attached socket.
@@ -234,6 +237,8 @@ pub struct UserSession {
     /// A message is being admitted (`admission.rs`); the ones behind it wait in order.
     pub(super) admitting: bool,
     pub(super) admission_queue: VecDeque<(ConnectionId, UserMessage)>,
+    /// Since when the session has had nothing to do (for passivation).
+    idle_since: Option<std::time::Instant>,
 }
 
 impl UserSession {
@@ -254,12 +259,26 @@ impl UserSession {
             approvals: HashMap::new(),
             admitting: false,
             admission_queue: VecDeque::new(),
+            idle_since: None,
             message_rate: TokenBucket::new(
                 deps.config.message_burst,
                 deps.config.messages_per_minute,
             ),
             deps,
         }
+    }
+
+    /// Nothing would be lost by stopping: no socket, run, approval, message, upload or write.
+    fn is_idle(&self) -> bool {
+        self.sockets.is_empty()
+            && self.runs.is_empty()
+            && self.approvals.is_empty()
+            && self.pending.is_empty()
+            && !self.writing
+            && !self.admitting
+            && self.admission_queue.is_empty()
+            && !self.ingesting
+            && self.msg_ids.is_empty()
     }
 
     pub fn user_id(&self) -> &UserId {
@@ -353,6 +372,11 @@ impl UserSession {
                 (EventKind::RunCancelled, json!({ "reason": reason }), end)
             }
         };
+        self.deps
+            .metrics
+            .runs
+            .with_label_values(&[end.status])
+            .inc();
         let op = WriteOp::FinishRun {
             run_id,
             thread_id,
@@ -401,9 +425,24 @@ impl Actor for UserSession {
                 ctx.stop();
             }
         }));
+        let passivate_after = self.deps.config.passivate_after;
+        let every = (passivate_after / 4).clamp(Duration::from_millis(10), Duration::from_secs(30));
+        ctx.run_interval(every, move |act, ctx| {
+            if !act.is_idle() {
+                act.idle_since = None;
+                return;
+            }
+            let since = *act.idle_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= passivate_after {
+                log::debug!("user={} idle: passivating", act.user_id);
+                act.deps.metrics.passivations.inc();
+                ctx.stop();
+            }
+        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        log::debug!("user={} session stopped", self.user_id);
         for socket in self.sockets.values() {
             socket.outbound.do_send(Outbound::Close {
                 code: close_code::SESSION_RESTARTED,

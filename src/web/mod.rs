@@ -18,6 +18,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::context::UserId;
 use crate::error::ErrorCode;
+use crate::metrics::Metrics;
 use crate::runtime::registry::{GetSession, SessionRegistry};
 use crate::runtime::session::UserSession;
 use crate::store::Db;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub db: Db,
     pub registry: Addr<SessionRegistry>,
     pub catalog: Arc<Catalog>,
+    pub metrics: Arc<Metrics>,
     /// `POST /api/dev/token` is served.
     pub dev_tokens: bool,
 }
@@ -59,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(routes::health::healthz)
     .service(routes::health::readyz)
+    .service(routes::health::metrics)
     .service(routes::dev_token::dev_token)
     .service(routes::threads::list_threads)
     .service(routes::threads::thread_events)

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::context::{ConnectionId, UserId};
+use crate::metrics::Metrics;
 use crate::protocol::{ClientFrame, FrameError, ServerFrame};
 use crate::runtime::session::{
     Attach, Detach, ObjectRequest, ObjectRequestKind, Resume, StartRun, UserSession,
@@ -50,6 +51,7 @@ pub async fn upgrade(
     }
     let session = state.session_of(&identity.user_id).await?;
     let connection = WsConnection {
+        metrics: state.metrics.clone(),
         conn_id: ConnectionId::new(),
         user_id: identity.user_id,
         session,
@@ -72,6 +74,8 @@ struct Fragments {
 }
 
 pub struct WsConnection {
+    /// Counts open sockets.
+    metrics: Arc<Metrics>,
     conn_id: ConnectionId,
     user_id: UserId,
     session: Addr<UserSession>,
@@ -207,6 +211,7 @@ impl Actor for WsConnection {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.metrics.sockets.inc();
         ctx.set_mailbox_capacity(self.config.socket_outbound_capacity);
         self.heartbeat(ctx);
         let until_expiry = Duration::from_millis((self.expires_at_ms - now_ms()).max(0) as u64);
@@ -228,6 +233,7 @@ impl Actor for WsConnection {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.metrics.sockets.dec();
         self.session.do_send(Detach {
             conn_id: self.conn_id,
         });

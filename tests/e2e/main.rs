@@ -19,6 +19,7 @@ mod isolation;
 mod liveness;
 mod llm;
 mod optimize;
+mod passivation;
 mod restart;
 mod runs;
 mod storage_faults;

@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (the database is reachable and migrated).
+//! `/healthz` (the process answers), `/readyz` (the database is reachable and migrated) and
+//! `/metrics` (Prometheus text).
 
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;
@@ -29,4 +30,11 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             ))
         }
     }
+}
+
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
 }

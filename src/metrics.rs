@@ -1,0 +1,92 @@
+//! `Metrics`: the Prometheus series enclave exports on `GET /metrics`. Built once and shared
+//! read-only as `Arc<Metrics>`; every series is an atomic counter, gauge or histogram, the
+//! only kind of shared mutable state the runtime allows.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Sessions in memory (passivated ones are not).
+    pub sessions: IntGauge,
+    /// Sessions stopped for being idle.
+    pub passivations: IntCounter,
+    /// Open WebSocket connections.
+    pub sockets: IntGauge,
+    /// Runs ended, by outcome (`completed`, `failed`, `cancelled`, `interrupted`).
+    pub runs: IntCounterVec,
+    /// Agent restarts, by agent.
+    pub restarts: IntCounterVec,
+    /// Agents that ended on their static fallback, by agent.
+    pub fallbacks: IntCounterVec,
+    /// Seconds from handing a batch to the writer to its commit.
+    pub persist_seconds: Histogram,
+    /// Sockets closed for not keeping up (4008).
+    pub slow_sockets: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("enclave".into()), None).expect("a fixed, valid prefix");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("a valid metric name");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("a valid metric name");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("a valid name");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let persist_seconds = Histogram::with_opts(
+            HistogramOpts::new("event_persist_seconds", "write batch commit latency").buckets(
+                vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ],
+            ),
+        )
+        .expect("valid buckets");
+        registry
+            .register(Box::new(persist_seconds.clone()))
+            .expect("registered once");
+        Self {
+            sessions: gauge("sessions_active", "user sessions in memory"),
+            passivations: counter("sessions_passivated_total", "sessions stopped when idle"),
+            sockets: gauge("sockets_open", "open WebSocket connections"),
+            runs: counter_vec("runs_total", "runs ended, by outcome", "outcome"),
+            restarts: counter_vec("agent_restarts_total", "agent restarts", "agent"),
+            fallbacks: counter_vec("agent_fallbacks_total", "agent fallbacks", "agent"),
+            persist_seconds,
+            slow_sockets: counter("slow_sockets_closed_total", "sockets closed with 4008"),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
