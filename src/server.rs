@@ -19,6 +19,7 @@ use crate::runtime::pipeline::Pipeline;
 use crate::runtime::registry::SessionRegistry;
 use crate::runtime::run_slots::RunSlots;
 use crate::runtime::session::SessionDeps;
+use crate::runtime::shutdown::Drain;
 use crate::store::{self, Backend, Db, StoreError};
 use crate::web::{self as enclave_web, AppState};
 
@@ -41,6 +42,10 @@ pub enum ServerError {
 
 pub struct Server {
     http: actix_web::dev::Server,
+    /// Drained on SIGTERM/SIGINT before the HTTP server stops.
+    registry: Addr<SessionRegistry>,
+    /// How long runs may go on after a shutdown signal.
+    grace: std::time::Duration,
     addr: SocketAddr,
     faults: Arc<Faults>,
     arbiters: Vec<Arbiter>,
@@ -115,6 +120,7 @@ impl Server {
         };
         let registry =
             SessionRegistry::new(deps, arbiters.iter().map(Arbiter::handle).collect()).start();
+        let grace = config.shutdown_grace;
         let (secret, dev_secret) = match &config.jwt_secret {
             Some(secret) => (secret.clone(), false),
             None => (auth::random_secret(), true),
@@ -124,7 +130,7 @@ impl Server {
             config: config.clone(),
             auth: Arc::new(Auth::new(secret.as_bytes())),
             db,
-            registry,
+            registry: registry.clone(),
             catalog,
             metrics,
             dev_tokens,
@@ -135,6 +141,7 @@ impl Server {
                 .configure(enclave_web::configure)
         })
         .shutdown_timeout(config.shutdown_grace.as_secs())
+        .disable_signals()
         .bind(&config.bind)
         .map_err(|source| ServerError::Bind {
             bind: config.bind.clone(),
@@ -150,6 +157,8 @@ impl Server {
             })?;
         Ok(Self {
             http: http.run(),
+            registry,
+            grace,
             addr,
             faults,
             arbiters,
@@ -191,12 +200,41 @@ impl Server {
         &self.backend
     }
 
-    /// Serves until stopped (signal or `handle().stop()`), then stops the session arbiters.
+    /// Serves until stopped: by `handle().stop()`, or by SIGTERM/SIGINT, which first drains
+    /// the sessions (`runtime::shutdown`). Then stops the session arbiters.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.http.await;
+        let handle = self.http.handle();
+        // The HTTP server's own task must keep running: it is what answers `pause`/`stop`.
+        let mut http = actix_web::rt::spawn(self.http);
+        let signal = Box::pin(shutdown_signal());
+        let joined = match futures_util::future::select(&mut http, signal).await {
+            futures_util::future::Either::Left((joined, _)) => joined,
+            futures_util::future::Either::Right(((), _)) => {
+                log::info!("shutting down: draining runs for up to {:?}", self.grace);
+                handle.pause().await;
+                let _ = self.registry.send(Drain { grace: self.grace }).await;
+                log::info!("sessions drained; stopping the HTTP server");
+                handle.stop(true).await;
+                http.await
+            }
+        };
+        let result = joined.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
         result
     }
+}
+
+/// SIGTERM or SIGINT (Ctrl-C); never resolves if signals cannot be watched.
+async fn shutdown_signal() {
+    use actix_web::rt::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        log::warn!("cannot watch for shutdown signals");
+        return std::future::pending().await;
+    };
+    futures_util::future::select(Box::pin(term.recv()), Box::pin(int.recv())).await;
 }

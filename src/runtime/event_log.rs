@@ -183,6 +183,7 @@ impl UserSession {
         for (key, frame) in accepted_keys {
             self.msg_id_accepted(&key, &frame);
         }
+        self.check_drained();
     }
 
     /// The batch could not be stored and nothing of it was sent. Its runs can no longer show

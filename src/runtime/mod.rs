@@ -15,4 +15,5 @@ pub mod run_slots;
 pub mod run_supervisor;
 mod scheduling;
 pub mod session;
+pub mod shutdown;
 pub mod socket;

@@ -8,6 +8,7 @@ use actix::prelude::*;
 
 use crate::context::UserId;
 use crate::runtime::session::{SessionDeps, UserSession};
+use crate::runtime::shutdown::Drain;
 
 /// The user's session, spawned if it has none (or its old one stopped).
 #[derive(Message)]
@@ -49,6 +50,20 @@ impl Actor for SessionRegistry {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let every = self.deps.config.passivate_after.min(Duration::from_secs(1));
         ctx.run_interval(every.max(Duration::from_millis(10)), |act, _| act.purge());
+    }
+}
+
+/// Drains every session in memory (`shutdown.rs`); answers when all are drained.
+impl Handler<Drain> for SessionRegistry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Drain, _: &mut Context<Self>) -> Self::Result {
+        self.purge();
+        let sessions: Vec<Addr<UserSession>> = self.sessions.values().cloned().collect();
+        log::info!("draining {} session(s)", sessions.len());
+        Box::pin(async move {
+            futures_util::future::join_all(sessions.iter().map(|s| s.send(msg))).await;
+        })
     }
 }
 

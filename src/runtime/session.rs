@@ -35,6 +35,7 @@ use crate::runtime::replay::Replay;
 use crate::runtime::run_events::Emit;
 use crate::runtime::run_slots::{Release, RunSlots};
 use crate::runtime::run_supervisor::{RunFinished, RunOutcome, RunSupervisor};
+use crate::runtime::shutdown::shutting_down;
 use crate::runtime::socket::{Outbound, close_code};
 use crate::store::Db;
 use crate::store::batch::WriteOp;
@@ -239,6 +240,10 @@ pub struct UserSession {
     pub(super) admission_queue: VecDeque<(ConnectionId, UserMessage)>,
     /// Since when the session has had nothing to do (for passivation).
     idle_since: Option<std::time::Instant>,
+    /// The server is shutting down: no new messages (`shutdown.rs`).
+    pub(super) draining: bool,
+    /// Told when draining is complete.
+    pub(super) drained: Vec<oneshot::Sender<()>>,
 }
 
 impl UserSession {
@@ -260,6 +265,8 @@ impl UserSession {
             admitting: false,
             admission_queue: VecDeque::new(),
             idle_since: None,
+            draining: false,
+            drained: Vec::new(),
             message_rate: TokenBucket::new(
                 deps.config.message_burst,
                 deps.config.messages_per_minute,
@@ -509,6 +516,13 @@ impl Handler<StartRun> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: StartRun, ctx: &mut Context<Self>) {
+        if self.draining {
+            let mut error = shutting_down();
+            if let Some(id) = msg.message.client_msg_id {
+                error = error.with_ref(id);
+            }
+            return self.send_error(msg.conn_id, error);
+        }
         if self.deps.faults.take_session_panic(&self.user_id) {
             panic!("injected fault: session of {}", self.user_id);
         }

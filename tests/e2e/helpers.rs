@@ -293,6 +293,21 @@ impl ServerProcess {
             .expect("socket opens")
     }
 
+    /// Sends SIGTERM and waits for the process to exit; returns its exit code.
+    pub async fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("exits within a minute")
+            .expect("waitable");
+        status.code()
+    }
+
     /// `kill -9`, and wait until the process is gone.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("killed");

@@ -100,3 +100,50 @@ async fn a_crash_interrupts_queued_running_and_waiting_runs(db: TestDb) {
     second.kill().await;
 }
 on_both_backends!(a_crash_interrupts_queued_running_and_waiting_runs);
+
+async fn sigterm_finishes_or_cancels_runs_and_exits_zero(db: TestDb) {
+    let env = [
+        // Alice's run finishes within the grace period; Bob's would take a minute.
+        (
+            "ENCLAVE_FAULTS",
+            "triage:slow:300@alice,triage:slow:60000@bob",
+        ),
+        ("ENCLAVE_SHUTDOWN_GRACE_MS", "2000"),
+    ];
+    let server = ServerProcess::spawn_with_env(&db, &env).await;
+    let mut alice = server.ws("alice").await;
+    let mut bob = server.ws("bob").await;
+    alice.recv().await;
+    bob.recv().await;
+    alice.say("analyse my usage").await;
+    bob.say("analyse my usage").await;
+    let mut alice_frames = alice.recv_until(|f| f["type"] == "agent_started").await;
+    let mut bob_frames = bob.recv_until(|f| f["type"] == "agent_started").await;
+
+    let exit = actix_web::rt::spawn(server.terminate());
+    alice_frames.extend(alice.recv_runs(1).await);
+    assert_eq!(alice_frames.last().unwrap()["type"], "run_completed");
+    assert_eq!(alice.closed().await, Closed::Code(1001));
+    bob_frames.extend(bob.recv_runs(1).await);
+    let end = bob_frames.last().unwrap();
+    assert_eq!(end["type"], "run_cancelled");
+    assert_eq!(end["data"]["reason"], "shutdown");
+    let in_flight = bob_frames
+        .iter()
+        .rfind(|f| f["type"] == "agent_error")
+        .unwrap();
+    assert_eq!(in_flight["data"]["error"], "cancelled");
+    assert_eq!(bob.closed().await, Closed::Code(1001));
+    assert_eq!(exit.await.unwrap(), Some(0), "a clean exit");
+
+    // Everything was stored before the exit.
+    let again = ServerProcess::spawn(&db).await;
+    let mut bob = again.ws("bob").await;
+    bob.recv().await;
+    assert_eq!(
+        sequenced(&bob.ws_replay_from(0).await),
+        sequenced(&bob_frames)
+    );
+    again.kill().await;
+}
+on_both_backends!(sigterm_finishes_or_cancels_runs_and_exits_zero);
