@@ -46,6 +46,9 @@ pub struct Config {
     pub client_timeout: Duration,
     /// Frames a socket actor may have queued before it counts as too slow (4008).
     pub socket_outbound_capacity: usize,
+    /// Bytes a socket may have written out but not yet taken by the client before it counts
+    /// as too slow (4008).
+    pub socket_outbound_bytes: u64,
     /// Most events one write batch (one transaction) carries.
     pub batch_max_events: usize,
     /// Times a failed write batch is retried (with backoff) before its runs fail.
@@ -124,6 +127,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(10),
             client_timeout: Duration::from_secs(30),
             socket_outbound_capacity: 1024,
+            socket_outbound_bytes: 4 * 1024 * 1024,
             batch_max_events: 512,
             store_retries: 3,
             replay_page: 1000,
@@ -175,6 +179,7 @@ impl Config {
         c.heartbeat_interval = env_ms("ENCLAVE_HEARTBEAT_MS", c.heartbeat_interval)?;
         c.client_timeout = env_ms("ENCLAVE_CLIENT_TIMEOUT_MS", c.client_timeout)?;
         c.socket_outbound_capacity = env_or("ENCLAVE_SOCKET_OUTBOUND", c.socket_outbound_capacity)?;
+        c.socket_outbound_bytes = env_or("ENCLAVE_SOCKET_OUTBOUND_BYTES", c.socket_outbound_bytes)?;
         c.batch_max_events = env_or("ENCLAVE_BATCH_MAX_EVENTS", c.batch_max_events)?;
         c.store_retries = env_or("ENCLAVE_STORE_RETRIES", c.store_retries)?;
         c.replay_page = env_or("ENCLAVE_REPLAY_PAGE", c.replay_page)?;

@@ -6,13 +6,17 @@
 //! closes 1007, a bad message gets an `error` frame (20 in a row close 1008), the server pings
 //! every 10 s and closes a silent socket with 4002, and an expiring token closes it with 4001.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_http::ws::Item;
 use actix_web::{Error, HttpRequest, HttpResponse, get, web};
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
+use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::clock::now_ms;
@@ -50,7 +54,10 @@ pub async fn upgrade(
         return Err(ApiError::bad_request("after_seq must be 0 or more").into());
     }
     let session = state.session_of(&identity.user_id).await?;
+    let taken = Arc::new(AtomicU64::new(0));
     let connection = WsConnection {
+        written: 0,
+        taken: taken.clone(),
         metrics: state.metrics.clone(),
         conn_id: ConnectionId::new(),
         user_id: identity.user_id,
@@ -62,9 +69,31 @@ pub async fn upgrade(
         bad_streak: 0,
         fragments: None,
     };
-    ws::WsResponseBuilder::new(connection, &req, stream)
-        .frame_size(state.config.max_message_bytes)
-        .start()
+    let codec = actix_http::ws::Codec::new().max_size(state.config.max_message_bytes);
+    let frames = ws::WebsocketContext::with_codec(connection, stream, codec);
+    Ok(ws::handshake(&req)?.streaming(Taken {
+        inner: Box::pin(frames),
+        taken,
+    }))
+}
+
+/// The socket's outgoing bytes as the connection takes them, counted: what the actor has
+/// written beyond that waits in actix-web-actors' buffer, which nothing else bounds.
+struct Taken {
+    inner: Pin<Box<dyn Stream<Item = Result<web::Bytes, Error>>>>,
+    taken: Arc<AtomicU64>,
+}
+
+impl Stream for Taken {
+    type Item = Result<web::Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Ok(bytes))) = &next {
+            self.taken.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        next
+    }
 }
 
 /// A message arriving in several frames.
@@ -74,6 +103,10 @@ struct Fragments {
 }
 
 pub struct WsConnection {
+    /// Payload bytes written to the socket so far…
+    written: u64,
+    /// …and bytes the connection has taken (frames, headers included).
+    taken: Arc<AtomicU64>,
     /// Counts open sockets.
     metrics: Arc<Metrics>,
     conn_id: ConnectionId,
@@ -187,8 +220,14 @@ impl WsConnection {
 
     fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
         ctx.run_interval(self.config.heartbeat_interval, |act, ctx| {
+            let waiting = act
+                .written
+                .saturating_sub(act.taken.load(Ordering::Relaxed));
             if !act.session.connected() {
                 act.close(ctx, close_code::SESSION_RESTARTED, "session restarted");
+            } else if waiting > act.config.socket_outbound_bytes {
+                act.metrics.slow_sockets.inc();
+                act.close(ctx, close_code::TOO_SLOW, "too slow");
             } else if act.last_heard.elapsed() > act.config.client_timeout {
                 log::info!(
                     "user={} socket {} heartbeat timeout",
@@ -276,8 +315,25 @@ impl Handler<Outbound> for WsConnection {
     fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
         match msg {
             Outbound::Frames(frames) => {
+                // What earlier turns wrote and the client has still not taken: the connection
+                // has had a whole turn to pass it on, so a backlog means a slow client.
+                let waiting = self
+                    .written
+                    .saturating_sub(self.taken.load(Ordering::Relaxed));
+                if waiting > self.config.socket_outbound_bytes {
+                    // A client that does not read must not grow the server's memory: it is
+                    // closed and resumes later with nothing lost.
+                    log::warn!(
+                        "user={} socket {} too slow ({waiting} bytes waiting), closing",
+                        self.user_id,
+                        self.conn_id
+                    );
+                    self.metrics.slow_sockets.inc();
+                    return self.close(ctx, close_code::TOO_SLOW, "too slow");
+                }
                 for frame in frames.iter() {
                     ctx.text(&**frame);
+                    self.written += frame.len() as u64;
                 }
             }
             Outbound::Close { code, reason } => self.close(ctx, code, reason),

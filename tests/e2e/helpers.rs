@@ -468,6 +468,21 @@ impl WsClient {
         frames
     }
 
+    /// Sends `messages` while reading whatever arrives meanwhile (so this socket never counts
+    /// as slow), then closes.
+    pub async fn send_all_reading(self, messages: Vec<Value>) {
+        let (mut sink, mut incoming) = self.stream.split();
+        let drain =
+            actix_web::rt::spawn(async move { while let Some(Ok(_)) = incoming.next().await {} });
+        for message in messages {
+            sink.send(Message::text(message.to_string()))
+                .await
+                .expect("frame sent");
+        }
+        let _ = sink.close().await;
+        let _ = drain.await;
+    }
+
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
     }
@@ -617,4 +632,79 @@ pub async fn assert_cross_user_not_found(
         assert_eq!(answer["code"], "not_found", "{message}");
     }
     socket.close().await;
+}
+
+/// A socket opened by hand with a small receive buffer, that reads nothing until asked.
+pub struct SlowReader {
+    tcp: TcpStream,
+}
+
+impl SlowReader {
+    pub async fn open(addr: SocketAddr, token: &str) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("small receive buffer");
+        let mut tcp = socket.connect(addr).await.expect("tcp connects");
+        let request = format!(
+            "GET /ws?token={token} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes())
+            .await
+            .expect("request sent");
+        Self { tcp }
+    }
+
+    /// Reads everything the server sent up to its close frame: the text frames and the code.
+    pub async fn read_to_close(mut self) -> (Vec<Value>, u16) {
+        use tokio::io::AsyncReadExt;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        let mut frames = Vec::new();
+        let mut at = None;
+        loop {
+            let n = tokio::time::timeout(FRAME_WAIT, self.tcp.read(&mut chunk))
+                .await
+                .expect("bytes within the wait")
+                .expect("readable");
+            assert!(n > 0, "connection ended without a close frame");
+            buf.extend_from_slice(&chunk[..n]);
+            if at.is_none() {
+                at = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+            }
+            let Some(start) = at.as_mut() else {
+                continue;
+            };
+            loop {
+                let rest = &buf[*start..];
+                if rest.len() < 2 {
+                    break;
+                }
+                let opcode = rest[0] & 0x0f;
+                let (len, header) = match rest[1] & 0x7f {
+                    126 if rest.len() >= 4 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
+                    127 if rest.len() >= 10 => {
+                        let mut n = [0u8; 8];
+                        n.copy_from_slice(&rest[2..10]);
+                        (u64::from_be_bytes(n) as usize, 10)
+                    }
+                    126 | 127 => break,
+                    n => (n as usize, 2),
+                };
+                if rest.len() < header + len {
+                    break;
+                }
+                let payload = &rest[header..header + len];
+                match opcode {
+                    0x1 => frames.push(serde_json::from_slice(payload).expect("JSON frames")),
+                    0x8 => return (frames, u16::from_be_bytes([payload[0], payload[1]])),
+                    _ => {}
+                }
+                *start += header + len;
+            }
+        }
+    }
 }

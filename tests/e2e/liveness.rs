@@ -5,6 +5,8 @@ use std::time::Duration;
 use enclave::auth::Auth;
 use enclave::context::UserId;
 
+use serde_json::json;
+
 use crate::helpers::*;
 use crate::on_both_backends;
 
@@ -40,3 +42,53 @@ async fn an_expiring_token_closes_4001(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(an_expiring_token_closes_4001);
+
+async fn a_slow_reader_is_closed_4008_and_loses_nothing(db: TestDb) {
+    let mut config = test_config(&db);
+    config.socket_outbound_bytes = 256 * 1024;
+    config.message_burst = 500;
+    config.messages_per_minute = 60_000;
+    config.max_running_per_user = 100;
+    config.max_queued_per_user = 500;
+    config.heartbeat_interval = Duration::from_millis(100);
+    let app = TestApp::spawn_with(config).await;
+    let mut fast = app.ws("alice").await;
+    fast.recv().await;
+    let slow = SlowReader::open(app.addr, &app.token("alice")).await;
+    let mut bob = app.ws("bob").await;
+    bob.recv().await;
+
+    // A burst of ~6.5 MB of events (more than the kernel's socket buffers hold): 400 messages
+    // of 16,000 characters, echoed back, sent from a third socket of alice's while the fast one
+    // reads.
+    let big = "x".repeat(16_000);
+    let messages = (0..400)
+        .map(|i| json!({"type": "user_message", "content": format!("{i} {big}")}))
+        .collect();
+    let mut sender = app.ws("alice").await;
+    sender.recv().await;
+    let sending = actix_web::rt::spawn(sender.send_all_reading(messages));
+    bob.say("analyse my usage").await;
+    let burst = sequenced(&fast.recv_runs(400).await);
+    assert_gapless(&burst, 1);
+    assert_eq!(
+        bob.recv_runs(1).await.last().unwrap()["type"],
+        "run_completed"
+    );
+    sending.await.unwrap();
+
+    // The slow socket was closed; what it got before is a gapless prefix, and a resume from
+    // its last seq returns all the rest.
+    let (got, code) = slow.read_to_close().await;
+    assert_eq!(code, 4008);
+    let got = sequenced(&got);
+    assert!(got.len() < burst.len(), "it was cut off before the end");
+    assert_eq!(got[..], burst[..got.len()]);
+    let last = got.last().map_or(0, |f| f["seq"].as_i64().unwrap());
+    let mut again = app.ws("alice").await;
+    again.recv().await;
+    let rest = sequenced(&again.ws_replay_from(last).await);
+    assert_eq!(rest[..], burst[got.len()..]);
+    app.stop().await;
+}
+on_both_backends!(a_slow_reader_is_closed_4008_and_loses_nothing);
