@@ -397,6 +397,22 @@ impl WsClient {
         }
     }
 
+    /// The next JSON frame, or `None` if the server closed the socket instead.
+    pub async fn recv_or_closed(&mut self) -> Option<Value> {
+        loop {
+            let next = tokio::time::timeout(FRAME_WAIT, self.stream.next())
+                .await
+                .expect("a frame within the wait");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    return Some(serde_json::from_str(&text).expect("server frames are JSON"));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return None,
+            }
+        }
+    }
+
     /// Frames up to and including the first one `done` accepts.
     pub async fn recv_until(&mut self, done: impl Fn(&Value) -> bool) -> Vec<Value> {
         let mut frames = Vec::new();
@@ -408,6 +424,32 @@ impl WsClient {
                 return frames;
             }
         }
+    }
+
+    /// Like `recv_runs`, but keeps frames as text until the end, so a large burst is read as
+    /// fast as it arrives.
+    pub async fn drain_runs(&mut self, n: usize) -> Vec<Value> {
+        let mut texts = Vec::new();
+        let mut ended = 0;
+        while ended < n {
+            let next = tokio::time::timeout(FRAME_WAIT, self.stream.next())
+                .await
+                .expect("a frame within the wait");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    if RUN_ENDS.iter().any(|end| text.as_str().starts_with(end)) {
+                        ended += 1;
+                    }
+                    texts.push(text);
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t.as_str()).expect("server frames are JSON"))
+            .collect()
     }
 
     /// Frames until `n` runs have ended.
@@ -487,6 +529,14 @@ impl WsClient {
         let _ = self.stream.close(None).await;
     }
 }
+
+/// How a run's last frame starts on the wire (`type` is serialised first).
+const RUN_ENDS: [&str; 4] = [
+    r#"{"type":"run_completed""#,
+    r#"{"type":"run_failed""#,
+    r#"{"type":"run_cancelled""#,
+    r#"{"type":"run_interrupted""#,
+];
 
 pub fn is_run_end(frame: &Value) -> bool {
     matches!(
