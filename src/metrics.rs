@@ -25,6 +25,8 @@ pub struct Metrics {
     pub persist_seconds: Histogram,
     /// Sockets closed for not keeping up (4008).
     pub slow_sockets: IntCounter,
+    /// Write batches lost after their retries (their runs end `storage_unavailable`).
+    pub lost_batches: IntCounter,
 }
 
 impl Metrics {
@@ -72,6 +74,10 @@ impl Metrics {
             fallbacks: counter_vec("agent_fallbacks_total", "agent fallbacks", "agent"),
             persist_seconds,
             slow_sockets: counter("slow_sockets_closed_total", "sockets closed with 4008"),
+            lost_batches: counter(
+                "write_batches_lost_total",
+                "write batches lost after retries",
+            ),
             registry,
         }
     }

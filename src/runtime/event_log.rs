@@ -137,6 +137,7 @@ impl UserSession {
                             act.user_id,
                             batch.events.len()
                         );
+                        act.deps.metrics.lost_batches.inc();
                         act.on_write_failed(ctx, batch.events);
                         act.promote(ctx);
                         act.flush(ctx);

@@ -160,7 +160,8 @@ impl TestApp {
         config: Config,
         pipeline: impl FnOnce() -> Pipeline + Send + 'static,
     ) -> Self {
-        let (tx, rx) = std::sync::mpsc::channel();
+        // Awaited, not blocked on: the test's own tasks (a proxy, a fake API) keep running.
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::spawn(move || {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
@@ -176,7 +177,7 @@ impl TestApp {
             });
         });
         let (addr, faults, handle) = rx
-            .recv()
+            .await
             .expect("server thread reports")
             .expect("server starts");
         Self {
@@ -757,4 +758,64 @@ impl SlowReader {
             }
         }
     }
+}
+
+/// A TCP proxy the test can cut: while cut, open connections are dropped and new ones closed
+/// at once (the database looks unreachable to the server), until restored.
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("bound");
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        actix_web::rt::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *watch.borrow() {
+                    continue;
+                }
+                let mut watch = watch.clone();
+                actix_web::rt::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
+    }
+
+    pub fn cut(&self) {
+        let _ = self.cut.send(true);
+    }
+
+    pub fn restore(&self) {
+        let _ = self.cut.send(false);
+    }
+}
+
+/// `enclave_<name>` from the Prometheus text of `/metrics`.
+pub async fn metric(app: &TestApp, name: &str) -> f64 {
+    let mut resp = awc::Client::default()
+        .get(app.http("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let body = resp.body().await.unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("enclave_{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
 }

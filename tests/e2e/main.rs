@@ -23,6 +23,7 @@ mod passivation;
 mod restart;
 mod runs;
 mod storage_faults;
+mod storage_outage;
 mod stream;
 mod supervision;
 mod synthetic;

@@ -9,23 +9,6 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::on_both_backends;
 
-/// `enclave_<name>` from the Prometheus text of `/metrics`.
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let mut resp = awc::Client::default()
-        .get(app.http("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    let body = resp.body().await.unwrap();
-    let text = String::from_utf8(body.to_vec()).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("enclave_{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 async fn a_thousand_users_passivate_and_come_back(db: TestDb) {
     let mut config = test_config(&db);
     config.passivate_after = Duration::from_millis(200);
