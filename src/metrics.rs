@@ -27,6 +27,13 @@ pub struct Metrics {
     pub slow_sockets: IntCounter,
     /// Write batches lost after their retries (their runs end `storage_unavailable`).
     pub lost_batches: IntCounter,
+    /// Runs waiting for a slot (the user's or the server's).
+    pub queued_runs: IntGauge,
+    /// Seconds from an event's creation to its fan-out (stored, then sent).
+    pub delivery_seconds: Histogram,
+    /// Events emitted by runs and not yet taken by their session (actix shows no mailbox
+    /// depth, so the senders and the session count them).
+    pub events_in_flight: IntGauge,
 }
 
 impl Metrics {
@@ -65,6 +72,15 @@ impl Metrics {
         registry
             .register(Box::new(persist_seconds.clone()))
             .expect("registered once");
+        let delivery_seconds = Histogram::with_opts(
+            HistogramOpts::new("event_delivery_seconds", "event creation to fan-out").buckets(
+                vec![0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0],
+            ),
+        )
+        .expect("valid buckets");
+        registry
+            .register(Box::new(delivery_seconds.clone()))
+            .expect("registered once");
         Self {
             sessions: gauge("sessions_active", "user sessions in memory"),
             passivations: counter("sessions_passivated_total", "sessions stopped when idle"),
@@ -77,6 +93,12 @@ impl Metrics {
             lost_batches: counter(
                 "write_batches_lost_total",
                 "write batches lost after retries",
+            ),
+            queued_runs: gauge("runs_queued", "runs waiting for a slot"),
+            delivery_seconds,
+            events_in_flight: gauge(
+                "session_events_in_flight",
+                "events on their way to a session",
             ),
             registry,
         }

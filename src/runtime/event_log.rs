@@ -157,6 +157,11 @@ impl UserSession {
         };
         self.last_seq = last.seq;
         let frames: Frames = events.iter().map(|e| Arc::from(e.to_frame())).collect();
+        let now = now_ms();
+        for event in &events {
+            let seconds = (now - event.ts).max(0) as f64 / 1000.0;
+            self.deps.metrics.delivery_seconds.observe(seconds);
+        }
         let mut accepted_keys = Vec::new();
         for (event, frame) in events.iter().zip(frames.iter()) {
             let Some(run_id) = event.run_id else {
@@ -225,6 +230,9 @@ impl UserSession {
                 };
                 self.push_run_end(ctx, run_id, thread_id, outcome);
             } else if let Some(run) = self.runs.remove(&run_id) {
+                if run.is_queued() {
+                    self.deps.metrics.queued_runs.dec();
+                }
                 if run.holds_user_slot() {
                     self.deps.slots.do_send(Release { run_id });
                 }

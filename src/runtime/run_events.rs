@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::context::{RunId, ThreadId};
 use crate::protocol::{ApprovalOutcome, EventKind};
 use crate::runtime::approvals::RequestApproval;
+use prometheus::IntGauge;
 use tokio::sync::oneshot;
 
 /// An event of a run, for its session to number, store and fan out.
@@ -23,6 +24,8 @@ pub struct Emit {
 
 #[derive(Clone)]
 pub struct RunEvents {
+    /// Counts events on their way to the session.
+    in_flight: IntGauge,
     session: Recipient<Emit>,
     approvals: Recipient<RequestApproval>,
     thread_id: ThreadId,
@@ -35,8 +38,10 @@ impl RunEvents {
         approvals: Recipient<RequestApproval>,
         thread_id: ThreadId,
         run_id: RunId,
+        in_flight: IntGauge,
     ) -> Self {
         Self {
+            in_flight,
             session,
             approvals,
             thread_id,
@@ -69,6 +74,7 @@ impl RunEvents {
     /// Sends one event of this run to its session (never blocks; the session's mailbox keeps
     /// the run's events in emission order).
     pub fn emit(&self, kind: EventKind, agent: Option<&str>, data: Value) {
+        self.in_flight.inc();
         self.session.do_send(Emit {
             run_id: self.run_id,
             thread_id: self.thread_id,

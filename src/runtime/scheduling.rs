@@ -149,14 +149,17 @@ impl UserSession {
             Acceptance::Start => {
                 self.spawn_supervisor(ctx, run_id, thread_id, message.content, client_msg_id)
             }
-            Acceptance::Queued(reason) => RunPhase::Queued {
-                content: message.content,
-                awaiting: if reason == "server_busy" {
-                    Awaiting::ServerSlot
-                } else {
-                    Awaiting::UserSlot
-                },
-            },
+            Acceptance::Queued(reason) => {
+                self.deps.metrics.queued_runs.inc();
+                RunPhase::Queued {
+                    content: message.content,
+                    awaiting: if reason == "server_busy" {
+                        Awaiting::ServerSlot
+                    } else {
+                        Awaiting::UserSlot
+                    },
+                }
+            }
         };
         self.runs.insert(
             run_id,
@@ -222,6 +225,7 @@ impl UserSession {
         else {
             return;
         };
+        self.deps.metrics.queued_runs.dec();
         let thread_id = run.thread_id;
         let client_msg_id = run.client_msg_id.clone();
         let plan = json!({ "plan": self.deps.pipeline.names() });
@@ -262,6 +266,7 @@ impl UserSession {
             session.recipient(),
             thread_id,
             run_id,
+            self.deps.metrics.events_in_flight.clone(),
         );
         let supervisor = RunSupervisor::new(
             user_ctx,

@@ -323,6 +323,9 @@ impl UserSession {
             self.resolve_approval(ctx, approval_id, ApprovalOutcome::Cancelled);
         }
         if let Some(run) = self.runs.get_mut(&run_id) {
+            if run.is_queued() {
+                self.deps.metrics.queued_runs.dec();
+            }
             if run.holds_user_slot() {
                 self.deps.slots.do_send(Release { run_id });
             }
@@ -575,6 +578,7 @@ impl Handler<Emit> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: Emit, ctx: &mut Context<Self>) {
+        self.deps.metrics.events_in_flight.dec();
         let running = self
             .runs
             .get(&msg.run_id)

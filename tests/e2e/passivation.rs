@@ -51,6 +51,10 @@ async fn a_thousand_users_passivate_and_come_back(db: TestDb) {
         metric(&app, "runs_total{outcome=\"completed\"}").await,
         1000.0
     );
+    assert_eq!(metric(&app, "runs_queued").await, 0.0);
+    assert_eq!(metric(&app, "session_events_in_flight").await, 0.0);
+    assert!(metric(&app, "event_delivery_seconds_count").await > 1000.0);
+    assert!(metric(&app, "event_persist_seconds_count").await >= 1.0);
 
     // A hundred come back: re-activated from the database, their history intact.
     for (i, frames) in seen.iter().enumerate().step_by(10) {

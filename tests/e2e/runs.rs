@@ -251,6 +251,11 @@ async fn the_server_cap_serves_users_in_turn(db: TestDb) {
     let bob_queued = bob.recv_until(|f| f["type"] == "run_queued").await;
     let bob_run = bob_queued.last().unwrap()["run_id"].clone();
     assert_eq!(
+        metric(&app, "runs_queued").await,
+        3.0,
+        "two of alice's, one of bob's"
+    );
+    assert_eq!(
         bob_queued.last().unwrap()["data"],
         json!({"position":1,"reason":"server_busy"})
     );
