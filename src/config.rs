@@ -46,8 +46,8 @@ pub struct Config {
     pub client_timeout: Duration,
     /// Frames a socket actor may have queued before it counts as too slow (4008).
     pub socket_outbound_capacity: usize,
-    /// Bytes a socket may have written out but not yet taken by the client before it counts
-    /// as too slow (4008).
+    /// Bytes a socket may have waiting for its client: more with no progress over a heartbeat,
+    /// or 16 times as many at any time, and it counts as too slow (4008).
     pub socket_outbound_bytes: u64,
     /// Most events one write batch (one transaction) carries.
     pub batch_max_events: usize,

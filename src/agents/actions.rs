@@ -4,8 +4,6 @@
 //! `plan_savings`), orders the implementation steps and says whether the goals are met — and if
 //! not, by how much they fall short.
 
-use std::time::Instant;
-
 use futures_util::future::LocalBoxFuture;
 use serde_json::json;
 
@@ -40,18 +38,10 @@ impl Agent for Actions {
                 .and_then(|d| d["totals"]["spend_usd"].as_f64())
                 .unwrap_or(0.0);
             ctx.thinking("choosing the least risky set of changes that meets the goals");
-            ctx.tool_executing("plan_savings", json!({ "goals": goals }));
-            let started = Instant::now();
-            let loaded = load_candidates(&ctx, scope).await;
-            let duration_ms = started.elapsed().as_millis() as u64;
-            let (records, recs) = match loaded {
-                Ok(loaded) => loaded,
-                Err(e) => {
-                    let output = json!({ "error": "storage unavailable" });
-                    ctx.tool_completed("plan_savings", output, duration_ms, false);
-                    return Err(e.into());
-                }
-            };
+            let input = json!({ "goals": goals });
+            let ((records, recs), duration_ms) = ctx
+                .tool("plan_savings", input, load_candidates(&ctx, scope))
+                .await?;
             let thresholds = &ctx.config().thresholds;
             let plan = choose(
                 &records,

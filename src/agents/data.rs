@@ -3,8 +3,6 @@
 //! latency percentiles, and whether there is enough data (`data_sufficiency`). With no data
 //! it cuts the plan short to reporting, which says what is missing.
 
-use std::time::Instant;
-
 use futures_util::future::LocalBoxFuture;
 use serde_json::{Value, json};
 
@@ -40,36 +38,24 @@ impl Agent for Data {
                 None => json!({ "window": "the last 30 days of your records" }),
             };
             ctx.thinking("reading your usage records for the window");
-            ctx.tool_executing("usage_aggregates", tool_input);
-            let started = Instant::now();
             let user = ctx.user().user_id().clone();
             let catalog = ctx.catalog().clone();
-            let read = ctx
-                .db()
-                .read(move |conn| {
-                    let (since, until) = match stated_days {
-                        Some(days) => {
-                            let now = now_ms();
-                            (now - days * DAY_MS, now)
-                        }
-                        None => {
-                            let last = repo::usage::latest_ts(conn, &user)?.unwrap_or(0);
-                            (last - DEFAULT_WINDOW_DAYS * DAY_MS, last)
-                        }
-                    };
-                    let records = repo::usage::in_window(conn, &user, since, until)?;
-                    Ok((since, until, aggregate(&records, &catalog)))
-                })
-                .await;
-            let duration_ms = started.elapsed().as_millis() as u64;
-            let (since, until, aggregates) = match read {
-                Ok(read) => read,
-                Err(e) => {
-                    let error = json!({ "error": "storage unavailable" });
-                    ctx.tool_completed("usage_aggregates", error, duration_ms, false);
-                    return Err(e.into());
-                }
-            };
+            let read = ctx.db().read(move |conn| {
+                let (since, until) = match stated_days {
+                    Some(days) => {
+                        let now = now_ms();
+                        (now - days * DAY_MS, now)
+                    }
+                    None => {
+                        let last = repo::usage::latest_ts(conn, &user)?.unwrap_or(0);
+                        (last - DEFAULT_WINDOW_DAYS * DAY_MS, last)
+                    }
+                };
+                let records = repo::usage::in_window(conn, &user, since, until)?;
+                Ok((since, until, aggregate(&records, &catalog)))
+            });
+            let ((since, until, aggregates), duration_ms) =
+                ctx.tool("usage_aggregates", tool_input, read).await?;
             let summary = json!({
                 "requests": aggregates.totals.requests,
                 "spend_usd": aggregates.totals.spend_usd,

@@ -14,7 +14,9 @@ pub mod synthetic_data;
 pub mod triage;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::future::LocalBoxFuture;
 use serde_json::{Value, json};
@@ -211,6 +213,26 @@ impl AgentContext {
             EventKind::ToolExecuting,
             json!({ "tool": tool, "input": input }),
         );
+    }
+
+    /// Runs a tool call: `tool_executing`, then `work`; a failure is reported with
+    /// `tool_completed` (`ok: false`) and returned. On success the caller reports the output
+    /// with `tool_completed`, given the value and the call's duration in milliseconds.
+    pub async fn tool<T, E>(
+        &self,
+        tool: &str,
+        input: Value,
+        work: impl Future<Output = Result<T, E>>,
+    ) -> Result<(T, u64), E> {
+        self.tool_executing(tool, input);
+        let started = Instant::now();
+        let result = work.await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        if result.is_err() {
+            let output = json!({ "error": "the tool could not complete" });
+            self.tool_completed(tool, output, duration_ms, false);
+        }
+        result.map(|value| (value, duration_ms))
     }
 
     /// Emits `tool_completed`.

@@ -3,7 +3,6 @@
 //! For a model-selection request only substitutions are candidates.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures_util::future::LocalBoxFuture;
 use serde_json::{Value, json};
@@ -89,21 +88,10 @@ impl Agent for OptimizationsCore {
         Box::pin(async move {
             let scope = CandidateScope::of(&input)
                 .ok_or_else(|| AgentError::Failed("no usage window from the data agent".into()))?;
-            ctx.tool_executing(
-                "find_optimizations",
-                json!({ "since": scope.since, "until": scope.until }),
-            );
-            let started = Instant::now();
-            let loaded = load_candidates(&ctx, scope).await;
-            let duration_ms = started.elapsed().as_millis() as u64;
-            let (_, recs) = match loaded {
-                Ok(loaded) => loaded,
-                Err(e) => {
-                    let output = json!({ "error": "storage unavailable" });
-                    ctx.tool_completed("find_optimizations", output, duration_ms, false);
-                    return Err(e.into());
-                }
-            };
+            let input = json!({ "since": scope.since, "until": scope.until });
+            let ((_, recs), duration_ms) = ctx
+                .tool("find_optimizations", input, load_candidates(&ctx, scope))
+                .await?;
             let kinds: Vec<Value> = recs.iter().map(|r| json!(r.kind)).collect();
             let output = json!({ "candidates": recs.len(), "kinds": kinds });
             ctx.tool_completed("find_optimizations", output, duration_ms, true);

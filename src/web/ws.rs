@@ -58,6 +58,7 @@ pub async fn upgrade(
     let connection = WsConnection {
         written: 0,
         taken: taken.clone(),
+        taken_at_heartbeat: 0,
         metrics: state.metrics.clone(),
         conn_id: ConnectionId::new(),
         user_id: identity.user_id,
@@ -107,6 +108,9 @@ pub struct WsConnection {
     written: u64,
     /// …and bytes the connection has taken (frames, headers included).
     taken: Arc<AtomicU64>,
+    /// `taken` at the previous heartbeat: a backlog with no progress since means a stalled
+    /// client.
+    taken_at_heartbeat: u64,
     /// Counts open sockets.
     metrics: Arc<Metrics>,
     conn_id: ConnectionId,
@@ -220,12 +224,13 @@ impl WsConnection {
 
     fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
         ctx.run_interval(self.config.heartbeat_interval, |act, ctx| {
-            let waiting = act
-                .written
-                .saturating_sub(act.taken.load(Ordering::Relaxed));
+            let taken = act.taken.load(Ordering::Relaxed);
+            let waiting = act.written.saturating_sub(taken);
+            let stalled = taken == act.taken_at_heartbeat;
+            act.taken_at_heartbeat = taken;
             if !act.session.connected() {
                 act.close(ctx, close_code::SESSION_RESTARTED, "session restarted");
-            } else if waiting > act.config.socket_outbound_bytes {
+            } else if waiting > act.config.socket_outbound_bytes && stalled {
                 act.metrics.slow_sockets.inc();
                 act.close(ctx, close_code::TOO_SLOW, "too slow");
             } else if act.last_heard.elapsed() > act.config.client_timeout {
@@ -315,12 +320,13 @@ impl Handler<Outbound> for WsConnection {
     fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
         match msg {
             Outbound::Frames(frames) => {
-                // What earlier turns wrote and the client has still not taken: the connection
-                // has had a whole turn to pass it on, so a backlog means a slow client.
+                // What earlier turns wrote and the client has still not taken. A backlog over
+                // the limit with no progress is caught by the heartbeat; this hard bound (16×)
+                // caps memory even for a client that trickles.
                 let waiting = self
                     .written
                     .saturating_sub(self.taken.load(Ordering::Relaxed));
-                if waiting > self.config.socket_outbound_bytes {
+                if waiting > self.config.socket_outbound_bytes.saturating_mul(16) {
                     // A client that does not read must not grow the server's memory: it is
                     // closed and resumes later with nothing lost.
                     log::warn!(

@@ -591,50 +591,7 @@ pub fn b64url(bytes: &[u8]) -> String {
 /// Opens a socket by hand and then neither reads nor answers pings; returns the close code the
 /// server finally sends (a client library would answer pings and never look silent).
 pub async fn silent_socket_close_code(addr: SocketAddr, token: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = TcpStream::connect(addr).await.expect("tcp connects");
-    let request = format!(
-        "GET /ws?token={token} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tcp.write_all(request.as_bytes())
-        .await
-        .expect("request sent");
-    let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(FRAME_WAIT, tcp.read(&mut chunk))
-            .await
-            .expect("bytes within the wait")
-            .expect("readable");
-        assert!(n > 0, "connection ended without a close frame");
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(header_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let mut frames = &buf[header_end + 4..];
-        // Server frames are unmasked: opcode, length (7, 16 or 64 bits), payload.
-        while frames.len() >= 2 {
-            let opcode = frames[0] & 0x0f;
-            let (len, start) = match frames[1] & 0x7f {
-                126 if frames.len() >= 4 => {
-                    (u16::from_be_bytes([frames[2], frames[3]]) as usize, 4)
-                }
-                127 => panic!("unexpected huge frame"),
-                126 => break,
-                n => (n as usize, 2),
-            };
-            if frames.len() < start + len {
-                break;
-            }
-            let payload = &frames[start..start + len];
-            if opcode == 0x8 {
-                return u16::from_be_bytes([payload[0], payload[1]]);
-            }
-            frames = &frames[start + len..];
-        }
-    }
+    SlowReader::open(addr, token).await.read_to_close().await.1
 }
 
 /// Every route and socket message that names an object, tried by `attacker` with `victim`'s

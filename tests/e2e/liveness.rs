@@ -77,12 +77,12 @@ async fn a_slow_reader_is_closed_4008_and_loses_nothing(db: TestDb) {
     );
     sending.await.unwrap();
 
-    // The slow socket was closed; what it got before is a gapless prefix, and a resume from
-    // its last seq returns all the rest.
+    // The slow socket was closed (mid-burst, or once the burst sat unread in its buffer);
+    // what it got is a gapless prefix, and a resume from its last seq returns all the rest.
     let (got, code) = slow.read_to_close().await;
     assert_eq!(code, 4008);
     let got = sequenced(&got);
-    assert!(got.len() < burst.len(), "it was cut off before the end");
+    assert!(got.len() <= burst.len());
     assert_eq!(got[..], burst[..got.len()]);
     let last = got.last().map_or(0, |f| f["seq"].as_i64().unwrap());
     let mut again = app.ws("alice").await;
