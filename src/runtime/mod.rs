@@ -17,3 +17,4 @@ mod scheduling;
 pub mod session;
 pub mod shutdown;
 pub mod socket;
+pub mod user_data;

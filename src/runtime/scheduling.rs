@@ -2,6 +2,9 @@
 //! server slot at once (a run awaiting approval counts), the rest wait in the user's queue;
 //! every run needs one of the server's slots (`RunSlots`), which go round the users fairly.
 //!
+//! How a run ends is recorded here too (`push_run_end`): its terminal event and its row
+//! change in one batch, its slot released, a pending approval cancelled.
+//!
 //! Acceptance stores `thread_created`, `message_received` and `run_started` or `run_queued`
 //! (`user_limit` or `server_busy`) together; a queued run is announced with `run_started` when
 //! it gets its slot.
@@ -12,12 +15,13 @@ use serde_json::{Value, json};
 use crate::clock::now_ms;
 use crate::context::{ConnectionId, RunId, ThreadId, UserContext};
 use crate::error::ErrorCode;
-use crate::protocol::{EventKind, FrameError, RunStatus, UserMessage};
+use crate::protocol::{ApprovalOutcome, EventKind, FrameError, RunStatus, UserMessage};
 use crate::runtime::run_events::RunEvents;
 use crate::runtime::run_slots::{Acquire, Release, SlotAnswer, SlotGranted};
-use crate::runtime::run_supervisor::RunSupervisor;
+use crate::runtime::run_supervisor::{RunOutcome, RunSupervisor};
 use crate::runtime::session::{Awaiting, LiveRun, RunPhase, UserSession};
 use crate::store::batch::WriteOp;
+use crate::store::repo::runs::RunEnd;
 
 /// How a run enters the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +281,92 @@ impl UserSession {
         )
         .start();
         RunPhase::Running { supervisor }
+    }
+}
+
+impl UserSession {
+    /// Records how a run ended: its terminal event and its row change, in one batch.
+    pub(super) fn push_run_end(
+        &mut self,
+        ctx: &mut Context<Self>,
+        run_id: RunId,
+        thread_id: ThreadId,
+        outcome: RunOutcome,
+    ) {
+        if let Some(approval_id) = self.approval_of(run_id) {
+            self.resolve_approval(ctx, approval_id, ApprovalOutcome::Cancelled);
+        }
+        if let Some(run) = self.runs.get_mut(&run_id) {
+            if run.is_queued() {
+                self.deps.metrics.queued_runs.dec();
+            }
+            if run.holds_user_slot() {
+                self.deps.slots.do_send(Release { run_id });
+            }
+            run.phase = RunPhase::Ending;
+        }
+        let (kind, data, end) = match outcome {
+            RunOutcome::Completed(answer) => {
+                let end = RunEnd {
+                    status: RunStatus::Completed.as_str(),
+                    finished_at: now_ms(),
+                    error: None,
+                    result: Some(answer.result.to_string()),
+                    report_markdown: Some(answer.report_markdown.clone()),
+                };
+                let data = json!({
+                    "summary": answer.summary,
+                    "report_markdown": answer.report_markdown,
+                    "result": answer.result,
+                });
+                (EventKind::RunCompleted, data, end)
+            }
+            RunOutcome::Failed { code, error } => {
+                let end = RunEnd {
+                    status: RunStatus::Failed.as_str(),
+                    finished_at: now_ms(),
+                    error: Some(error.clone()),
+                    result: None,
+                    report_markdown: None,
+                };
+                (
+                    EventKind::RunFailed,
+                    json!({ "error": error, "code": code }),
+                    end,
+                )
+            }
+            RunOutcome::Interrupted { reason } => {
+                let end = RunEnd {
+                    status: RunStatus::Interrupted.as_str(),
+                    finished_at: now_ms(),
+                    error: None,
+                    result: None,
+                    report_markdown: None,
+                };
+                (EventKind::RunInterrupted, json!({ "reason": reason }), end)
+            }
+            RunOutcome::Cancelled { reason } => {
+                let end = RunEnd {
+                    status: RunStatus::Cancelled.as_str(),
+                    finished_at: now_ms(),
+                    error: None,
+                    result: None,
+                    report_markdown: None,
+                };
+                (EventKind::RunCancelled, json!({ "reason": reason }), end)
+            }
+        };
+        self.deps
+            .metrics
+            .runs
+            .with_label_values(&[end.status])
+            .inc();
+        let op = WriteOp::FinishRun {
+            run_id,
+            thread_id,
+            end,
+        };
+        self.push(thread_id, Some(run_id), None, kind, data, Some(op));
     }
 }
 

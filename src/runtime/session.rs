@@ -11,11 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::analysis::catalog::Catalog;
-use crate::clock::now_ms;
 use crate::config::Config;
 use crate::context::{ApprovalId, ConnectionId, RunId, ThreadId, UserId};
 use crate::error::ErrorCode;
@@ -23,8 +21,8 @@ use crate::faults::Faults;
 use crate::llm::Llm;
 use crate::metrics::Metrics;
 use crate::protocol::{
-    ActiveRunInfo, ApprovalDecision, ApprovalOutcome, EventKind, FrameError, PROTOCOL_VERSION,
-    RunStatus, ServerFrame, UserMessage,
+    ActiveRunInfo, ApprovalDecision, ApprovalOutcome, FrameError, PROTOCOL_VERSION, RunStatus,
+    ServerFrame, UserMessage,
 };
 use crate::runtime::admission::MsgIdClaim;
 use crate::runtime::approvals::PendingApproval;
@@ -38,9 +36,7 @@ use crate::runtime::run_supervisor::{RunFinished, RunOutcome, RunSupervisor};
 use crate::runtime::shutdown::shutting_down;
 use crate::runtime::socket::{Outbound, close_code};
 use crate::store::Db;
-use crate::store::batch::WriteOp;
 use crate::store::repo;
-use crate::store::repo::runs::RunEnd;
 
 /// A socket joins the session; it gets `connected`, then (with `after_seq`) a replay.
 #[derive(Message)]
@@ -88,33 +84,6 @@ pub struct ObjectRequest {
 pub enum ObjectRequestKind {
     CancelRun,
     Approval(ApprovalDecision),
-}
-
-/// An upload wants to start; at most one per user runs at a time. Answers whether it may.
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct BeginIngest;
-
-/// The upload that began is over (sent by its guard, however the upload ended).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct EndIngest;
-
-/// `DELETE /api/threads/{id}`: answered once `thread_deleted` is durable.
-#[derive(Message)]
-#[rtype(result = "Result<(), ThreadDeleteError>")]
-pub struct DeleteThread {
-    pub thread_id: ThreadId,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ThreadDeleteError {
-    #[error("thread not found")]
-    NotFound,
-    #[error("a run of this thread is still active; cancel it or wait for it to finish")]
-    Active,
-    #[error("storage unavailable; try again")]
-    Unavailable,
 }
 
 /// What every session shares read-only: configuration, the database executor, fault
@@ -310,90 +279,6 @@ impl UserSession {
     pub(super) fn send_error(&self, conn_id: ConnectionId, error: FrameError) {
         self.send_to(conn_id, ServerFrame::error(error).to_frame());
     }
-
-    /// Records how a run ended: its terminal event and its row change, in one batch.
-    pub(super) fn push_run_end(
-        &mut self,
-        ctx: &mut Context<Self>,
-        run_id: RunId,
-        thread_id: ThreadId,
-        outcome: RunOutcome,
-    ) {
-        if let Some(approval_id) = self.approval_of(run_id) {
-            self.resolve_approval(ctx, approval_id, ApprovalOutcome::Cancelled);
-        }
-        if let Some(run) = self.runs.get_mut(&run_id) {
-            if run.is_queued() {
-                self.deps.metrics.queued_runs.dec();
-            }
-            if run.holds_user_slot() {
-                self.deps.slots.do_send(Release { run_id });
-            }
-            run.phase = RunPhase::Ending;
-        }
-        let (kind, data, end) = match outcome {
-            RunOutcome::Completed(answer) => {
-                let end = RunEnd {
-                    status: RunStatus::Completed.as_str(),
-                    finished_at: now_ms(),
-                    error: None,
-                    result: Some(answer.result.to_string()),
-                    report_markdown: Some(answer.report_markdown.clone()),
-                };
-                let data = json!({
-                    "summary": answer.summary,
-                    "report_markdown": answer.report_markdown,
-                    "result": answer.result,
-                });
-                (EventKind::RunCompleted, data, end)
-            }
-            RunOutcome::Failed { code, error } => {
-                let end = RunEnd {
-                    status: RunStatus::Failed.as_str(),
-                    finished_at: now_ms(),
-                    error: Some(error.clone()),
-                    result: None,
-                    report_markdown: None,
-                };
-                (
-                    EventKind::RunFailed,
-                    json!({ "error": error, "code": code }),
-                    end,
-                )
-            }
-            RunOutcome::Interrupted { reason } => {
-                let end = RunEnd {
-                    status: RunStatus::Interrupted.as_str(),
-                    finished_at: now_ms(),
-                    error: None,
-                    result: None,
-                    report_markdown: None,
-                };
-                (EventKind::RunInterrupted, json!({ "reason": reason }), end)
-            }
-            RunOutcome::Cancelled { reason } => {
-                let end = RunEnd {
-                    status: RunStatus::Cancelled.as_str(),
-                    finished_at: now_ms(),
-                    error: None,
-                    result: None,
-                    report_markdown: None,
-                };
-                (EventKind::RunCancelled, json!({ "reason": reason }), end)
-            }
-        };
-        self.deps
-            .metrics
-            .runs
-            .with_label_values(&[end.status])
-            .inc();
-        let op = WriteOp::FinishRun {
-            run_id,
-            thread_id,
-            end,
-        };
-        self.push(thread_id, Some(run_id), None, kind, data, Some(op));
-    }
 }
 
 impl Actor for UserSession {
@@ -558,8 +443,8 @@ impl Handler<Resume> for UserSession {
     }
 }
 
-/// `cancel_run` (`cancel.rs`) and `approval`. No approvals exist yet, so every approval id is
-/// `not_found`: the same answer as for another user's.
+/// `cancel_run` (`cancel.rs`) and `approval` (`approvals.rs`): another user's ids get the same
+/// `not_found` as ids that do not exist.
 impl Handler<ObjectRequest> for UserSession {
     type Result = ();
 
@@ -612,57 +497,5 @@ impl Handler<RunFinished> for UserSession {
         self.push_run_end(ctx, msg.run_id, thread_id, msg.outcome);
         self.promote(ctx);
         self.flush(ctx);
-    }
-}
-
-/// One upload at a time per user.
-impl Handler<BeginIngest> for UserSession {
-    type Result = bool;
-
-    fn handle(&mut self, _: BeginIngest, _: &mut Context<Self>) -> bool {
-        !std::mem::replace(&mut self.ingesting, true)
-    }
-}
-
-impl Handler<EndIngest> for UserSession {
-    type Result = ();
-
-    fn handle(&mut self, _: EndIngest, _: &mut Context<Self>) {
-        self.ingesting = false;
-    }
-}
-
-/// Deletes one of the user's threads: not while a run of it is live; its events are erased in
-/// the same batch that stores `thread_deleted`.
-impl Handler<DeleteThread> for UserSession {
-    type Result = ResponseActFuture<Self, Result<(), ThreadDeleteError>>;
-
-    fn handle(&mut self, msg: DeleteThread, _: &mut Context<Self>) -> Self::Result {
-        let thread_id = msg.thread_id;
-        let db = self.deps.db.clone();
-        let user = self.user_id.clone();
-        let lookup = async move {
-            db.read(move |conn| Ok(repo::threads::is_owned(conn, &user, thread_id)?))
-                .await
-        };
-        Box::pin(lookup.into_actor(self).then(move |owned, act, ctx| {
-            let ready = |r| actix::fut::ready(r).boxed_local();
-            match owned {
-                Ok(false) => return ready(Err(ThreadDeleteError::NotFound)),
-                Err(_) => return ready(Err(ThreadDeleteError::Unavailable)),
-                Ok(true) => {}
-            }
-            if act.runs.values().any(|run| run.thread_id == thread_id) {
-                return ready(Err(ThreadDeleteError::Active));
-            }
-            act.known_threads.remove(&thread_id);
-            let (notify, durable) = oneshot::channel();
-            let op = WriteOp::DeleteThread { thread_id };
-            act.push_notified(thread_id, EventKind::ThreadDeleted, json!({}), op, notify);
-            act.flush(ctx);
-            async move { durable.await.map_err(|_| ThreadDeleteError::Unavailable) }
-                .into_actor(act)
-                .boxed_local()
-        }))
     }
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::context::ThreadId;
 use crate::error::ErrorCode;
-use crate::runtime::session::{DeleteThread, ThreadDeleteError};
+use crate::runtime::user_data::{DeleteThread, ThreadDeleteError};
 use crate::store::repo;
 use crate::web::AppState;
 use crate::web::error::ApiError;
