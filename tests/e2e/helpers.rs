@@ -384,32 +384,29 @@ impl WsClient {
 
     /// The next JSON frame; panics on close or after `FRAME_WAIT`.
     pub async fn recv(&mut self) -> Value {
-        loop {
-            let next = tokio::time::timeout(FRAME_WAIT, self.stream.next())
-                .await
-                .expect("a frame within the wait");
-            match next {
-                Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(&text).expect("server frames are JSON");
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => panic!("expected a text frame, got {other:?}"),
-            }
+        match self.next_frame().await {
+            Ok(frame) => frame,
+            Err(other) => panic!("expected a text frame, got {other}"),
         }
     }
 
     /// The next JSON frame, or `None` if the server closed the socket instead.
     pub async fn recv_or_closed(&mut self) -> Option<Value> {
+        self.next_frame().await.ok()
+    }
+
+    /// The next text frame as JSON, skipping pings; anything else is described in the error.
+    async fn next_frame(&mut self) -> Result<Value, String> {
         loop {
             let next = tokio::time::timeout(FRAME_WAIT, self.stream.next())
                 .await
                 .expect("a frame within the wait");
             match next {
                 Some(Ok(Message::Text(text))) => {
-                    return Some(serde_json::from_str(&text).expect("server frames are JSON"));
+                    return Ok(serde_json::from_str(&text).expect("server frames are JSON"));
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                _ => return None,
+                other => return Err(format!("{other:?}")),
             }
         }
     }
