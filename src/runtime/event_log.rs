@@ -75,7 +75,7 @@ impl UserSession {
 
     /// Cuts the next batch from `pending` and hands it to the writer, unless one is in flight.
     pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || self.pending.is_empty() {
+        if self.writing || self.resting || self.pending.is_empty() {
             return;
         }
         let n = self
@@ -140,7 +140,13 @@ impl UserSession {
                         act.deps.metrics.lost_batches.inc();
                         act.on_write_failed(ctx, batch.events);
                         act.promote(ctx);
-                        act.flush(ctx);
+                        // While storage stays down, wait longer before each next batch.
+                        act.lost_in_a_row += 1;
+                        act.resting = true;
+                        ctx.run_later(write_backoff(act.lost_in_a_row + 1), |act, ctx| {
+                            act.resting = false;
+                            act.flush(ctx);
+                        });
                     }
                 }),
         );
@@ -149,6 +155,7 @@ impl UserSession {
     /// The batch is stored: advance `last_seq`, settle runs and message ids, deliver.
     fn on_durable(&mut self, events: Vec<Event>) {
         self.writing = false;
+        self.lost_in_a_row = 0;
         for notify in self.in_flight_notify.drain(..) {
             let _ = notify.send(());
         }

@@ -190,6 +190,9 @@ pub struct UserSession {
     pub(super) pending: VecDeque<Pending>,
     /// A batch is with the writer.
     pub(super) writing: bool,
+    /// Batches lost one after another (storage down), and whether the next waits for a backoff.
+    pub(super) lost_in_a_row: u32,
+    pub(super) resting: bool,
     /// Who waits for the batch with the writer to be durable.
     pub(super) in_flight_notify: Vec<oneshot::Sender<()>>,
     /// Distinguishes a socket's current replay from a superseded one.
@@ -225,6 +228,8 @@ impl UserSession {
             known_threads: HashSet::new(),
             pending: VecDeque::new(),
             writing: false,
+            lost_in_a_row: 0,
+            resting: false,
             in_flight_notify: Vec::new(),
             replay_generation: 0,
             msg_ids: HashMap::new(),
