@@ -170,9 +170,7 @@ impl Config {
             std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
         let mut c = Self::for_database(&database_url);
         c.bind = env_or("ENCLAVE_BIND", c.bind)?;
-        c.jwt_secret = std::env::var("ENCLAVE_JWT_SECRET")
-            .ok()
-            .filter(|s| !s.is_empty());
+        c.jwt_secret = env_opt("ENCLAVE_JWT_SECRET");
         c.max_message_bytes = env_or("ENCLAVE_MAX_MESSAGE_BYTES", c.max_message_bytes)?;
         c.max_content_chars = env_or("ENCLAVE_MAX_CONTENT_CHARS", c.max_content_chars)?;
         c.max_bad_messages = env_or("ENCLAVE_MAX_BAD_MESSAGES", c.max_bad_messages)?;
@@ -199,9 +197,7 @@ impl Config {
         c.backoff_cap = env_ms("ENCLAVE_BACKOFF_CAP_MS", c.backoff_cap)?;
         c.passivate_after = env_ms("ENCLAVE_PASSIVATE_AFTER_MS", c.passivate_after)?;
         c.agent_timeout = env_ms("ENCLAVE_AGENT_TIMEOUT_MS", c.agent_timeout)?;
-        c.prices_path = std::env::var("ENCLAVE_PRICES")
-            .ok()
-            .filter(|p| !p.is_empty());
+        c.prices_path = env_opt("ENCLAVE_PRICES");
         c.max_upload_bytes = env_or("ENCLAVE_MAX_UPLOAD_BYTES", c.max_upload_bytes)?;
         c.shutdown_grace = env_ms("ENCLAVE_SHUTDOWN_GRACE_MS", c.shutdown_grace)?;
         if let Ok(ttl) = std::env::var("ENCLAVE_TOKEN_TTL") {
@@ -217,13 +213,9 @@ impl Config {
         )?;
         c.synthetic_max_records = env_or("ENCLAVE_SYNTHETIC_MAX_RECORDS", c.synthetic_max_records)?;
         c.synthetic_batch = env_or("ENCLAVE_SYNTHETIC_BATCH", c.synthetic_batch)?;
-        c.llm_url = std::env::var("ENCLAVE_LLM_URL")
-            .ok()
-            .filter(|u| !u.is_empty());
+        c.llm_url = env_opt("ENCLAVE_LLM_URL");
         c.llm_model = env_or("ENCLAVE_LLM_MODEL", c.llm_model)?;
-        c.llm_api_key = std::env::var("ENCLAVE_LLM_API_KEY")
-            .ok()
-            .filter(|k| !k.is_empty());
+        c.llm_api_key = env_opt("ENCLAVE_LLM_API_KEY");
         c.llm_timeout = env_ms("ENCLAVE_LLM_TIMEOUT_MS", c.llm_timeout)?;
         let t = &mut c.thresholds;
         t.substitution_max_p95_completion = env_or(
@@ -280,6 +272,11 @@ where
         }),
         _ => Ok(default),
     }
+}
+
+/// A variable that is set and not empty.
+fn env_opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
 fn env_ms(name: &str, default: Duration) -> Result<Duration, ConfigError> {
