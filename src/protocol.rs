@@ -16,6 +16,19 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Longest `client_msg_id`, in characters.
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
 
+/// The one character a PostgreSQL text column cannot hold. A client string that is stored and
+/// contains it is refused on both databases alike, before it reaches a write batch (where it
+/// would fail the whole batch, other runs' events with it).
+const NUL: char = '\0';
+
+/// The `bad_request` for a stored client string `field` that holds a NUL character.
+fn unstorable(field: &str) -> FrameError {
+    FrameError::bad_request(format!(
+        "`{field}` contains a NUL character (U+0000), which cannot be stored; remove it and \
+         send the message again"
+    ))
+}
+
 /// A client frame that could not be accepted, with the code and message to answer it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameError {
@@ -195,6 +208,7 @@ fn validate_user_message(
                 "`client_msg_id` must be 1-{MAX_CLIENT_MSG_ID_CHARS} characters"
             )));
         }
+        Some(id) if id.contains(NUL) => return Err(unstorable("client_msg_id")),
         other => other,
     };
     let reject = |e: FrameError| match &client_msg_id {
@@ -213,6 +227,9 @@ fn validate_user_message(
             ErrorCode::TooLarge,
             format!("`content` has {chars} characters; the limit is {max_content_chars}"),
         )));
+    }
+    if content.contains(NUL) {
+        return Err(reject(unstorable("content")));
     }
     let thread_id = match raw.thread_id {
         None => None,
@@ -429,6 +446,29 @@ mod tests {
         assert_eq!(
             code(r#"{"type":"resume","after_seq":-1}"#),
             ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn refuses_nul_in_stored_strings_naming_the_field() {
+        let content = ClientFrame::parse(
+            r#"{"type":"user_message","content":"a\u0000b","client_msg_id":"m1"}"#,
+            10,
+        )
+        .expect_err("NUL in content");
+        assert_eq!(content.code, ErrorCode::BadRequest);
+        assert!(content.message.starts_with("`content` contains a NUL"));
+        assert_eq!(content.reference.as_deref(), Some("m1"));
+        let id = ClientFrame::parse(
+            r#"{"type":"user_message","content":"hi","client_msg_id":"m\u0000"}"#,
+            10,
+        )
+        .expect_err("NUL in client_msg_id");
+        assert_eq!(id.code, ErrorCode::BadRequest);
+        assert!(id.message.starts_with("`client_msg_id` contains a NUL"));
+        assert!(
+            ClientFrame::parse(r#"{"type":"user_message","content":"a\u0001b"}"#, 10).is_ok(),
+            "other control characters are stored as they are"
         );
     }
 

@@ -199,6 +199,11 @@ fn text(cell: Option<Cell<'_>>, max: usize) -> Result<Option<FieldValue>, String
     if len == 0 || len > max {
         return Err(format!("must be 1-{max} characters, got {len}"));
     }
+    // PostgreSQL text cannot hold NUL: refused here, on both databases, so one row can never
+    // fail the insert of a whole upload.
+    if raw.contains('\0') {
+        return Err("contains a NUL character (U+0000), which cannot be stored; remove it".into());
+    }
     Ok(Some(FieldValue::Text(raw.to_owned())))
 }
 
@@ -334,6 +339,29 @@ mod tests {
         )
         .expect_err("invalid");
         assert_eq!(cached[0].field, "cached_tokens");
+    }
+
+    #[test]
+    fn nul_in_any_stored_text_is_a_row_error_naming_the_field() {
+        let good = json!({"ts":1,"model":"m","prompt_tokens":1,"completion_tokens":1,
+            "latency_ms":1});
+        for field in ["id", "model", "provider", "workload", "prompt_prefix_hash"] {
+            let mut row = good.clone();
+            row[field] = json!("a\u{0}b");
+            let errors = check(row).expect_err(field);
+            assert_eq!(errors.len(), 1, "{field}");
+            assert_eq!(errors[0].field, field);
+            assert!(errors[0].reason.contains("NUL"), "{field}: {errors:?}");
+        }
+        let row = [("ts", "1"), ("model", "m\0"), ("prompt_tokens", "1")];
+        let errors = validate(3, |name| {
+            row.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| Cell::Text(v))
+        })
+        .expect_err("invalid");
+        assert_eq!((errors[0].row, errors[0].field.as_str()), (3, "model"));
+        assert!(errors[0].reason.contains("NUL"));
     }
 
     #[test]
