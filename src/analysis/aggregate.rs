@@ -1,11 +1,12 @@
 //! Aggregates of a user's usage in a window, per model × workload and in total: requests,
 //! tokens, spend (priced by the catalog where a record has no `cost_usd`), nearest-rank
 //! p50/p95/p99 latency, error rate, prefix-repeat share, output-cap utilisation and
-//! non-interactive share. Pure: records and a catalog in, numbers out.
+//! non-interactive share, and the counts and percentiles the optimisation rules test (so a
+//! report can say why a rule did not apply). Pure: records and a catalog in, numbers out.
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::catalog::Catalog;
 use crate::usage::record::UsageRecord;
@@ -15,7 +16,7 @@ pub const SUFFICIENT_RECORDS: usize = 100;
 
 const DAY_MS: f64 = 86_400_000.0;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupStats {
     pub model: String,
     pub workload: String,
@@ -37,11 +38,31 @@ pub struct GroupStats {
     pub output_cap_utilisation: Option<f64>,
     /// Share of requests that could run as batch jobs.
     pub non_interactive_share: f64,
+    /// Nearest-rank p95 of `prompt_tokens`.
+    pub prompt_tokens_p95: i64,
+    /// Nearest-rank p95 of `completion_tokens`.
+    pub completion_tokens_p95: i64,
+    /// Nearest-rank p99 of `completion_tokens`.
+    pub completion_tokens_p99: i64,
+    /// Requests with `status = error`.
+    pub errors: usize,
+    /// Requests marked `"interactive": false`.
+    pub non_interactive_requests: usize,
+    /// Requests that carry a `prompt_prefix_hash`.
+    pub prefix_hashed_requests: usize,
+    /// How many requests share the group's most used prompt prefix hash (0 without hashes).
+    pub top_prefix_uses: usize,
+    /// Requests that set `max_tokens`.
+    pub capped_requests: usize,
+    /// The largest `max_tokens` set (`None` if no request sets one).
+    pub max_tokens_largest: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Totals {
     pub requests: usize,
+    /// Requests that could not be priced (counted in `requests`, not in `spend_usd`).
+    pub unpriced_requests: usize,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub spend_usd: f64,
@@ -101,6 +122,13 @@ pub fn aggregate(records: &[UsageRecord], catalog: &Catalog) -> Aggregates {
                 .filter_map(|r| r.max_tokens.map(|m| r.completion_tokens as f64 / m as f64))
                 .collect();
             let batchable = group.iter().filter(|r| !r.interactive).count();
+            let sorted = |field: fn(&UsageRecord) -> i64| {
+                let mut values: Vec<i64> = group.iter().map(|r| field(r)).collect();
+                values.sort_unstable();
+                values
+            };
+            let prompts = sorted(|r| r.prompt_tokens);
+            let completions = sorted(|r| r.completion_tokens);
             GroupStats {
                 model: model.to_owned(),
                 workload: workload.to_owned(),
@@ -108,7 +136,8 @@ pub fn aggregate(records: &[UsageRecord], catalog: &Catalog) -> Aggregates {
                 prompt_tokens: group.iter().map(|r| r.prompt_tokens).sum(),
                 completion_tokens: group.iter().map(|r| r.completion_tokens).sum(),
                 cached_tokens: group.iter().map(|r| r.cached_tokens).sum(),
-                spend_usd: costs.iter().flatten().sum(),
+                // Folded from +0.0: an empty `sum()` of f64 is -0.0, shown as "-0.00".
+                spend_usd: costs.iter().flatten().fold(0.0, |total, c| total + c),
                 unpriced_requests: unpriced,
                 latency_p50_ms: nearest_rank(&latencies, 50.0),
                 latency_p95_ms: nearest_rank(&latencies, 95.0),
@@ -118,15 +147,25 @@ pub fn aggregate(records: &[UsageRecord], catalog: &Catalog) -> Aggregates {
                 output_cap_utilisation: (!caps.is_empty())
                     .then(|| caps.iter().sum::<f64>() / caps.len() as f64),
                 non_interactive_share: batchable as f64 / group.len() as f64,
+                prompt_tokens_p95: nearest_rank(&prompts, 95.0),
+                completion_tokens_p95: nearest_rank(&completions, 95.0),
+                completion_tokens_p99: nearest_rank(&completions, 99.0),
+                errors,
+                non_interactive_requests: batchable,
+                prefix_hashed_requests: prefix_uses.values().sum(),
+                top_prefix_uses: prefix_uses.values().copied().max().unwrap_or(0),
+                capped_requests: caps.len(),
+                max_tokens_largest: group.iter().filter_map(|r| r.max_tokens).max(),
             }
         })
         .collect();
     groups.sort_by(|a, b| b.spend_usd.total_cmp(&a.spend_usd));
     let totals = Totals {
         requests: records.len(),
+        unpriced_requests: groups.iter().map(|g| g.unpriced_requests).sum(),
         prompt_tokens: groups.iter().map(|g| g.prompt_tokens).sum(),
         completion_tokens: groups.iter().map(|g| g.completion_tokens).sum(),
-        spend_usd: groups.iter().map(|g| g.spend_usd).sum(),
+        spend_usd: groups.iter().fold(0.0, |total, g| total + g.spend_usd),
     };
     let first = records.iter().map(|r| r.ts).min().unwrap_or(0);
     let last = records.iter().map(|r| r.ts).max().unwrap_or(0);

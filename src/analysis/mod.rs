@@ -1,7 +1,10 @@
-//! Pure pricing and usage math: the price catalog and the aggregates the agents report.
-//! Nothing here does IO or knows about actors.
+//! Pure pricing and usage math: the price catalog, the aggregates the agents report, the
+//! optimisation rules and why they do not apply, and how reports write numbers and user
+//! strings. Nothing here does IO or knows about actors.
 
 pub mod aggregate;
 pub mod catalog;
 pub mod optimize;
 pub mod plan;
+pub mod report_text;
+pub mod why_not;
