@@ -34,6 +34,12 @@ pub struct Metrics {
     /// Events emitted by runs and not yet taken by their session (actix shows no mailbox
     /// depth, so the senders and the session count them).
     pub events_in_flight: IntGauge,
+    /// Bytes sessions have queued for sockets that their connections have not yet taken
+    /// (each socket at most 16 × `ENCLAVE_SOCKET_OUTBOUND_BYTES`).
+    pub socket_queued_bytes: IntGauge,
+    /// TCP connections accepted, by whether `TCP_NODELAY` is set on them (read back from the
+    /// socket).
+    pub tcp_connections: IntCounterVec,
 }
 
 impl Metrics {
@@ -99,6 +105,15 @@ impl Metrics {
             events_in_flight: gauge(
                 "session_events_in_flight",
                 "events on their way to a session",
+            ),
+            socket_queued_bytes: gauge(
+                "socket_queued_bytes",
+                "bytes queued for sockets and not yet taken by their connections",
+            ),
+            tcp_connections: counter_vec(
+                "tcp_connections_total",
+                "TCP connections accepted, by TCP_NODELAY",
+                "nodelay",
             ),
             registry,
         }

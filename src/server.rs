@@ -135,11 +135,16 @@ impl Server {
             metrics,
             dev_tokens,
         });
+        let on_connect = enclave_web::connection::on_connect(state.metrics.clone());
         let http = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .configure(enclave_web::configure)
         })
+        .on_connect(on_connect)
+        // Events are small frames sent as they happen: without it each waits ~40 ms for the
+        // client's delayed ACK (Nagle).
+        .tcp_nodelay(true)
         .shutdown_timeout(config.shutdown_grace.as_secs())
         .disable_signals()
         .bind(&config.bind)

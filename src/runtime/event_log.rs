@@ -13,13 +13,13 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
-use crate::context::{RunId, ThreadId};
+use crate::context::{ConnectionId, RunId, ThreadId};
 use crate::error::ErrorCode;
 use crate::protocol::{Event, EventKind, FrameError};
 use crate::runtime::run_slots::Release;
 use crate::runtime::run_supervisor::{AbortRun, RunOutcome};
 use crate::runtime::session::UserSession;
-use crate::runtime::socket::{Frames, Outbound, close_code};
+use crate::runtime::socket::Frames;
 use crate::store::batch::{WriteBatch, WriteOp};
 
 /// An event waiting for the next batch, numbered when the batch is cut.
@@ -255,32 +255,11 @@ impl UserSession {
         }
     }
 
-    /// Sends durable frames to every socket; one that cannot keep up is closed (4008).
+    /// Sends durable frames to every socket (`delivery.rs`).
     fn fan_out(&mut self, frames: Frames) {
-        let capacity = self.deps.config.socket_outbound_capacity;
-        let mut slow = Vec::new();
-        for (conn_id, socket) in &mut self.sockets {
-            if let Some(replay) = &mut socket.replay {
-                if !replay.buffer(frames.clone(), capacity) {
-                    slow.push(*conn_id);
-                }
-                continue;
-            }
-            if let Err(SendError::Full(_)) =
-                socket.outbound.try_send(Outbound::Frames(frames.clone()))
-            {
-                slow.push(*conn_id);
-            }
-        }
-        for conn_id in slow {
-            if let Some(socket) = self.sockets.remove(&conn_id) {
-                log::warn!("user={} socket {conn_id} too slow, closing", self.user_id);
-                self.deps.metrics.slow_sockets.inc();
-                socket.outbound.do_send(Outbound::Close {
-                    code: close_code::TOO_SLOW,
-                    reason: "too slow",
-                });
-            }
+        let conn_ids: Vec<ConnectionId> = self.sockets.keys().copied().collect();
+        for conn_id in conn_ids {
+            self.deliver_live(conn_id, frames.clone());
         }
     }
 }

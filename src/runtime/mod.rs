@@ -5,6 +5,7 @@
 mod admission;
 pub mod approvals;
 mod cancel;
+mod delivery;
 mod event_log;
 pub mod pipeline;
 pub mod rate_limit;

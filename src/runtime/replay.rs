@@ -5,14 +5,28 @@
 //! `seq` when the replay starts; live frames that become durable meanwhile wait in the
 //! socket's `Replay` buffer and follow `resumed {through_seq}`.
 
+use std::time::Duration;
+
 use actix::prelude::*;
 
 use crate::context::ConnectionId;
 use crate::error::ErrorCode;
 use crate::protocol::{FrameError, ServerFrame};
 use crate::runtime::session::UserSession;
-use crate::runtime::socket::{Frames, Outbound};
+use crate::runtime::socket::Frames;
 use crate::store::repo;
+
+/// How often a replay waiting for its socket's backlog to shrink looks again.
+const REPLAY_ROOM_CHECK: Duration = Duration::from_millis(5);
+
+/// What a replay does next.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Read and send the events after `after`.
+    Page { after: i64 },
+    /// Send `resumed` and the live frames held meanwhile.
+    Finish,
+}
 
 /// A replay in progress on one socket.
 pub(crate) struct Replay {
@@ -61,7 +75,8 @@ impl UserSession {
             buffered: Vec::new(),
             buffered_frames: 0,
         });
-        self.replay_page(ctx, conn_id, generation, after_seq, through);
+        let step = Step::Page { after: after_seq };
+        self.when_room(ctx, conn_id, generation, step, through);
     }
 
     fn replay_page(
@@ -97,14 +112,13 @@ impl UserSession {
                             .iter()
                             .map(|e| std::sync::Arc::from(e.to_frame()))
                             .collect();
-                        act.send_frames(conn_id, frames);
+                        act.deliver(conn_id, frames);
                     }
-                    match last {
-                        Some(last) if last < through && full_page => {
-                            act.replay_page(ctx, conn_id, generation, last, through)
-                        }
-                        _ => act.finish_replay(conn_id, through),
-                    }
+                    let step = match last {
+                        Some(last) if last < through && full_page => Step::Page { after: last },
+                        _ => Step::Finish,
+                    };
+                    act.when_room(ctx, conn_id, generation, step, through);
                 }
                 Err(e) => {
                     log::error!("user={} replay failed: {e}", act.user_id());
@@ -114,9 +128,34 @@ impl UserSession {
         }));
     }
 
-    fn send_frames(&self, conn_id: ConnectionId, frames: Frames) {
-        if let Some(socket) = self.sockets.get(&conn_id) {
-            let _ = socket.outbound.try_send(Outbound::Frames(frames));
+    /// Takes the replay's next step once the socket's backlog is within the soft bound, so a
+    /// long replay goes at the client's pace instead of piling up in the server (a page can be
+    /// large); a client that stops reading is closed by the heartbeat check (`delivery.rs`).
+    fn when_room(
+        &mut self,
+        ctx: &mut Context<Self>,
+        conn_id: ConnectionId,
+        generation: u64,
+        step: Step,
+        through: i64,
+    ) {
+        let current = self
+            .sockets
+            .get(&conn_id)
+            .and_then(|s| s.replay.as_ref())
+            .is_some_and(|r| r.generation == generation);
+        if !current {
+            return;
+        }
+        if !self.has_room(conn_id) {
+            ctx.run_later(REPLAY_ROOM_CHECK, move |act, ctx| {
+                act.when_room(ctx, conn_id, generation, step, through)
+            });
+            return;
+        }
+        match step {
+            Step::Page { after } => self.replay_page(ctx, conn_id, generation, after, through),
+            Step::Finish => self.finish_replay(conn_id, through),
         }
     }
 
@@ -133,7 +172,7 @@ impl UserSession {
             .to_frame(),
         );
         for frames in replay.buffered {
-            self.send_frames(conn_id, frames);
+            self.deliver(conn_id, frames);
         }
     }
 
@@ -148,7 +187,7 @@ impl UserSession {
         );
         self.send_to(conn_id, ServerFrame::error(error).to_frame());
         for frames in replay.buffered {
-            self.send_frames(conn_id, frames);
+            self.deliver(conn_id, frames);
         }
     }
 }

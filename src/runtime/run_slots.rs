@@ -60,6 +60,15 @@ impl RunSlots {
         }
     }
 
+    /// Puts `run_id` at the end of its user's line.
+    fn enqueue(&mut self, user_id: UserId, run_id: RunId, notify: Recipient<SlotGranted>) {
+        let line = self.waiting.entry(user_id.clone()).or_default();
+        if line.is_empty() {
+            self.turn.push_back(user_id);
+        }
+        line.push_back((run_id, notify));
+    }
+
     /// Hands free slots to waiting runs, one user at a time in turn.
     fn grant_free_slots(&mut self) {
         while self.running.len() < self.capacity {
@@ -78,9 +87,18 @@ impl RunSlots {
             } else {
                 self.turn.push_back(user);
             }
-            // A session that has gone cannot use the slot: give it to the next run.
-            if notify.try_send(SlotGranted { run_id }).is_ok() {
-                self.running.insert(run_id);
+            // A session whose mailbox is merely full still gets its grant (`do_send` ignores
+            // the bound): a grant dropped here would leave its run waiting forever. Only a
+            // session that has gone cannot use the slot, which then goes to the next run.
+            match notify.try_send(SlotGranted { run_id }) {
+                Ok(()) => {
+                    self.running.insert(run_id);
+                }
+                Err(SendError::Full(grant)) => {
+                    notify.do_send(grant);
+                    self.running.insert(run_id);
+                }
+                Err(SendError::Closed(_)) => {}
             }
         }
     }
@@ -98,11 +116,7 @@ impl Handler<Acquire> for RunSlots {
             self.running.insert(msg.run_id);
             return SlotAnswer::Granted;
         }
-        let line = self.waiting.entry(msg.user_id.clone()).or_default();
-        if line.is_empty() {
-            self.turn.push_back(msg.user_id);
-        }
-        line.push_back((msg.run_id, msg.notify));
+        self.enqueue(msg.user_id, msg.run_id, msg.notify);
         SlotAnswer::Waiting
     }
 }
@@ -119,5 +133,103 @@ impl Handler<Release> for RunSlots {
             self.turn.retain(|user| self.waiting.contains_key(user));
         }
         self.grant_free_slots();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Stands in for a session: records the grants it is sent.
+    struct Grants(Vec<RunId>);
+
+    impl Actor for Grants {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<SlotGranted> for Grants {
+        type Result = ();
+        fn handle(&mut self, msg: SlotGranted, _: &mut Context<Self>) {
+            self.0.push(msg.run_id);
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "Vec<RunId>")]
+    struct Seen;
+
+    impl Handler<Seen> for Grants {
+        type Result = MessageResult<Seen>;
+        fn handle(&mut self, _: Seen, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(self.0.clone())
+        }
+    }
+
+    #[actix::test]
+    async fn a_full_mailbox_does_not_lose_a_grant() {
+        let session = Grants::create(|ctx| {
+            ctx.set_mailbox_capacity(1);
+            Grants(Vec::new())
+        });
+        let notify = session.clone().recipient::<SlotGranted>();
+
+        // The session is busy (it has not run since): its mailbox fills, and a sender that
+        // queued past the bound is parked, so its next `try_send` finds the mailbox full.
+        let filler = RunId::new();
+        notify.do_send(SlotGranted { run_id: filler });
+        assert!(notify.try_send(SlotGranted { run_id: filler }).is_ok());
+        let probe = notify.try_send(SlotGranted { run_id: filler });
+        assert!(matches!(probe, Err(SendError::Full(_))), "mailbox not full");
+
+        let mut slots = RunSlots::new(1);
+        let holder = RunId::new();
+        slots.running.insert(holder);
+        let waiting = RunId::new();
+        slots.enqueue(UserId::parse("alice").unwrap(), waiting, notify);
+        slots.running.remove(&holder);
+        slots.grant_free_slots();
+        assert!(slots.running.contains(&waiting), "the slot went nowhere");
+        assert!(slots.waiting.is_empty() && slots.turn.is_empty());
+        let seen = session.send(Seen).await.unwrap();
+        assert_eq!(seen, vec![filler, filler, waiting]);
+    }
+
+    /// Stops the stand-in, as a session that failed or passivated.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Stop;
+
+    impl Handler<Stop> for Grants {
+        type Result = ();
+        fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+            ctx.stop();
+        }
+    }
+
+    #[actix::test]
+    async fn a_gone_session_gives_its_slot_to_the_next_run() {
+        let gone = Grants::create(|_| Grants(Vec::new()));
+        let gone_notify = gone.clone().recipient::<SlotGranted>();
+        let live = Grants::create(|_| Grants(Vec::new()));
+        let mut slots = RunSlots::new(1);
+        let holder = RunId::new();
+        slots.running.insert(holder);
+        let (lost, next) = (RunId::new(), RunId::new());
+        slots.enqueue(UserId::parse("alice").unwrap(), lost, gone_notify.clone());
+        slots.enqueue(
+            UserId::parse("bob").unwrap(),
+            next,
+            live.clone().recipient(),
+        );
+        gone.send(Stop).await.unwrap();
+        while gone_notify.connected() {
+            tokio::task::yield_now().await;
+        }
+
+        slots.running.remove(&holder);
+        slots.grant_free_slots();
+        assert!(slots.running.contains(&next) && !slots.running.contains(&lost));
+        assert_eq!(live.send(Seen).await.unwrap(), vec![next]);
     }
 }

@@ -19,7 +19,7 @@ use crate::protocol::{ApprovalOutcome, EventKind, FrameError, RunStatus, UserMes
 use crate::runtime::run_events::RunEvents;
 use crate::runtime::run_slots::{Acquire, Release, SlotAnswer, SlotGranted};
 use crate::runtime::run_supervisor::{RunOutcome, RunSupervisor};
-use crate::runtime::session::{Awaiting, LiveRun, RunPhase, UserSession};
+use crate::runtime::session::{Acquiring, Awaiting, LiveRun, RunPhase, UserSession};
 use crate::store::batch::WriteOp;
 use crate::store::repo::runs::RunEnd;
 
@@ -57,9 +57,15 @@ impl UserSession {
                 run_id,
                 notify: ctx.address().recipient(),
             });
+            self.acquiring = Some(Acquiring {
+                run_id,
+                granted: false,
+            });
             ctx.spawn(acquire.into_actor(self).map(move |answer, act, ctx| {
+                let granted_early = act.acquiring.take().is_some_and(|a| a.granted);
                 let acceptance = match answer {
                     Ok(SlotAnswer::Granted) => Acceptance::Start,
+                    Ok(SlotAnswer::Waiting) if granted_early => Acceptance::Start,
                     Ok(SlotAnswer::Waiting) => Acceptance::Queued("server_busy"),
                     Err(_) => {
                         let error = FrameError::new(ErrorCode::Unavailable, "shutting down");
@@ -219,6 +225,11 @@ impl UserSession {
 
     /// `run_id` has a server slot: start it, or give the slot back if it is gone.
     fn start_granted(&mut self, ctx: &mut Context<Self>, run_id: RunId) {
+        if let Some(acquiring) = self.acquiring.as_mut().filter(|a| a.run_id == run_id) {
+            // Not yet accepted: `accept` starts it when the answer to its request arrives.
+            acquiring.granted = true;
+            return;
+        }
         let Some(run) = self.runs.get_mut(&run_id) else {
             return self.deps.slots.do_send(Release { run_id });
         };

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -26,15 +26,15 @@ use crate::protocol::{
 };
 use crate::runtime::admission::MsgIdClaim;
 use crate::runtime::approvals::PendingApproval;
+use crate::runtime::delivery::Socket;
 use crate::runtime::event_log::Pending;
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::rate_limit::TokenBucket;
-use crate::runtime::replay::Replay;
 use crate::runtime::run_events::Emit;
 use crate::runtime::run_slots::{Release, RunSlots};
 use crate::runtime::run_supervisor::{RunFinished, RunOutcome, RunSupervisor};
 use crate::runtime::shutdown::shutting_down;
-use crate::runtime::socket::{Outbound, close_code};
+use crate::runtime::socket::{ConnectionLink, Frames, Outbound, close_code};
 use crate::store::Db;
 use crate::store::repo;
 
@@ -44,6 +44,7 @@ use crate::store::repo;
 pub struct Attach {
     pub conn_id: ConnectionId,
     pub socket: Recipient<Outbound>,
+    pub link: ConnectionLink,
     pub after_seq: Option<i64>,
 }
 
@@ -102,13 +103,6 @@ pub struct SessionDeps {
     pub metrics: Arc<Metrics>,
 }
 
-/// One attached socket.
-pub(super) struct Socket {
-    pub(crate) outbound: Recipient<Outbound>,
-    /// Set while a `resume` replays from the database; live frames wait in it.
-    pub(crate) replay: Option<Replay>,
-}
-
 /// What a queued run waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Awaiting {
@@ -130,6 +124,14 @@ pub(super) enum RunPhase {
     },
     /// Its end is pushed and waits to be stored; it emits nothing more.
     Ending,
+}
+
+/// A run whose first request for a server slot is out.
+pub(super) struct Acquiring {
+    pub(super) run_id: RunId,
+    /// `SlotGranted` came before the answer to the request (the mailbox is served before
+    /// the request's reply), so the run starts at once when the answer says `Waiting`.
+    pub(super) granted: bool,
 }
 
 /// A run this session accepted and has not yet seen end durably.
@@ -210,12 +212,18 @@ pub struct UserSession {
     /// A message is being admitted (`admission.rs`); the ones behind it wait in order.
     pub(super) admitting: bool,
     pub(super) admission_queue: VecDeque<(ConnectionId, UserMessage)>,
+    /// The run being admitted while its first slot request is out (`scheduling.rs`): its
+    /// grant may arrive before the answer that says it waits.
+    pub(super) acquiring: Option<Acquiring>,
     /// Since when the session has had nothing to do (for passivation).
     idle_since: Option<std::time::Instant>,
     /// The server is shutting down: no new messages (`shutdown.rs`).
     pub(super) draining: bool,
     /// Told when draining is complete.
     pub(super) drained: Vec<oneshot::Sender<()>>,
+    /// Connections closed as too slow, cut at the TCP level at these instants
+    /// (`delivery.rs`).
+    pub(super) cutting: Vec<(Instant, Box<dyn Fn() + Send>)>,
 }
 
 impl UserSession {
@@ -238,9 +246,11 @@ impl UserSession {
             approvals: HashMap::new(),
             admitting: false,
             admission_queue: VecDeque::new(),
+            acquiring: None,
             idle_since: None,
             draining: false,
             drained: Vec::new(),
+            cutting: Vec::new(),
             message_rate: TokenBucket::new(
                 deps.config.message_burst,
                 deps.config.messages_per_minute,
@@ -260,6 +270,7 @@ impl UserSession {
             && self.admission_queue.is_empty()
             && !self.ingesting
             && self.msg_ids.is_empty()
+            && self.cutting.is_empty()
     }
 
     pub fn user_id(&self) -> &UserId {
@@ -274,14 +285,12 @@ impl UserSession {
         self.last_seq
     }
 
-    /// Sends `frame` to one socket (dropped if the socket is gone or full).
-    pub(crate) fn send_to(&self, conn_id: ConnectionId, frame: String) {
-        if let Some(socket) = self.sockets.get(&conn_id) {
-            let _ = socket.outbound.try_send(Outbound::text(frame));
-        }
+    /// Sends `frame` to one socket (`delivery.rs`: queued, or the socket is closed 4008).
+    pub(crate) fn send_to(&mut self, conn_id: ConnectionId, frame: String) {
+        self.deliver(conn_id, Frames::from(vec![Arc::<str>::from(frame)]));
     }
 
-    pub(super) fn send_error(&self, conn_id: ConnectionId, error: FrameError) {
+    pub(super) fn send_error(&mut self, conn_id: ConnectionId, error: FrameError) {
         self.send_to(conn_id, ServerFrame::error(error).to_frame());
     }
 }
@@ -325,6 +334,9 @@ impl Actor for UserSession {
                 ctx.stop();
             }
         }));
+        ctx.run_interval(self.deps.config.heartbeat_interval, |act, _| {
+            act.check_sockets()
+        });
         let passivate_after = self.deps.config.passivate_after;
         let every = (passivate_after / 4).clamp(Duration::from_millis(10), Duration::from_secs(30));
         ctx.run_interval(every, move |act, ctx| {
@@ -381,14 +393,9 @@ impl Handler<Attach> for UserSession {
             active_runs,
             pending_approvals: self.pending_approval_list(),
         };
-        let _ = msg.socket.try_send(Outbound::text(connected.to_frame()));
-        self.sockets.insert(
-            msg.conn_id,
-            Socket {
-                outbound: msg.socket,
-                replay: None,
-            },
-        );
+        self.sockets
+            .insert(msg.conn_id, Socket::new(msg.socket, msg.link));
+        self.send_to(msg.conn_id, connected.to_frame());
         if let Some(after_seq) = msg.after_seq {
             self.start_replay(ctx, msg.conn_id, after_seq);
         }
@@ -400,7 +407,7 @@ impl Handler<Detach> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
-        self.sockets.remove(&msg.conn_id);
+        self.forget_socket(msg.conn_id);
     }
 }
 

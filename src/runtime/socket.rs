@@ -1,8 +1,11 @@
 //! `Outbound`: what a user session sends to one of its sockets. The socket actor (web/ws.rs)
 //! receives it through a `Recipient<Outbound>` with a bounded mailbox, so the session never
-//! learns the socket's type and a slow socket never stalls it.
+//! learns the socket's type and a slow socket never stalls it. `ConnectionLink` is what the
+//! connection under the actor shares with the session, so the session can bound a socket whose
+//! actor no longer runs (`delivery.rs`).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use actix::Message;
 
@@ -33,4 +36,26 @@ impl Outbound {
     pub fn text(frame: String) -> Self {
         Self::Frames(Arc::from(vec![Arc::<str>::from(frame)]))
     }
+}
+
+/// The connection beneath a socket actor, as its session sees it. actix-http stops polling a
+/// WebSocket's actor while its write buffer is full (a client that does not read), so neither
+/// the actor's timers nor its mailbox run then; these two work regardless.
+pub struct ConnectionLink {
+    /// Bytes of WebSocket frames the connection has taken from the actor so far, counted as
+    /// actix-http pulls them.
+    pub taken: Arc<AtomicU64>,
+    /// Shuts the TCP connection down, which wakes actix-http with an error so it drops the
+    /// connection and its actor; for a socket told to close that never got to.
+    pub cut: Box<dyn Fn() + Send>,
+}
+
+/// Bytes a text frame of `payload` bytes takes on the wire from the server (unmasked header).
+pub fn wire_bytes(payload: usize) -> u64 {
+    let header = match payload {
+        0..=125 => 2,
+        126..=65535 => 4,
+        _ => 10,
+    };
+    (payload + header) as u64
 }

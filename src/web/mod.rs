@@ -3,6 +3,7 @@
 //! Nothing here touches diesel: handlers run `store::repo` functions through the `Db`
 //! executor, and sockets only talk to their user's session.
 
+pub mod connection;
 pub mod error;
 pub mod extract;
 pub mod routes;

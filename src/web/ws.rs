@@ -27,8 +27,9 @@ use crate::protocol::{ClientFrame, FrameError, ServerFrame};
 use crate::runtime::session::{
     Attach, Detach, ObjectRequest, ObjectRequestKind, Resume, StartRun, UserSession,
 };
-use crate::runtime::socket::{Outbound, close_code};
+use crate::runtime::socket::{ConnectionLink, Outbound, close_code};
 use crate::web::AppState;
+use crate::web::connection::ConnectionCut;
 use crate::web::error::ApiError;
 use crate::web::extract::authenticate;
 
@@ -55,10 +56,17 @@ pub async fn upgrade(
     }
     let session = state.session_of(&identity.user_id).await?;
     let taken = Arc::new(AtomicU64::new(0));
-    let connection = WsConnection {
-        written: 0,
+    let cut = req.conn_data::<ConnectionCut>().cloned();
+    let link = ConnectionLink {
         taken: taken.clone(),
-        taken_at_heartbeat: 0,
+        cut: Box::new(move || {
+            if let Some(cut) = &cut {
+                cut.cut();
+            }
+        }),
+    };
+    let connection = WsConnection {
+        link: Some(link),
         metrics: state.metrics.clone(),
         conn_id: ConnectionId::new(),
         user_id: identity.user_id,
@@ -78,8 +86,8 @@ pub async fn upgrade(
     }))
 }
 
-/// The socket's outgoing bytes as the connection takes them, counted: what the actor has
-/// written beyond that waits in actix-web-actors' buffer, which nothing else bounds.
+/// The socket's outgoing bytes as the connection takes them, counted for its session
+/// (`ConnectionLink`): this runs whenever actix-http pulls bytes, the actor's buffer notwithstanding.
 struct Taken {
     inner: Pin<Box<dyn Stream<Item = Result<web::Bytes, Error>>>>,
     taken: Arc<AtomicU64>,
@@ -104,13 +112,8 @@ struct Fragments {
 }
 
 pub struct WsConnection {
-    /// Payload bytes written to the socket so far…
-    written: u64,
-    /// …and bytes the connection has taken (frames, headers included).
-    taken: Arc<AtomicU64>,
-    /// `taken` at the previous heartbeat: a backlog with no progress since means a stalled
-    /// client.
-    taken_at_heartbeat: u64,
+    /// Handed to the session on attach.
+    link: Option<ConnectionLink>,
     /// Counts open sockets.
     metrics: Arc<Metrics>,
     conn_id: ConnectionId,
@@ -223,16 +226,11 @@ impl WsConnection {
     }
 
     fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        // A client that does not take its bytes is closed by the session (4008), which sees
+        // the backlog even while this actor is not polled.
         ctx.run_interval(self.config.heartbeat_interval, |act, ctx| {
-            let taken = act.taken.load(Ordering::Relaxed);
-            let waiting = act.written.saturating_sub(taken);
-            let stalled = taken == act.taken_at_heartbeat;
-            act.taken_at_heartbeat = taken;
             if !act.session.connected() {
                 act.close(ctx, close_code::SESSION_RESTARTED, "session restarted");
-            } else if waiting > act.config.socket_outbound_bytes && stalled {
-                act.metrics.slow_sockets.inc();
-                act.close(ctx, close_code::TOO_SLOW, "too slow");
             } else if act.last_heard.elapsed() > act.config.client_timeout {
                 log::info!(
                     "user={} socket {} heartbeat timeout",
@@ -262,9 +260,13 @@ impl Actor for WsConnection {
         ctx.run_later(until_expiry, |act, ctx| {
             act.close(ctx, close_code::TOKEN_EXPIRED, "token expired");
         });
+        let Some(link) = self.link.take() else {
+            return;
+        };
         let attach = self.session.send(Attach {
             conn_id: self.conn_id,
             socket: ctx.address().recipient(),
+            link,
             after_seq: self.after_seq,
         });
         ctx.spawn(attach.into_actor(self).map(|result, act, ctx| {
@@ -320,26 +322,8 @@ impl Handler<Outbound> for WsConnection {
     fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
         match msg {
             Outbound::Frames(frames) => {
-                // What earlier turns wrote and the client has still not taken. A backlog over
-                // the limit with no progress is caught by the heartbeat; this hard bound (16×)
-                // caps memory even for a client that trickles.
-                let waiting = self
-                    .written
-                    .saturating_sub(self.taken.load(Ordering::Relaxed));
-                if waiting > self.config.socket_outbound_bytes.saturating_mul(16) {
-                    // A client that does not read must not grow the server's memory: it is
-                    // closed and resumes later with nothing lost.
-                    log::warn!(
-                        "user={} socket {} too slow ({waiting} bytes waiting), closing",
-                        self.user_id,
-                        self.conn_id
-                    );
-                    self.metrics.slow_sockets.inc();
-                    return self.close(ctx, close_code::TOO_SLOW, "too slow");
-                }
                 for frame in frames.iter() {
                     ctx.text(&**frame);
-                    self.written += frame.len() as u64;
                 }
             }
             Outbound::Close { code, reason } => self.close(ctx, code, reason),

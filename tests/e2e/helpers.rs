@@ -397,8 +397,10 @@ impl WsClient {
 
     /// The next text frame as JSON, skipping pings; anything else is described in the error.
     async fn next_frame(&mut self) -> Result<Value, String> {
+        // One deadline for the frame: the server's pings do not extend it.
+        let deadline = tokio::time::Instant::now() + FRAME_WAIT;
         loop {
-            let next = tokio::time::timeout(FRAME_WAIT, self.stream.next())
+            let next = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
                 .expect("a frame within the wait");
             match next {
@@ -429,12 +431,15 @@ impl WsClient {
     pub async fn drain_runs(&mut self, n: usize) -> Vec<Value> {
         let mut texts = Vec::new();
         let mut ended = 0;
+        let mut deadline = tokio::time::Instant::now() + FRAME_WAIT;
         while ended < n {
-            let next = tokio::time::timeout(FRAME_WAIT, self.stream.next())
+            let next = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
                 .expect("a frame within the wait");
             match next {
                 Some(Ok(Message::Text(text))) => {
+                    // Pings do not extend the wait; text frames do.
+                    deadline = tokio::time::Instant::now() + FRAME_WAIT;
                     if RUN_ENDS.iter().any(|end| text.as_str().starts_with(end)) {
                         ended += 1;
                     }
@@ -506,6 +511,16 @@ impl WsClient {
         let mut frames = self.recv_until(|f| f["type"] == "resumed").await;
         frames.pop();
         frames
+    }
+
+    /// The socket's two halves, to send and read at once.
+    pub fn into_parts(
+        self,
+    ) -> (
+        futures_util::stream::SplitSink<Stream, Message>,
+        futures_util::stream::SplitStream<Stream>,
+    ) {
+        self.stream.split()
     }
 
     /// Sends `messages` while reading whatever arrives meanwhile (so this socket never counts
@@ -646,6 +661,11 @@ pub struct SlowReader {
 
 impl SlowReader {
     pub async fn open(addr: SocketAddr, token: &str) -> Self {
+        Self::open_query(addr, token, "").await
+    }
+
+    /// Like `open`; `extra` is appended to the upgrade URL's query (e.g. `&after_seq=0`).
+    pub async fn open_query(addr: SocketAddr, token: &str, extra: &str) -> Self {
         use tokio::io::AsyncWriteExt;
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket
@@ -653,7 +673,7 @@ impl SlowReader {
             .expect("small receive buffer");
         let mut tcp = socket.connect(addr).await.expect("tcp connects");
         let request = format!(
-            "GET /ws?token={token} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+            "GET /ws?token={token}{extra} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
              Sec-WebSocket-Version: 13\r\n\r\n"
         );
@@ -664,18 +684,29 @@ impl SlowReader {
     }
 
     /// Reads everything the server sent up to its close frame: the text frames and the code.
-    pub async fn read_to_close(mut self) -> (Vec<Value>, u16) {
+    pub async fn read_to_close(self) -> (Vec<Value>, u16) {
+        match self.read_to_end().await {
+            (frames, Some(code)) => (frames, code),
+            (_, None) => panic!("connection ended without a close frame"),
+        }
+    }
+
+    /// Reads everything the server sent: the text frames, and the close code if a close frame
+    /// came before the connection ended.
+    pub async fn read_to_end(mut self) -> (Vec<Value>, Option<u16>) {
         use tokio::io::AsyncReadExt;
         let mut buf: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; 65536];
         let mut frames = Vec::new();
         let mut at = None;
         loop {
-            let n = tokio::time::timeout(FRAME_WAIT, self.tcp.read(&mut chunk))
+            let read = tokio::time::timeout(FRAME_WAIT, self.tcp.read(&mut chunk))
                 .await
-                .expect("bytes within the wait")
-                .expect("readable");
-            assert!(n > 0, "connection ended without a close frame");
+                .expect("bytes within the wait");
+            let n = match read {
+                Ok(0) | Err(_) => return (frames, None),
+                Ok(n) => n,
+            };
             buf.extend_from_slice(&chunk[..n]);
             if at.is_none() {
                 at = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
@@ -705,7 +736,7 @@ impl SlowReader {
                 let payload = &rest[header..header + len];
                 match opcode {
                     0x1 => frames.push(serde_json::from_slice(payload).expect("JSON frames")),
-                    0x8 => return (frames, u16::from_be_bytes([payload[0], payload[1]])),
+                    0x8 => return (frames, Some(u16::from_be_bytes([payload[0], payload[1]]))),
                     _ => {}
                 }
                 *start += header + len;

@@ -13,6 +13,7 @@ mod helpers;
 
 mod approvals;
 mod bad_input;
+mod delivery;
 mod http_api;
 mod idempotency;
 mod isolation;
@@ -23,6 +24,7 @@ mod passivation;
 mod report;
 mod restart;
 mod runs;
+mod server_cap;
 mod storage_faults;
 mod storage_outage;
 mod stream;

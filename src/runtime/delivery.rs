@@ -1,0 +1,210 @@
+//! Delivery to the user's sockets: every frame a session sends goes through `deliver`, which
+//! either queues it on the socket or closes the socket with 4008 — never drops it. A client
+//! that resumes after a 4008 gets what it missed, so a close loses nothing; a dropped frame
+//! would be a silent gap.
+//!
+//! The session also bounds what each socket holds, from its side, because the socket's actor
+//! stops running while its client does not read: bytes queued beyond what the connection has
+//! taken (the backlog) may not pass the hard bound when more is queued (so it holds at most
+//! the hard bound plus one batch), and a backlog that does not move over two
+//! heartbeats is closed once over the soft bound, or after the client timeout at any size.
+//! A socket closed so has the client timeout to take the rest of its bytes and the close
+//! frame; one that does not (its actor cannot even act on the close) is then cut at the TCP
+//! level, which frees the connection and its buffers.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use crate::context::ConnectionId;
+use crate::runtime::replay::Replay;
+use crate::runtime::session::UserSession;
+use crate::runtime::socket::{ConnectionLink, Frames, Outbound, close_code, wire_bytes};
+
+/// Heartbeats in a row without progress after which a backlog over the soft bound is too
+/// slow: one could be a busy moment of a loaded machine; two are a client that stopped.
+const STALLED_TICKS: u32 = 2;
+
+/// One attached socket.
+pub(crate) struct Socket {
+    pub(crate) outbound: Recipient<Outbound>,
+    /// Set while a `resume` replays from the database; live frames wait in it.
+    pub(crate) replay: Option<Replay>,
+    link: ConnectionLink,
+    /// Wire bytes of the frames queued on the socket so far.
+    sent: u64,
+    /// At the last heartbeat: the bytes taken, and the backlog then.
+    taken_at_tick: u64,
+    backlog_at_tick: u64,
+    /// Heartbeats in a row over which the backlog did not move.
+    stalled_ticks: u32,
+    /// This socket's share of the queued-bytes gauge.
+    reported: i64,
+}
+
+impl Socket {
+    pub(crate) fn new(outbound: Recipient<Outbound>, link: ConnectionLink) -> Self {
+        Self {
+            outbound,
+            replay: None,
+            link,
+            sent: 0,
+            taken_at_tick: 0,
+            backlog_at_tick: 0,
+            stalled_ticks: 0,
+            reported: 0,
+        }
+    }
+
+    fn taken(&self) -> u64 {
+        self.link.taken.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued for the client and not yet taken by its connection.
+    fn backlog(&self) -> u64 {
+        self.sent.saturating_sub(self.taken())
+    }
+}
+
+/// Why a socket is closed as too slow.
+#[derive(Debug, Clone, Copy)]
+enum TooSlow {
+    /// Its mailbox is full.
+    Mailbox,
+    /// More came while its backlog was over the hard bound.
+    HardBound,
+    /// Its backlog is over the soft bound and did not move over two heartbeats.
+    Stalled,
+    /// Its backlog did not move for the client timeout.
+    Silent,
+    /// Live frames held during its replay are too many.
+    Replay,
+}
+
+impl UserSession {
+    /// The most bytes a socket may have queued and not taken.
+    fn hard_bound(&self) -> u64 {
+        self.deps.config.socket_outbound_bytes.saturating_mul(16)
+    }
+
+    /// `conn_id`'s backlog is within the soft bound (a replay waits for this before each
+    /// step). A socket that is gone has no room.
+    pub(crate) fn has_room(&self, conn_id: ConnectionId) -> bool {
+        let soft_bound = self.deps.config.socket_outbound_bytes;
+        self.sockets
+            .get(&conn_id)
+            .is_some_and(|socket| socket.backlog() <= soft_bound)
+    }
+
+    /// Queues `frames` on `conn_id`, or closes it 4008 if it cannot take them.
+    pub(crate) fn deliver(&mut self, conn_id: ConnectionId, frames: Frames) {
+        let hard_bound = self.hard_bound();
+        let Some(socket) = self.sockets.get_mut(&conn_id) else {
+            return;
+        };
+        let bytes: u64 = frames.iter().map(|f| wire_bytes(f.len())).sum();
+        // Checked before the frames are added, so a socket within the bound always takes the
+        // next batch however large: a socket holds at most the hard bound plus one batch.
+        if socket.backlog() > hard_bound {
+            return self.close_too_slow(conn_id, TooSlow::HardBound);
+        }
+        match socket.outbound.try_send(Outbound::Frames(frames)) {
+            Ok(()) => {
+                socket.sent += bytes;
+                let backlog = socket.backlog() as i64;
+                self.deps
+                    .metrics
+                    .socket_queued_bytes
+                    .add(backlog - socket.reported);
+                socket.reported = backlog;
+            }
+            Err(SendError::Full(_)) => self.close_too_slow(conn_id, TooSlow::Mailbox),
+            // The actor has stopped; its `Detach` is on the way.
+            Err(SendError::Closed(_)) => {
+                self.forget_socket(conn_id);
+            }
+        }
+    }
+
+    /// Live `frames` for `conn_id`: held while it replays, else delivered.
+    pub(crate) fn deliver_live(&mut self, conn_id: ConnectionId, frames: Frames) {
+        let capacity = self.deps.config.socket_outbound_capacity;
+        let Some(socket) = self.sockets.get_mut(&conn_id) else {
+            return;
+        };
+        let Some(replay) = socket.replay.as_mut() else {
+            return self.deliver(conn_id, frames);
+        };
+        if !replay.buffer(frames, capacity) {
+            self.close_too_slow(conn_id, TooSlow::Replay);
+        }
+    }
+
+    /// Removes a socket from the session, with its share of the gauge.
+    pub(crate) fn forget_socket(&mut self, conn_id: ConnectionId) -> Option<Socket> {
+        let socket = self.sockets.remove(&conn_id)?;
+        self.deps.metrics.socket_queued_bytes.sub(socket.reported);
+        Some(socket)
+    }
+
+    /// Closes `conn_id` with 4008; the client resumes later with nothing lost. A client that
+    /// has not read up to the close frame within the client timeout has its connection cut.
+    fn close_too_slow(&mut self, conn_id: ConnectionId, why: TooSlow) {
+        let Some(socket) = self.forget_socket(conn_id) else {
+            return;
+        };
+        log::warn!(
+            "user={} socket {conn_id} too slow ({why:?}, {} bytes waiting), closing",
+            self.user_id,
+            socket.backlog()
+        );
+        self.deps.metrics.slow_sockets.inc();
+        socket.outbound.do_send(Outbound::Close {
+            code: close_code::TOO_SLOW,
+            reason: "too slow",
+        });
+        let deadline = Instant::now() + self.deps.config.client_timeout;
+        self.cutting.push((deadline, socket.link.cut));
+    }
+
+    /// Every heartbeat: cuts connections closed a client timeout ago, and closes sockets
+    /// whose backlog does not move.
+    pub(super) fn check_sockets(&mut self) {
+        let now = Instant::now();
+        self.cutting.retain(|(deadline, cut)| {
+            if *deadline > now {
+                return true;
+            }
+            cut();
+            false
+        });
+        let config = &self.deps.config;
+        let silent_ticks = (config.client_timeout.as_millis()
+            / config.heartbeat_interval.as_millis().max(1))
+        .max(1) as u32;
+        let mut slow = Vec::new();
+        for (conn_id, socket) in &mut self.sockets {
+            let taken = socket.taken();
+            let backlog = socket.backlog();
+            let stalled =
+                backlog > 0 && socket.backlog_at_tick > 0 && taken == socket.taken_at_tick;
+            socket.stalled_ticks = if stalled { socket.stalled_ticks + 1 } else { 0 };
+            socket.taken_at_tick = taken;
+            socket.backlog_at_tick = backlog;
+            self.deps
+                .metrics
+                .socket_queued_bytes
+                .add(backlog as i64 - socket.reported);
+            socket.reported = backlog as i64;
+            if socket.stalled_ticks >= STALLED_TICKS && backlog > config.socket_outbound_bytes {
+                slow.push((*conn_id, TooSlow::Stalled));
+            } else if socket.stalled_ticks >= silent_ticks {
+                slow.push((*conn_id, TooSlow::Silent));
+            }
+        }
+        for (conn_id, why) in slow {
+            self.close_too_slow(conn_id, why);
+        }
+    }
+}
