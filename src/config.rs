@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::analysis::optimize::Thresholds;
+use crate::store::SqliteSync;
 
 /// Where enclave keeps its data when nothing is configured: a SQLite file in the working
 /// directory.
@@ -61,6 +62,8 @@ pub struct Config {
     pub db_reader_threads: usize,
     /// How long a pool checkout waits before the database counts as unavailable.
     pub db_timeout: Duration,
+    /// SQLite's `PRAGMA synchronous`: `full` (default: durable means on disk) or `normal`.
+    pub sqlite_synchronous: SqliteSync,
     /// Arbiters the user sessions are spread over (default: one per core).
     pub session_arbiters: usize,
     /// Runs of one user executing at once (a run awaiting approval counts).
@@ -134,6 +137,7 @@ impl Config {
             db_pool_size: 8,
             db_reader_threads: 4,
             db_timeout: Duration::from_secs(5),
+            sqlite_synchronous: SqliteSync::Full,
             session_arbiters: cores,
             max_running_per_user: 5,
             max_queued_per_user: 20,
@@ -184,6 +188,7 @@ impl Config {
         c.db_pool_size = env_or("ENCLAVE_DB_POOL_SIZE", c.db_pool_size)?;
         c.db_reader_threads = env_or("ENCLAVE_DB_READERS", c.db_reader_threads)?;
         c.db_timeout = env_ms("ENCLAVE_DB_TIMEOUT_MS", c.db_timeout)?;
+        c.sqlite_synchronous = env_or("ENCLAVE_SQLITE_SYNCHRONOUS", c.sqlite_synchronous)?;
         c.session_arbiters = env_or("ENCLAVE_SESSION_ARBITERS", c.session_arbiters)?;
         c.max_running_per_user = env_or("ENCLAVE_MAX_RUNNING_PER_USER", c.max_running_per_user)?;
         c.max_queued_per_user = env_or("ENCLAVE_MAX_QUEUED_PER_USER", c.max_queued_per_user)?;

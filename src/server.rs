@@ -36,6 +36,12 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(
+        "no ENCLAVE_JWT_SECRET is set and {bind} is not a loopback address: dev mode would hand \
+         a token for any user to anyone who can reach it; set ENCLAVE_JWT_SECRET, or bind to \
+         127.0.0.1, or pass --dev to serve dev tokens there anyway"
+    )]
+    DevModeExposed { bind: String },
     #[error("start-up was interrupted")]
     Interrupted,
 }
@@ -59,7 +65,12 @@ pub struct Server {
 /// many migrations ran. Blocking: call it off the async arbiters.
 pub fn open_and_migrate(config: &Config) -> Result<(store::Pool, usize), StoreError> {
     let backend = Backend::from_url(&config.database_url)?;
-    let pool = store::open_pool(&backend, config.db_pool_size, config.db_timeout)?;
+    let pool = store::open_pool(
+        &backend,
+        config.db_pool_size,
+        config.db_timeout,
+        config.sqlite_synchronous,
+    )?;
     let ran = store::migrate(&mut *pool.get()?)?;
     Ok((pool, ran))
 }
@@ -69,6 +80,11 @@ impl Server {
     /// a running actix system.
     pub async fn build(config: Config, pipeline: Pipeline) -> Result<Self, ServerError> {
         let backend = Backend::from_url(&config.database_url).map_err(StoreError::from)?;
+        let bind = config.bind.clone();
+        let loopback = web::block(move || binds_loopback_only(&bind))
+            .await
+            .map_err(|_| ServerError::Interrupted)?;
+        check_dev_mode(&config, loopback)?;
         let faults = Arc::new(Faults::parse(&config.faults)?);
         let config = Arc::new(config);
         let opening = config.clone();
@@ -228,6 +244,41 @@ impl Server {
             arbiter.stop();
         }
         result
+    }
+}
+
+/// Every address `bind` names is a loopback one (resolving a host name blocks: call it off
+/// the async arbiters).
+fn binds_loopback_only(bind: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    bind.to_socket_addrs().is_ok_and(|addrs| {
+        let addrs: Vec<SocketAddr> = addrs.collect();
+        !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+    })
+}
+
+/// Dev mode (no secret: tokens for any user from `POST /api/dev/token`) is safe only on a
+/// loopback address; elsewhere it needs `--dev`, and is then logged. `--dev` with a real
+/// secret is logged too: the endpoint then mints tokens valid in production.
+fn check_dev_mode(config: &Config, loopback: bool) -> Result<(), ServerError> {
+    let bind = &config.bind;
+    match (&config.jwt_secret, config.dev) {
+        (None, false) if !loopback => Err(ServerError::DevModeExposed { bind: bind.clone() }),
+        (None, true) if !loopback => {
+            log::warn!(
+                "dev mode on {bind}, which is not a loopback address (--dev): anyone who can \
+                 reach it can get a token for any user"
+            );
+            Ok(())
+        }
+        (Some(_), true) => {
+            log::warn!(
+                "--dev with ENCLAVE_JWT_SECRET set: POST /api/dev/token mints tokens signed with \
+                 that secret, valid for any user of this server"
+            );
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 

@@ -100,14 +100,23 @@ struct Serve {
 
 impl Serve {
     fn start(secret: Option<&str>) -> Self {
+        Self::start_with(secret, &["--bind", "127.0.0.1:0"])
+    }
+
+    /// `enclave serve ARGS` with its log (warnings included) in `stderr.log`, once it listens.
+    fn start_with(secret: Option<&str>, args: &[&str]) -> Self {
         use std::io::BufRead;
         let dir =
             std::env::temp_dir().join(format!("enclave-cli-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = format!("sqlite://{}", dir.join("e.db").display());
+        let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
         let mut cmd = enclave();
-        cmd.args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
-            .stdout(std::process::Stdio::piped());
+        cmd.args(["serve", "--database", &db])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr);
         if let Some(secret) = secret {
             cmd.env("ENCLAVE_JWT_SECRET", secret);
         }
@@ -124,6 +133,13 @@ impl Serve {
             .unwrap()
             .to_owned();
         Self { child, url, dir }
+    }
+}
+
+impl Serve {
+    /// What the server logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap()
     }
 }
 
@@ -242,4 +258,58 @@ fn serve_refuses_a_bad_price_catalog() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("price catalog: `models` is empty"));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn dev_mode_refuses_a_non_loopback_bind_unless_asked() {
+    let dir = std::env::temp_dir().join(format!("enclave-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite://{}", dir.join("e.db").display());
+    let out = enclave()
+        .args(["serve", "--bind", "0.0.0.0:0", "--database", &db])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no ENCLAVE_JWT_SECRET is set and 0.0.0.0:0 is not a loopback address")
+            && stderr.contains("pass --dev"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+
+    // Asked for explicitly: it serves, and says where.
+    let server = Serve::start_with(None, &["--bind", "0.0.0.0:0", "--dev"]);
+    assert!(server.url.starts_with("http://0.0.0.0:"), "{}", server.url);
+    assert!(
+        server
+            .log()
+            .contains("dev mode on 0.0.0.0:0, which is not a loopback address"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn dev_mode_on_loopback_serves_without_warnings_about_exposure() {
+    let server = Serve::start_with(None, &["--bind", "127.0.0.1:0"]);
+    assert!(server.url.starts_with("http://127.0.0.1:"));
+    let log = server.log();
+    assert!(
+        log.contains("ENCLAVE_JWT_SECRET is not set: dev mode"),
+        "{log}"
+    );
+    assert!(!log.contains("not a loopback address"), "{log}");
+}
+
+#[test]
+fn dev_flag_with_a_secret_warns_that_tokens_are_production_valid() {
+    let server = Serve::start_with(Some("cli-secret"), &["--bind", "127.0.0.1:0", "--dev"]);
+    let log = server.log();
+    assert!(
+        log.contains("--dev with ENCLAVE_JWT_SECRET set: POST /api/dev/token mints tokens"),
+        "{log}"
+    );
+    let without = Serve::start_with(Some("cli-secret"), &["--bind", "127.0.0.1:0"]);
+    assert!(!without.log().contains("--dev"), "{}", without.log());
 }

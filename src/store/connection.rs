@@ -3,7 +3,7 @@
 //!
 //! The backend is chosen from the URL scheme here rather than by `MultiConnection::establish`,
 //! which hides the real connection error; SQLite connections get their pragmas (WAL,
-//! `synchronous=NORMAL`, `busy_timeout`, `foreign_keys`) as they open.
+//! `synchronous=FULL` unless configured otherwise, `busy_timeout`, `foreign_keys`) as they open.
 
 use std::time::Duration;
 
@@ -81,19 +81,53 @@ pub enum ConnectError {
     Query(#[from] diesel::result::Error),
 }
 
+/// How hard SQLite makes a commit durable (`PRAGMA synchronous`). `Full`, the default, syncs
+/// the WAL at every commit, so an event a client has seen survives a power loss and its `seq`
+/// is never reused; `Normal` may lose the last commits on power loss (not on a crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSync {
+    Full,
+    Normal,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
+impl std::str::FromStr for SqliteSync {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw.to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            _ => Err(format!(
+                "unknown synchronous mode {raw:?}; use full or normal"
+            )),
+        }
+    }
+}
+
 /// Opens `DbConnection`s for r2d2.
 #[derive(Debug)]
 pub struct ConnectionManager {
     backend: Backend,
     /// How long a SQLite connection waits for the file's write lock before failing.
     busy_timeout: Duration,
+    sync: SqliteSync,
 }
 
 impl ConnectionManager {
-    pub fn new(backend: Backend, busy_timeout: Duration) -> Self {
+    pub fn new(backend: Backend, busy_timeout: Duration, sync: SqliteSync) -> Self {
         Self {
             backend,
             busy_timeout,
+            sync,
         }
     }
 }
@@ -107,8 +141,9 @@ impl r2d2::ManageConnection for ConnectionManager {
             Backend::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
                 conn.batch_execute(&format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
                      PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+                    self.sync.pragma(),
                     self.busy_timeout.as_millis()
                 ))?;
                 Ok(DbConnection::Sqlite(conn))
@@ -152,5 +187,40 @@ mod tests {
                 .display(),
             "postgres://u:***@h/db"
         );
+    }
+
+    /// `PRAGMA synchronous` as a connection reports it: 2 is FULL, 1 NORMAL.
+    fn synchronous_of(sync: SqliteSync) -> i32 {
+        #[derive(QueryableByName)]
+        struct Sync {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            synchronous: i32,
+        }
+        let dir = std::env::temp_dir().join(format!("enclave-sync-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("s.db").display().to_string();
+        let manager = ConnectionManager::new(Backend::Sqlite(path), Duration::from_secs(1), sync);
+        let DbConnection::Sqlite(mut conn) =
+            r2d2::ManageConnection::connect(&manager).expect("opens")
+        else {
+            panic!("a SQLite connection");
+        };
+        let rows: Vec<Sync> = diesel::sql_query("PRAGMA synchronous")
+            .load(&mut conn)
+            .expect("pragma reads");
+        let _ = std::fs::remove_dir_all(&dir);
+        rows.first().expect("one row").synchronous
+    }
+
+    #[test]
+    fn sqlite_commits_are_synced_unless_configured_otherwise() {
+        assert_eq!(
+            crate::config::Config::for_database("x.db").sqlite_synchronous,
+            SqliteSync::Full
+        );
+        assert_eq!(synchronous_of(SqliteSync::Full), 2);
+        assert_eq!(synchronous_of(SqliteSync::Normal), 1);
+        assert_eq!("NORMAL".parse(), Ok(SqliteSync::Normal));
+        assert!("off".parse::<SqliteSync>().is_err());
     }
 }

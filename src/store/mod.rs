@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-pub use connection::{Backend, DbConnection};
+pub use connection::{Backend, DbConnection, SqliteSync};
 pub use executor::Db;
 
 pub type Pool = r2d2::Pool<connection::ConnectionManager>;
@@ -39,8 +39,13 @@ pub enum StoreError {
 }
 
 /// Opens a pool of `size` connections to `backend`.
-pub fn open_pool(backend: &Backend, size: u32, timeout: Duration) -> Result<Pool, StoreError> {
-    let manager = connection::ConnectionManager::new(backend.clone(), timeout);
+pub fn open_pool(
+    backend: &Backend,
+    size: u32,
+    timeout: Duration,
+    sync: SqliteSync,
+) -> Result<Pool, StoreError> {
+    let manager = connection::ConnectionManager::new(backend.clone(), timeout, sync);
     Ok(r2d2::Pool::builder()
         .max_size(size.max(2))
         .min_idle(Some(1))
