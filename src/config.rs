@@ -62,6 +62,9 @@ pub struct Config {
     pub db_reader_threads: usize,
     /// How long a pool checkout waits before the database counts as unavailable.
     pub db_timeout: Duration,
+    /// How long a server's claim on a PostgreSQL database lasts unless renewed (every third of
+    /// it); a server killed without a clean stop holds the database this long.
+    pub node_lease: Duration,
     /// SQLite's `PRAGMA synchronous`: `full` (default: durable means on disk) or `normal`.
     pub sqlite_synchronous: SqliteSync,
     /// Arbiters the user sessions are spread over (default: one per core).
@@ -138,6 +141,7 @@ impl Config {
             db_reader_threads: 4,
             db_timeout: Duration::from_secs(5),
             sqlite_synchronous: SqliteSync::Full,
+            node_lease: Duration::from_secs(10),
             session_arbiters: cores,
             max_running_per_user: 5,
             max_queued_per_user: 20,
@@ -188,6 +192,7 @@ impl Config {
         c.db_pool_size = env_or("ENCLAVE_DB_POOL_SIZE", c.db_pool_size)?;
         c.db_reader_threads = env_or("ENCLAVE_DB_READERS", c.db_reader_threads)?;
         c.db_timeout = env_ms("ENCLAVE_DB_TIMEOUT_MS", c.db_timeout)?;
+        c.node_lease = env_ms("ENCLAVE_NODE_LEASE_MS", c.node_lease)?;
         c.sqlite_synchronous = env_or("ENCLAVE_SQLITE_SYNCHRONOUS", c.sqlite_synchronous)?;
         c.session_arbiters = env_or("ENCLAVE_SESSION_ARBITERS", c.session_arbiters)?;
         c.max_running_per_user = env_or("ENCLAVE_MAX_RUNNING_PER_USER", c.max_running_per_user)?;

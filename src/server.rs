@@ -48,10 +48,15 @@ pub enum ServerError {
 
 pub struct Server {
     http: actix_web::dev::Server,
+    /// This server's hold on the database (lock file or node lease), kept while it runs.
+    ownership: store::ownership::Ownership,
+    db: Db,
     /// Drained on SIGTERM/SIGINT before the HTTP server stops.
     registry: Addr<SessionRegistry>,
     /// How long runs may go on after a shutdown signal.
     grace: std::time::Duration,
+    /// This node's lease on the database, renewed every third of it.
+    lease: std::time::Duration,
     addr: SocketAddr,
     faults: Arc<Faults>,
     arbiters: Vec<Arbiter>,
@@ -103,16 +108,31 @@ impl Server {
         if migrations > 0 {
             log::info!("applied {migrations} migration(s) to {}", backend.display());
         }
-        let recovering = pool.clone();
-        let interrupted =
-            web::block(move || store::recovery::interrupt_leftover_runs(&mut *recovering.get()?))
+        // One server per database: claimed before anything of it is touched.
+        let (claiming, claim_backend, lease) = (pool.clone(), backend.clone(), config.node_lease);
+        let ownership =
+            web::block(move || store::ownership::claim(&claim_backend, &claiming, lease))
                 .await
                 .map_err(|_| ServerError::Interrupted)??;
+        let node_id = ownership.node_id().to_owned();
+        log::info!("node {node_id}");
+        let (recovering, own) = (pool.clone(), node_id.clone());
+        let interrupted = web::block(move || {
+            store::recovery::interrupt_leftover_runs(&mut *recovering.get()?, &own)
+        })
+        .await
+        .map_err(|_| ServerError::Interrupted)??;
         if interrupted > 0 {
             log::warn!("{interrupted} run(s) left unfinished by the last process: run_interrupted");
         }
         let writers = if backend.is_sqlite() { 1 } else { 4 };
-        let db = Db::start(pool, config.db_reader_threads, writers, faults.clone());
+        let db = Db::start(
+            pool,
+            config.db_reader_threads,
+            writers,
+            faults.clone(),
+            &node_id,
+        );
         let arbiters: Vec<Arbiter> = (0..config.session_arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
@@ -142,6 +162,7 @@ impl Server {
             None => (auth::random_secret(), true),
         };
         let dev_tokens = config.dev || dev_secret;
+        let state_db = db.clone();
         let state = web::Data::new(AppState {
             config: config.clone(),
             auth: Arc::new(Auth::new(secret.as_bytes())),
@@ -178,8 +199,11 @@ impl Server {
             })?;
         Ok(Self {
             http: http.run(),
+            ownership,
+            db: state_db,
             registry,
             grace,
+            lease: config.node_lease,
             addr,
             faults,
             arbiters,
@@ -225,6 +249,11 @@ impl Server {
     /// the sessions (`runtime::shutdown`). Then stops the session arbiters.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.http.handle();
+        let renewing = actix_web::rt::spawn(renew_lease(
+            self.db.clone(),
+            self.ownership.node_id().to_owned(),
+            self.lease,
+        ));
         // The HTTP server's own task must keep running: it is what answers `pause`/`stop`.
         let mut http = actix_web::rt::spawn(self.http);
         let signal = Box::pin(shutdown_signal());
@@ -240,10 +269,35 @@ impl Server {
             }
         };
         let result = joined.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        renewing.abort();
+        let node_id = self.ownership.node_id().to_owned();
+        if let Err(e) = self
+            .db
+            .write_with(move |conn| store::ownership::release(conn, &node_id))
+            .await
+        {
+            log::warn!("could not release this node's lease: {e}");
+        }
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
         result
+    }
+}
+
+/// Renews this node's lease every third of it, on the writer thread.
+async fn renew_lease(db: Db, node_id: String, lease: std::time::Duration) {
+    let mut every =
+        actix_web::rt::time::interval((lease / 3).max(std::time::Duration::from_millis(10)));
+    loop {
+        every.tick().await;
+        let node_id = node_id.clone();
+        let renewed = db
+            .write_with(move |conn| store::ownership::renew(conn, &node_id, lease))
+            .await;
+        if let Err(e) = renewed {
+            log::warn!("could not renew this node's lease: {e}");
+        }
     }
 }
 

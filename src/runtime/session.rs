@@ -300,11 +300,13 @@ impl Actor for UserSession {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // The session must know the user's last stored seq before it numbers anything, so it
-        // holds its mailbox (`wait`) for this one read; every later read runs alongside.
+        // holds its mailbox (`wait`) for this one read; every later read runs alongside. It is
+        // read on the user's writer, after any batch a failed predecessor left there: reading
+        // before that batch settles would number events the batch already holds.
         let db = self.deps.db.clone();
         let user = self.user_id.clone();
         let load = async move {
-            db.read(move |conn| {
+            db.read_after_writes(&user.clone(), move |conn| {
                 let last_seq = repo::events::last_seq(conn, &user)?;
                 let orphans = repo::runs::live(conn, &user)?;
                 Ok((last_seq, orphans))

@@ -73,18 +73,23 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
-    /// Applies the batch in one transaction.
-    pub fn apply(&self, conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    /// Applies the batch in one transaction; runs it creates are owned by `node_id`.
+    pub fn apply(&self, conn: &mut DbConnection, node_id: &str) -> diesel::QueryResult<()> {
         conn.transaction(|conn| {
             for op in &self.ops {
-                apply_op(conn, &self.user_id, op)?;
+                apply_op(conn, &self.user_id, node_id, op)?;
             }
             repo::events::insert(conn, &self.user_id, &self.events)
         })
     }
 }
 
-fn apply_op(conn: &mut DbConnection, user: &UserId, op: &WriteOp) -> diesel::QueryResult<()> {
+fn apply_op(
+    conn: &mut DbConnection,
+    user: &UserId,
+    node_id: &str,
+    op: &WriteOp,
+) -> diesel::QueryResult<()> {
     match op {
         WriteOp::CreateThread {
             thread_id,
@@ -114,6 +119,7 @@ fn apply_op(conn: &mut DbConnection, user: &UserId, op: &WriteOp) -> diesel::Que
                 error: None,
                 result: None,
                 report_markdown: None,
+                node_id: Some(node_id.to_owned()),
             };
             repo::runs::insert(conn, user, row)?;
             repo::threads::set_last_run_status(conn, user, *thread_id, status, *ts)

@@ -5,11 +5,13 @@
 //! `DbReader` threads run read closures built from `repo` functions. `Db` is the cloneable
 //! handle the rest of enclave holds.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use diesel::Connection;
 
+use crate::context::UserId;
 use crate::faults::Faults;
 use crate::store::batch::WriteBatch;
 use crate::store::connection::DbConnection;
@@ -62,6 +64,8 @@ impl<T: Send + 'static> Handler<Read<T>> for DbReader {
 pub struct DbWriter {
     pool: Pool,
     faults: Arc<Faults>,
+    /// This server's node id, recorded on the runs it creates.
+    node_id: Arc<str>,
 }
 
 impl Actor for DbWriter {
@@ -76,7 +80,7 @@ impl Handler<Write> for DbWriter {
             return Err(StoreError::Injected);
         }
         let mut conn = self.pool.get()?;
-        msg.0.apply(&mut conn)?;
+        msg.0.apply(&mut conn, &self.node_id)?;
         Ok(())
     }
 }
@@ -94,22 +98,46 @@ impl<T: Send + 'static> Handler<WriteWith<T>> for DbWriter {
 #[derive(Clone)]
 pub struct Db {
     reader: Addr<DbReader>,
-    writer: Addr<DbWriter>,
+    /// One single-threaded writer per slot; a user's writes always go to the same one, so
+    /// they are applied in the order they were sent.
+    writers: Arc<[Addr<DbWriter>]>,
 }
 
 impl Db {
     /// Starts `readers` reader threads and `writers` writer threads on `pool`; call inside a
-    /// running actix system.
-    pub fn start(pool: Pool, readers: usize, writers: usize, faults: Arc<Faults>) -> Self {
+    /// running actix system. `node_id` is recorded on the runs the writers create.
+    pub fn start(
+        pool: Pool,
+        readers: usize,
+        writers: usize,
+        faults: Arc<Faults>,
+        node_id: &str,
+    ) -> Self {
         let reader_pool = pool.clone();
         let reader = SyncArbiter::start(readers.max(1), move || DbReader {
             pool: reader_pool.clone(),
         });
-        let writer = SyncArbiter::start(writers.max(1), move || DbWriter {
-            pool: pool.clone(),
-            faults: faults.clone(),
-        });
-        Self { reader, writer }
+        let node_id: Arc<str> = Arc::from(node_id);
+        let writers = (0..writers.max(1))
+            .map(|_| {
+                let (pool, faults, node_id) = (pool.clone(), faults.clone(), node_id.clone());
+                SyncArbiter::start(1, move || DbWriter {
+                    pool: pool.clone(),
+                    faults: faults.clone(),
+                    node_id: node_id.clone(),
+                })
+            })
+            .collect();
+        Self { reader, writers }
+    }
+
+    /// The writer that applies `user`'s writes.
+    fn writer_of(&self, user: &UserId) -> &Addr<DbWriter> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        user.as_str().hash(&mut hasher);
+        let slot = (hasher.finish() % self.writers.len() as u64) as usize;
+        // `writers` is never empty (`start` makes at least one).
+        &self.writers[slot]
     }
 
     /// Runs `query` on a reader thread.
@@ -121,17 +149,29 @@ impl Db {
         self.reader.send(Read(Box::new(query))).await?
     }
 
-    /// Runs `write` in one transaction on the writer thread.
+    /// Runs `query` on `user`'s writer thread, after every write of `user` sent before it has
+    /// been applied (a restarted session reads its last `seq` so).
+    pub async fn read_after_writes<T, F>(&self, user: &UserId, query: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let writer = self.writer_of(user);
+        writer.send(WriteWith(Box::new(query))).await?
+    }
+
+    /// Runs `write` in one transaction on a writer thread.
     pub async fn write_with<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.writer.send(WriteWith(Box::new(write))).await?
+        self.writers[0].send(WriteWith(Box::new(write))).await?
     }
 
-    /// Applies `batch` on the writer thread.
+    /// Applies `batch` on its user's writer thread.
     pub async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.writer.send(Write(batch)).await?
+        let writer = self.writer_of(&batch.user_id);
+        writer.send(Write(batch)).await?
     }
 }

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod connection;
 pub mod executor;
 pub mod models;
+pub mod ownership;
 pub mod recovery;
 pub mod repo;
 pub mod schema;
@@ -36,6 +37,8 @@ pub enum StoreError {
     Injected,
     #[error(transparent)]
     Connect(#[from] connection::ConnectError),
+    #[error(transparent)]
+    Ownership(#[from] ownership::OwnershipError),
 }
 
 /// Opens a pool of `size` connections to `backend`.

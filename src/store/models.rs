@@ -45,6 +45,8 @@ pub struct RunRow {
     pub error: Option<String>,
     pub result: Option<String>,
     pub report_markdown: Option<String>,
+    /// The server that runs it (`ownership.rs`).
+    pub node_id: Option<String>,
 }
 
 /// One LLM API request of a user, as stored.

@@ -4,6 +4,7 @@
 //! approvals can no longer be answered.
 //!
 //! Runs before the server accepts connections, so no session is numbering events meanwhile.
+//! Only runs of nodes whose lease is gone are touched (or of no node: older rows).
 
 use diesel::prelude::*;
 
@@ -11,16 +12,23 @@ use crate::clock::now_ms;
 use crate::context::{RunId, ThreadId, UserId};
 use crate::protocol::{Event, EventKind};
 use crate::store::schema::{approvals, runs};
-use crate::store::{DbConnection, StoreError, repo};
+use crate::store::{DbConnection, StoreError, ownership, repo};
 
 /// Statuses of a run that has not ended.
 const LIVE: [&str; 3] = ["queued", "running", "awaiting_approval"];
 
-/// Marks every leftover live run interrupted; returns how many.
-pub fn interrupt_leftover_runs(conn: &mut DbConnection) -> Result<usize, StoreError> {
+/// Marks every leftover live run of a lost node interrupted; returns how many. `own` is this
+/// server's node.
+pub fn interrupt_leftover_runs(conn: &mut DbConnection, own: &str) -> Result<usize, StoreError> {
+    let live_nodes = ownership::live_nodes(conn, own)?;
     // The one query across users: which users have leftovers. Everything after is per user.
     let users: Vec<String> = runs::table
         .filter(runs::status.eq_any(LIVE))
+        .filter(
+            runs::node_id
+                .is_null()
+                .or(runs::node_id.ne_all(&live_nodes)),
+        )
         .select(runs::user_id)
         .distinct()
         .load(conn)?;
@@ -29,15 +37,21 @@ pub fn interrupt_leftover_runs(conn: &mut DbConnection) -> Result<usize, StoreEr
         let Ok(user) = UserId::parse(&raw) else {
             continue;
         };
-        interrupted += conn.transaction(|conn| interrupt_user(conn, &user))?;
+        interrupted += conn.transaction(|conn| interrupt_user(conn, &user, &live_nodes))?;
     }
+    ownership::forget_lost_nodes(conn)?;
     Ok(interrupted)
 }
 
-fn interrupt_user(conn: &mut DbConnection, user: &UserId) -> Result<usize, StoreError> {
+fn interrupt_user(
+    conn: &mut DbConnection,
+    user: &UserId,
+    live_nodes: &[String],
+) -> Result<usize, StoreError> {
     let leftovers: Vec<(String, String)> = runs::table
         .filter(runs::user_id.eq(user.as_str()))
         .filter(runs::status.eq_any(LIVE))
+        .filter(runs::node_id.is_null().or(runs::node_id.ne_all(live_nodes)))
         .order(runs::created_at.asc())
         .select((runs::run_id, runs::thread_id))
         .load(conn)?;

@@ -27,6 +27,16 @@ diesel::table! {
         error -> Nullable<Text>,
         result -> Nullable<Text>,
         report_markdown -> Nullable<Text>,
+        node_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    nodes (node_id) {
+        node_id -> Text,
+        started_at -> BigInt,
+        heartbeat_at -> BigInt,
+        lease_until -> BigInt,
     }
 }
 

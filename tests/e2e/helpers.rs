@@ -134,6 +134,7 @@ pub fn test_config(db: &TestDb) -> Config {
     config.session_arbiters = 2;
     config.db_pool_size = 4;
     config.db_reader_threads = 2;
+    config.node_lease = Duration::from_secs(1);
     config
 }
 
@@ -264,6 +265,8 @@ impl ServerProcess {
             .args(["serve", "--bind", "127.0.0.1:0", "--database", &db.url])
             .env("ENCLAVE_JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn")
+            // A killed server's PostgreSQL lease runs out soon, for the next test server.
+            .env("ENCLAVE_NODE_LEASE_MS", "1000")
             .env_remove("DATABASE_URL")
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true);
@@ -285,6 +288,25 @@ impl ServerProcess {
         // Keep draining stdout so the server never blocks on a full pipe.
         actix_web::rt::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self { addr, child }
+    }
+
+    /// Starts the binary on `db` expecting it to refuse: its exit code and what it printed on
+    /// stderr.
+    pub async fn refused(db: &TestDb) -> (Option<i32>, String) {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_enclave"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--database", &db.url])
+            .env("ENCLAVE_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .env("ENCLAVE_NODE_LEASE_MS", "1000")
+            .env_remove("DATABASE_URL")
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(60), output)
+            .await
+            .expect("exits within a minute")
+            .expect("enclave binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
     }
 
     pub async fn ws(&self, user: &str) -> WsClient {

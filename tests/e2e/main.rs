@@ -19,6 +19,7 @@ mod idempotency;
 mod isolation;
 mod liveness;
 mod llm;
+mod one_server;
 mod optimize;
 mod passivation;
 mod report;

@@ -1,0 +1,2 @@
+ALTER TABLE runs DROP COLUMN node_id;
+DROP TABLE nodes;

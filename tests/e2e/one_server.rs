@@ -1,0 +1,70 @@
+//! One server per database (issue 9 point 6): a second `enclave serve` on a database another
+//! server uses refuses to start and touches nothing of it; after the first is killed, the next
+//! start (on PostgreSQL once the dead server's lease has run out) recovers its runs.
+
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+async fn a_second_server_refuses_and_a_later_one_recovers(db: TestDb) {
+    // Alice's triage takes a minute: her run stays running.
+    let first =
+        ServerProcess::spawn_with_env(&db, &[("ENCLAVE_FAULTS", "triage:slow:60000@alice")]).await;
+    let mut alice = first.ws("alice").await;
+    alice.recv().await;
+    alice.say("analyse my usage").await;
+    let live = sequenced(
+        &alice
+            .recv_until(|f| f["type"] == "agent_started" && f["agent"] == "triage")
+            .await,
+    );
+    let run_id = live.last().unwrap()["run_id"].clone();
+
+    let (code, stderr) = ServerProcess::refused(&db).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another enclave server") && stderr.contains("is using"),
+        "{stderr}"
+    );
+    // The first server's run goes on untouched: nothing was appended to alice's events, and a
+    // fresh socket still sees the run active.
+    let mut again = first.ws("alice").await;
+    let connected = again.recv().await;
+    assert_eq!(connected["last_seq"], live.last().unwrap()["seq"]);
+    assert_eq!(connected["active_runs"][0]["run_id"], run_id);
+    assert_eq!(connected["active_runs"][0]["status"], "running");
+    assert_eq!(sequenced(&again.ws_replay_from(0).await), live);
+
+    first.kill().await;
+    let next = ServerProcess::spawn(&db).await;
+    let mut alice = next.ws("alice").await;
+    let connected = alice.recv().await;
+    assert_eq!(connected["active_runs"], json!([]));
+    let replay = sequenced(&alice.ws_replay_from(0).await);
+    assert_eq!(replay[..live.len()], live[..]);
+    let tail = &replay[live.len()..];
+    assert_eq!(tail.len(), 1, "{tail:?}");
+    assert_eq!(tail[0]["type"], "run_interrupted");
+    assert_eq!(tail[0]["run_id"], run_id);
+    assert_eq!(tail[0]["data"]["reason"], "crash");
+    assert_gapless(&replay, 1);
+    next.kill().await;
+}
+on_both_backends!(a_second_server_refuses_and_a_later_one_recovers);
+
+async fn a_cleanly_stopped_server_hands_over_at_once(db: TestDb) {
+    let first = ServerProcess::spawn(&db).await;
+    assert_eq!(first.terminate().await, Some(0));
+    // No lease left behind to wait for: the next server starts and serves.
+    let next = ServerProcess::spawn(&db).await;
+    let mut alice = next.ws("alice").await;
+    alice.recv().await;
+    alice.say("analyse my usage").await;
+    assert_eq!(
+        alice.recv_runs(1).await.last().unwrap()["type"],
+        "run_completed"
+    );
+    next.kill().await;
+}
+on_both_backends!(a_cleanly_stopped_server_hands_over_at_once);
