@@ -65,6 +65,9 @@ pub struct Config {
     /// How long a server's claim on a PostgreSQL database lasts unless renewed (every third of
     /// it); a server killed without a clean stop holds the database this long.
     pub node_lease: Duration,
+    /// Records per transaction of a bulk write (an upload), so other users' event batches go
+    /// in between.
+    pub bulk_chunk: usize,
     /// SQLite's `PRAGMA synchronous`: `full` (default: durable means on disk) or `normal`.
     pub sqlite_synchronous: SqliteSync,
     /// Arbiters the user sessions are spread over (default: one per core).
@@ -142,6 +145,7 @@ impl Config {
             db_timeout: Duration::from_secs(5),
             sqlite_synchronous: SqliteSync::Full,
             node_lease: Duration::from_secs(10),
+            bulk_chunk: 2_000,
             session_arbiters: cores,
             max_running_per_user: 5,
             max_queued_per_user: 20,
@@ -192,6 +196,7 @@ impl Config {
         c.db_pool_size = env_or("ENCLAVE_DB_POOL_SIZE", c.db_pool_size)?;
         c.db_reader_threads = env_or("ENCLAVE_DB_READERS", c.db_reader_threads)?;
         c.db_timeout = env_ms("ENCLAVE_DB_TIMEOUT_MS", c.db_timeout)?;
+        c.bulk_chunk = env_or("ENCLAVE_BULK_CHUNK", c.bulk_chunk)?;
         c.node_lease = env_ms("ENCLAVE_NODE_LEASE_MS", c.node_lease)?;
         c.sqlite_synchronous = env_or("ENCLAVE_SQLITE_SYNCHRONOUS", c.sqlite_synchronous)?;
         c.session_arbiters = env_or("ENCLAVE_SESSION_ARBITERS", c.session_arbiters)?;

@@ -117,11 +117,17 @@ impl Server {
         let node_id = ownership.node_id().to_owned();
         log::info!("node {node_id}");
         let (recovering, own) = (pool.clone(), node_id.clone());
-        let interrupted = web::block(move || {
-            store::recovery::interrupt_leftover_runs(&mut *recovering.get()?, &own)
+        let (interrupted, discarded) = web::block(move || {
+            let conn = &mut *recovering.get()?;
+            let interrupted = store::recovery::interrupt_leftover_runs(conn, &own)?;
+            let discarded = store::bulk::discard_leftover_uploads(conn)?;
+            Ok::<_, StoreError>((interrupted, discarded))
         })
         .await
         .map_err(|_| ServerError::Interrupted)??;
+        if discarded > 0 {
+            log::warn!("{discarded} upload(s) left half-written by the last process: discarded");
+        }
         if interrupted > 0 {
             log::warn!("{interrupted} run(s) left unfinished by the last process: run_interrupted");
         }
@@ -170,6 +176,7 @@ impl Server {
             registry: registry.clone(),
             catalog,
             metrics,
+            faults: faults.clone(),
             dev_tokens,
         });
         let on_connect = enclave_web::connection::on_connect(state.metrics.clone());

@@ -63,7 +63,7 @@ fn migrate_applies_once() {
     assert!(first.status.success());
     assert_eq!(
         String::from_utf8_lossy(&first.stdout).trim(),
-        "applied 2 migration(s)"
+        "applied 3 migration(s)"
     );
     let second = enclave()
         .args(["migrate", "--database", &url])

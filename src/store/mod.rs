@@ -4,6 +4,7 @@
 //! executor. SQLite (a file, WAL) is the embedded default; PostgreSQL the production path.
 
 pub mod batch;
+pub mod bulk;
 pub mod connection;
 pub mod executor;
 pub mod models;

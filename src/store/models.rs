@@ -76,6 +76,8 @@ pub struct UsageRow {
     /// `uploaded` or `synthetic`.
     pub source: String,
     pub created_at: i64,
+    /// The upload it came in; invisible while that upload is pending.
+    pub upload_id: Option<String>,
 }
 
 /// A step of a run that asked for the user's consent.

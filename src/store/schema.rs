@@ -73,6 +73,15 @@ diesel::table! {
         status -> Text,
         source -> Text,
         created_at -> BigInt,
+        upload_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    pending_uploads (upload_id) {
+        upload_id -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
     }
 }
 

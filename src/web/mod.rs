@@ -19,6 +19,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::context::UserId;
 use crate::error::ErrorCode;
+use crate::faults::Faults;
 use crate::metrics::Metrics;
 use crate::runtime::registry::{GetSession, SessionRegistry};
 use crate::runtime::session::UserSession;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub registry: Addr<SessionRegistry>,
     pub catalog: Arc<Catalog>,
     pub metrics: Arc<Metrics>,
+    /// Fault injection (bulk writes are slowed by it in tests).
+    pub faults: Arc<Faults>,
     /// `POST /api/dev/token` is served.
     pub dev_tokens: bool,
 }

@@ -1,4 +1,8 @@
 //! The `usage_records` table: a user's LLM API requests, uploaded or synthetic.
+//!
+//! An upload is written in chunks under an upload id listed in `pending_uploads` until its last
+//! chunk is in; every read here skips the records of a pending upload, so other users' writes
+//! go between the chunks and an interrupted upload shows nothing.
 
 use std::collections::HashSet;
 
@@ -7,6 +11,7 @@ use diesel::prelude::*;
 use crate::context::UserId;
 use crate::store::connection::DbConnection;
 use crate::store::models::UsageRow;
+use crate::store::schema::pending_uploads;
 use crate::store::schema::usage_records::dsl;
 use crate::usage::record::UsageRecord;
 
@@ -30,6 +35,18 @@ pub fn insert_new(
     source: &str,
     now: i64,
 ) -> QueryResult<Inserted> {
+    insert_new_in(conn, user, records, source, now, None)
+}
+
+/// Like `insert_new`, the records belonging to `upload` (invisible while it is pending).
+pub fn insert_new_in(
+    conn: &mut DbConnection,
+    user: &UserId,
+    records: &[UsageRecord],
+    source: &str,
+    now: i64,
+    upload: Option<&str>,
+) -> QueryResult<Inserted> {
     let ids: Vec<&str> = records
         .iter()
         .filter_map(|r| r.external_id.as_deref())
@@ -52,7 +69,9 @@ pub fn insert_new(
             duplicates += 1;
             continue;
         }
-        rows.push(to_row(user, record, source, now));
+        let mut row = to_row(user, record, source, now);
+        row.upload_id = upload.map(str::to_owned);
+        rows.push(row);
     }
     // MultiConnection has no multi-row INSERT, so each backend gets its own.
     for chunk in rows.chunks(CHUNK) {
@@ -88,21 +107,89 @@ fn to_row(user: &UserId, r: &UsageRecord, source: &str, now: i64) -> UsageRow {
         status: if r.is_error { "error" } else { "ok" }.to_owned(),
         source: source.to_owned(),
         created_at: now,
+        upload_id: None,
     }
 }
 
-/// Deletes the user's records, all or of one `source`; returns how many.
+/// Lists `upload` as pending: its records stay invisible until `finish_upload`.
+pub fn begin_upload(
+    conn: &mut DbConnection,
+    user: &UserId,
+    upload: &str,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(pending_uploads::table)
+        .values((
+            pending_uploads::upload_id.eq(upload),
+            pending_uploads::user_id.eq(user.as_str()),
+            pending_uploads::created_at.eq(now),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Makes every record of `upload` visible at once.
+pub fn finish_upload(conn: &mut DbConnection, user: &UserId, upload: &str) -> QueryResult<()> {
+    diesel::delete(
+        pending_uploads::table
+            .filter(pending_uploads::user_id.eq(user.as_str()))
+            .filter(pending_uploads::upload_id.eq(upload)),
+    )
+    .execute(conn)
+    .map(drop)
+}
+
+/// Deletes up to `limit` records of a pending `upload` of `user`; returns how many (call
+/// until 0, then `finish_upload` forgets it).
+pub fn discard_upload_chunk(
+    conn: &mut DbConnection,
+    user: &UserId,
+    upload: &str,
+    limit: i64,
+) -> QueryResult<usize> {
+    let ids: Vec<String> = dsl::usage_records
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::upload_id.eq(upload))
+        .select(dsl::record_id)
+        .limit(limit)
+        .load(conn)?;
+    diesel::delete(dsl::usage_records.filter(dsl::record_id.eq_any(&ids))).execute(conn)
+}
+
+/// Every pending upload, of any user: left by a process that stopped mid-upload.
+pub fn pending_uploads(conn: &mut DbConnection) -> QueryResult<Vec<(String, String)>> {
+    pending_uploads::table
+        .select((pending_uploads::user_id, pending_uploads::upload_id))
+        .load(conn)
+}
+
+/// The user's uploads still being written.
+fn pending_of(conn: &mut DbConnection, user: &UserId) -> QueryResult<Vec<String>> {
+    pending_uploads::table
+        .filter(pending_uploads::user_id.eq(user.as_str()))
+        .select(pending_uploads::upload_id)
+        .load(conn)
+}
+
+/// Deletes the user's records, all or of one `source`; returns how many. Records of an upload
+/// still being written are not the user's yet and stay.
 pub fn delete(conn: &mut DbConnection, user: &UserId, source: Option<&str>) -> QueryResult<usize> {
+    let pending = pending_of(conn, user)?;
+    let visible = dsl::upload_id.is_null().or(dsl::upload_id.ne_all(pending));
     match source {
         Some(source) => diesel::delete(
             dsl::usage_records
                 .filter(dsl::user_id.eq(user.as_str()))
+                .filter(visible)
                 .filter(dsl::source.eq(source)),
         )
         .execute(conn),
-        None => {
-            diesel::delete(dsl::usage_records.filter(dsl::user_id.eq(user.as_str()))).execute(conn)
-        }
+        None => diesel::delete(
+            dsl::usage_records
+                .filter(dsl::user_id.eq(user.as_str()))
+                .filter(visible),
+        )
+        .execute(conn),
     }
 }
 
@@ -113,8 +200,10 @@ pub fn in_window(
     since: i64,
     until: i64,
 ) -> QueryResult<Vec<UsageRecord>> {
+    let pending = pending_of(conn, user)?;
     let rows: Vec<UsageRow> = dsl::usage_records
         .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::upload_id.is_null().or(dsl::upload_id.ne_all(pending)))
         .filter(dsl::ts.ge(since))
         .filter(dsl::ts.le(until))
         .order((dsl::ts.asc(), dsl::record_id.asc()))
@@ -144,8 +233,10 @@ fn from_row(row: UsageRow) -> UsageRecord {
 
 /// The time of the user's latest record, if any.
 pub fn latest_ts(conn: &mut DbConnection, user: &UserId) -> QueryResult<Option<i64>> {
+    let pending = pending_of(conn, user)?;
     dsl::usage_records
         .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::upload_id.is_null().or(dsl::upload_id.ne_all(pending)))
         .select(diesel::dsl::max(dsl::ts))
         .first(conn)
 }

@@ -12,11 +12,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::analysis::aggregate::aggregate;
-use crate::clock::now_ms;
 use crate::error::ErrorCode;
 use crate::runtime::session::UserSession;
 use crate::runtime::user_data::{BeginIngest, EndIngest};
-use crate::store::repo;
+use crate::store::{self, repo};
 use crate::usage::parse::{Format, parse};
 use crate::usage::record::parse_time;
 use crate::web::AppState;
@@ -106,20 +105,18 @@ pub async fn upload(
         )
         .with_details(details));
     }
-    let user = identity.user_id;
-    let records = parsed.records;
-    let inserted = state
-        .db
-        .write_with(move |conn| {
-            Ok(repo::usage::insert_new(
-                conn,
-                &user,
-                &records,
-                "uploaded",
-                now_ms(),
-            )?)
-        })
-        .await?;
+    // Written in chunks between other users' event batches, visible only once all are in; a
+    // task of its own, so a client that leaves mid-way does not stop it half-written.
+    let upload = store::bulk::store_upload(
+        state.db.clone(),
+        state.faults.clone(),
+        identity.user_id,
+        parsed.records,
+        state.config.bulk_chunk,
+    );
+    let inserted = actix_web::rt::spawn(upload)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the upload was interrupted"))??;
     let mut answer = json!({
         "accepted": inserted.accepted,
         "rejected": parsed.rejected,
