@@ -6,7 +6,12 @@
 //! - `AGENT:panic:N`, `AGENT:fail:N` — in every run (of `@user` only, if given) the agent
 //!   panics or returns an error on its first N attempts;
 //! - `AGENT:hang` — the agent never answers (its attempts time out);
-//! - `AGENT:slow:MS` — the agent waits MS milliseconds before it works;
+//! - `AGENT:slow:MS` — the agent waits MS milliseconds before it works (in silence, so an
+//!   attempt timeout shorter than MS kills it);
+//! - `AGENT:slow_batch:MS` — an agent working in batches (synthetic_data) waits MS
+//!   milliseconds before each batch, still reporting `progress` after each;
+//! - `AGENT:fail_after_batches:N` — the agent's first attempt fails once it has done N batches
+//!   (its restart does not);
 //! - `session:panic:N` — the next N `user_message`s a session handles make it panic.
 //!
 //! The counters are atomics: the only shared mutable state, and only here.
@@ -32,6 +37,29 @@ pub enum AgentFault {
     Slow(Duration),
 }
 
+/// What an agent working in batches is made to do around its batches, in one attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchFaults {
+    /// Waited before each batch.
+    pub delay: Option<Duration>,
+    /// The attempt fails once it has done this many batches.
+    pub fail_after: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchFault {
+    Slow(Duration),
+    /// Applies to the first attempt only.
+    FailAfter(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BatchRule {
+    agent: String,
+    fault: BatchFault,
+    user: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct AgentRule {
     agent: String,
@@ -46,6 +74,8 @@ pub struct Faults {
     /// Write batches still to fail.
     store_failures: AtomicU32,
     agent_rules: Vec<AgentRule>,
+    /// Faults applied by the agent itself, around each of its batches.
+    batch_rules: Vec<BatchRule>,
     /// Session panics still to inject, for one user (`@user`) or any (`None`).
     session_panics: Vec<(Option<String>, AtomicU32)>,
 }
@@ -80,6 +110,17 @@ impl Faults {
                         .push((user, AtomicU32::new(count(n)?)));
                     continue;
                 }
+                [agent, "slow_batch", ms] => {
+                    let ms: u64 = ms.parse().map_err(|_| fail("delay must be milliseconds"))?;
+                    let fault = BatchFault::Slow(Duration::from_millis(ms));
+                    faults.batch_rule(agent, fault, user);
+                    continue;
+                }
+                [agent, "fail_after_batches", n] => {
+                    let fault = BatchFault::FailAfter(u64::from(count(n)?));
+                    faults.batch_rule(agent, fault, user);
+                    continue;
+                }
                 [agent, "panic", n] => (agent, AgentFault::Panic, Some(count(n)?)),
                 [agent, "fail", n] => (agent, AgentFault::Fail, Some(count(n)?)),
                 [agent, "panic"] => (agent, AgentFault::Panic, None),
@@ -91,8 +132,9 @@ impl Faults {
                 }
                 _ => {
                     return Err(fail(
-                        "expected store:fail:N, AGENT:panic[:N], AGENT:fail[:N], AGENT:hang or \
-                         AGENT:slow:MS",
+                        "expected store:fail:N, AGENT:panic[:N], AGENT:fail[:N], AGENT:hang, \
+                         AGENT:slow:MS, AGENT:slow_batch:MS, AGENT:fail_after_batches:N or \
+                         session:panic:N",
                     ));
                 }
             };
@@ -104,6 +146,14 @@ impl Faults {
             });
         }
         Ok(faults)
+    }
+
+    fn batch_rule(&mut self, agent: &str, fault: BatchFault, user: Option<String>) {
+        self.batch_rules.push(BatchRule {
+            agent: agent.to_owned(),
+            fault,
+            user,
+        });
     }
 
     /// Makes the next `n` write batches fail.
@@ -140,6 +190,25 @@ impl Faults {
             })
             .map(|r| r.fault)
     }
+
+    /// The faults around the batches of `agent`'s `attempt` in `user`'s run.
+    pub fn batch_faults(&self, agent: &str, user: &UserId, attempt: u32) -> BatchFaults {
+        let mut faults = BatchFaults::default();
+        let rules = self
+            .batch_rules
+            .iter()
+            .filter(|r| r.agent == agent && r.user.as_deref().is_none_or(|u| u == user.as_str()));
+        for rule in rules {
+            match rule.fault {
+                BatchFault::Slow(delay) => faults.delay = faults.delay.or(Some(delay)),
+                BatchFault::FailAfter(n) if attempt == 1 => {
+                    faults.fail_after = faults.fail_after.or(Some(n));
+                }
+                BatchFault::FailAfter(_) => {}
+            }
+        }
+        faults
+    }
 }
 
 #[cfg(test)]
@@ -167,5 +236,45 @@ mod tests {
         assert!(!f.take_session_panic(&alice));
         assert!(f.take_session_panic(&bob));
         assert!(!f.take_session_panic(&bob));
+        assert_eq!(
+            f.batch_faults("synthetic_data", &bob, 1),
+            BatchFaults::default()
+        );
+    }
+
+    #[test]
+    fn batch_faults_apply_per_batch_and_leave_the_attempt_alone() {
+        let f = Faults::parse(
+            "synthetic_data:slow_batch:40, synthetic_data:fail_after_batches:2@alice",
+        )
+        .expect("valid");
+        let alice = UserId::parse("alice").expect("valid");
+        let bob = UserId::parse("bob").expect("valid");
+        let delay = Some(Duration::from_millis(40));
+        assert_eq!(
+            f.batch_faults("synthetic_data", &alice, 1),
+            BatchFaults {
+                delay,
+                fail_after: Some(2)
+            }
+        );
+        assert_eq!(
+            f.batch_faults("synthetic_data", &alice, 2),
+            BatchFaults {
+                delay,
+                fail_after: None
+            }
+        );
+        assert_eq!(
+            f.batch_faults("synthetic_data", &bob, 1),
+            BatchFaults {
+                delay,
+                fail_after: None
+            }
+        );
+        assert_eq!(f.batch_faults("data", &alice, 1), BatchFaults::default());
+        assert_eq!(f.agent_fault("synthetic_data", &alice, 1), None);
+        assert!(Faults::parse("synthetic_data:slow_batch:x").is_err());
+        assert!(Faults::parse("synthetic_data:fail_after_batches:-1").is_err());
     }
 }

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use crate::analysis::catalog::Catalog;
 use crate::config::Config;
 use crate::context::UserContext;
+use crate::faults::BatchFaults;
 use crate::llm::{Llm, LlmError, LlmRequest, OnDelta};
 use crate::protocol::{ApprovalOutcome, EventKind};
 use crate::runtime::run_events::RunEvents;
@@ -141,6 +142,10 @@ pub struct AgentContext {
     config: Arc<Config>,
     catalog: Arc<Catalog>,
     llm: Llm,
+    /// Faults injected around this attempt's batches (tests, demonstrations).
+    batch_faults: BatchFaults,
+    /// What an earlier attempt of this agent in this run left with `checkpoint`.
+    earlier_checkpoint: Option<Value>,
 }
 
 impl AgentContext {
@@ -161,7 +166,48 @@ impl AgentContext {
             config,
             catalog,
             llm,
+            batch_faults: BatchFaults::default(),
+            earlier_checkpoint: None,
         }
+    }
+
+    /// The faults `before_batch` applies in this attempt.
+    pub fn with_batch_faults(mut self, faults: BatchFaults) -> Self {
+        self.batch_faults = faults;
+        self
+    }
+
+    /// What an earlier attempt of this agent left (for a restart).
+    pub fn with_earlier_checkpoint(mut self, state: Option<Value>) -> Self {
+        self.earlier_checkpoint = state;
+        self
+    }
+
+    /// The last checkpoint an earlier attempt of this agent left in this run: where a restart
+    /// may continue from. `None` on a first attempt.
+    pub fn earlier_checkpoint(&self) -> Option<&Value> {
+        self.earlier_checkpoint.as_ref()
+    }
+
+    /// Leaves `state` for a restart of this agent in this run to continue from (see
+    /// `earlier_checkpoint`); the last one left counts.
+    pub fn checkpoint(&self, state: Value) {
+        self.events.checkpoint(state);
+    }
+
+    /// Called by an agent working in batches before each one, with how many this attempt has
+    /// done: applies the injected batch faults (a wait that does not block the arbiter, or a
+    /// failure of the attempt).
+    pub async fn before_batch(&self, done: u64) -> Result<(), AgentError> {
+        if self.batch_faults.fail_after.is_some_and(|n| done >= n) {
+            return Err(AgentError::Failed(format!(
+                "injected fault after {done} batches"
+            )));
+        }
+        if let Some(delay) = self.batch_faults.delay {
+            actix::clock::sleep(delay).await;
+        }
+        Ok(())
     }
 
     /// Whether an LLM is configured.

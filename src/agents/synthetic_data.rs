@@ -2,6 +2,11 @@
 //! seed the user wants, asks for approval above a threshold (10,000 records by default), then
 //! generates and stores them (`source = synthetic`) in batches with `progress` events. What it
 //! stores is what the next optimisation run analyses.
+//!
+//! After each batch it leaves a checkpoint with its supervisor: a restarted attempt of the same
+//! request continues after the last stored batch (the approval given holds for it). Records
+//! have ids fixed by the request, so a batch stored twice is counted as duplicates, never
+//! stored again.
 
 use futures_util::future::LocalBoxFuture;
 use serde_json::json;
@@ -126,12 +131,30 @@ impl Agent for SyntheticData {
                     }
                 }
             }
+            let (mut done, mut generated, mut duplicates) = ctx
+                .earlier_checkpoint()
+                .filter(|c| c["request"] == details)
+                .map(|c| {
+                    let n = |field: &str| c[field].as_u64().unwrap_or(0);
+                    (n("done"), n("generated"), n("duplicates"))
+                })
+                .unwrap_or_default();
+            if done > 0 {
+                ctx.thinking(format!(
+                    "an earlier attempt stored the first {done} records; continuing from there"
+                ));
+            }
             ctx.tool_executing("generate_usage", details.clone());
             let started = std::time::Instant::now();
             let batch = config.synthetic_batch.max(1);
-            let (mut generated, mut duplicates) = (0u64, 0u64);
-            let mut done = 0u64;
+            let mut batches = 0u64;
             while done < request.count {
+                if let Err(e) = ctx.before_batch(batches).await {
+                    let duration_ms = started.elapsed().as_millis() as u64;
+                    let output = json!({ "error": e.to_string(), "generated": generated });
+                    ctx.tool_completed("generate_usage", output, duration_ms, false);
+                    return Err(e);
+                }
                 let to = (done + batch).min(request.count);
                 let user = ctx.user().user_id().clone();
                 let part = request.clone();
@@ -161,6 +184,13 @@ impl Agent for SyntheticData {
                 generated += stored.accepted as u64;
                 duplicates += stored.duplicates as u64;
                 done = to;
+                batches += 1;
+                ctx.checkpoint(json!({
+                    "request": details,
+                    "done": done,
+                    "generated": generated,
+                    "duplicates": duplicates,
+                }));
                 ctx.progress(done, request.count, "records");
             }
             let duration_ms = started.elapsed().as_millis() as u64;

@@ -16,7 +16,7 @@ use crate::error::ErrorCode;
 use crate::protocol::{
     ApprovalDecision, ApprovalOutcome, EventKind, FrameError, PendingApprovalInfo,
 };
-use crate::runtime::run_supervisor::{PauseAttemptTimer, ResumeAttemptTimer};
+use crate::runtime::attempt_timer::{PauseAttemptTimer, ResumeAttemptTimer};
 use crate::runtime::session::UserSession;
 use crate::store::batch::WriteOp;
 use crate::store::repo;

@@ -4,6 +4,7 @@
 
 mod admission;
 pub mod approvals;
+pub mod attempt_timer;
 mod cancel;
 mod delivery;
 mod event_log;
@@ -12,6 +13,7 @@ pub mod rate_limit;
 pub mod registry;
 mod replay;
 pub mod run_events;
+pub mod run_memory;
 pub mod run_slots;
 pub mod run_supervisor;
 mod scheduling;

@@ -1,6 +1,10 @@
 //! `RunEvents`: the only way a run's supervisor and agents emit events or ask for the user's
 //! consent. It is bound to one run of one user's session, so an agent cannot address another
 //! run, thread or user.
+//!
+//! An agent's copy is also bound to its attempt (`AttemptLink`): each event it emits tells the
+//! supervisor the attempt is alive (its silence deadline moves on), and its approvals and
+//! checkpoints go through the supervisor, which remembers them for the run's restarts.
 
 use actix::{Message, Recipient};
 use serde_json::Value;
@@ -8,6 +12,8 @@ use serde_json::Value;
 use crate::context::{RunId, ThreadId};
 use crate::protocol::{ApprovalOutcome, EventKind};
 use crate::runtime::approvals::RequestApproval;
+use crate::runtime::attempt_timer::AttemptActive;
+use crate::runtime::run_memory::{AskApproval, AttemptCheckpoint};
 use prometheus::IntGauge;
 use tokio::sync::oneshot;
 
@@ -22,6 +28,35 @@ pub struct Emit {
     pub data: Value,
 }
 
+/// One attempt of one agent, and the supervisor that awaits it.
+#[derive(Clone)]
+pub struct AttemptLink {
+    /// Tags every message, so the supervisor ignores those of an attempt it gave up on.
+    step: usize,
+    attempt: u32,
+    active: Recipient<AttemptActive>,
+    checkpoints: Recipient<AttemptCheckpoint>,
+    approvals: Recipient<AskApproval>,
+}
+
+impl AttemptLink {
+    pub fn new(
+        step: usize,
+        attempt: u32,
+        active: Recipient<AttemptActive>,
+        checkpoints: Recipient<AttemptCheckpoint>,
+        approvals: Recipient<AskApproval>,
+    ) -> Self {
+        Self {
+            step,
+            attempt,
+            active,
+            checkpoints,
+            approvals,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct RunEvents {
     /// Counts events on their way to the session.
@@ -30,6 +65,8 @@ pub struct RunEvents {
     approvals: Recipient<RequestApproval>,
     thread_id: ThreadId,
     run_id: RunId,
+    /// Set on an agent attempt's copy; the supervisor's own copy has none.
+    attempt: Option<AttemptLink>,
 }
 
 impl RunEvents {
@@ -46,11 +83,22 @@ impl RunEvents {
             approvals,
             thread_id,
             run_id,
+            attempt: None,
+        }
+    }
+
+    /// This emitter for one attempt of an agent: its events also reach the supervisor as signs
+    /// of life, and its approvals and checkpoints go through the supervisor.
+    pub fn for_attempt(&self, link: AttemptLink) -> Self {
+        Self {
+            attempt: Some(link),
+            ..self.clone()
         }
     }
 
     /// Asks the user's consent for `action` and waits for the answer. A dropped request (the
-    /// run was cancelled or the session stopped) reads as `Cancelled`.
+    /// run was cancelled or the session stopped) reads as `Cancelled`. An attempt asks its
+    /// supervisor, which answers at once what the user already approved in this run.
     pub async fn request_approval(
         &self,
         agent: &str,
@@ -59,16 +107,39 @@ impl RunEvents {
         details: Value,
     ) -> ApprovalOutcome {
         let (reply, answer) = oneshot::channel();
-        self.approvals.do_send(RequestApproval {
-            run_id: self.run_id,
-            thread_id: self.thread_id,
-            agent: agent.to_owned(),
-            action: action.to_owned(),
-            summary,
-            details,
-            reply,
-        });
+        match &self.attempt {
+            Some(link) => link.approvals.do_send(AskApproval {
+                step: link.step,
+                attempt: link.attempt,
+                agent: agent.to_owned(),
+                action: action.to_owned(),
+                summary,
+                details,
+                reply,
+            }),
+            None => self.approvals.do_send(RequestApproval {
+                run_id: self.run_id,
+                thread_id: self.thread_id,
+                agent: agent.to_owned(),
+                action: action.to_owned(),
+                summary,
+                details,
+                reply,
+            }),
+        }
         answer.await.unwrap_or(ApprovalOutcome::Cancelled)
+    }
+
+    /// Leaves `state` with the supervisor for a restart of this attempt's agent to continue
+    /// from (nothing without an attempt).
+    pub fn checkpoint(&self, state: Value) {
+        if let Some(link) = &self.attempt {
+            link.checkpoints.do_send(AttemptCheckpoint {
+                step: link.step,
+                attempt: link.attempt,
+                state,
+            });
+        }
     }
 
     /// Sends one event of this run to its session (never blocks; the session's mailbox keeps
@@ -82,5 +153,11 @@ impl RunEvents {
             kind,
             data,
         });
+        if let Some(link) = &self.attempt {
+            link.active.do_send(AttemptActive {
+                step: link.step,
+                attempt: link.attempt,
+            });
+        }
     }
 }

@@ -1,9 +1,10 @@
 //! `RunSupervisor`: one per run, a child of the user's session. It executes the run's plan one
-//! agent at a time, each attempt an `AgentRunner` actor awaited with a timeout, emits the
-//! agent lifecycle events, and tells the session how the run ended.
+//! agent at a time, each attempt an `AgentRunner` actor awaited with a silence deadline (an
+//! attempt times out when it emits nothing for the attempt timeout, however long it works while
+//! it reports), emits the agent lifecycle events, and tells the session how the run ended.
 //!
-//! It owns the run's state (the remaining plan, earlier agents' results); the session owns
-//! everything else.
+//! It owns the run's state (the remaining plan, earlier agents' results, the approvals and
+//! checkpoints of `run_memory.rs`); the session owns everything else.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use crate::agents::{Agent, AgentContext, AgentInput, RunAnswer};
 use crate::config::Config;
 use crate::context::{RunId, UserContext};
 use crate::protocol::EventKind;
-use crate::runtime::run_events::RunEvents;
+use crate::runtime::run_events::{AttemptLink, RunEvents};
+use crate::runtime::run_memory::RunMemory;
 use crate::runtime::session::SessionDeps;
 
 /// How a run ended, for the session to record and announce.
@@ -53,33 +55,24 @@ pub struct Cancel {
     pub reason: &'static str,
 }
 
-/// The agent in flight waits for the user: its attempt timeout stops counting.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PauseAttemptTimer;
-
-/// The wait is over: the attempt timeout counts on from where it paused.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ResumeAttemptTimer;
-
 /// Stops the run without a word (its session has already decided how it ends).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AbortRun;
 
 /// The attempt being awaited.
-struct Attempt {
+pub(super) struct Attempt {
     agent: Arc<dyn Agent>,
     /// Tags the attempt's `AttemptDone`, so a late answer of a replaced attempt is ignored.
-    step: usize,
-    number: u32,
+    pub(super) step: usize,
+    pub(super) number: u32,
     runner: Addr<AgentRunner>,
-    /// The armed timeout, absent while paused.
-    timeout: Option<SpawnHandle>,
-    /// When the timeout fires (while armed), or how much of it is left (while paused).
-    deadline: Instant,
-    remaining: Duration,
+    /// The armed deadline check, absent while paused (`attempt_timer.rs`).
+    pub(super) timeout: Option<SpawnHandle>,
+    /// When the attempt times out unless it emits something first (while armed), or how long
+    /// it may stay silent once the timer resumes (while paused).
+    pub(super) deadline: Instant,
+    pub(super) remaining: Duration,
 }
 
 pub struct RunSupervisor {
@@ -92,11 +85,14 @@ pub struct RunSupervisor {
     plan: VecDeque<Arc<dyn Agent>>,
     /// Agents started so far.
     steps: usize,
-    current: Option<Attempt>,
+    /// The attempt awaited; none between a failure and its restart.
+    pub(super) current: Option<Attempt>,
     results: BTreeMap<String, Value>,
     /// When the current agent failed, within the restart period.
     failures: Vec<Instant>,
     answer: Option<RunAnswer>,
+    /// What the run's agents leave for their restarts.
+    pub(super) memory: RunMemory,
 }
 
 impl RunSupervisor {
@@ -120,7 +116,18 @@ impl RunSupervisor {
             results: BTreeMap::new(),
             failures: Vec::new(),
             answer: None,
+            memory: RunMemory::default(),
         }
+    }
+
+    /// How long an attempt may stay silent.
+    pub(super) fn attempt_timeout(&self) -> Duration {
+        self.deps.config.agent_timeout
+    }
+
+    /// The run's own emitter (not bound to an attempt).
+    pub(super) fn events(&self) -> &RunEvents {
+        &self.events
     }
 
     fn start_next(&mut self, ctx: &mut Context<Self>) {
@@ -135,6 +142,7 @@ impl RunSupervisor {
         };
         self.steps += 1;
         self.failures.clear();
+        self.memory.next_step();
         self.start_attempt(ctx, agent, 1);
     }
 
@@ -145,21 +153,29 @@ impl RunSupervisor {
             Some(name),
             json!({ "attempt": number }),
         );
+        let step = self.steps;
+        let me = ctx.address();
+        let link = AttemptLink::new(
+            step,
+            number,
+            me.clone().recipient(),
+            me.clone().recipient(),
+            me.recipient(),
+        );
+        let faults = &self.deps.faults;
         let agent_ctx = AgentContext::new(
             self.ctx.child(name),
             name,
-            self.events.clone(),
+            self.events.for_attempt(link),
             self.deps.db.clone(),
             self.deps.config.clone(),
             self.deps.catalog.clone(),
             self.deps.llm.clone(),
-        );
+        )
+        .with_batch_faults(faults.batch_faults(name, self.ctx.user_id(), number))
+        .with_earlier_checkpoint(self.memory.checkpoint_of(step));
         let input = self.input();
-        let fault = self
-            .deps
-            .faults
-            .agent_fault(name, self.ctx.user_id(), number);
-        let step = self.steps;
+        let fault = faults.agent_fault(name, self.ctx.user_id(), number);
         let runner = AgentRunner::new(
             agent.clone(),
             agent_ctx,
@@ -183,28 +199,12 @@ impl RunSupervisor {
         self.arm_timeout(ctx);
     }
 
-    /// Starts (or restarts after a pause) the current attempt's timeout for what is left of it.
-    fn arm_timeout(&mut self, ctx: &mut Context<Self>) {
-        let Some(current) = self.current.as_mut() else {
-            return;
-        };
-        let (step, number, left) = (current.step, current.number, current.remaining);
-        let limit = self.deps.config.agent_timeout;
-        current.deadline = Instant::now() + left;
-        current.timeout = Some(ctx.run_later(left, move |act, ctx| {
-            let outcome =
-                AttemptOutcome::Failed(format!("timed out after {} ms", limit.as_millis()));
-            let done = AttemptDone {
-                step,
-                attempt: number,
-                elapsed: limit,
-                outcome,
-            };
-            act.on_attempt_done(ctx, done, true);
-        }));
-    }
-
-    fn on_attempt_done(&mut self, ctx: &mut Context<Self>, done: AttemptDone, timed_out: bool) {
+    pub(super) fn on_attempt_done(
+        &mut self,
+        ctx: &mut Context<Self>,
+        done: AttemptDone,
+        timed_out: bool,
+    ) {
         let current = match self.current.take() {
             Some(current) if current.step == done.step && current.number == done.attempt => current,
             other => {
@@ -384,29 +384,6 @@ impl Handler<Cancel> for RunSupervisor {
             );
         }
         self.finish(ctx, RunOutcome::Cancelled { reason: msg.reason });
-    }
-}
-
-impl Handler<PauseAttemptTimer> for RunSupervisor {
-    type Result = ();
-
-    fn handle(&mut self, _: PauseAttemptTimer, ctx: &mut Context<Self>) {
-        if let Some(current) = self.current.as_mut()
-            && let Some(timeout) = current.timeout.take()
-        {
-            ctx.cancel_future(timeout);
-            current.remaining = current.deadline.saturating_duration_since(Instant::now());
-        }
-    }
-}
-
-impl Handler<ResumeAttemptTimer> for RunSupervisor {
-    type Result = ();
-
-    fn handle(&mut self, _: ResumeAttemptTimer, ctx: &mut Context<Self>) {
-        if self.current.as_ref().is_some_and(|c| c.timeout.is_none()) {
-            self.arm_timeout(ctx);
-        }
     }
 }
 

@@ -1,0 +1,118 @@
+//! What a run's supervisor remembers for its agents across their attempts: the approvals the
+//! user gave in this run, so a restarted attempt asking for the same action with the same
+//! details goes on without a second `approval_required`; and the last checkpoint of the agent
+//! in flight, so a restarted attempt continues where the failed one stopped.
+//!
+//! An attempt reaches it through its `RunEvents` (`AskApproval`, `AttemptCheckpoint`).
+
+use std::collections::BTreeSet;
+
+use actix::prelude::*;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::protocol::{ApprovalOutcome, EventKind};
+use crate::runtime::run_supervisor::RunSupervisor;
+
+/// An attempt asks for the user's consent; the outcome comes back on `reply`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AskApproval {
+    pub step: usize,
+    pub attempt: u32,
+    pub agent: String,
+    pub action: String,
+    pub summary: String,
+    pub details: Value,
+    pub reply: oneshot::Sender<ApprovalOutcome>,
+}
+
+/// An attempt records how far it got, for a restart of its agent to continue from.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttemptCheckpoint {
+    pub step: usize,
+    pub attempt: u32,
+    pub state: Value,
+}
+
+/// The run's memory, kept by its supervisor.
+#[derive(Debug, Default)]
+pub(super) struct RunMemory {
+    /// `(agent, action, details as JSON text)` of every approval given in this run: an
+    /// approval holds for the run's restarts.
+    approved: BTreeSet<(String, String, String)>,
+    /// The step whose agent left the checkpoint, and the checkpoint.
+    checkpoint: Option<(usize, Value)>,
+}
+
+impl RunMemory {
+    /// The checkpoint an earlier attempt of `step` left, if any.
+    pub(super) fn checkpoint_of(&self, step: usize) -> Option<Value> {
+        self.checkpoint
+            .as_ref()
+            .filter(|(at, _)| *at == step)
+            .map(|(_, state)| state.clone())
+    }
+
+    /// A new step: the previous agent's checkpoint is of no more use.
+    pub(super) fn next_step(&mut self) {
+        self.checkpoint = None;
+    }
+}
+
+/// Asks the user through the session, unless the same approval was given earlier in the run.
+impl Handler<AskApproval> for RunSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AskApproval, ctx: &mut Context<Self>) {
+        let AskApproval {
+            step,
+            attempt,
+            agent,
+            action,
+            summary,
+            details,
+            reply,
+        } = msg;
+        if !self.attempt_active(step, attempt) {
+            // An attempt given up on: its dropped `reply` reads as cancelled.
+            return;
+        }
+        let key = (agent.clone(), action.clone(), details.to_string());
+        if self.memory.approved.contains(&key) {
+            let text = format!("{action} was approved earlier in this run; not asking again");
+            self.events().emit(
+                EventKind::AgentThinking,
+                Some(&agent),
+                json!({ "text": text }),
+            );
+            let _ = reply.send(ApprovalOutcome::Approve);
+            return;
+        }
+        let events = self.events().clone();
+        let ask = async move {
+            events
+                .request_approval(&agent, &action, summary, details)
+                .await
+        };
+        ctx.spawn(ask.into_actor(self).map(move |outcome, act, _| {
+            if outcome == ApprovalOutcome::Approve {
+                act.memory.approved.insert(key);
+            }
+            // The attempt may be gone (cancelled): then nobody waits for the answer.
+            let _ = reply.send(outcome);
+        }));
+    }
+}
+
+/// Keeps the latest checkpoint of the attempt in flight.
+impl Handler<AttemptCheckpoint> for RunSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttemptCheckpoint, _: &mut Context<Self>) {
+        if self.attempt_active(msg.step, msg.attempt) {
+            self.memory.checkpoint = Some((msg.step, msg.state));
+        }
+    }
+}
