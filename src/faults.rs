@@ -3,6 +3,9 @@
 //!
 //! Syntax: comma-separated `target:kind[:n][@user]`:
 //! - `store:fail:N` — the next N write batches fail before touching the database;
+//! - `store:slow:MS` — the writer waits MS milliseconds before each event batch (a batch
+//!   still being written when something else happens);
+//! - `bulk:slow_chunk:MS` — a bulk write (an upload) waits MS milliseconds before each chunk;
 //! - `AGENT:panic:N`, `AGENT:fail:N` — in every run (of `@user` only, if given) the agent
 //!   panics or returns an error on its first N attempts;
 //! - `AGENT:hang` — the agent never answers (its attempts time out);
@@ -16,7 +19,7 @@
 //!
 //! The counters are atomics: the only shared mutable state, and only here.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::context::UserId;
@@ -73,6 +76,10 @@ struct AgentRule {
 pub struct Faults {
     /// Write batches still to fail.
     store_failures: AtomicU32,
+    /// Milliseconds the writer waits before each event batch (0: none).
+    store_delay_ms: AtomicU64,
+    /// Milliseconds a bulk write waits before each chunk (0: none).
+    bulk_chunk_delay_ms: AtomicU64,
     agent_rules: Vec<AgentRule>,
     /// Faults applied by the agent itself, around each of its batches.
     batch_rules: Vec<BatchRule>,
@@ -104,6 +111,16 @@ impl Faults {
                     faults.store_failures.fetch_add(count(n)?, Ordering::SeqCst);
                     continue;
                 }
+                ["store", "slow", ms] => {
+                    let ms: u64 = ms.parse().map_err(|_| fail("delay must be milliseconds"))?;
+                    faults.store_delay_ms.store(ms, Ordering::SeqCst);
+                    continue;
+                }
+                ["bulk", "slow_chunk", ms] => {
+                    let ms: u64 = ms.parse().map_err(|_| fail("delay must be milliseconds"))?;
+                    faults.bulk_chunk_delay_ms.store(ms, Ordering::SeqCst);
+                    continue;
+                }
                 ["session", "panic", n] => {
                     faults
                         .session_panics
@@ -132,7 +149,7 @@ impl Faults {
                 }
                 _ => {
                     return Err(fail(
-                        "expected store:fail:N, AGENT:panic[:N], AGENT:fail[:N], AGENT:hang, \
+                        "expected store:fail:N, store:slow:MS, bulk:slow_chunk:MS, AGENT:panic[:N], AGENT:fail[:N], AGENT:hang, \
                          AGENT:slow:MS, AGENT:slow_batch:MS, AGENT:fail_after_batches:N or \
                          session:panic:N",
                     ));
@@ -166,6 +183,34 @@ impl Faults {
         self.store_failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
+    }
+
+    /// How long the writer waits before the next event batch, if at all.
+    pub fn store_delay(&self) -> Option<Duration> {
+        let ms = self.store_delay_ms.load(Ordering::SeqCst);
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// Makes the writer wait `delay` before each event batch from now on.
+    pub fn set_store_delay(&self, delay: Duration) {
+        self.store_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// How long a bulk write waits before its next chunk, if at all.
+    pub fn bulk_chunk_delay(&self) -> Option<Duration> {
+        let ms = self.bulk_chunk_delay_ms.load(Ordering::SeqCst);
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// Adds `n` panics to the `session:panic` entry configured for `user` (`@user`, possibly
+    /// with a count of 0); false if there is none.
+    pub fn add_session_panics(&self, user: &UserId, n: u32) -> bool {
+        self.session_panics
+            .iter()
+            .find(|(only, _)| only.as_deref() == Some(user.as_str()))
+            .map(|(_, left)| left.fetch_add(n, Ordering::SeqCst))
+            .is_some()
     }
 
     /// Whether `user`'s session is to panic now (and counts it).

@@ -34,6 +34,8 @@ pub struct Metrics {
     /// Events emitted by runs and not yet taken by their session (actix shows no mailbox
     /// depth, so the senders and the session count them).
     pub events_in_flight: IntGauge,
+    /// Event batches handed to the writer and not yet answered.
+    pub batches_writing: IntGauge,
     /// Bytes sessions have queued for sockets that their connections have not yet taken
     /// (each socket at most 16 × `ENCLAVE_SOCKET_OUTBOUND_BYTES`).
     pub socket_queued_bytes: IntGauge,
@@ -105,6 +107,10 @@ impl Metrics {
             events_in_flight: gauge(
                 "session_events_in_flight",
                 "events on their way to a session",
+            ),
+            batches_writing: gauge(
+                "write_batches_in_flight",
+                "event batches with the writer, not yet committed or failed",
             ),
             socket_queued_bytes: gauge(
                 "socket_queued_bytes",

@@ -108,8 +108,10 @@ impl UserSession {
     fn write(&mut self, ctx: &mut Context<Self>, batch: WriteBatch, attempt: u32) {
         let db = self.deps.db.clone();
         let timer = self.deps.metrics.persist_seconds.start_timer();
+        let writing = Writing::start(self.deps.metrics.batches_writing.clone());
         let write = async move {
             let result = db.write(batch.clone()).await;
+            drop(writing);
             timer.observe_duration();
             (batch, result)
         };
@@ -261,6 +263,22 @@ impl UserSession {
         for conn_id in conn_ids {
             self.deliver_live(conn_id, frames.clone());
         }
+    }
+}
+
+/// Counts a batch with the writer until dropped (also when its session dies meanwhile).
+struct Writing(prometheus::IntGauge);
+
+impl Writing {
+    fn start(gauge: prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -57,7 +57,9 @@ async fn store_chunks(
         if part.is_empty() {
             return Ok(total);
         }
-        let _ = faults; // FAULT-HOOK
+        if let Some(pause) = faults.bulk_chunk_delay() {
+            actix_web::rt::time::sleep(pause).await;
+        }
         let (owner, id) = (user.clone(), upload.to_owned());
         let inserted = db
             .write_with(move |conn| {

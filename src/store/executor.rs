@@ -79,6 +79,10 @@ impl Handler<Write> for DbWriter {
         if self.faults.take_store_failure() {
             return Err(StoreError::Injected);
         }
+        if let Some(delay) = self.faults.store_delay() {
+            // A writer thread of its own (SyncArbiter): waiting here blocks no arbiter.
+            std::thread::sleep(delay);
+        }
         let mut conn = self.pool.get()?;
         msg.0.apply(&mut conn, &self.node_id)?;
         Ok(())

@@ -13,6 +13,7 @@ mod helpers;
 
 mod approvals;
 mod bad_input;
+mod bulk;
 mod delivery;
 mod http_api;
 mod idempotency;
