@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::clock::now_ms;
 use crate::protocol::ApprovalOutcome;
-use crate::store::repo;
+use crate::store::{StoreError, repo};
 use crate::usage::synthetic::{Profile, Request};
 
 pub struct SyntheticData;
@@ -158,19 +158,24 @@ impl Agent for SyntheticData {
                 let to = (done + batch).min(request.count);
                 let user = ctx.user().user_id().clone();
                 let part = request.clone();
-                let stored = ctx
-                    .db()
-                    .write_with(move |conn| {
-                        let records = part.records(done, to);
-                        Ok(repo::usage::insert_new(
-                            conn,
-                            &user,
-                            &records,
-                            "synthetic",
-                            now_ms(),
-                        )?)
-                    })
-                    .await;
+                // Generated on the blocking pool, so the writer only writes: other users'
+                // event batches wait at most one short insert, never the generation.
+                let stored = match actix_web::web::block(move || part.records(done, to)).await {
+                    Ok(records) => {
+                        ctx.db()
+                            .write_with(move |conn| {
+                                Ok(repo::usage::insert_new(
+                                    conn,
+                                    &user,
+                                    &records,
+                                    "synthetic",
+                                    now_ms(),
+                                )?)
+                            })
+                            .await
+                    }
+                    Err(e) => Err(StoreError::Blocking(e.to_string())),
+                };
                 let stored = match stored {
                     Ok(stored) => stored,
                     Err(e) => {

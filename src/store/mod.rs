@@ -40,6 +40,8 @@ pub enum StoreError {
     Connect(#[from] connection::ConnectError),
     #[error(transparent)]
     Ownership(#[from] ownership::OwnershipError),
+    #[error("the blocking pool stopped: {0}")]
+    Blocking(String),
 }
 
 /// Opens a pool of `size` connections to `backend`.

@@ -206,3 +206,46 @@ async fn a_session_restarted_mid_batch_numbers_after_it(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(a_session_restarted_mid_batch_numbers_after_it);
+
+async fn another_users_run_ends_between_two_batches_of_a_generation(db: TestDb) {
+    let mut config = test_config(&db);
+    config.synthetic_batch = 1_000;
+    // Each batch of the generation waits a second first: 8 batches, ~8 s.
+    config.faults = "synthetic_data:slow_batch:1000@alice".into();
+    let app = TestApp::spawn_with(config).await;
+    let mut alice = app.ws("alice").await;
+    alice.recv().await;
+    let mut bob = app.ws("bob").await;
+    bob.recv().await;
+    alice
+        .say("generate 8000 synthetic usage records for a chatbot")
+        .await;
+    alice.recv_until(|f| f["type"] == "progress").await;
+
+    // Bob's run, asked for now, ends before alice's generation reports two more batches.
+    bob.say("analyse my usage").await;
+    let mut progress_meanwhile = 0;
+    loop {
+        tokio::select! {
+            frame = bob.recv() => {
+                if is_run_end(&frame) {
+                    assert_eq!(frame["type"], "run_completed");
+                    break;
+                }
+            }
+            frame = alice.recv() => {
+                if frame["type"] == "progress" {
+                    progress_meanwhile += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        progress_meanwhile < 2,
+        "{progress_meanwhile} batches went first"
+    );
+    let rest = alice.recv_runs(1).await;
+    assert_eq!(rest.last().unwrap()["type"], "run_completed");
+    app.stop().await;
+}
+on_both_backends!(another_users_run_ends_between_two_batches_of_a_generation);
