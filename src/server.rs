@@ -55,8 +55,8 @@ pub struct Server {
     registry: Addr<SessionRegistry>,
     /// How long runs may go on after a shutdown signal.
     grace: std::time::Duration,
-    /// This node's lease on the database, renewed every third of it.
-    lease: std::time::Duration,
+    /// Renews this node's lease on the database every third of it.
+    renewing: actix_web::rt::task::JoinHandle<()>,
     addr: SocketAddr,
     faults: Arc<Faults>,
     arbiters: Vec<Arbiter>,
@@ -116,6 +116,12 @@ impl Server {
                 .map_err(|_| ServerError::Interrupted)??;
         let node_id = ownership.node_id().to_owned();
         log::info!("node {node_id}");
+        // Renewed from now on, however long the rest of start-up takes.
+        let renewing = actix_web::rt::spawn(renew_lease(
+            pool.clone(),
+            node_id.clone(),
+            config.node_lease,
+        ));
         let (recovering, own) = (pool.clone(), node_id.clone());
         let (interrupted, discarded) = web::block(move || {
             let conn = &mut *recovering.get()?;
@@ -210,7 +216,7 @@ impl Server {
             db: state_db,
             registry,
             grace,
-            lease: config.node_lease,
+            renewing,
             addr,
             faults,
             arbiters,
@@ -256,11 +262,6 @@ impl Server {
     /// the sessions (`runtime::shutdown`). Then stops the session arbiters.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.http.handle();
-        let renewing = actix_web::rt::spawn(renew_lease(
-            self.db.clone(),
-            self.ownership.node_id().to_owned(),
-            self.lease,
-        ));
         // The HTTP server's own task must keep running: it is what answers `pause`/`stop`.
         let mut http = actix_web::rt::spawn(self.http);
         let signal = Box::pin(shutdown_signal());
@@ -276,7 +277,7 @@ impl Server {
             }
         };
         let result = joined.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-        renewing.abort();
+        self.renewing.abort();
         let node_id = self.ownership.node_id().to_owned();
         if let Err(e) = self
             .db
@@ -292,18 +293,24 @@ impl Server {
     }
 }
 
-/// Renews this node's lease every third of it, on the writer thread.
-async fn renew_lease(db: Db, node_id: String, lease: std::time::Duration) {
+/// Renews this node's lease every third of it, on the blocking pool (not behind the writer's
+/// queue of batches and bulk chunks).
+async fn renew_lease(pool: store::Pool, node_id: String, lease: std::time::Duration) {
     let mut every =
         actix_web::rt::time::interval((lease / 3).max(std::time::Duration::from_millis(10)));
     loop {
         every.tick().await;
-        let node_id = node_id.clone();
-        let renewed = db
-            .write_with(move |conn| store::ownership::renew(conn, &node_id, lease))
-            .await;
-        if let Err(e) = renewed {
-            log::warn!("could not renew this node's lease: {e}");
+        let (pool, node_id) = (pool.clone(), node_id.clone());
+        let renewed =
+            web::block(move || store::ownership::renew(&mut *pool.get()?, &node_id, lease)).await;
+        match renewed {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => log::error!(
+                "this node's lease on the database is gone (another server may take it over): \
+                 stop this server"
+            ),
+            Ok(Err(e)) => log::warn!("could not renew this node's lease: {e}"),
+            Err(e) => log::warn!("could not renew this node's lease: {e}"),
         }
     }
 }

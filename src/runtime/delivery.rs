@@ -61,9 +61,16 @@ impl Socket {
         self.link.taken.load(Ordering::Relaxed)
     }
 
-    /// Bytes queued for the client and not yet taken by its connection.
+    /// Bytes queued for the client (by the session, and by the actor itself) and not yet
+    /// taken by its connection.
     fn backlog(&self) -> u64 {
-        self.sent.saturating_sub(self.taken())
+        let own = self.link.own.load(Ordering::Relaxed);
+        (self.sent + own).saturating_sub(self.taken())
+    }
+
+    /// The actor has not run its heartbeat for `limit`: actix-http no longer polls it.
+    fn frozen(&self, now_ms: i64, limit: std::time::Duration) -> bool {
+        now_ms - self.link.alive_at.load(Ordering::Relaxed) > limit.as_millis() as i64
     }
 }
 
@@ -78,8 +85,11 @@ enum TooSlow {
     Stalled,
     /// Its backlog did not move for the client timeout.
     Silent,
-    /// Live frames held during its replay are too many.
+    /// Live frames held during its replay would pass the hard bound.
     Replay,
+    /// Its actor has not run for the client timeout: it cannot act on a close, so the
+    /// connection is cut at once.
+    Frozen,
 }
 
 impl UserSession {
@@ -129,14 +139,14 @@ impl UserSession {
 
     /// Live `frames` for `conn_id`: held while it replays, else delivered.
     pub(crate) fn deliver_live(&mut self, conn_id: ConnectionId, frames: Frames) {
-        let capacity = self.deps.config.socket_outbound_capacity;
+        let hard_bound = self.hard_bound();
         let Some(socket) = self.sockets.get_mut(&conn_id) else {
             return;
         };
         let Some(replay) = socket.replay.as_mut() else {
             return self.deliver(conn_id, frames);
         };
-        if !replay.buffer(frames, capacity) {
+        if !replay.buffer(frames, hard_bound) {
             self.close_too_slow(conn_id, TooSlow::Replay);
         }
     }
@@ -164,27 +174,28 @@ impl UserSession {
             code: close_code::TOO_SLOW,
             reason: "too slow",
         });
-        let deadline = Instant::now() + self.deps.config.client_timeout;
-        self.cutting.push((deadline, socket.link.cut));
+        let grace = match why {
+            TooSlow::Frozen => std::time::Duration::ZERO,
+            _ => self.deps.config.client_timeout,
+        };
+        self.cutting.push((Instant::now() + grace, socket.link.cut));
     }
 
     /// Every heartbeat: cuts connections closed a client timeout ago, and closes sockets
     /// whose backlog does not move.
     pub(super) fn check_sockets(&mut self) {
-        let now = Instant::now();
-        self.cutting.retain(|(deadline, cut)| {
-            if *deadline > now {
-                return true;
-            }
-            cut();
-            false
-        });
         let config = &self.deps.config;
         let silent_ticks = (config.client_timeout.as_millis()
             / config.heartbeat_interval.as_millis().max(1))
         .max(1) as u32;
         let mut slow = Vec::new();
+        let frozen_after = config.client_timeout + config.heartbeat_interval;
+        let now_ms = crate::clock::now_ms();
         for (conn_id, socket) in &mut self.sockets {
+            if socket.frozen(now_ms, frozen_after) {
+                slow.push((*conn_id, TooSlow::Frozen));
+                continue;
+            }
             let taken = socket.taken();
             let backlog = socket.backlog();
             let stalled =
@@ -206,5 +217,29 @@ impl UserSession {
         for (conn_id, why) in slow {
             self.close_too_slow(conn_id, why);
         }
+        self.cut_due(Instant::now());
+    }
+
+    /// The session stops: its sockets leave the gauge, and connections closed as too slow
+    /// are cut now rather than never.
+    pub(super) fn let_go_of_sockets(&mut self) {
+        let conn_ids: Vec<ConnectionId> = self.sockets.keys().copied().collect();
+        for conn_id in conn_ids {
+            self.forget_socket(conn_id);
+        }
+        for (_, cut) in self.cutting.drain(..) {
+            cut();
+        }
+    }
+
+    /// Cuts the connections whose grace is over.
+    fn cut_due(&mut self, now: Instant) {
+        self.cutting.retain(|(deadline, cut)| {
+            if *deadline > now {
+                return true;
+            }
+            cut();
+            false
+        });
     }
 }

@@ -5,6 +5,7 @@
 //! `seq` when the replay starts; live frames that become durable meanwhile wait in the
 //! socket's `Replay` buffer and follow `resumed {through_seq}`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -13,7 +14,7 @@ use crate::context::ConnectionId;
 use crate::error::ErrorCode;
 use crate::protocol::{FrameError, ServerFrame};
 use crate::runtime::session::UserSession;
-use crate::runtime::socket::Frames;
+use crate::runtime::socket::{Frames, wire_bytes};
 use crate::store::repo;
 
 /// How often a replay waiting for its socket's backlog to shrink looks again.
@@ -31,17 +32,23 @@ enum Step {
 /// A replay in progress on one socket.
 pub(crate) struct Replay {
     generation: u64,
-    buffered: Vec<Frames>,
-    buffered_frames: usize,
+    buffered: Vec<Arc<str>>,
+    /// Their wire bytes.
+    buffered_bytes: u64,
 }
 
 impl Replay {
-    /// Holds live frames until the replay ends; false when more than `capacity` wait (the
+    /// Holds live frames until the replay ends; false when they would pass `max_bytes` (the
     /// socket is then too slow).
-    pub(crate) fn buffer(&mut self, frames: Frames, capacity: usize) -> bool {
-        self.buffered_frames += frames.len();
-        self.buffered.push(frames);
-        self.buffered_frames <= capacity.saturating_mul(64)
+    pub(crate) fn buffer(&mut self, frames: Frames, max_bytes: u64) -> bool {
+        self.buffered_bytes += frames.iter().map(|f| wire_bytes(f.len())).sum::<u64>();
+        self.buffered.extend(frames.iter().cloned());
+        self.buffered_bytes <= max_bytes
+    }
+
+    /// The held frames, as one message.
+    fn take_buffered(self) -> Option<Frames> {
+        (!self.buffered.is_empty()).then(|| Frames::from(self.buffered))
     }
 }
 
@@ -73,7 +80,7 @@ impl UserSession {
         socket.replay = Some(Replay {
             generation,
             buffered: Vec::new(),
-            buffered_frames: 0,
+            buffered_bytes: 0,
         });
         let step = Step::Page { after: after_seq };
         self.when_room(ctx, conn_id, generation, step, through);
@@ -171,7 +178,7 @@ impl UserSession {
             }
             .to_frame(),
         );
-        for frames in replay.buffered {
+        if let Some(frames) = replay.take_buffered() {
             self.deliver(conn_id, frames);
         }
     }
@@ -186,7 +193,7 @@ impl UserSession {
             "storage unavailable: the replay could not be read; send resume again",
         );
         self.send_to(conn_id, ServerFrame::error(error).to_frame());
-        for frames in replay.buffered {
+        if let Some(frames) = replay.take_buffered() {
             self.deliver(conn_id, frames);
         }
     }

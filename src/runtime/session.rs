@@ -363,6 +363,7 @@ impl Actor for UserSession {
                 reason: "session restarted",
             });
         }
+        self.let_go_of_sockets();
     }
 }
 

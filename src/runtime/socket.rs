@@ -5,7 +5,7 @@
 //! actor no longer runs (`delivery.rs`).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 
 use actix::Message;
 
@@ -45,6 +45,12 @@ pub struct ConnectionLink {
     /// Bytes of WebSocket frames the connection has taken from the actor so far, counted as
     /// actix-http pulls them.
     pub taken: Arc<AtomicU64>,
+    /// Wire bytes of frames the actor wrote on its own (pongs, pings, error replies), which
+    /// `taken` counts too.
+    pub own: Arc<AtomicU64>,
+    /// When the actor last ran its heartbeat (epoch ms): an actor that stops running (its
+    /// client does not read) stops moving it.
+    pub alive_at: Arc<AtomicI64>,
     /// Shuts the TCP connection down, which wakes actix-http with an error so it drops the
     /// connection and its actor; for a socket told to close that never got to.
     pub cut: Box<dyn Fn() + Send>,

@@ -23,13 +23,17 @@ pub async fn store_upload(
     let (owner, id) = (user.clone(), upload.clone());
     db.write_with(move |conn| Ok(usage::begin_upload(conn, &owner, &id, now_ms())?))
         .await?;
-    match store_chunks(&db, &faults, &user, &upload, records, chunk).await {
+    let stored = match store_chunks(&db, &faults, &user, &upload, records, chunk).await {
         Ok(inserted) => {
             let (owner, id) = (user.clone(), upload.clone());
             db.write_with(move |conn| Ok(usage::finish_upload(conn, &owner, &id)?))
-                .await?;
-            Ok(inserted)
+                .await
+                .map(|()| inserted)
         }
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(inserted) => Ok(inserted),
         Err(e) => {
             if let Err(cleanup) = discard(&db, &user, &upload).await {
                 log::error!("user={user} upload {upload} could not be discarded: {cleanup}");

@@ -157,18 +157,20 @@ fn claim_lease(conn: &mut DbConnection, node_id: &str, lease: Duration) -> Resul
     }
 }
 
-/// Renews this node's lease (PostgreSQL; nothing to do for SQLite, whose lock lasts).
-pub fn renew(conn: &mut DbConnection, node_id: &str, lease: Duration) -> Result<(), StoreError> {
+/// Renews this node's lease (PostgreSQL; nothing to do for SQLite, whose lock lasts). False
+/// when the node's row is gone: the lease was lost.
+pub fn renew(conn: &mut DbConnection, node_id: &str, lease: Duration) -> Result<bool, StoreError> {
     if let DbConnection::Pg(_) = conn {
         let now = now_ms();
-        diesel::update(nodes::table.filter(nodes::node_id.eq(node_id)))
+        let renewed = diesel::update(nodes::table.filter(nodes::node_id.eq(node_id)))
             .set((
                 nodes::heartbeat_at.eq(now),
                 nodes::lease_until.eq(now + lease.as_millis() as i64),
             ))
             .execute(conn)?;
+        return Ok(renewed == 1);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Gives the database up on a clean stop, so the next server need not wait for the lease.
@@ -186,8 +188,13 @@ pub fn live_nodes(conn: &mut DbConnection, own: &str) -> Result<Vec<String>, Sto
         .load(conn)?)
 }
 
-/// Forgets nodes whose lease ran out (after their runs were recovered).
-pub fn forget_lost_nodes(conn: &mut DbConnection) -> Result<(), StoreError> {
-    diesel::delete(nodes::table.filter(nodes::lease_until.le(now_ms()))).execute(conn)?;
+/// Forgets nodes other than `own` whose lease ran out (after their runs were recovered).
+pub fn forget_lost_nodes(conn: &mut DbConnection, own: &str) -> Result<(), StoreError> {
+    diesel::delete(
+        nodes::table
+            .filter(nodes::lease_until.le(now_ms()))
+            .filter(nodes::node_id.ne(own)),
+    )
+    .execute(conn)?;
     Ok(())
 }

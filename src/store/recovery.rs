@@ -39,7 +39,7 @@ pub fn interrupt_leftover_runs(conn: &mut DbConnection, own: &str) -> Result<usi
         };
         interrupted += conn.transaction(|conn| interrupt_user(conn, &user, &live_nodes))?;
     }
-    ownership::forget_lost_nodes(conn)?;
+    ownership::forget_lost_nodes(conn, own)?;
     Ok(interrupted)
 }
 

@@ -99,3 +99,5 @@ diesel::table! {
         resolved_at -> Nullable<BigInt>,
     }
 }
+
+diesel::allow_tables_to_appear_in_same_query!(usage_records, pending_uploads);

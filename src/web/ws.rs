@@ -8,7 +8,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use crate::protocol::{ClientFrame, FrameError, ServerFrame};
 use crate::runtime::session::{
     Attach, Detach, ObjectRequest, ObjectRequestKind, Resume, StartRun, UserSession,
 };
-use crate::runtime::socket::{ConnectionLink, Outbound, close_code};
+use crate::runtime::socket::{ConnectionLink, Outbound, close_code, wire_bytes};
 use crate::web::AppState;
 use crate::web::connection::ConnectionCut;
 use crate::web::error::ApiError;
@@ -57,8 +57,12 @@ pub async fn upgrade(
     let session = state.session_of(&identity.user_id).await?;
     let taken = Arc::new(AtomicU64::new(0));
     let cut = req.conn_data::<ConnectionCut>().cloned();
+    let own = Arc::new(AtomicU64::new(0));
+    let alive_at = Arc::new(AtomicI64::new(now_ms()));
     let link = ConnectionLink {
         taken: taken.clone(),
+        own: own.clone(),
+        alive_at: alive_at.clone(),
         cut: Box::new(move || {
             if let Some(cut) = &cut {
                 cut.cut();
@@ -67,6 +71,8 @@ pub async fn upgrade(
     };
     let connection = WsConnection {
         link: Some(link),
+        own,
+        alive_at,
         metrics: state.metrics.clone(),
         conn_id: ConnectionId::new(),
         user_id: identity.user_id,
@@ -114,6 +120,10 @@ struct Fragments {
 pub struct WsConnection {
     /// Handed to the session on attach.
     link: Option<ConnectionLink>,
+    /// Shared with the session through the link: bytes this actor writes on its own, and
+    /// when its heartbeat last ran.
+    own: Arc<AtomicU64>,
+    alive_at: Arc<AtomicI64>,
     /// Counts open sockets.
     metrics: Arc<Metrics>,
     conn_id: ConnectionId,
@@ -132,6 +142,13 @@ pub struct WsConnection {
 }
 
 impl WsConnection {
+    /// A text frame of the actor's own (not from the session), counted for the session.
+    fn own_text(&self, ctx: &mut ws::WebsocketContext<Self>, frame: String) {
+        self.own
+            .fetch_add(wire_bytes(frame.len()), Ordering::Relaxed);
+        ctx.text(frame);
+    }
+
     fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
         ctx.close(Some(CloseReason {
             code: CloseCode::from(code),
@@ -141,7 +158,7 @@ impl WsConnection {
     }
 
     fn refuse(&mut self, ctx: &mut ws::WebsocketContext<Self>, error: FrameError) {
-        ctx.text(ServerFrame::error(error).to_frame());
+        self.own_text(ctx, ServerFrame::error(error).to_frame());
         self.bad_streak += 1;
         if self.bad_streak >= self.config.max_bad_messages {
             self.close(ctx, close_code::POLICY, "too many bad messages");
@@ -166,7 +183,9 @@ impl WsConnection {
             ClientFrame::Resume { after_seq } => {
                 self.session.do_send(Resume { conn_id, after_seq });
             }
-            ClientFrame::Ping { nonce } => ctx.text(ServerFrame::Pong { nonce }.to_frame()),
+            ClientFrame::Ping { nonce } => {
+                self.own_text(ctx, ServerFrame::Pong { nonce }.to_frame())
+            }
             ClientFrame::CancelRun { run_id } => self.session.do_send(ObjectRequest {
                 conn_id,
                 kind: ObjectRequestKind::CancelRun,
@@ -229,6 +248,7 @@ impl WsConnection {
         // A client that does not take its bytes is closed by the session (4008), which sees
         // the backlog even while this actor is not polled.
         ctx.run_interval(self.config.heartbeat_interval, |act, ctx| {
+            act.alive_at.store(now_ms(), Ordering::Relaxed);
             if !act.session.connected() {
                 act.close(ctx, close_code::SESSION_RESTARTED, "session restarted");
             } else if act.last_heard.elapsed() > act.config.client_timeout {
@@ -239,6 +259,7 @@ impl WsConnection {
                 );
                 act.close(ctx, close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout");
             } else {
+                act.own.fetch_add(wire_bytes(0), Ordering::Relaxed);
                 ctx.ping(b"");
             }
         });
@@ -294,7 +315,11 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsConnection {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Binary(_)) => self.refuse(ctx, binary_refused()),
             Ok(ws::Message::Continuation(item)) => self.on_fragment(item, ctx),
-            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
+            Ok(ws::Message::Ping(payload)) => {
+                self.own
+                    .fetch_add(wire_bytes(payload.len()), Ordering::Relaxed);
+                ctx.pong(&payload);
+            }
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);

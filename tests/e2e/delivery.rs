@@ -90,7 +90,10 @@ async fn a_client_that_never_reads_is_closed_and_released(db: TestDb) {
         let mut texts = Vec::new();
         let mut ended = 0;
         while ended < 400 {
-            match incoming.next().await {
+            match tokio::time::timeout(Duration::from_secs(30), incoming.next())
+                .await
+                .expect("a frame within the wait")
+            {
                 Some(Ok(Message::Text(text))) => {
                     if is_run_end(&serde_json::from_str(text.as_str()).unwrap()) {
                         ended += 1;
@@ -151,10 +154,14 @@ async fn a_client_that_never_reads_is_closed_and_released(db: TestDb) {
 }
 on_both_backends!(a_client_that_never_reads_is_closed_and_released);
 
-/// Events of a socket until `through` is reached and `resumed` was seen, checking each seq
-/// comes exactly once in order; reconnects (`?after_seq=`) after a 4008. Returns how many
-/// times it was closed.
-async fn follow_to(app: &TestApp, user: &str, through: impl Fn() -> Option<i64>) -> usize {
+/// Events of a socket until the seq `done` announces is reached and `resumed` was seen,
+/// checking each seq comes exactly once in order; reconnects (`?after_seq=`) after a 4008.
+/// Returns how many times it was closed 4008.
+async fn follow_to(
+    app: &TestApp,
+    user: &str,
+    mut done: tokio::sync::watch::Receiver<Option<i64>>,
+) -> usize {
     let mut have = 0;
     let mut closes = 0;
     loop {
@@ -163,19 +170,32 @@ async fn follow_to(app: &TestApp, user: &str, through: impl Fn() -> Option<i64>)
         assert_eq!(connected["type"], "connected");
         let mut resumed = false;
         loop {
-            let Some(frame) = socket.recv_or_closed().await else {
-                closes += 1;
-                break;
+            let reached = |have: i64| done.borrow().is_some_and(|last| have >= last);
+            if resumed && reached(have) {
+                socket.close().await;
+                return closes;
+            }
+            let frame = tokio::select! {
+                frame = socket.recv_or_close() => frame,
+                // The end became known: look again (bounded by the frame wait either way).
+                changed = done.changed() => {
+                    changed.unwrap();
+                    continue;
+                }
+            };
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(closed) => {
+                    assert_eq!(closed, Closed::Code(4008));
+                    closes += 1;
+                    break;
+                }
             };
             if frame["type"] == "resumed" {
                 resumed = true;
             } else if let Some(seq) = frame["seq"].as_i64() {
                 assert_eq!(seq, have + 1, "a gap or a duplicate: {frame}");
                 have = seq;
-            }
-            if resumed && through().is_some_and(|last| have >= last) {
-                socket.close().await;
-                return closes;
             }
         }
         assert!(closes < 1000, "never caught up");
@@ -206,7 +226,7 @@ async fn replay_overflow_closes_4008_and_loses_nothing(db: TestDb) {
     for _ in 0..20 {
         // One socket resumes from 0 while the other starts 10 runs.
         let (done_tx, done_rx) = tokio::sync::watch::channel(None);
-        let resuming = follow_to(&app, "alice", move || *done_rx.borrow());
+        let resuming = follow_to(&app, "alice", done_rx);
         let producing = async {
             for _ in 0..10 {
                 producer.say("analyse my usage").await;
@@ -246,7 +266,10 @@ async fn every_error_reply_is_sent_or_the_socket_closed(db: TestDb) {
         let mut not_found = 0;
         let mut closed_4008 = false;
         while not_found < n {
-            match incoming.next().await {
+            match tokio::time::timeout(Duration::from_secs(30), incoming.next())
+                .await
+                .expect("a frame within the wait")
+            {
                 Some(Ok(Message::Text(text))) => {
                     let frame: Value = serde_json::from_str(text.as_str()).unwrap();
                     if frame["type"] == "error" {

@@ -414,7 +414,27 @@ impl WsClient {
 
     /// The next JSON frame, or `None` if the server closed the socket instead.
     pub async fn recv_or_closed(&mut self) -> Option<Value> {
-        self.next_frame().await.ok()
+        self.recv_or_close().await.ok()
+    }
+
+    /// The next JSON frame, or how the server ended the socket instead.
+    pub async fn recv_or_close(&mut self) -> Result<Value, Closed> {
+        let deadline = tokio::time::Instant::now() + FRAME_WAIT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("a frame within the wait");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    return Ok(serde_json::from_str(&text).expect("server frames are JSON"));
+                }
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Err(Closed::Code(frame.code.into()));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return Err(Closed::WithoutCode),
+            }
+        }
     }
 
     /// The next text frame as JSON, skipping pings; anything else is described in the error.

@@ -163,31 +163,33 @@ pub fn pending_uploads(conn: &mut DbConnection) -> QueryResult<Vec<(String, Stri
         .load(conn)
 }
 
-/// The user's uploads still being written.
-fn pending_of(conn: &mut DbConnection, user: &UserId) -> QueryResult<Vec<String>> {
-    pending_uploads::table
-        .filter(pending_uploads::user_id.eq(user.as_str()))
-        .select(pending_uploads::upload_id)
-        .load(conn)
+/// A record is visible unless its upload is still pending; one condition of the same query,
+/// so a read never sees part of an upload.
+#[diesel::dsl::auto_type]
+fn visible() -> _ {
+    let pending = pending_uploads::table
+        .filter(pending_uploads::upload_id.nullable().eq(dsl::upload_id))
+        .select(pending_uploads::upload_id);
+    dsl::upload_id
+        .is_null()
+        .or(diesel::dsl::not(diesel::dsl::exists(pending)))
 }
 
 /// Deletes the user's records, all or of one `source`; returns how many. Records of an upload
 /// still being written are not the user's yet and stay.
 pub fn delete(conn: &mut DbConnection, user: &UserId, source: Option<&str>) -> QueryResult<usize> {
-    let pending = pending_of(conn, user)?;
-    let visible = dsl::upload_id.is_null().or(dsl::upload_id.ne_all(pending));
     match source {
         Some(source) => diesel::delete(
             dsl::usage_records
                 .filter(dsl::user_id.eq(user.as_str()))
-                .filter(visible)
+                .filter(visible())
                 .filter(dsl::source.eq(source)),
         )
         .execute(conn),
         None => diesel::delete(
             dsl::usage_records
                 .filter(dsl::user_id.eq(user.as_str()))
-                .filter(visible),
+                .filter(visible()),
         )
         .execute(conn),
     }
@@ -200,10 +202,9 @@ pub fn in_window(
     since: i64,
     until: i64,
 ) -> QueryResult<Vec<UsageRecord>> {
-    let pending = pending_of(conn, user)?;
     let rows: Vec<UsageRow> = dsl::usage_records
         .filter(dsl::user_id.eq(user.as_str()))
-        .filter(dsl::upload_id.is_null().or(dsl::upload_id.ne_all(pending)))
+        .filter(visible())
         .filter(dsl::ts.ge(since))
         .filter(dsl::ts.le(until))
         .order((dsl::ts.asc(), dsl::record_id.asc()))
@@ -233,10 +234,9 @@ fn from_row(row: UsageRow) -> UsageRecord {
 
 /// The time of the user's latest record, if any.
 pub fn latest_ts(conn: &mut DbConnection, user: &UserId) -> QueryResult<Option<i64>> {
-    let pending = pending_of(conn, user)?;
     dsl::usage_records
         .filter(dsl::user_id.eq(user.as_str()))
-        .filter(dsl::upload_id.is_null().or(dsl::upload_id.ne_all(pending)))
+        .filter(visible())
         .select(diesel::dsl::max(dsl::ts))
         .first(conn)
 }

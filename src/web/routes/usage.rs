@@ -2,8 +2,8 @@
 //! usage records in and out.
 //!
 //! An upload is all-or-nothing unless `?partial=true`; parsing runs off the async arbiters,
-//! the insert on the writer thread in one transaction, and the user's session lets one upload
-//! at a time through (a second gets 429 with `Retry-After`).
+//! the insert on the writer in chunks (`store::bulk`, visible only once whole), and the user's
+//! session lets one upload at a time through (a second gets 429 with `Retry-After`).
 
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
@@ -74,7 +74,7 @@ pub async fn upload(
         )
         .retry_after(RETRY_AFTER_SECS));
     }
-    let _slot = IngestSlot(session);
+    let slot = IngestSlot(session);
 
     let limit = state.config.max_upload_bytes;
     let mut bytes = web::BytesMut::new();
@@ -114,6 +114,12 @@ pub async fn upload(
         parsed.records,
         state.config.bulk_chunk,
     );
+    // The slot goes with the task: a client gone mid-way frees it only when the write is over.
+    let upload = async move {
+        let inserted = upload.await;
+        drop(slot);
+        inserted
+    };
     let inserted = actix_web::rt::spawn(upload)
         .await
         .map_err(|_| ApiError::new(ErrorCode::Internal, "the upload was interrupted"))??;
