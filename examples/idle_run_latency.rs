@@ -2,8 +2,10 @@
 //! its first event and to `run_completed`, over `runs` runs one after another, and the longest
 //! pause between two events of a run. For BENCHMARKS.md (issue 9 point 2: TCP_NODELAY).
 //!
-//! `cargo run --release --example idle_run_latency -- URL SECRET [RUNS]` against
-//! `ENCLAVE_JWT_SECRET=SECRET enclave serve`. Loopback only.
+//! `cargo run --release --example idle_run_latency -- URL SECRET [RUNS] [GENERATE]` against
+//! `ENCLAVE_JWT_SECRET=SECRET enclave serve`. With GENERATE, another user first asks for that
+//! many synthetic records and the runs are measured while they are generated and stored
+//! (issue 9 point 4). Loopback only.
 
 use std::time::{Duration, Instant};
 
@@ -23,9 +25,40 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (url, secret) = (&args[1], &args[2]);
     let runs: usize = args.get(3).map_or(Ok(50), |n| n.parse())?;
-    let token = Auth::new(secret.as_bytes())
-        .issue(&UserId::parse("latency")?, Duration::from_secs(3600))?;
-    let ws_url = format!("{}/ws?token={token}", url.replacen("http", "ws", 1));
+    let generate: Option<u64> = args.get(4).map(|n| n.parse()).transpose()?;
+    let auth = Auth::new(secret.as_bytes());
+    let ws_of = |user: &str| -> anyhow::Result<String> {
+        let token = auth.issue(&UserId::parse(user)?, Duration::from_secs(3600))?;
+        Ok(format!("{}/ws?token={token}", url.replacen("http", "ws", 1)))
+    };
+    let mut generating = None;
+    if let Some(n) = generate {
+        let (mut bulk, _) = tokio_tungstenite::connect_async(ws_of("bulk")?).await?;
+        bulk.next().await; // connected
+        let ask = format!(
+            r#"{{"type":"user_message","content":"generate {n} synthetic usage records for a chatbot"}}"#
+        );
+        bulk.send(Message::text(ask)).await?;
+        // Measured once the generation is storing batches; read on until it ends.
+        while let Some(frame) = bulk.next().await {
+            if let Message::Text(text) = frame?
+                && text.contains(r#""type":"progress""#)
+            {
+                break;
+            }
+        }
+        generating = Some(actix_web::rt::spawn(async move {
+            while let Some(Ok(frame)) = bulk.next().await {
+                if let Message::Text(text) = frame
+                    && text.contains(r#""type":"run_"#)
+                    && !text.contains(r#""type":"run_started""#)
+                {
+                    break;
+                }
+            }
+        }));
+    }
+    let ws_url = ws_of("latency")?;
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
     ws.next().await; // connected
     let (mut first, mut total, mut pause) = (Vec::new(), Vec::new(), Vec::new());
@@ -53,15 +86,17 @@ async fn main() -> anyhow::Result<()> {
         total.push(ms(last_at - sent));
         pause.push(ms(longest));
     }
+    let generation_ongoing = generating.as_ref().is_some_and(|g| !g.is_finished());
     for values in [&mut first, &mut total, &mut pause] {
         values.sort_by(f64::total_cmp);
     }
     println!(
         "{{\"runs\":{runs},\"first_event_ms_p50\":{:.2},\"run_ms_p50\":{:.2},\"run_ms_p95\":{:.2},\
-         \"longest_pause_ms_p50\":{:.2}}}",
+         \"run_ms_max\":{:.2},\"longest_pause_ms_p50\":{:.2},\"generation_ongoing_at_end\":{generation_ongoing}}}",
         quantile(&first, 0.5),
         quantile(&total, 0.5),
         quantile(&total, 0.95),
+        quantile(&total, 1.0),
         quantile(&pause, 0.5)
     );
     Ok(())
