@@ -131,6 +131,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let server = Server::build(config, Pipeline::standard())
             .await
             .context("starting the server")?;
+        // Warnings first: whoever waits for the banner then finds them already logged.
+        if server.dev_secret() {
+            log::warn!(
+                "ENCLAVE_JWT_SECRET is not set: dev mode, tokens are signed with a random secret \
+                 and POST /api/dev/token is open"
+            );
+        }
         let addr = server.addr();
         let token_hint = if server.dev_tokens() {
             format!("curl -s -X POST http://{addr}/api/dev/token -d '{{\"user\":\"alice\"}}'")
@@ -147,12 +154,6 @@ fn serve(config: Config) -> anyhow::Result<()> {
             log::warn!("cannot write the start-up banner to stdout: {e}");
         }
         drop(out);
-        if server.dev_secret() {
-            log::warn!(
-                "ENCLAVE_JWT_SECRET is not set: dev mode, tokens are signed with a random secret \
-                 and POST /api/dev/token is open"
-            );
-        }
         server.run_until_stopped().await?;
         Ok(())
     })
