@@ -145,7 +145,7 @@ impl Config {
             db_timeout: Duration::from_secs(5),
             sqlite_synchronous: SqliteSync::Full,
             node_lease: Duration::from_secs(10),
-            bulk_chunk: 2_000,
+            bulk_chunk: 500,
             session_arbiters: cores,
             max_running_per_user: 5,
             max_queued_per_user: 20,

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::clock::now_ms;
 use crate::protocol::ApprovalOutcome;
-use crate::store::{StoreError, repo};
+use crate::store::{StoreError, bulk};
 use crate::usage::synthetic::{Profile, Request};
 
 pub struct SyntheticData;
@@ -162,16 +162,9 @@ impl Agent for SyntheticData {
                 // event batches wait at most one short insert, never the generation.
                 let stored = match actix_web::web::block(move || part.records(done, to)).await {
                     Ok(records) => {
-                        ctx.db()
-                            .write_with(move |conn| {
-                                Ok(repo::usage::insert_new(
-                                    conn,
-                                    &user,
-                                    &records,
-                                    "synthetic",
-                                    now_ms(),
-                                )?)
-                            })
+                        let chunk = config.bulk_chunk;
+                        let db = ctx.db();
+                        bulk::insert_in_chunks(db, None, &user, records, "synthetic", None, chunk)
                             .await
                     }
                     Err(e) => Err(StoreError::Blocking(e.to_string())),

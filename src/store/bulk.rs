@@ -1,4 +1,4 @@
-//! Bulk usage data (an upload) written in bounded chunks, each its own short transaction on the
+//! Bulk usage data (an upload, synthetic records) written in bounded chunks, each its own short transaction on the
 //! writer, so other users' event batches go in between instead of waiting behind one long
 //! transaction. The chunks belong to an upload id that stays pending (its records invisible)
 //! until the last one is in: a failed or interrupted upload shows nothing, and its rows are
@@ -23,7 +23,9 @@ pub async fn store_upload(
     let (owner, id) = (user.clone(), upload.clone());
     db.write_with(move |conn| Ok(usage::begin_upload(conn, &owner, &id, now_ms())?))
         .await?;
-    let stored = match store_chunks(&db, &faults, &user, &upload, records, chunk).await {
+    let delay = faults.bulk_chunk_delay();
+    let chunks = insert_in_chunks(&db, delay, &user, records, "uploaded", Some(&upload), chunk);
+    let stored = match chunks.await {
         Ok(inserted) => {
             let (owner, id) = (user.clone(), upload.clone());
             db.write_with(move |conn| Ok(usage::finish_upload(conn, &owner, &id)?))
@@ -43,12 +45,16 @@ pub async fn store_upload(
     }
 }
 
-async fn store_chunks(
+/// Stores `records` of `user` with `source` (belonging to `upload`, if any) in transactions of
+/// at most `chunk` records each, so other users' event batches go in between; `chunk_delay`
+/// (fault injection) slows each chunk.
+pub async fn insert_in_chunks(
     db: &Db,
-    faults: &Faults,
+    chunk_delay: Option<std::time::Duration>,
     user: &UserId,
-    upload: &str,
     records: Vec<UsageRecord>,
+    source: &'static str,
+    upload: Option<&str>,
     chunk: usize,
 ) -> Result<Inserted, StoreError> {
     let mut total = Inserted {
@@ -61,19 +67,19 @@ async fn store_chunks(
         if part.is_empty() {
             return Ok(total);
         }
-        if let Some(pause) = faults.bulk_chunk_delay() {
+        if let Some(pause) = chunk_delay {
             actix_web::rt::time::sleep(pause).await;
         }
-        let (owner, id) = (user.clone(), upload.to_owned());
+        let (owner, id) = (user.clone(), upload.map(str::to_owned));
         let inserted = db
             .write_with(move |conn| {
                 Ok(usage::insert_new_in(
                     conn,
                     &owner,
                     &part,
-                    "uploaded",
+                    source,
                     now_ms(),
-                    Some(&id),
+                    id.as_deref(),
                 )?)
             })
             .await?;
