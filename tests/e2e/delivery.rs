@@ -60,15 +60,18 @@ async fn metric_until(
 }
 
 async fn a_client_that_never_reads_is_closed_and_released(db: TestDb) {
+    const RUNS: usize = 400;
     let heartbeat = Duration::from_millis(100);
     let mut config = test_config(&db);
     config.heartbeat_interval = heartbeat;
-    config.client_timeout = Duration::from_secs(2);
+    // Long enough for the burst to fill the kernel's buffers first: a client silent for this
+    // long with nothing held for it is closed 4002 by its own heartbeat instead.
+    config.client_timeout = Duration::from_secs(10);
     config.socket_outbound_bytes = 64 * 1024;
-    config.message_burst = 500;
+    config.message_burst = 1000;
     config.messages_per_minute = 60_000;
     config.max_running_per_user = 100;
-    config.max_queued_per_user = 500;
+    config.max_queued_per_user = 1000;
     // A socket holds at most the hard bound plus one write batch (here at most 16 events of
     // ~16 KB).
     config.batch_max_events = 16;
@@ -82,14 +85,15 @@ async fn a_client_that_never_reads_is_closed_and_released(db: TestDb) {
         2.0
     );
 
-    // ~6.5 MB of events, far more than the kernel buffers between the server and the stalled
+    // ~6.5 MB of events, more than the kernel buffers (up to 4 MiB of send buffer as the
+    // kernel tunes it) between the server and the stalled
     // client hold, sent by the other socket of the user while it reads everything.
     let big = "x".repeat(16_000);
     let (mut sink, mut incoming) = fast.into_parts();
     let reading = actix_web::rt::spawn(async move {
         let mut texts = Vec::new();
         let mut ended = 0;
-        while ended < 400 {
+        while ended < RUNS {
             match tokio::time::timeout(Duration::from_secs(30), incoming.next())
                 .await
                 .expect("a frame within the wait")
@@ -110,7 +114,7 @@ async fn a_client_that_never_reads_is_closed_and_released(db: TestDb) {
             .collect::<Vec<_>>()
     });
     let mut most_queued: f64 = 0.0;
-    for i in 0..400 {
+    for i in 0..RUNS {
         let message = json!({"type": "user_message", "content": format!("{i} {big}")});
         sink.send(Message::text(message.to_string())).await.unwrap();
         if i % 20 == 0 {
@@ -119,7 +123,7 @@ async fn a_client_that_never_reads_is_closed_and_released(db: TestDb) {
     }
     let burst = sequenced(&reading.await.unwrap());
     assert_gapless(&burst, 1);
-    assert_eq!(burst.iter().filter(|f| is_run_end(f)).count(), 400);
+    assert_eq!(burst.iter().filter(|f| is_run_end(f)).count(), RUNS);
 
     // The stalled socket is closed 4008 (counted) and, as it never reads, its connection is
     // cut after the client timeout: the sockets gauge comes back down to the reading one.
