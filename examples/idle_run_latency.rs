@@ -29,7 +29,10 @@ async fn main() -> anyhow::Result<()> {
     let auth = Auth::new(secret.as_bytes());
     let ws_of = |user: &str| -> anyhow::Result<String> {
         let token = auth.issue(&UserId::parse(user)?, Duration::from_secs(3600))?;
-        Ok(format!("{}/ws?token={token}", url.replacen("http", "ws", 1)))
+        Ok(format!(
+            "{}/ws?token={token}",
+            url.replacen("http", "ws", 1)
+        ))
     };
     let mut generating = None;
     if let Some(n) = generate {
