@@ -4,7 +4,7 @@
 //!
 //! It is an actor like any other: its counts are its own state, changed only by messages.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use actix::prelude::*;
 
@@ -42,8 +42,9 @@ pub struct Release {
 
 pub struct RunSlots {
     capacity: usize,
-    /// Runs holding a slot.
-    running: HashSet<RunId>,
+    /// Runs holding a slot, with their session: a slot whose session has gone (it failed
+    /// before the run's end was recorded) is taken back.
+    running: HashMap<RunId, Recipient<SlotGranted>>,
     /// Each user's waiting runs, oldest first.
     waiting: HashMap<UserId, VecDeque<(RunId, Recipient<SlotGranted>)>>,
     /// Users with waiting runs, in the order they get the next free slots.
@@ -54,7 +55,7 @@ impl RunSlots {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            running: HashSet::new(),
+            running: HashMap::new(),
             waiting: HashMap::new(),
             turn: VecDeque::new(),
         }
@@ -69,8 +70,14 @@ impl RunSlots {
         line.push_back((run_id, notify));
     }
 
+    /// Takes back the slots of runs whose session has gone.
+    fn reclaim_lost_slots(&mut self) {
+        self.running.retain(|_, session| session.connected());
+    }
+
     /// Hands free slots to waiting runs, one user at a time in turn.
     fn grant_free_slots(&mut self) {
+        self.reclaim_lost_slots();
         while self.running.len() < self.capacity {
             let Some(user) = self.turn.pop_front() else {
                 return;
@@ -92,11 +99,11 @@ impl RunSlots {
             // session that has gone cannot use the slot, which then goes to the next run.
             match notify.try_send(SlotGranted { run_id }) {
                 Ok(()) => {
-                    self.running.insert(run_id);
+                    self.running.insert(run_id, notify);
                 }
                 Err(SendError::Full(grant)) => {
                     notify.do_send(grant);
-                    self.running.insert(run_id);
+                    self.running.insert(run_id, notify);
                 }
                 Err(SendError::Closed(_)) => {}
             }
@@ -112,8 +119,11 @@ impl Handler<Acquire> for RunSlots {
     type Result = SlotAnswer;
 
     fn handle(&mut self, msg: Acquire, _: &mut Context<Self>) -> SlotAnswer {
+        if self.running.len() >= self.capacity {
+            self.reclaim_lost_slots();
+        }
         if self.running.len() < self.capacity && self.waiting.is_empty() {
-            self.running.insert(msg.run_id);
+            self.running.insert(msg.run_id, msg.notify);
             return SlotAnswer::Granted;
         }
         self.enqueue(msg.user_id, msg.run_id, msg.notify);
@@ -125,7 +135,7 @@ impl Handler<Release> for RunSlots {
     type Result = ();
 
     fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
-        if !self.running.remove(&msg.run_id) {
+        if self.running.remove(&msg.run_id).is_none() {
             for line in self.waiting.values_mut() {
                 line.retain(|(run_id, _)| *run_id != msg.run_id);
             }
@@ -184,12 +194,15 @@ mod tests {
 
         let mut slots = RunSlots::new(1);
         let holder = RunId::new();
-        slots.running.insert(holder);
+        slots.running.insert(holder, session.clone().recipient());
         let waiting = RunId::new();
         slots.enqueue(UserId::parse("alice").unwrap(), waiting, notify);
         slots.running.remove(&holder);
         slots.grant_free_slots();
-        assert!(slots.running.contains(&waiting), "the slot went nowhere");
+        assert!(
+            slots.running.contains_key(&waiting),
+            "the slot went nowhere"
+        );
         assert!(slots.waiting.is_empty() && slots.turn.is_empty());
         let seen = session.send(Seen).await.unwrap();
         assert_eq!(seen, vec![filler, filler, waiting]);
@@ -214,7 +227,7 @@ mod tests {
         let live = Grants::create(|_| Grants(Vec::new()));
         let mut slots = RunSlots::new(1);
         let holder = RunId::new();
-        slots.running.insert(holder);
+        slots.running.insert(holder, live.clone().recipient());
         let (lost, next) = (RunId::new(), RunId::new());
         slots.enqueue(UserId::parse("alice").unwrap(), lost, gone_notify.clone());
         slots.enqueue(
@@ -229,7 +242,34 @@ mod tests {
 
         slots.running.remove(&holder);
         slots.grant_free_slots();
-        assert!(slots.running.contains(&next) && !slots.running.contains(&lost));
+        assert!(slots.running.contains_key(&next) && !slots.running.contains_key(&lost));
+        assert_eq!(live.send(Seen).await.unwrap(), vec![next]);
+    }
+
+    #[actix::test]
+    async fn the_slot_of_a_session_that_failed_is_taken_back() {
+        let failed = Grants::create(|_| Grants(Vec::new()));
+        let live = Grants::create(|_| Grants(Vec::new()));
+        let mut slots = RunSlots::new(1);
+        // The failed session's run holds the only slot; its end will never be recorded.
+        slots
+            .running
+            .insert(RunId::new(), failed.clone().recipient());
+        let next = RunId::new();
+        slots.enqueue(
+            UserId::parse("bob").unwrap(),
+            next,
+            live.clone().recipient(),
+        );
+        failed.send(Stop).await.unwrap();
+        let failed = failed.recipient::<SlotGranted>();
+        while failed.connected() {
+            tokio::task::yield_now().await;
+        }
+
+        slots.grant_free_slots();
+        assert_eq!(slots.running.len(), 1);
+        assert!(slots.running.contains_key(&next));
         assert_eq!(live.send(Seen).await.unwrap(), vec![next]);
     }
 }
