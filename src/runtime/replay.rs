@@ -102,12 +102,7 @@ impl UserSession {
                 .await
         };
         ctx.spawn(read.into_actor(self).map(move |result, act, ctx| {
-            let current = act
-                .sockets
-                .get(&conn_id)
-                .and_then(|s| s.replay.as_ref())
-                .is_some_and(|r| r.generation == generation);
-            if !current {
+            if !act.replaying(conn_id, generation) {
                 return;
             }
             match result {
@@ -135,6 +130,14 @@ impl UserSession {
         }));
     }
 
+    /// `conn_id` is still in the replay `generation` started (not closed, not superseded).
+    fn replaying(&self, conn_id: ConnectionId, generation: u64) -> bool {
+        self.sockets
+            .get(&conn_id)
+            .and_then(|s| s.replay.as_ref())
+            .is_some_and(|r| r.generation == generation)
+    }
+
     /// Takes the replay's next step once the socket's backlog is within the soft bound, so a
     /// long replay goes at the client's pace instead of piling up in the server (a page can be
     /// large); a client that stops reading is closed by the heartbeat check (`delivery.rs`).
@@ -146,12 +149,7 @@ impl UserSession {
         step: Step,
         through: i64,
     ) {
-        let current = self
-            .sockets
-            .get(&conn_id)
-            .and_then(|s| s.replay.as_ref())
-            .is_some_and(|r| r.generation == generation);
-        if !current {
+        if !self.replaying(conn_id, generation) {
             return;
         }
         if !self.has_room(conn_id) {

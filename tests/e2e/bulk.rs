@@ -182,16 +182,7 @@ async fn a_session_restarted_mid_batch_numbers_after_it(db: TestDb) {
 
     // The fresh session reads bob's last seq after that batch: its run is interrupted and
     // numbered after it, the next run goes on, no batch fails.
-    let mut bob = app.ws("bob").await;
-    let mut connected = bob.recv_or_closed().await;
-    for _ in 0..3 {
-        if connected.is_some() {
-            break;
-        }
-        bob = app.ws("bob").await;
-        connected = bob.recv_or_closed().await;
-    }
-    connected.expect("a session took the socket");
+    let (mut bob, _) = WsClient::reconnect_after_restart(&app, "bob").await;
     bob.say("analyse my usage").await;
     bob.recv_until(|f| f["type"] == "run_completed").await;
     let history = sequenced(&bob.ws_replay_from(0).await);

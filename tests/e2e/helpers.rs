@@ -406,9 +406,9 @@ impl WsClient {
 
     /// The next JSON frame; panics on close or after `FRAME_WAIT`.
     pub async fn recv(&mut self) -> Value {
-        match self.next_frame().await {
+        match self.recv_or_close().await {
             Ok(frame) => frame,
-            Err(other) => panic!("expected a text frame, got {other}"),
+            Err(closed) => panic!("expected a text frame, got a close: {closed:?}"),
         }
     }
 
@@ -417,7 +417,8 @@ impl WsClient {
         self.recv_or_close().await.ok()
     }
 
-    /// The next JSON frame, or how the server ended the socket instead.
+    /// The next JSON frame, skipping pings, or how the server ended the socket instead; the
+    /// wait is one `FRAME_WAIT`, which the server's pings do not extend.
     pub async fn recv_or_close(&mut self) -> Result<Value, Closed> {
         let deadline = tokio::time::Instant::now() + FRAME_WAIT;
         loop {
@@ -437,22 +438,16 @@ impl WsClient {
         }
     }
 
-    /// The next text frame as JSON, skipping pings; anything else is described in the error.
-    async fn next_frame(&mut self) -> Result<Value, String> {
-        // One deadline for the frame: the server's pings do not extend it.
-        let deadline = tokio::time::Instant::now() + FRAME_WAIT;
-        loop {
-            let next = tokio::time::timeout_at(deadline, self.stream.next())
-                .await
-                .expect("a frame within the wait");
-            match next {
-                Some(Ok(Message::Text(text))) => {
-                    return Ok(serde_json::from_str(&text).expect("server frames are JSON"));
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => return Err(format!("{other:?}")),
+    /// A fresh socket for `user` after its session failed (4009): like any client, it
+    /// reconnects until a fresh session takes the socket (bounded). Returns it and `connected`.
+    pub async fn reconnect_after_restart(app: &TestApp, user: &str) -> (Self, Value) {
+        for _ in 0..4 {
+            let mut socket = app.ws(user).await;
+            if let Some(connected) = socket.recv_or_closed().await {
+                return (socket, connected);
             }
         }
+        panic!("no session took {user}'s socket");
     }
 
     /// Frames up to and including the first one `done` accepts.

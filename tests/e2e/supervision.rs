@@ -204,20 +204,8 @@ async fn a_session_that_panics_restarts_from_the_database(db: TestDb) {
     assert_eq!(bob.closed().await, Closed::Code(4009));
 
     // A fresh session, reloaded from the database: the next message works and seq goes on.
-    // Like any client after 4009, reconnect until a session takes the socket (bounded).
-    let mut bob = app.ws("bob").await;
-    let mut connected = bob.recv_or_closed().await;
-    for _ in 0..3 {
-        if connected.is_some() {
-            break;
-        }
-        bob = app.ws("bob").await;
-        connected = bob.recv_or_closed().await;
-    }
-    assert_eq!(
-        connected.expect("a session took the socket")["last_seq"],
-        last_seq
-    );
+    let (mut bob, connected) = WsClient::reconnect_after_restart(&app, "bob").await;
+    assert_eq!(connected["last_seq"], last_seq);
     bob.say("analyse my usage").await;
     let after = sequenced(&bob.recv_runs(1).await);
     assert_gapless(&after, last_seq + 1);
