@@ -691,6 +691,37 @@ pub async fn assert_cross_user_not_found(
     socket.close().await;
 }
 
+/// Every stored event after `after`, read the way a client catches up: `?after_seq=` until
+/// `resumed`, reconnecting after each 4008 (with a test's small bounds a reader slowed by a
+/// loaded machine may be closed so) from the last seq it got, with no gap or duplicate.
+pub async fn catch_up(app: &TestApp, user: &str, mut after: i64) -> Vec<Value> {
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let mut socket = app.ws_query(user, &format!("&after_seq={after}")).await;
+        assert_eq!(socket.recv().await["type"], "connected");
+        loop {
+            match socket.recv_or_close().await {
+                Ok(frame) if frame["type"] == "resumed" => {
+                    socket.close().await;
+                    return got;
+                }
+                Ok(frame) => {
+                    if let Some(seq) = frame["seq"].as_i64() {
+                        assert_eq!(seq, after + 1, "a gap or a duplicate: {frame}");
+                        after = seq;
+                        got.push(frame);
+                    }
+                }
+                Err(closed) => {
+                    assert_eq!(closed, Closed::Code(4008));
+                    break;
+                }
+            }
+        }
+    }
+    panic!("never caught up");
+}
+
 /// A socket opened by hand with a small receive buffer, that reads nothing until asked.
 pub struct SlowReader {
     tcp: TcpStream,

@@ -85,10 +85,7 @@ async fn a_slow_reader_is_closed_4008_and_loses_nothing(db: TestDb) {
     assert!(got.len() <= burst.len());
     assert_eq!(got[..], burst[..got.len()]);
     let last = got.last().map_or(0, |f| f["seq"].as_i64().unwrap());
-    let mut again = app.ws("alice").await;
-    again.recv().await;
-    let rest = sequenced(&again.ws_replay_from(last).await);
-    assert_eq!(rest[..], burst[got.len()..]);
+    assert_eq!(catch_up(&app, "alice", last).await[..], burst[got.len()..]);
     app.stop().await;
 }
 on_both_backends!(a_slow_reader_is_closed_4008_and_loses_nothing);
