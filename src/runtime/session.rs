@@ -34,7 +34,7 @@ use crate::runtime::run_events::Emit;
 use crate::runtime::run_slots::{Release, RunSlots};
 use crate::runtime::run_supervisor::{RunFinished, RunOutcome, RunSupervisor};
 use crate::runtime::shutdown::shutting_down;
-use crate::runtime::socket::{ConnectionLink, Frames, Outbound, close_code};
+use crate::runtime::socket::{ConnectionLink, Outbound, close_code, one_frame};
 use crate::store::Db;
 use crate::store::repo;
 
@@ -287,7 +287,7 @@ impl UserSession {
 
     /// Sends `frame` to one socket (`delivery.rs`: queued, or the socket is closed 4008).
     pub(crate) fn send_to(&mut self, conn_id: ConnectionId, frame: String) {
-        self.deliver(conn_id, Frames::from(vec![Arc::<str>::from(frame)]));
+        self.deliver(conn_id, one_frame(frame));
     }
 
     pub(super) fn send_error(&mut self, conn_id: ConnectionId, error: FrameError) {

@@ -31,11 +31,9 @@ pub enum Outbound {
     Close { code: u16, reason: &'static str },
 }
 
-impl Outbound {
-    /// A single frame.
-    pub fn text(frame: String) -> Self {
-        Self::Frames(Arc::from(vec![Arc::<str>::from(frame)]))
-    }
+/// A single frame, as `Frames`.
+pub fn one_frame(frame: String) -> Frames {
+    Arc::from(vec![Arc::<str>::from(frame)])
 }
 
 /// The connection beneath a socket actor, as its session sees it. actix-http stops polling a
