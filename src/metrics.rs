@@ -42,6 +42,11 @@ pub struct Metrics {
     /// TCP connections accepted, by whether `TCP_NODELAY` is set on them (read back from the
     /// socket).
     pub tcp_connections: IntCounterVec,
+    /// Run supervisors alive (started and not yet dropped): back to 0 once every session has
+    /// stopped, whatever stopped it.
+    pub supervisors_live: IntGauge,
+    /// Agent attempts alive (`AgentRunner`s started and not yet dropped).
+    pub agents_live: IntGauge,
 }
 
 impl Metrics {
@@ -121,6 +126,8 @@ impl Metrics {
                 "TCP connections accepted, by TCP_NODELAY",
                 "nodelay",
             ),
+            supervisors_live: gauge("supervisors_live", "run supervisors alive"),
+            agents_live: gauge("agents_live", "agent attempts alive"),
             registry,
         }
     }
@@ -131,6 +138,23 @@ impl Metrics {
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Counts one live thing on a gauge from its creation until it is dropped — also when its
+/// owner dies by a panic, which skips actix's `stopped`.
+pub struct LiveCount(IntGauge);
+
+impl LiveCount {
+    pub fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for LiveCount {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -239,6 +239,12 @@ impl Server {
         self.faults.clone()
     }
 
+    /// The session registry: what SIGTERM drains (`runtime::shutdown`), for embedders and
+    /// tests that drain without stopping the process.
+    pub fn registry(&self) -> Addr<SessionRegistry> {
+        self.registry.clone()
+    }
+
     /// Stops the server from elsewhere.
     pub fn handle(&self) -> ServerHandle {
         self.http.handle()

@@ -12,6 +12,8 @@ use futures_util::FutureExt;
 
 use super::{Agent, AgentContext, AgentInput, AgentOutput};
 use crate::faults::AgentFault;
+use crate::metrics::LiveCount;
+use prometheus::IntGauge;
 use std::sync::Arc;
 
 /// How an attempt ended, as the supervisor sees it.
@@ -41,6 +43,8 @@ pub struct AgentRunner {
     /// A fault injected into this attempt.
     fault: Option<AgentFault>,
     reply: Recipient<AttemptDone>,
+    /// Counts this attempt on `enclave_agents_live` until it is dropped.
+    live: Option<LiveCount>,
 }
 
 impl AgentRunner {
@@ -60,7 +64,14 @@ impl AgentRunner {
             attempt,
             fault,
             reply,
+            live: None,
         }
+    }
+
+    /// Counts the attempt on `gauge` while it lives.
+    pub fn counted_on(mut self, gauge: &IntGauge) -> Self {
+        self.live = Some(LiveCount::new(gauge));
+        self
     }
 }
 

@@ -6,27 +6,16 @@
 //! supervisor the attempt is alive (its silence deadline moves on), and its approvals and
 //! checkpoints go through the supervisor, which remembers them for the run's restarts.
 
-use actix::{Message, Recipient};
+use actix::Recipient;
 use serde_json::Value;
 
 use crate::context::{RunId, ThreadId};
 use crate::protocol::{ApprovalOutcome, EventKind};
-use crate::runtime::approvals::RequestApproval;
 use crate::runtime::attempt_timer::AttemptActive;
 use crate::runtime::run_memory::{AskApproval, AttemptCheckpoint};
+use crate::runtime::session::{Emit, RequestApproval};
 use prometheus::IntGauge;
 use tokio::sync::oneshot;
-
-/// An event of a run, for its session to number, store and fan out.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Emit {
-    pub run_id: RunId,
-    pub thread_id: ThreadId,
-    pub agent: Option<String>,
-    pub kind: EventKind,
-    pub data: Value,
-}
 
 /// One attempt of one agent, and the supervisor that awaits it.
 #[derive(Clone)]

@@ -9,6 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use actix::prelude::*;
 
 use crate::context::{RunId, UserId};
+use crate::runtime::session::SlotGranted;
 
 /// Asks for a slot for `run_id`. Answers `Granted`, or `Waiting` — then `SlotGranted` follows
 /// on `notify` when a slot frees up.
@@ -24,13 +25,6 @@ pub struct Acquire {
 pub enum SlotAnswer {
     Granted,
     Waiting,
-}
-
-/// A waiting run got its slot.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct SlotGranted {
-    pub run_id: RunId,
 }
 
 /// The run holding (or waiting for) a slot is over.

@@ -16,11 +16,12 @@ use serde_json::{Value, json};
 use crate::agents::runner::{AgentRunner, AttemptDone, AttemptOutcome, StopAttempt};
 use crate::agents::{Agent, AgentContext, AgentInput, RunAnswer};
 use crate::config::Config;
-use crate::context::{RunId, UserContext};
+use crate::context::UserContext;
+use crate::metrics::LiveCount;
 use crate::protocol::EventKind;
 use crate::runtime::run_events::{AttemptLink, RunEvents};
 use crate::runtime::run_memory::RunMemory;
-use crate::runtime::session::SessionDeps;
+use crate::runtime::session::{RunFinished, SessionDeps};
 
 /// How a run ended, for the session to record and announce.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,14 +38,6 @@ pub enum RunOutcome {
     Interrupted {
         reason: &'static str,
     },
-}
-
-/// Sent to the session when the run is over.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct RunFinished {
-    pub run_id: RunId,
-    pub outcome: RunOutcome,
 }
 
 /// Cancels the run: the agent in flight ends `agent_error` `cancelled`, then the session hears
@@ -93,6 +86,8 @@ pub struct RunSupervisor {
     answer: Option<RunAnswer>,
     /// What the run's agents leave for their restarts.
     pub(super) memory: RunMemory,
+    /// Counts this supervisor on `enclave_supervisors_live` until it is dropped.
+    _live: LiveCount,
 }
 
 impl RunSupervisor {
@@ -104,6 +99,7 @@ impl RunSupervisor {
         finished: Recipient<RunFinished>,
     ) -> Self {
         let plan = deps.pipeline.initial_plan().into();
+        let live = LiveCount::new(&deps.metrics.supervisors_live);
         Self {
             ctx,
             message,
@@ -117,6 +113,7 @@ impl RunSupervisor {
             failures: Vec::new(),
             answer: None,
             memory: RunMemory::default(),
+            _live: live,
         }
     }
 
@@ -185,6 +182,7 @@ impl RunSupervisor {
             fault,
             ctx.address().recipient(),
         )
+        .counted_on(&self.deps.metrics.agents_live)
         .start();
         let limit = self.deps.config.agent_timeout;
         self.current = Some(Attempt {

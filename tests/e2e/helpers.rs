@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Addr;
 use actix_web::dev::ServerHandle;
 use diesel::{Connection, RunQueryDsl, pg::PgConnection};
 use futures_util::{SinkExt, StreamExt};
@@ -23,6 +24,8 @@ use enclave::config::Config;
 use enclave::context::UserId;
 use enclave::faults::Faults;
 use enclave::runtime::pipeline::Pipeline;
+use enclave::runtime::registry::SessionRegistry;
+use enclave::runtime::shutdown::Drain;
 use enclave::server::Server;
 
 pub const SECRET: &str = "test-secret-for-enclave";
@@ -142,6 +145,8 @@ pub fn test_config(db: &TestDb) -> Config {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub faults: Arc<Faults>,
+    /// The server's session registry, which `drain` asks as SIGTERM would.
+    registry: Addr<SessionRegistry>,
     handle: ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
     auth: Auth,
@@ -168,7 +173,13 @@ impl TestApp {
             system.block_on(async move {
                 match Server::build(config, pipeline()).await {
                     Ok(server) => {
-                        let _ = tx.send(Ok((server.addr(), server.faults(), server.handle())));
+                        let parts = (
+                            server.addr(),
+                            server.faults(),
+                            server.handle(),
+                            server.registry(),
+                        );
+                        let _ = tx.send(Ok(parts));
                         let _ = server.run_until_stopped().await;
                     }
                     Err(e) => {
@@ -177,13 +188,14 @@ impl TestApp {
                 }
             });
         });
-        let (addr, faults, handle) = rx
+        let (addr, faults, handle, registry) = rx
             .await
             .expect("server thread reports")
             .expect("server starts");
         Self {
             addr,
             faults,
+            registry,
             handle,
             thread: Some(thread),
             auth: Auth::new(SECRET.as_bytes()),
@@ -220,6 +232,15 @@ impl TestApp {
         let body = resp.body().await.expect("body read");
         let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         (status, value)
+    }
+
+    /// Drains every session as SIGTERM does (runs finish within `grace` or are cancelled,
+    /// everything is stored, sockets close 1001), without stopping the server.
+    pub async fn drain(&self, grace: Duration) {
+        self.registry
+            .send(Drain { grace })
+            .await
+            .expect("the registry drains");
     }
 
     /// Stops the server without waiting for open sockets to close.

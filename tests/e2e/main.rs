@@ -33,5 +33,6 @@ mod stream;
 mod supervision;
 mod synthetic;
 mod threads;
+mod tree;
 mod unstorable;
 mod usage;

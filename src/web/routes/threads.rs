@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::context::ThreadId;
 use crate::error::ErrorCode;
-use crate::runtime::user_data::{DeleteThread, ThreadDeleteError};
+use crate::runtime::refusal::Refusal;
+use crate::runtime::session::DeleteThread;
 use crate::store::repo;
 use crate::web::AppState;
 use crate::web::error::ApiError;
@@ -102,12 +103,7 @@ pub async fn delete_thread(
         .map_err(|_| ApiError::new(ErrorCode::Unavailable, "try again"))?;
     match deleted {
         Ok(()) => Ok(HttpResponse::Ok().json(json!({ "deleted": raw_id }))),
-        Err(ThreadDeleteError::NotFound) => Err(ApiError::not_found("thread", &raw_id)),
-        Err(e @ ThreadDeleteError::Active) => {
-            Err(ApiError::new(ErrorCode::Conflict, e.to_string()))
-        }
-        Err(e @ ThreadDeleteError::Unavailable) => {
-            Err(ApiError::new(ErrorCode::Unavailable, e.to_string()))
-        }
+        Err(Refusal::ThreadNotFound(_)) => Err(ApiError::not_found("thread", &raw_id)),
+        Err(refusal) => Err(ApiError::new(refusal.code(), refusal.to_string())),
     }
 }

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::analysis::aggregate::aggregate;
 use crate::error::ErrorCode;
 use crate::runtime::session::UserSession;
-use crate::runtime::user_data::{BeginIngest, EndIngest};
+use crate::runtime::session::{BeginIngest, EndIngest};
 use crate::store::{self, repo};
 use crate::usage::parse::{Format, parse};
 use crate::usage::record::parse_time;

@@ -1,36 +1,42 @@
-//! Delivery to the user's sockets: every frame a session sends goes through `deliver`, which
-//! either queues it on the socket or closes the socket with 4008 — never drops it. A client
-//! that resumes after a 4008 gets what it missed, so a close loses nothing; a dropped frame
-//! would be a silent gap.
+//! `Sockets`: a session's attached sockets and everything it sends them. Every frame goes
+//! through `deliver`, which either queues it on the socket or closes the socket with 4008 —
+//! never drops it. A client that resumes after a 4008 gets what it missed, so a close loses
+//! nothing; a dropped frame would be a silent gap.
 //!
-//! The session also bounds what each socket holds, from its side, because the socket's actor
+//! It also bounds what each socket holds, from the session's side, because the socket's actor
 //! stops running while its client does not read: bytes queued beyond what the connection has
 //! taken (the backlog) may not pass the hard bound when more is queued (so it holds at most
-//! the hard bound plus one batch), and a backlog that does not move over two
-//! heartbeats is closed once over the soft bound, or after the client timeout at any size.
-//! A socket closed so has the client timeout to take the rest of its bytes and the close
-//! frame; one that does not (its actor cannot even act on the close) is then cut at the TCP
-//! level, which frees the connection and its buffers.
+//! the hard bound plus one batch), and a backlog that does not move over two heartbeats is
+//! closed once over the soft bound, or after the client timeout at any size. A socket closed
+//! so has the client timeout to take the rest of its bytes and the close frame; one that does
+//! not (its actor cannot even act on the close) is then cut at the TCP level, which frees the
+//! connection and its buffers.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::context::ConnectionId;
-use crate::runtime::replay::Replay;
-use crate::runtime::session::UserSession;
-use crate::runtime::socket::{ConnectionLink, Frames, Outbound, close_code, wire_bytes};
+use crate::config::Config;
+use crate::context::{ConnectionId, UserId};
+use crate::metrics::Metrics;
+use crate::protocol::{FrameError, ServerFrame};
+use crate::runtime::session::replay::Replay;
+use crate::runtime::socket::{ConnectionLink, Frames, Outbound, close_code, one_frame, wire_bytes};
 
 /// Heartbeats in a row without progress after which a backlog over the soft bound is too
 /// slow: one could be a busy moment of a loaded machine; two are a client that stopped.
 const STALLED_TICKS: u32 = 2;
 
 /// One attached socket.
-pub(crate) struct Socket {
-    pub(crate) outbound: Recipient<Outbound>,
+struct Socket {
+    /// Where its frames go: the socket actor's bounded mailbox.
+    outbound: Recipient<Outbound>,
     /// Set while a `resume` replays from the database; live frames wait in it.
-    pub(crate) replay: Option<Replay>,
+    replay: Option<Replay>,
+    /// What the connection beneath shares: bytes taken, liveness, a way to cut it.
     link: ConnectionLink,
     /// Wire bytes of the frames queued on the socket so far.
     sent: u64,
@@ -44,7 +50,7 @@ pub(crate) struct Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(outbound: Recipient<Outbound>, link: ConnectionLink) -> Self {
+    fn new(outbound: Recipient<Outbound>, link: ConnectionLink) -> Self {
         Self {
             outbound,
             replay: None,
@@ -69,7 +75,7 @@ impl Socket {
     }
 
     /// The actor has not run its heartbeat for `limit`: actix-http no longer polls it.
-    fn frozen(&self, now_ms: i64, limit: std::time::Duration) -> bool {
+    fn frozen(&self, now_ms: i64, limit: Duration) -> bool {
         now_ms - self.link.alive_at.load(Ordering::Relaxed) > limit.as_millis() as i64
     }
 }
@@ -92,17 +98,112 @@ enum TooSlow {
     Frozen,
 }
 
-impl UserSession {
+/// A connection closed as too slow, to be cut at the TCP level at `at`.
+struct Cut {
+    at: Instant,
+    cut: Box<dyn Fn() + Send>,
+}
+
+/// The sockets attached to one session.
+pub(crate) struct Sockets {
+    /// Whose sockets these are (for the logs).
+    user_id: UserId,
+    /// The bounds and timeouts in force.
+    config: Arc<Config>,
+    /// The queued-bytes gauge and the slow-socket counter.
+    metrics: Arc<Metrics>,
+    /// Every attached socket.
+    attached: HashMap<ConnectionId, Socket>,
+    /// Connections closed as too slow, cut at the TCP level when their grace is over.
+    cutting: Vec<Cut>,
+    /// Replays started so far, which numbers each replay's generation.
+    replays_started: u64,
+}
+
+impl Sockets {
+    pub(crate) fn new(user_id: UserId, config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            user_id,
+            config,
+            metrics,
+            attached: HashMap::new(),
+            cutting: Vec::new(),
+            replays_started: 0,
+        }
+    }
+
+    /// No socket is attached and no connection waits to be cut.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.attached.is_empty() && self.cutting.is_empty()
+    }
+
+    /// A socket joins.
+    pub(crate) fn attach(
+        &mut self,
+        conn_id: ConnectionId,
+        outbound: Recipient<Outbound>,
+        link: ConnectionLink,
+    ) {
+        self.attached.insert(conn_id, Socket::new(outbound, link));
+    }
+
+    /// Sends one frame to one socket.
+    pub(crate) fn send(&mut self, conn_id: ConnectionId, frame: String) {
+        self.deliver(conn_id, one_frame(frame));
+    }
+
+    /// Sends an `error` frame to one socket.
+    pub(crate) fn send_error(&mut self, conn_id: ConnectionId, error: FrameError) {
+        self.send(conn_id, ServerFrame::error(error).to_frame());
+    }
+
+    /// Durable frames for every socket, live.
+    pub(crate) fn broadcast(&mut self, frames: &Frames) {
+        let conn_ids: Vec<ConnectionId> = self.attached.keys().copied().collect();
+        for conn_id in conn_ids {
+            self.deliver_live(conn_id, frames.clone());
+        }
+    }
+
+    /// Closes every socket with `code`.
+    pub(crate) fn close_all(&self, code: u16, reason: &'static str) {
+        for socket in self.attached.values() {
+            socket.outbound.do_send(Outbound::Close { code, reason });
+        }
+    }
+
+    /// Starts a replay on `conn_id` (replacing one in progress); its generation, or `None`
+    /// if the socket is gone.
+    pub(crate) fn begin_replay(&mut self, conn_id: ConnectionId) -> Option<u64> {
+        let socket = self.attached.get_mut(&conn_id)?;
+        self.replays_started += 1;
+        socket.replay = Some(Replay::new(self.replays_started));
+        Some(self.replays_started)
+    }
+
+    /// Ends `conn_id`'s replay, returning it with the live frames it held.
+    pub(crate) fn end_replay(&mut self, conn_id: ConnectionId) -> Option<Replay> {
+        self.attached.get_mut(&conn_id)?.replay.take()
+    }
+
+    /// `conn_id` is still in the replay `generation` started (not closed, not superseded).
+    pub(crate) fn replaying(&self, conn_id: ConnectionId, generation: u64) -> bool {
+        self.attached
+            .get(&conn_id)
+            .and_then(|s| s.replay.as_ref())
+            .is_some_and(|r| r.generation() == generation)
+    }
+
     /// The most bytes a socket may have queued and not taken.
     fn hard_bound(&self) -> u64 {
-        self.deps.config.socket_outbound_bytes.saturating_mul(16)
+        self.config.socket_outbound_bytes.saturating_mul(16)
     }
 
     /// `conn_id`'s backlog is within the soft bound (a replay waits for this before each
     /// step). A socket that is gone has no room.
     pub(crate) fn has_room(&self, conn_id: ConnectionId) -> bool {
-        let soft_bound = self.deps.config.socket_outbound_bytes;
-        self.sockets
+        let soft_bound = self.config.socket_outbound_bytes;
+        self.attached
             .get(&conn_id)
             .is_some_and(|socket| socket.backlog() <= soft_bound)
     }
@@ -110,7 +211,7 @@ impl UserSession {
     /// Queues `frames` on `conn_id`, or closes it 4008 if it cannot take them.
     pub(crate) fn deliver(&mut self, conn_id: ConnectionId, frames: Frames) {
         let hard_bound = self.hard_bound();
-        let Some(socket) = self.sockets.get_mut(&conn_id) else {
+        let Some(socket) = self.attached.get_mut(&conn_id) else {
             return;
         };
         let bytes: u64 = frames.iter().map(|f| wire_bytes(f.len())).sum();
@@ -123,8 +224,7 @@ impl UserSession {
             Ok(()) => {
                 socket.sent += bytes;
                 let backlog = socket.backlog() as i64;
-                self.deps
-                    .metrics
+                self.metrics
                     .socket_queued_bytes
                     .add(backlog - socket.reported);
                 socket.reported = backlog;
@@ -132,7 +232,7 @@ impl UserSession {
             Err(SendError::Full(_)) => self.close_too_slow(conn_id, TooSlow::Mailbox),
             // The actor has stopped; its `Detach` is on the way.
             Err(SendError::Closed(_)) => {
-                self.forget_socket(conn_id);
+                self.forget(conn_id);
             }
         }
     }
@@ -140,7 +240,7 @@ impl UserSession {
     /// Live `frames` for `conn_id`: held while it replays, else delivered.
     pub(crate) fn deliver_live(&mut self, conn_id: ConnectionId, frames: Frames) {
         let hard_bound = self.hard_bound();
-        let Some(socket) = self.sockets.get_mut(&conn_id) else {
+        let Some(socket) = self.attached.get_mut(&conn_id) else {
             return;
         };
         let Some(replay) = socket.replay.as_mut() else {
@@ -152,16 +252,20 @@ impl UserSession {
     }
 
     /// Removes a socket from the session, with its share of the gauge.
-    pub(crate) fn forget_socket(&mut self, conn_id: ConnectionId) -> Option<Socket> {
-        let socket = self.sockets.remove(&conn_id)?;
-        self.deps.metrics.socket_queued_bytes.sub(socket.reported);
+    pub(crate) fn forget(&mut self, conn_id: ConnectionId) {
+        self.remove(conn_id);
+    }
+
+    fn remove(&mut self, conn_id: ConnectionId) -> Option<Socket> {
+        let socket = self.attached.remove(&conn_id)?;
+        self.metrics.socket_queued_bytes.sub(socket.reported);
         Some(socket)
     }
 
     /// Closes `conn_id` with 4008; the client resumes later with nothing lost. A client that
     /// has not read up to the close frame within the client timeout has its connection cut.
     fn close_too_slow(&mut self, conn_id: ConnectionId, why: TooSlow) {
-        let Some(socket) = self.forget_socket(conn_id) else {
+        let Some(socket) = self.remove(conn_id) else {
             return;
         };
         log::warn!(
@@ -169,29 +273,32 @@ impl UserSession {
             self.user_id,
             socket.backlog()
         );
-        self.deps.metrics.slow_sockets.inc();
+        self.metrics.slow_sockets.inc();
         socket.outbound.do_send(Outbound::Close {
             code: close_code::TOO_SLOW,
             reason: "too slow",
         });
         let grace = match why {
-            TooSlow::Frozen => std::time::Duration::ZERO,
-            _ => self.deps.config.client_timeout,
+            TooSlow::Frozen => Duration::ZERO,
+            _ => self.config.client_timeout,
         };
-        self.cutting.push((Instant::now() + grace, socket.link.cut));
+        self.cutting.push(Cut {
+            at: Instant::now() + grace,
+            cut: socket.link.cut,
+        });
     }
 
     /// Every heartbeat: cuts connections closed a client timeout ago, and closes sockets
     /// whose backlog does not move.
-    pub(super) fn check_sockets(&mut self) {
-        let config = &self.deps.config;
+    pub(crate) fn check(&mut self) {
+        let config = &self.config;
         let silent_ticks = (config.client_timeout.as_millis()
             / config.heartbeat_interval.as_millis().max(1))
         .max(1) as u32;
         let mut slow = Vec::new();
         let frozen_after = config.client_timeout + config.heartbeat_interval;
         let now_ms = crate::clock::now_ms();
-        for (conn_id, socket) in &mut self.sockets {
+        for (conn_id, socket) in &mut self.attached {
             if socket.frozen(now_ms, frozen_after) {
                 slow.push((*conn_id, TooSlow::Frozen));
                 continue;
@@ -203,8 +310,7 @@ impl UserSession {
             socket.stalled_ticks = if stalled { socket.stalled_ticks + 1 } else { 0 };
             socket.taken_at_tick = taken;
             socket.backlog_at_tick = backlog;
-            self.deps
-                .metrics
+            self.metrics
                 .socket_queued_bytes
                 .add(backlog as i64 - socket.reported);
             socket.reported = backlog as i64;
@@ -222,23 +328,23 @@ impl UserSession {
 
     /// The session stops: its sockets leave the gauge, and connections closed as too slow
     /// are cut now rather than never.
-    pub(super) fn let_go_of_sockets(&mut self) {
-        let conn_ids: Vec<ConnectionId> = self.sockets.keys().copied().collect();
+    pub(crate) fn let_go(&mut self) {
+        let conn_ids: Vec<ConnectionId> = self.attached.keys().copied().collect();
         for conn_id in conn_ids {
-            self.forget_socket(conn_id);
+            self.forget(conn_id);
         }
-        for (_, cut) in self.cutting.drain(..) {
-            cut();
+        for due in self.cutting.drain(..) {
+            (due.cut)();
         }
     }
 
     /// Cuts the connections whose grace is over.
     fn cut_due(&mut self, now: Instant) {
-        self.cutting.retain(|(deadline, cut)| {
-            if *deadline > now {
+        self.cutting.retain(|due| {
+            if due.at > now {
                 return true;
             }
-            cut();
+            (due.cut)();
             false
         });
     }

@@ -1,0 +1,123 @@
+//! What the user's sockets (`web/ws.rs`) send the session: attach and detach, messages that
+//! start runs, `resume`, and requests naming a run or an approval.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::UserSession;
+use crate::context::ConnectionId;
+use crate::protocol::{ApprovalDecision, UserMessage};
+use crate::runtime::socket::{ConnectionLink, Outbound};
+
+/// A socket joins the session; it gets `connected`, then (with `after_seq`) a replay.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub conn_id: ConnectionId,
+    /// Where the session sends the socket's frames.
+    pub socket: Recipient<Outbound>,
+    /// What the connection beneath shares with the session (`sockets.rs`).
+    pub link: ConnectionLink,
+    /// Replay every event after this `seq` first.
+    pub after_seq: Option<i64>,
+}
+
+/// A socket left; the user's runs go on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub conn_id: ConnectionId,
+}
+
+/// A validated `user_message` from one of the user's sockets.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StartRun {
+    pub conn_id: ConnectionId,
+    pub message: UserMessage,
+}
+
+/// `resume {after_seq}` from one of the user's sockets.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resume {
+    pub conn_id: ConnectionId,
+    pub after_seq: i64,
+}
+
+/// A request that names an object of this user (`cancel_run`, `approval`), to be answered on
+/// the asking socket. Another user's ids get the same `not_found` as ids that do not exist.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ObjectRequest {
+    pub conn_id: ConnectionId,
+    pub kind: ObjectRequestKind,
+    /// The id as the client sent it (echoed as `ref`).
+    pub id: String,
+}
+
+/// Which request an `ObjectRequest` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectRequestKind {
+    CancelRun,
+    Approval(ApprovalDecision),
+}
+
+/// `connected`, then the replay asked for.
+impl Handler<Attach> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) {
+        let connected = self.core.connected(msg.conn_id);
+        self.sockets.attach(msg.conn_id, msg.socket, msg.link);
+        self.sockets.send(msg.conn_id, connected.to_frame());
+        if let Some(after_seq) = msg.after_seq {
+            self.start_replay(ctx, msg.conn_id, after_seq);
+        }
+    }
+}
+
+impl Handler<Detach> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
+        self.sockets.forget(msg.conn_id);
+    }
+}
+
+/// A message starts a run, on a thread of this user's or a new one.
+impl Handler<StartRun> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: StartRun, ctx: &mut Context<Self>) {
+        if self.deps.faults.take_session_panic(&self.user_id) {
+            panic!("injected fault: session of {}", self.user_id);
+        }
+        self.core.message(msg.conn_id, msg.message, Instant::now());
+        self.perform(ctx);
+    }
+}
+
+/// Replay from the database, then live.
+impl Handler<Resume> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) {
+        self.start_replay(ctx, msg.conn_id, msg.after_seq);
+    }
+}
+
+impl Handler<ObjectRequest> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: ObjectRequest, ctx: &mut Context<Self>) {
+        match msg.kind {
+            ObjectRequestKind::CancelRun => self.core.cancel(msg.conn_id, msg.id),
+            ObjectRequestKind::Approval(decision) => {
+                self.core.approval_answered(msg.conn_id, msg.id, decision)
+            }
+        }
+        self.perform(ctx);
+    }
+}
