@@ -47,7 +47,7 @@ pub async fn dev_token(base_url: &str, user: &str) -> Result<String, ClientError
         })?;
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
-    match body["token"].as_str() {
+    match body.get("token").and_then(Value::as_str) {
         Some(token) if status == 200 => Ok(token.to_owned()),
         _ => Err(ClientError::Refused { status, body }),
     }

@@ -120,10 +120,12 @@ fn parse_line(line: &str) -> Result<Line, LlmError> {
     }
     let event: Value =
         serde_json::from_str(data).map_err(|e| LlmError::Malformed(format!("{e}: {data:.80}")))?;
-    let choice = event["choices"]
-        .get(0)
+    let choice = event
+        .get("choices")
+        .and_then(|choices| choices.get(0))
         .ok_or_else(|| LlmError::Malformed(format!("no choices in {data:.80}")))?;
-    Ok(match choice["delta"]["content"].as_str() {
+    let content = choice.get("delta").and_then(|delta| delta.get("content"));
+    Ok(match content.and_then(Value::as_str) {
         Some(delta) if !delta.is_empty() => Line::Delta(delta.to_owned()),
         _ => Line::Skip,
     })

@@ -105,6 +105,8 @@ pub struct Db {
     /// One single-threaded writer per slot; a user's writes always go to the same one, so
     /// they are applied in the order they were sent.
     writers: Arc<[Addr<DbWriter>]>,
+    /// The first of them, which also takes `write_with` work.
+    first_writer: Addr<DbWriter>,
 }
 
 impl Db {
@@ -122,17 +124,23 @@ impl Db {
             pool: reader_pool.clone(),
         });
         let node_id: Arc<str> = Arc::from(node_id);
-        let writers = (0..writers.max(1))
-            .map(|_| {
-                let (pool, faults, node_id) = (pool.clone(), faults.clone(), node_id.clone());
-                SyncArbiter::start(1, move || DbWriter {
-                    pool: pool.clone(),
-                    faults: faults.clone(),
-                    node_id: node_id.clone(),
-                })
+        let start_writer = || {
+            let (pool, faults, node_id) = (pool.clone(), faults.clone(), node_id.clone());
+            SyncArbiter::start(1, move || DbWriter {
+                pool: pool.clone(),
+                faults: faults.clone(),
+                node_id: node_id.clone(),
             })
+        };
+        let first_writer = start_writer();
+        let writers = std::iter::once(first_writer.clone())
+            .chain((1..writers).map(|_| start_writer()))
             .collect();
-        Self { reader, writers }
+        Self {
+            reader,
+            writers,
+            first_writer,
+        }
     }
 
     /// The writer that applies `user`'s writes.
@@ -140,8 +148,7 @@ impl Db {
         let mut hasher = std::hash::DefaultHasher::new();
         user.as_str().hash(&mut hasher);
         let slot = (hasher.finish() % self.writers.len() as u64) as usize;
-        // `writers` is never empty (`start` makes at least one).
-        &self.writers[slot]
+        self.writers.get(slot).unwrap_or(&self.first_writer)
     }
 
     /// Runs `query` on a reader thread.
@@ -170,7 +177,7 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.writers[0].send(WriteWith(Box::new(write))).await?
+        self.first_writer.send(WriteWith(Box::new(write))).await?
     }
 
     /// Applies `batch` on its user's writer thread.
