@@ -380,11 +380,11 @@ impl Handler<Attach> for UserSession {
                 run_id: *run_id,
                 thread_id: run.thread_id,
                 status: if !run.is_running() {
-                    RunStatus::Queued.as_str()
+                    RunStatus::Queued
                 } else if self.approval_of(*run_id).is_some() {
-                    RunStatus::AwaitingApproval.as_str()
+                    RunStatus::AwaitingApproval
                 } else {
-                    RunStatus::Running.as_str()
+                    RunStatus::Running
                 },
             })
             .collect();
