@@ -82,7 +82,7 @@ impl UserSession {
             approval_id,
             run_id: pending.run_id,
             thread_id: pending.thread_id,
-            outcome: outcome.as_str(),
+            outcome,
             ts: now_ms(),
         };
         let data = json!({ "approval_id": approval_id, "decision": outcome });

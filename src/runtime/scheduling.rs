@@ -146,7 +146,7 @@ impl UserSession {
         let op = WriteOp::CreateRun {
             run_id,
             thread_id,
-            status: status.as_str(),
+            status,
             content: message.content.clone(),
             client_msg_id: message.client_msg_id.clone(),
             accept_seq: 0,
@@ -319,7 +319,7 @@ impl UserSession {
         let (kind, data, end) = match outcome {
             RunOutcome::Completed(answer) => {
                 let end = RunEnd {
-                    status: RunStatus::Completed.as_str(),
+                    status: RunStatus::Completed,
                     finished_at: now_ms(),
                     error: None,
                     result: Some(answer.result.to_string()),
@@ -334,7 +334,7 @@ impl UserSession {
             }
             RunOutcome::Failed { code, error } => {
                 let end = RunEnd {
-                    status: RunStatus::Failed.as_str(),
+                    status: RunStatus::Failed,
                     finished_at: now_ms(),
                     error: Some(error.clone()),
                     result: None,
@@ -348,7 +348,7 @@ impl UserSession {
             }
             RunOutcome::Interrupted { reason } => {
                 let end = RunEnd {
-                    status: RunStatus::Interrupted.as_str(),
+                    status: RunStatus::Interrupted,
                     finished_at: now_ms(),
                     error: None,
                     result: None,
@@ -358,7 +358,7 @@ impl UserSession {
             }
             RunOutcome::Cancelled { reason } => {
                 let end = RunEnd {
-                    status: RunStatus::Cancelled.as_str(),
+                    status: RunStatus::Cancelled,
                     finished_at: now_ms(),
                     error: None,
                     result: None,
@@ -370,7 +370,7 @@ impl UserSession {
         self.deps
             .metrics
             .runs
-            .with_label_values(&[end.status])
+            .with_label_values(&[end.status.as_str()])
             .inc();
         let op = WriteOp::FinishRun {
             run_id,
