@@ -1,5 +1,6 @@
 //! Exact-JSON tests of what goes on the wire: event payloads against the `json!` objects the
-//! call sites built before they were typed, whole event frames and the `error` frame.
+//! call sites built before they were typed, whole event frames, the `error` frame and HTTP
+//! bodies.
 
 use serde_json::json;
 
@@ -10,6 +11,10 @@ use crate::protocol::*;
 
 fn data(payload: impl Into<EventPayload>) -> String {
     payload.into().into_data().to_string()
+}
+
+fn text(body: &impl serde::Serialize) -> String {
+    serde_json::to_string(body).expect("plain data")
 }
 
 #[test]
@@ -146,5 +151,48 @@ fn error_frame_shape() {
     assert_eq!(
         frame.to_frame(),
         r#"{"type":"error","code":"not_found","message":"no such thread","ref":"m1"}"#
+    );
+}
+
+#[test]
+fn http_bodies_keep_their_keys() {
+    use crate::protocol::http::*;
+    let ingest = IngestAnswer {
+        accepted: 3,
+        rejected: 0,
+        duplicates: 1,
+        details: None,
+    };
+    assert_eq!(
+        text(&ingest),
+        r#"{"accepted":3,"rejected":0,"duplicates":1}"#
+    );
+    let partial = IngestAnswer {
+        details: Some(Vec::new()),
+        ..ingest
+    };
+    assert_eq!(
+        text(&partial),
+        r#"{"accepted":3,"rejected":0,"duplicates":1,"details":[]}"#
+    );
+    assert_eq!(text(&Deleted { deleted: 7 }), r#"{"deleted":7}"#);
+    assert_eq!(
+        text(&HealthAnswer {
+            status: Health::Ready
+        }),
+        r#"{"status":"ready"}"#
+    );
+    let thread = ThreadSummary {
+        thread_id: "t".into(),
+        title: "hi".into(),
+        created_at: 1,
+        updated_at: 2,
+        last_run_status: Some(RunStatus::AwaitingApproval),
+    };
+    assert_eq!(
+        text(&ThreadList {
+            threads: vec![thread]
+        }),
+        r#"{"threads":[{"thread_id":"t","title":"hi","created_at":1,"updated_at":2,"last_run_status":"awaiting_approval"}]}"#
     );
 }
