@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use futures_util::stream;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use crate::protocol::http::DevTokenRequest;
 
 /// Bytes per body chunk, and so per progress report.
 const CHUNK: usize = 256 * 1024;
@@ -39,7 +41,9 @@ pub async fn dev_token(base_url: &str, user: &str) -> Result<String, ClientError
     let url = format!("{}/api/dev/token", base_url.trim_end_matches('/'));
     let mut resp = awc::Client::default()
         .post(&url)
-        .send_json(&json!({ "user": user }))
+        .send_json(&DevTokenRequest {
+            user: user.to_owned(),
+        })
         .await
         .map_err(|e| ClientError::Unreachable {
             url: url.clone(),

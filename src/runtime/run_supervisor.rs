@@ -18,7 +18,7 @@ use crate::agents::{Agent, AgentContext, AgentInput, RunAnswer};
 use crate::config::Config;
 use crate::context::UserContext;
 use crate::metrics::LiveCount;
-use crate::protocol::EventKind;
+use crate::protocol::{CancelReason, EventKind, FailureCode, InterruptReason};
 use crate::runtime::run_events::{AttemptLink, RunEvents};
 use crate::runtime::run_memory::RunMemory;
 use crate::runtime::session::{RunFinished, SessionDeps};
@@ -28,15 +28,15 @@ use crate::runtime::session::{RunFinished, SessionDeps};
 pub enum RunOutcome {
     Completed(RunAnswer),
     Failed {
-        code: &'static str,
+        code: FailureCode,
         error: String,
     },
     Cancelled {
-        reason: &'static str,
+        reason: CancelReason,
     },
     /// The run was lost with its session or process (`crash`, `node_lost`).
     Interrupted {
-        reason: &'static str,
+        reason: InterruptReason,
     },
 }
 
@@ -45,7 +45,7 @@ pub enum RunOutcome {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Cancel {
-    pub reason: &'static str,
+    pub reason: CancelReason,
 }
 
 /// Stops the run without a word (its session has already decided how it ends).
@@ -297,7 +297,11 @@ impl RunSupervisor {
                 self.start_next(ctx);
             }
             None => {
-                let code = if timed_out { "timeout" } else { "agent_failed" };
+                let code = if timed_out {
+                    FailureCode::Timeout
+                } else {
+                    FailureCode::AgentFailed
+                };
                 let error = format!("the {name} agent failed {attempts} times: {error}");
                 self.finish(ctx, RunOutcome::Failed { code, error });
             }

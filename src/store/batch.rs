@@ -7,10 +7,11 @@
 use diesel::Connection;
 
 use crate::context::{ApprovalId, RunId, ThreadId, UserId};
-use crate::protocol::Event;
+use crate::protocol::{ApprovalOutcome, Event, RunStatus};
 use crate::store::connection::DbConnection;
 use crate::store::models::{ApprovalRow, RunRow};
 use crate::store::repo::{self, runs::RunEnd};
+use crate::store::status::{ApprovalState, run_status_text};
 
 /// One row change in a batch; the user comes from the batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,7 +24,8 @@ pub enum WriteOp {
     CreateRun {
         run_id: RunId,
         thread_id: ThreadId,
-        status: &'static str,
+        /// `Running` or `Queued`.
+        status: RunStatus,
         content: String,
         client_msg_id: Option<String>,
         accept_seq: i64,
@@ -56,7 +58,7 @@ pub enum WriteOp {
         approval_id: ApprovalId,
         run_id: RunId,
         thread_id: ThreadId,
-        outcome: &'static str,
+        outcome: ApprovalOutcome,
         ts: i64,
     },
     /// The thread, its runs and its events' contents go (before the batch's own events are
@@ -109,12 +111,12 @@ fn apply_op(
                 run_id: run_id.to_string(),
                 user_id: user.as_str().to_owned(),
                 thread_id: thread_id.to_string(),
-                status: (*status).to_owned(),
+                status: run_status_text(*status).to_owned(),
                 content: content.clone(),
                 client_msg_id: client_msg_id.clone(),
                 accept_seq: Some(*accept_seq),
                 created_at: *ts,
-                started_at: (*status == "running").then_some(*ts),
+                started_at: (*status == RunStatus::Running).then_some(*ts),
                 finished_at: None,
                 error: None,
                 result: None,
@@ -122,7 +124,7 @@ fn apply_op(
                 node_id: Some(node_id.to_owned()),
             };
             repo::runs::insert(conn, user, row)?;
-            repo::threads::set_last_run_status(conn, user, *thread_id, status, *ts)
+            repo::threads::set_last_run_status(conn, user, *thread_id, *status, *ts)
         }
         WriteOp::CreateApproval {
             approval_id,
@@ -141,14 +143,15 @@ fn apply_op(
                 action: action.clone(),
                 summary: summary.clone(),
                 details: details.clone(),
-                status: "pending".to_owned(),
+                status: ApprovalState::Pending.as_text().to_owned(),
                 created_at: *ts,
                 expires_at: *expires_at,
                 resolved_at: None,
             };
             repo::approvals::insert(conn, user, row)?;
-            repo::runs::set_status(conn, user, *run_id, "awaiting_approval")?;
-            repo::threads::set_last_run_status(conn, user, *thread_id, "awaiting_approval", *ts)
+            let status = RunStatus::AwaitingApproval;
+            repo::runs::set_status(conn, user, *run_id, status)?;
+            repo::threads::set_last_run_status(conn, user, *thread_id, status, *ts)
         }
         WriteOp::ResolveApproval {
             approval_id,
@@ -157,9 +160,10 @@ fn apply_op(
             outcome,
             ts,
         } => {
-            repo::approvals::resolve(conn, user, *approval_id, outcome, *ts)?;
-            repo::runs::set_status(conn, user, *run_id, "running")?;
-            repo::threads::set_last_run_status(conn, user, *thread_id, "running", *ts)
+            let state = ApprovalState::Resolved(*outcome);
+            repo::approvals::resolve(conn, user, *approval_id, state, *ts)?;
+            repo::runs::set_status(conn, user, *run_id, RunStatus::Running)?;
+            repo::threads::set_last_run_status(conn, user, *thread_id, RunStatus::Running, *ts)
         }
         WriteOp::DeleteThread { thread_id } => repo::threads::delete(conn, user, *thread_id),
         WriteOp::MarkRunning {
@@ -168,7 +172,7 @@ fn apply_op(
             ts,
         } => {
             repo::runs::mark_running(conn, user, *run_id, *ts)?;
-            repo::threads::set_last_run_status(conn, user, *thread_id, "running", *ts)
+            repo::threads::set_last_run_status(conn, user, *thread_id, RunStatus::Running, *ts)
         }
         WriteOp::FinishRun {
             run_id,

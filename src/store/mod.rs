@@ -12,6 +12,7 @@ pub mod ownership;
 pub mod recovery;
 pub mod repo;
 pub mod schema;
+pub mod status;
 
 use std::time::Duration;
 

@@ -3,6 +3,8 @@
 use diesel::prelude::*;
 
 use super::schema::{approvals, events, runs, threads, usage_records};
+use super::status::{ApprovalState, run_status_of};
+use crate::protocol::RunStatus;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = events)]
@@ -26,7 +28,15 @@ pub struct ThreadRow {
     pub title: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Written from a `RunStatus` (`status.rs`); read it with `last_status`.
     pub last_run_status: Option<String>,
+}
+
+impl ThreadRow {
+    /// The status of the thread's latest run; `None` before its first run is stored.
+    pub fn last_status(&self) -> Option<RunStatus> {
+        self.last_run_status.as_deref().and_then(run_status_of)
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -35,6 +45,7 @@ pub struct RunRow {
     pub run_id: String,
     pub user_id: String,
     pub thread_id: String,
+    /// Written from a `RunStatus` (`status.rs`); read it with `run_status`.
     pub status: String,
     pub content: String,
     pub client_msg_id: Option<String>,
@@ -47,6 +58,13 @@ pub struct RunRow {
     pub report_markdown: Option<String>,
     /// The server that runs it (`ownership.rs`).
     pub node_id: Option<String>,
+}
+
+impl RunRow {
+    /// Where the run is in its life; `None` only for a word enclave never writes.
+    pub fn run_status(&self) -> Option<RunStatus> {
+        run_status_of(&self.status)
+    }
 }
 
 /// One LLM API request of a user, as stored.
@@ -91,9 +109,17 @@ pub struct ApprovalRow {
     pub summary: String,
     /// JSON text.
     pub details: String,
-    /// `pending`, or how it was resolved: `approve`, `reject`, `expired`, `cancelled`.
+    /// `pending`, or how it was resolved: `approve`, `reject`, `expired`, `cancelled`, or
+    /// `interrupted` by start-up recovery. Written from an `ApprovalState`; read it with `state`.
     pub status: String,
     pub created_at: i64,
     pub expires_at: i64,
     pub resolved_at: Option<i64>,
+}
+
+impl ApprovalRow {
+    /// Where the approval is; `None` only for a word enclave never writes.
+    pub fn state(&self) -> Option<ApprovalState> {
+        ApprovalState::of(&self.status)
+    }
 }

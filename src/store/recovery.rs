@@ -10,12 +10,11 @@ use diesel::prelude::*;
 
 use crate::clock::now_ms;
 use crate::context::{RunId, ThreadId, UserId};
-use crate::protocol::{Event, EventKind};
+use crate::protocol::payload::RunInterrupted;
+use crate::protocol::{Event, InterruptReason, RunStatus};
 use crate::store::schema::{approvals, runs};
+use crate::store::status::{ApprovalState, live_run_status_texts, run_status_text};
 use crate::store::{DbConnection, StoreError, ownership, repo};
-
-/// Statuses of a run that has not ended.
-const LIVE: [&str; 3] = ["queued", "running", "awaiting_approval"];
 
 /// Marks every leftover live run of a lost node interrupted; returns how many. `own` is this
 /// server's node.
@@ -23,7 +22,7 @@ pub fn interrupt_leftover_runs(conn: &mut DbConnection, own: &str) -> Result<usi
     let live_nodes = ownership::live_nodes(conn, own)?;
     // The one query across users: which users have leftovers. Everything after is per user.
     let users: Vec<String> = runs::table
-        .filter(runs::status.eq_any(LIVE))
+        .filter(runs::status.eq_any(live_run_status_texts()))
         .filter(
             runs::node_id
                 .is_null()
@@ -50,7 +49,7 @@ fn interrupt_user(
 ) -> Result<usize, StoreError> {
     let leftovers: Vec<(String, String)> = runs::table
         .filter(runs::user_id.eq(user.as_str()))
-        .filter(runs::status.eq_any(LIVE))
+        .filter(runs::status.eq_any(live_run_status_texts()))
         .filter(runs::node_id.is_null().or(runs::node_id.ne_all(live_nodes)))
         .order(runs::created_at.asc())
         .select((runs::run_id, runs::thread_id))
@@ -63,34 +62,37 @@ fn interrupt_user(
             continue;
         };
         seq += 1;
+        let payload = RunInterrupted {
+            reason: InterruptReason::Crash,
+        };
+        let event = Event::new(payload, Some(thread_id), Some(run_id), None);
         events.push(Event {
-            kind: EventKind::RunInterrupted,
             seq,
             ts: now,
-            thread_id: Some(thread_id),
-            run_id: Some(run_id),
-            agent: None,
-            data: serde_json::json!({ "reason": "crash" }),
+            ..event
         });
         diesel::update(
             runs::table
                 .filter(runs::user_id.eq(user.as_str()))
                 .filter(runs::run_id.eq(run)),
         )
-        .set((runs::status.eq("interrupted"), runs::finished_at.eq(now)))
+        .set((
+            runs::status.eq(run_status_text(RunStatus::Interrupted)),
+            runs::finished_at.eq(now),
+        ))
         .execute(conn)?;
         diesel::update(
             approvals::table
                 .filter(approvals::user_id.eq(user.as_str()))
                 .filter(approvals::run_id.eq(run))
-                .filter(approvals::status.eq("pending")),
+                .filter(approvals::status.eq(ApprovalState::Pending.as_text())),
         )
         .set((
-            approvals::status.eq("interrupted"),
+            approvals::status.eq(ApprovalState::Interrupted.as_text()),
             approvals::resolved_at.eq(now),
         ))
         .execute(conn)?;
-        repo::threads::set_last_run_status(conn, user, thread_id, "interrupted", now)?;
+        repo::threads::set_last_run_status(conn, user, thread_id, RunStatus::Interrupted, now)?;
     }
     repo::events::insert(conn, user, &events)?;
     Ok(events.len())

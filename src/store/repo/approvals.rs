@@ -7,6 +7,7 @@ use crate::context::{ApprovalId, UserId};
 use crate::store::connection::DbConnection;
 use crate::store::models::ApprovalRow;
 use crate::store::schema::approvals::dsl;
+use crate::store::status::ApprovalState;
 
 pub fn insert(conn: &mut DbConnection, user: &UserId, row: ApprovalRow) -> QueryResult<()> {
     let row = ApprovalRow {
@@ -24,7 +25,7 @@ pub fn resolve(
     conn: &mut DbConnection,
     user: &UserId,
     approval: ApprovalId,
-    status: &str,
+    state: ApprovalState,
     now: i64,
 ) -> QueryResult<()> {
     diesel::update(
@@ -32,7 +33,7 @@ pub fn resolve(
             .filter(dsl::user_id.eq(user.as_str()))
             .filter(dsl::approval_id.eq(approval.to_string())),
     )
-    .set((dsl::status.eq(status), dsl::resolved_at.eq(now)))
+    .set((dsl::status.eq(state.as_text()), dsl::resolved_at.eq(now)))
     .execute(conn)
     .map(drop)
 }

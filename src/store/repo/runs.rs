@@ -3,9 +3,11 @@
 use diesel::prelude::*;
 
 use crate::context::{RunId, ThreadId, UserId};
+use crate::protocol::RunStatus;
 use crate::store::connection::DbConnection;
 use crate::store::models::RunRow;
 use crate::store::schema::runs::dsl;
+use crate::store::status::{live_run_status_texts, run_status_text};
 
 pub fn insert(conn: &mut DbConnection, user: &UserId, row: RunRow) -> QueryResult<()> {
     let row = RunRow {
@@ -21,11 +23,25 @@ pub fn insert(conn: &mut DbConnection, user: &UserId, row: RunRow) -> QueryResul
 /// What a run's row becomes when it ends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunEnd {
-    pub status: &'static str,
+    /// `Completed`, `Failed`, `Cancelled` or `Interrupted`.
+    pub status: RunStatus,
     pub finished_at: i64,
     pub error: Option<String>,
     pub result: Option<String>,
     pub report_markdown: Option<String>,
+}
+
+impl RunEnd {
+    /// An end with `status` at `finished_at` and nothing else to record.
+    pub fn new(status: RunStatus, finished_at: i64) -> Self {
+        Self {
+            status,
+            finished_at,
+            error: None,
+            result: None,
+            report_markdown: None,
+        }
+    }
 }
 
 pub fn finish(conn: &mut DbConnection, user: &UserId, run: RunId, end: RunEnd) -> QueryResult<()> {
@@ -35,7 +51,7 @@ pub fn finish(conn: &mut DbConnection, user: &UserId, run: RunId, end: RunEnd) -
             .filter(dsl::run_id.eq(run.to_string())),
     )
     .set((
-        dsl::status.eq(end.status),
+        dsl::status.eq(run_status_text(end.status)),
         dsl::finished_at.eq(end.finished_at),
         dsl::error.eq(end.error),
         dsl::result.eq(end.result),
@@ -80,7 +96,10 @@ pub fn mark_running(
             .filter(dsl::user_id.eq(user.as_str()))
             .filter(dsl::run_id.eq(run.to_string())),
     )
-    .set((dsl::status.eq("running"), dsl::started_at.eq(now)))
+    .set((
+        dsl::status.eq(run_status_text(RunStatus::Running)),
+        dsl::started_at.eq(now),
+    ))
     .execute(conn)
     .map(drop)
 }
@@ -90,14 +109,14 @@ pub fn set_status(
     conn: &mut DbConnection,
     user: &UserId,
     run: RunId,
-    status: &str,
+    status: RunStatus,
 ) -> QueryResult<()> {
     diesel::update(
         dsl::runs
             .filter(dsl::user_id.eq(user.as_str()))
             .filter(dsl::run_id.eq(run.to_string())),
     )
-    .set(dsl::status.eq(status))
+    .set(dsl::status.eq(run_status_text(status)))
     .execute(conn)
     .map(drop)
 }
@@ -106,7 +125,7 @@ pub fn set_status(
 pub fn live(conn: &mut DbConnection, user: &UserId) -> QueryResult<Vec<(RunId, ThreadId)>> {
     let rows: Vec<(String, String)> = dsl::runs
         .filter(dsl::user_id.eq(user.as_str()))
-        .filter(dsl::status.eq_any(["queued", "running", "awaiting_approval"]))
+        .filter(dsl::status.eq_any(live_run_status_texts()))
         .order(dsl::created_at.asc())
         .select((dsl::run_id, dsl::thread_id))
         .load(conn)?;

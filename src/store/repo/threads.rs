@@ -3,9 +3,11 @@
 use diesel::prelude::*;
 
 use crate::context::{ThreadId, UserId};
+use crate::protocol::RunStatus;
 use crate::store::connection::DbConnection;
 use crate::store::models::ThreadRow;
 use crate::store::schema::threads::dsl;
+use crate::store::status::run_status_text;
 
 pub fn insert(
     conn: &mut DbConnection,
@@ -52,7 +54,7 @@ pub fn set_last_run_status(
     conn: &mut DbConnection,
     user: &UserId,
     thread: ThreadId,
-    status: &str,
+    status: RunStatus,
     now: i64,
 ) -> QueryResult<()> {
     diesel::update(
@@ -60,7 +62,10 @@ pub fn set_last_run_status(
             .filter(dsl::user_id.eq(user.as_str()))
             .filter(dsl::thread_id.eq(thread.to_string())),
     )
-    .set((dsl::last_run_status.eq(status), dsl::updated_at.eq(now)))
+    .set((
+        dsl::last_run_status.eq(run_status_text(status)),
+        dsl::updated_at.eq(now),
+    ))
     .execute(conn)
     .map(drop)
 }

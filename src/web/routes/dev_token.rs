@@ -2,17 +2,11 @@
 //! can log in without a token service.
 
 use actix_web::{HttpResponse, post, web};
-use serde::Deserialize;
-use serde_json::json;
 
 use crate::context::UserId;
+use crate::protocol::http::{DevTokenRequest, TokenAnswer};
 use crate::web::AppState;
 use crate::web::error::ApiError;
-
-#[derive(Deserialize)]
-struct DevTokenRequest {
-    user: String,
-}
 
 #[post("/api/dev/token")]
 pub async fn dev_token(
@@ -26,5 +20,5 @@ pub async fn dev_token(
         .map_err(|e| ApiError::bad_request(format!("expected {{\"user\":\"<id>\"}}: {e}")))?;
     let user = UserId::parse(&request.user).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let token = state.auth.issue(&user, state.config.token_ttl)?;
-    Ok(HttpResponse::Ok().json(json!({ "token": token })))
+    Ok(HttpResponse::Ok().json(TokenAnswer { token }))
 }

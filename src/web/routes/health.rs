@@ -2,22 +2,24 @@
 //! `/metrics` (Prometheus text).
 
 use actix_web::{HttpResponse, get, web};
-use serde_json::json;
 
 use crate::error::ErrorCode;
+use crate::protocol::http::{Health, HealthAnswer};
 use crate::store;
 use crate::web::AppState;
 use crate::web::error::ApiError;
 
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(HealthAnswer { status: Health::Ok })
 }
 
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.db.read(store::migrations_current).await {
-        Ok(true) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
+        Ok(true) => Ok(HttpResponse::Ok().json(HealthAnswer {
+            status: Health::Ready,
+        })),
         Ok(false) => Err(ApiError::new(
             ErrorCode::Unavailable,
             "database migrations are not applied; run `enclave migrate`",

@@ -2,9 +2,11 @@
 //! its report as markdown. Another user's run is `not_found`.
 
 use actix_web::{HttpResponse, get, web};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::context::RunId;
+use crate::error::ErrorCode;
+use crate::protocol::http::RunView;
 use crate::store::repo;
 use crate::web::AppState;
 use crate::web::error::ApiError;
@@ -24,22 +26,29 @@ pub async fn get_run(
         .read(move |conn| Ok(repo::runs::get(conn, &user, run)?))
         .await?
         .ok_or_else(|| ApiError::not_found("run", &raw_id))?;
+    let Some(status) = row.run_status() else {
+        log::error!("run {raw_id} has the unknown status {:?}", row.status);
+        return Err(ApiError::new(
+            ErrorCode::Internal,
+            "the run could not be read",
+        ));
+    };
     let result: Value = row
         .result
         .as_deref()
         .and_then(|r| serde_json::from_str(r).ok())
         .unwrap_or(Value::Null);
-    Ok(HttpResponse::Ok().json(json!({
-        "run_id": row.run_id,
-        "thread_id": row.thread_id,
-        "status": row.status,
-        "created_at": row.created_at,
-        "started_at": row.started_at,
-        "finished_at": row.finished_at,
-        "error": row.error,
-        "result": result,
-        "report_markdown": row.report_markdown,
-    })))
+    Ok(HttpResponse::Ok().json(RunView {
+        run_id: row.run_id,
+        thread_id: row.thread_id,
+        status,
+        created_at: row.created_at,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        error: row.error,
+        result,
+        report_markdown: row.report_markdown,
+    }))
 }
 
 #[get("/api/reports/{id}.md")]

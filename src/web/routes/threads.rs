@@ -4,10 +4,10 @@
 
 use actix_web::{HttpResponse, delete, get, web};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::context::ThreadId;
 use crate::error::ErrorCode;
+use crate::protocol::http::{Deleted, EventsPage, ThreadList, ThreadSummary};
 use crate::runtime::refusal::Refusal;
 use crate::runtime::session::DeleteThread;
 use crate::store::repo;
@@ -28,19 +28,17 @@ pub async fn list_threads(
         .db
         .read(move |conn| Ok(repo::threads::list(conn, &user)?))
         .await?;
-    let threads: Vec<_> = rows
+    let threads = rows
         .into_iter()
-        .map(|t| {
-            json!({
-                "thread_id": t.thread_id,
-                "title": t.title,
-                "created_at": t.created_at,
-                "updated_at": t.updated_at,
-                "last_run_status": t.last_run_status,
-            })
+        .map(|t| ThreadSummary {
+            last_run_status: t.last_status(),
+            thread_id: t.thread_id,
+            title: t.title,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "threads": threads })))
+    Ok(HttpResponse::Ok().json(ThreadList { threads }))
 }
 
 #[derive(Deserialize)]
@@ -85,7 +83,10 @@ pub async fn thread_events(
         Some(last) if events.len() as i64 == limit => Some(last.seq),
         _ => None,
     };
-    Ok(HttpResponse::Ok().json(json!({ "events": events, "next_after_seq": next_after_seq })))
+    Ok(HttpResponse::Ok().json(EventsPage {
+        events,
+        next_after_seq,
+    }))
 }
 
 #[delete("/api/threads/{id}")]
@@ -102,7 +103,7 @@ pub async fn delete_thread(
         .await
         .map_err(|_| ApiError::new(ErrorCode::Unavailable, "try again"))?;
     match deleted {
-        Ok(()) => Ok(HttpResponse::Ok().json(json!({ "deleted": raw_id }))),
+        Ok(()) => Ok(HttpResponse::Ok().json(Deleted { deleted: raw_id })),
         Err(Refusal::ThreadNotFound(_)) => Err(ApiError::not_found("thread", &raw_id)),
         Err(refusal) => Err(ApiError::new(refusal.code(), refusal.to_string())),
     }

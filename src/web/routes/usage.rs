@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::analysis::aggregate::aggregate;
 use crate::error::ErrorCode;
+use crate::protocol::http::{Deleted, IngestAnswer, UsageSummary};
 use crate::runtime::session::UserSession;
 use crate::runtime::session::{BeginIngest, EndIngest};
 use crate::store::{self, repo};
@@ -123,15 +124,12 @@ pub async fn upload(
     let inserted = actix_web::rt::spawn(upload)
         .await
         .map_err(|_| ApiError::new(ErrorCode::Internal, "the upload was interrupted"))??;
-    let mut answer = json!({
-        "accepted": inserted.accepted,
-        "rejected": parsed.rejected,
-        "duplicates": inserted.duplicates,
-    });
-    if query.partial {
-        answer["details"] = json!(parsed.errors);
-    }
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(HttpResponse::Ok().json(IngestAnswer {
+        accepted: inserted.accepted,
+        rejected: parsed.rejected,
+        duplicates: inserted.duplicates,
+        details: query.partial.then_some(parsed.errors),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -164,12 +162,12 @@ pub async fn summary(
             Ok(aggregate(&records, &catalog))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "totals": aggregates.totals,
-        "groups": aggregates.groups,
-        "unpriced_models": aggregates.unpriced_models,
-        "catalog_as_of": state.catalog.as_of(),
-    })))
+    Ok(HttpResponse::Ok().json(UsageSummary {
+        totals: aggregates.totals,
+        groups: aggregates.groups,
+        unpriced_models: aggregates.unpriced_models,
+        catalog_as_of: state.catalog.as_of().to_owned(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -197,5 +195,5 @@ pub async fn delete_usage(
         .db
         .write_with(move |conn| Ok(repo::usage::delete(conn, &user, source.as_deref())?))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+    Ok(HttpResponse::Ok().json(Deleted { deleted }))
 }

@@ -6,12 +6,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{Value, json};
-
 use super::{Acquiring, Effect, SessionCore};
 use crate::clock::now_ms;
 use crate::context::{ConnectionId, RunId, ThreadId};
-use crate::protocol::{EventKind, RunStatus, UserMessage};
+use crate::protocol::payload;
+use crate::protocol::{EventPayload, QueueReason, RunStatus, UserMessage};
 use crate::runtime::refusal::Refusal;
 use crate::runtime::run_slots::SlotAnswer;
 use crate::runtime::session::admission::ClaimResult;
@@ -186,19 +185,13 @@ impl SessionCore {
             .get(run_id)
             .and_then(|r| r.client_msg_id())
             .map(str::to_owned);
-        let data = self.plan_data(key.as_deref());
+        let started = self.run_started(key);
         let op = WriteOp::MarkRunning {
             run_id,
             thread_id,
             ts: now_ms(),
         };
-        self.push(
-            thread_id,
-            Some(run_id),
-            None,
-            (EventKind::RunStarted, data),
-            Some(op),
-        );
+        self.push(thread_id, Some(run_id), None, started, Some(op));
         self.flush();
     }
 
@@ -303,67 +296,62 @@ impl SessionCore {
             None => {
                 let thread_id = ThreadId::new();
                 let title = thread_title(&message.content);
-                let data = with_client_msg_id(json!({ "title": title }), key.as_deref());
+                let created = payload::ThreadCreated {
+                    title: title.clone(),
+                    client_msg_id: key.clone(),
+                };
                 let op = WriteOp::CreateThread {
                     thread_id,
                     title,
                     ts: now,
                 };
-                let event = (EventKind::ThreadCreated, data);
-                self.push(thread_id, Some(run_id), None, event, Some(op));
+                self.push(thread_id, Some(run_id), None, created, Some(op));
                 self.threads.insert(thread_id);
                 thread_id
             }
         };
-        let data = with_client_msg_id(json!({ "content": message.content }), key.as_deref());
-        self.push(
-            thread_id,
-            Some(run_id),
-            None,
-            (EventKind::MessageReceived, data),
-            None,
-        );
-        let (status, event, phase) = match acceptance {
+        let received = payload::MessageReceived {
+            content: message.content.clone(),
+            client_msg_id: key.clone(),
+        };
+        self.push(thread_id, Some(run_id), None, received, None);
+        let (status, accepted, phase): (_, EventPayload, _) = match acceptance {
             Acceptance::Start => {
-                let data = self.plan_data(key.as_deref());
-                (
-                    RunStatus::Running,
-                    (EventKind::RunStarted, data),
-                    Phase::Starting,
-                )
+                let started = self.run_started(key.clone());
+                (RunStatus::Running, started.into(), Phase::Starting)
             }
             Acceptance::Queued(awaiting) => {
-                let reason = match awaiting {
-                    Awaiting::UserSlot => "user_limit",
-                    Awaiting::ServerSlot => "server_busy",
+                let queued = payload::RunQueued {
+                    position: self.runs.queued() + 1,
+                    reason: match awaiting {
+                        Awaiting::UserSlot => QueueReason::UserLimit,
+                        Awaiting::ServerSlot => QueueReason::ServerBusy,
+                    },
+                    client_msg_id: key.clone(),
                 };
-                let position = self.runs.queued() + 1;
-                let data = json!({ "position": position, "reason": reason });
-                let data = with_client_msg_id(data, key.as_deref());
-                (
-                    RunStatus::Queued,
-                    (EventKind::RunQueued, data),
-                    Phase::Queued(awaiting),
-                )
+                (RunStatus::Queued, queued.into(), Phase::Queued(awaiting))
             }
         };
         let op = WriteOp::CreateRun {
             run_id,
             thread_id,
-            status: status.as_str(),
+            status,
             content: message.content.clone(),
             client_msg_id: key.clone(),
             accept_seq: 0,
             ts: now,
         };
-        self.push(thread_id, Some(run_id), None, event, Some(op));
+        self.push(thread_id, Some(run_id), None, accepted, Some(op));
         self.runs
             .insert(run_id, thread_id, phase, message.content, conn_id, key);
     }
 
-    /// `run_started`'s data: the plan, and the client's message id.
-    fn plan_data(&self, client_msg_id: Option<&str>) -> Value {
-        with_client_msg_id(json!({ "plan": self.limits.plan }), client_msg_id)
+    /// `run_started`: the plan, and the client's message id.
+    fn run_started(&self, client_msg_id: Option<String>) -> payload::RunStarted {
+        payload::RunStarted {
+            plan: self.limits.plan.clone(),
+            client_msg_id,
+        }
     }
 
     /// A message that will not become a run: its claim goes, and its sender and every
@@ -379,14 +367,6 @@ impl SessionCore {
             self.refuse(asker, refusal, key);
         }
     }
-}
-
-/// `data` with the client's `client_msg_id`, which the first three events of a run carry.
-fn with_client_msg_id(mut data: Value, client_msg_id: Option<&str>) -> Value {
-    if let (Some(id), Some(object)) = (client_msg_id, data.as_object_mut()) {
-        object.insert("client_msg_id".into(), json!(id));
-    }
-    data
 }
 
 /// A thread's title: the first line of its first message, at most 80 characters.

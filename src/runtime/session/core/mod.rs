@@ -16,13 +16,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::clock::now_ms;
 use crate::context::{ApprovalId, ConnectionId, RunId, ThreadId, UserId};
 use crate::protocol::{
-    ActiveRunInfo, Event, EventKind, FrameError, PROTOCOL_VERSION, RunStatus, ServerFrame,
-    UserMessage,
+    ActiveRunInfo, CancelReason, Event, EventKind, EventPayload, FrameError, PROTOCOL_VERSION,
+    RunStatus, ServerFrame, UserMessage,
 };
 use crate::runtime::rate_limit::TokenBucket;
 use crate::runtime::refusal::Refusal;
@@ -99,7 +96,7 @@ pub(crate) enum Effect {
     /// Ask the run's supervisor to cancel it (it answers with `run_finished`).
     CancelSupervisor {
         run_id: RunId,
-        reason: &'static str,
+        reason: CancelReason,
     },
     /// Stop the run's supervisor without a word (the session has decided how it ends).
     AbortSupervisor(RunId),
@@ -221,7 +218,7 @@ impl SessionCore {
                 ActiveRunInfo {
                     run_id,
                     thread_id: run.thread_id(),
-                    status: status.as_str(),
+                    status,
                 }
             })
             .collect();
@@ -352,33 +349,15 @@ impl SessionCore {
         thread_id: ThreadId,
         run_id: Option<RunId>,
         agent: Option<String>,
-        event: (EventKind, Value),
+        payload: impl Into<EventPayload>,
         op: Option<WriteOp>,
     ) {
-        self.log
-            .push(event_of(thread_id, run_id, agent, event), op, None);
+        let event = Event::new(payload, Some(thread_id), run_id, agent);
+        self.log.push(event, op, None);
     }
 
     fn refuse(&mut self, conn_id: ConnectionId, refusal: &Refusal, reference: Option<&str>) {
         self.effects
             .push(Effect::Refuse(conn_id, refusal.frame(reference)));
-    }
-}
-
-/// An event of `thread_id` stamped now, numbered later (when its batch is cut).
-fn event_of(
-    thread_id: ThreadId,
-    run_id: Option<RunId>,
-    agent: Option<String>,
-    (kind, data): (EventKind, Value),
-) -> Event {
-    Event {
-        kind,
-        seq: 0,
-        ts: now_ms(),
-        thread_id: Some(thread_id),
-        run_id,
-        agent,
-        data,
     }
 }

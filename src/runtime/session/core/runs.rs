@@ -5,13 +5,17 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::{Effect, SessionCore};
 use crate::clock::now_ms;
 use crate::context::{ApprovalId, ConnectionId, RunId, ThreadId};
-use crate::protocol::{ApprovalDecision, ApprovalOutcome, EventKind, RunStatus};
+use crate::protocol::payload;
+use crate::protocol::{
+    ApprovalDecision, ApprovalOutcome, CancelReason, Event, EventKind, EventPayload, FailureCode,
+    InterruptReason, RunStatus,
+};
 use crate::runtime::refusal::Refusal;
 use crate::runtime::run_supervisor::RunOutcome;
 use crate::runtime::session::approvals::PendingApproval;
@@ -43,7 +47,17 @@ impl SessionCore {
         event: (EventKind, Value),
     ) {
         if self.runs.is_running_on(run_id, thread_id) {
-            self.push(thread_id, Some(run_id), agent, event, None);
+            let (kind, data) = event;
+            let event = Event {
+                kind,
+                seq: 0,
+                ts: now_ms(),
+                thread_id: Some(thread_id),
+                run_id: Some(run_id),
+                agent,
+                data,
+            };
+            self.log.push(event, None, None);
             self.flush();
         }
     }
@@ -70,7 +84,9 @@ impl SessionCore {
             self.end_run(
                 run_id,
                 thread_id,
-                RunOutcome::Interrupted { reason: "crash" },
+                RunOutcome::Interrupted {
+                    reason: InterruptReason::Crash,
+                },
             );
         }
         self.flush();
@@ -95,10 +111,16 @@ impl SessionCore {
         let thread_id = run.thread_id();
         match run.phase() {
             Phase::Queued(_) | Phase::Starting => {
-                self.end_run(run_id, thread_id, RunOutcome::Cancelled { reason: "user" });
+                self.end_run(
+                    run_id,
+                    thread_id,
+                    RunOutcome::Cancelled {
+                        reason: CancelReason::User,
+                    },
+                );
                 self.promote();
             }
-            Phase::Running => self.cancel_running(run_id, "user"),
+            Phase::Running => self.cancel_running(run_id, CancelReason::User),
             Phase::Ending => self.refuse(
                 conn_id,
                 &Refusal::RunFinished(raw_id.clone()),
@@ -117,10 +139,12 @@ impl SessionCore {
             let thread_id = run.thread_id();
             match run.phase() {
                 Phase::Queued(_) | Phase::Starting => {
-                    let outcome = RunOutcome::Cancelled { reason: "shutdown" };
+                    let outcome = RunOutcome::Cancelled {
+                        reason: CancelReason::Shutdown,
+                    };
                     self.end_run(run_id, thread_id, outcome);
                 }
-                Phase::Running => self.cancel_running(run_id, "shutdown"),
+                Phase::Running => self.cancel_running(run_id, CancelReason::Shutdown),
                 Phase::Ending => {}
             }
         }
@@ -138,7 +162,7 @@ impl SessionCore {
             return Err(Refusal::ThreadActive);
         }
         self.threads.remove(&thread_id);
-        let event = super::event_of(thread_id, None, None, (EventKind::ThreadDeleted, json!({})));
+        let event = Event::new(payload::ThreadDeleted {}, Some(thread_id), None, None);
         self.log.push(
             event,
             Some(WriteOp::DeleteThread { thread_id }),
@@ -177,15 +201,14 @@ impl SessionCore {
             ts: now,
             expires_at,
         };
-        let data = json!({
-            "approval_id": approval_id,
-            "action": action,
-            "summary": summary,
-            "details": details,
-            "expires_at": expires_at,
-        });
-        let event = (EventKind::ApprovalRequired, data);
-        self.push(thread_id, Some(run_id), Some(agent), event, Some(op));
+        let required = payload::ApprovalRequired {
+            approval_id,
+            action: action.clone(),
+            summary,
+            details,
+            expires_at,
+        };
+        self.push(thread_id, Some(run_id), Some(agent), required, Some(op));
         self.effects.push(Effect::PauseAttemptTimer(run_id));
         self.effects
             .push(Effect::ExpireApproval(approval_id, timeout));
@@ -247,7 +270,7 @@ impl SessionCore {
         if run.is_accepted() {
             let thread_id = run.thread_id();
             let outcome = RunOutcome::Failed {
-                code: "storage_unavailable",
+                code: FailureCode::StorageUnavailable,
                 error: "storage unavailable: the run's events could not be stored".to_owned(),
             };
             return self.end_run(run_id, thread_id, outcome);
@@ -264,7 +287,7 @@ impl SessionCore {
     }
 
     /// A running run's pending approval is cancelled and its supervisor asked to stop.
-    fn cancel_running(&mut self, run_id: RunId, reason: &'static str) {
+    fn cancel_running(&mut self, run_id: RunId, reason: CancelReason) {
         if let Some(approval_id) = self.approvals.of_run(run_id) {
             self.resolve_approval(approval_id, ApprovalOutcome::Cancelled);
         }
@@ -282,64 +305,45 @@ impl SessionCore {
         {
             self.effects.push(Effect::ReleaseSlot(run_id));
         }
-        let (status, event, error, answer) = match outcome {
+        let finished_at = now_ms();
+        let (end, ended): (_, EventPayload) = match outcome {
             RunOutcome::Completed(answer) => {
-                let data = json!({
-                    "summary": answer.summary,
-                    "report_markdown": answer.report_markdown,
-                    "result": answer.result,
-                });
-                let answer = (answer.result.to_string(), answer.report_markdown);
-                (
-                    RunStatus::Completed,
-                    (EventKind::RunCompleted, data),
-                    None,
-                    Some(answer),
-                )
+                let end = RunEnd {
+                    result: Some(answer.result.to_string()),
+                    report_markdown: Some(answer.report_markdown.clone()),
+                    ..RunEnd::new(RunStatus::Completed, finished_at)
+                };
+                let completed = payload::RunCompleted {
+                    summary: answer.summary,
+                    report_markdown: answer.report_markdown,
+                    result: answer.result,
+                };
+                (end, completed.into())
             }
             RunOutcome::Failed { code, error } => {
-                let data = json!({ "error": error, "code": code });
-                (
-                    RunStatus::Failed,
-                    (EventKind::RunFailed, data),
-                    Some(error),
-                    None,
-                )
+                let end = RunEnd {
+                    error: Some(error.clone()),
+                    ..RunEnd::new(RunStatus::Failed, finished_at)
+                };
+                (end, payload::RunFailed { error, code }.into())
             }
             RunOutcome::Interrupted { reason } => {
-                let data = json!({ "reason": reason });
-                (
-                    RunStatus::Interrupted,
-                    (EventKind::RunInterrupted, data),
-                    None,
-                    None,
-                )
+                let end = RunEnd::new(RunStatus::Interrupted, finished_at);
+                (end, payload::RunInterrupted { reason }.into())
             }
             RunOutcome::Cancelled { reason } => {
-                let data = json!({ "reason": reason });
-                (
-                    RunStatus::Cancelled,
-                    (EventKind::RunCancelled, data),
-                    None,
-                    None,
-                )
+                let end = RunEnd::new(RunStatus::Cancelled, finished_at);
+                (end, payload::RunCancelled { reason }.into())
             }
         };
-        let (result, report_markdown) = answer.unzip();
-        let end = RunEnd {
-            status: status.as_str(),
-            finished_at: now_ms(),
-            error,
-            result,
-            report_markdown,
-        };
+        let status = end.status;
         self.effects.push(Effect::RunEnded(status));
         let op = WriteOp::FinishRun {
             run_id,
             thread_id,
             end,
         };
-        self.push(thread_id, Some(run_id), None, event, Some(op));
+        self.push(thread_id, Some(run_id), None, ended, Some(op));
     }
 
     /// Resolves a pending approval once: `approval_resolved` is stored and the agent told —
@@ -352,18 +356,15 @@ impl SessionCore {
             approval_id,
             run_id: pending.run_id,
             thread_id: pending.thread_id,
-            outcome: outcome.as_str(),
+            outcome,
             ts: now_ms(),
         };
-        let data = json!({ "approval_id": approval_id, "decision": outcome });
-        let event = (EventKind::ApprovalResolved, data);
-        self.push(
-            pending.thread_id,
-            Some(pending.run_id),
-            None,
-            event,
-            Some(op),
-        );
+        let resolved = payload::ApprovalResolved {
+            approval_id,
+            decision: outcome,
+        };
+        let (thread_id, run_id) = (pending.thread_id, pending.run_id);
+        self.push(thread_id, Some(run_id), None, resolved, Some(op));
         if outcome == ApprovalOutcome::Cancelled {
             // Its reply channel lives until the run is gone, so the agent never hears.
             self.runs.park_reply(pending.run_id, pending.reply);

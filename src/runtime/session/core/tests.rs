@@ -130,7 +130,7 @@ struct World {
     lookups: VecDeque<Effect>,
     /// Runs with a live supervisor, and those asked to cancel.
     supervised: Vec<(RunId, ThreadId)>,
-    cancelling: HashMap<RunId, &'static str>,
+    cancelling: HashMap<RunId, crate::protocol::CancelReason>,
     approvals: Vec<ApprovalId>,
     /// Every run id the session mentioned, for cancels of live and finished runs.
     runs_seen: Vec<RunId>,
@@ -426,7 +426,7 @@ impl World {
         let outcome = match self.cancelling.remove(&run_id) {
             Some(reason) => RunOutcome::Cancelled { reason },
             None if fail => RunOutcome::Failed {
-                code: "agent_failed",
+                code: crate::protocol::FailureCode::AgentFailed,
                 error: "it failed".into(),
             },
             None => RunOutcome::Completed(RunAnswer {

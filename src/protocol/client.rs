@@ -1,17 +1,15 @@
-//! The serde types of PROTOCOL.md: client frames in, sequenced events and unsequenced frames
-//! out.
+//! Client → server frames (PROTOCOL.md §2): `ClientFrame` and its parts, parsed in two steps
+//! (find `type`, then its fields) so every malformed frame gets a precise `bad_request`.
 //!
-//! Only this module knows the wire shapes. Client frames are parsed in two steps (find `type`,
-//! then its fields) so every malformed frame gets a precise `bad_request` message.
+//! Stored client strings are checked here for NUL, which PostgreSQL text cannot hold, so one
+//! bad message never fails a whole write batch.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::context::{RunId, ThreadId, UserId};
+use crate::context::ThreadId;
 use crate::error::ErrorCode;
-
-/// The version a client sees in `connected.protocol`.
-pub const PROTOCOL_VERSION: u32 = 1;
+use crate::protocol::FrameError;
 
 /// Longest `client_msg_id`, in characters.
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
@@ -29,96 +27,51 @@ fn unstorable(field: &str) -> FrameError {
     ))
 }
 
-/// A client frame that could not be accepted, with the code and message to answer it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrameError {
-    pub code: ErrorCode,
-    pub message: String,
-    /// The offending id, echoed as `ref`.
-    pub reference: Option<String>,
-}
-
-impl FrameError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            reference: None,
-        }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::BadRequest, message)
-    }
-
-    pub fn with_ref(mut self, reference: impl Into<String>) -> Self {
-        self.reference = Some(reference.into());
-        self
-    }
-}
-
-/// A validated `user_message`.
+/// A validated `user_message`: what the session needs to start a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserMessage {
+    /// 1..=limit Unicode scalar values, no NUL.
     pub content: String,
+    /// `None` starts a new thread.
     pub thread_id: Option<ThreadId>,
+    /// The client's idempotency key, 1..=64 characters, no NUL.
     pub client_msg_id: Option<String>,
 }
 
 /// One frame a client may send, each variant a PROTOCOL.md §2 type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame {
+    /// Starts a run.
     UserMessage(UserMessage),
+    /// Answers an `approval_required`.
     Approval {
+        /// Checked by the session (an unknown id is `not_found`).
         approval_id: String,
         decision: ApprovalDecision,
     },
+    /// Cancels a queued or running run.
     CancelRun {
+        /// Checked by the session (an unknown id is `not_found`).
         run_id: String,
     },
+    /// Replays every event after `after_seq`, then live.
     Resume {
+        /// 0 or more.
         after_seq: i64,
     },
+    /// Answered with `pong` echoing `nonce`.
     Ping {
+        /// Any JSON value; null when absent.
         nonce: Value,
     },
 }
 
+/// The user's answer to an approval (`approval.decision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalDecision {
     Approve,
     Reject,
-}
-
-/// How an approval was resolved (`approval_resolved.decision`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApprovalOutcome {
-    Approve,
-    Reject,
-    Expired,
-    Cancelled,
-}
-
-impl ApprovalOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Approve => "approve",
-            Self::Reject => "reject",
-            Self::Expired => "expired",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl From<ApprovalDecision> for ApprovalOutcome {
-    fn from(decision: ApprovalDecision) -> Self {
-        match decision {
-            ApprovalDecision::Approve => Self::Approve,
-            ApprovalDecision::Reject => Self::Reject,
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -246,176 +199,6 @@ fn validate_user_message(
     })
 }
 
-macro_rules! event_kinds {
-    ($($variant:ident => $wire:literal,)*) => {
-        /// The `type` of a sequenced event (PROTOCOL.md §2), plus `erased` for replays of
-        /// deleted threads.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum EventKind { $($variant,)* }
-
-        impl EventKind {
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $wire,)* }
-            }
-
-            /// The kind stored as `wire`, if enclave knows it.
-            pub fn from_wire(wire: &str) -> Option<Self> {
-                match wire { $($wire => Some(Self::$variant),)* _ => None }
-            }
-        }
-    };
-}
-
-event_kinds! {
-    ThreadCreated => "thread_created",
-    MessageReceived => "message_received",
-    RunQueued => "run_queued",
-    RunStarted => "run_started",
-    AgentStarted => "agent_started",
-    AgentThinking => "agent_thinking",
-    AgentStream => "agent_stream",
-    ToolExecuting => "tool_executing",
-    ToolCompleted => "tool_completed",
-    Progress => "progress",
-    ApprovalRequired => "approval_required",
-    ApprovalResolved => "approval_resolved",
-    AgentCompleted => "agent_completed",
-    AgentError => "agent_error",
-    AgentRestarted => "agent_restarted",
-    AgentFallback => "agent_fallback",
-    RunCompleted => "run_completed",
-    RunFailed => "run_failed",
-    RunCancelled => "run_cancelled",
-    RunInterrupted => "run_interrupted",
-    ThreadDeleted => "thread_deleted",
-    Erased => "erased",
-}
-
-impl EventKind {
-    /// Whether this event ends its run.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::RunCompleted | Self::RunFailed | Self::RunCancelled | Self::RunInterrupted
-        )
-    }
-}
-
-impl Serialize for EventKind {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-/// A sequenced event as it is stored and sent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Event {
-    #[serde(rename = "type")]
-    pub kind: EventKind,
-    pub seq: i64,
-    pub ts: i64,
-    pub thread_id: Option<ThreadId>,
-    pub run_id: Option<RunId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
-    /// Null only for `erased` events, which carry no data.
-    #[serde(skip_serializing_if = "Value::is_null")]
-    pub data: Value,
-}
-
-impl Event {
-    /// The event as one text frame.
-    pub fn to_frame(&self) -> String {
-        serde_json::to_string(self).expect("an event is plain JSON data")
-    }
-}
-
-/// Where a run is in its life (`GET /api/runs/{id}` `status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RunStatus {
-    Queued,
-    Running,
-    AwaitingApproval,
-    Completed,
-    Failed,
-    Cancelled,
-    Interrupted,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::AwaitingApproval => "awaiting_approval",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-            Self::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// A run that is in flight, as `connected.active_runs` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ActiveRunInfo {
-    pub run_id: RunId,
-    pub thread_id: ThreadId,
-    pub status: &'static str,
-}
-
-/// An approval waiting for the user, as `connected.pending_approvals` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PendingApprovalInfo {
-    pub approval_id: String,
-    pub run_id: RunId,
-    pub action: String,
-    pub expires_at: i64,
-}
-
-/// Frames that are not sequenced (PROTOCOL.md §2).
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerFrame {
-    Connected {
-        user_id: UserId,
-        connection_id: String,
-        last_seq: i64,
-        protocol: u32,
-        active_runs: Vec<ActiveRunInfo>,
-        pending_approvals: Vec<PendingApprovalInfo>,
-    },
-    Pong {
-        nonce: Value,
-    },
-    Resumed {
-        through_seq: i64,
-    },
-    Truncated {
-        oldest_seq: i64,
-    },
-    Error {
-        code: ErrorCode,
-        message: String,
-        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
-        reference: Option<String>,
-    },
-}
-
-impl ServerFrame {
-    pub fn error(e: FrameError) -> Self {
-        Self::Error {
-            code: e.code,
-            message: e.message,
-            reference: e.reference,
-        }
-    }
-
-    pub fn to_frame(&self) -> String {
-        serde_json::to_string(self).expect("a server frame is plain JSON data")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,16 +260,5 @@ mod tests {
         let ten_snowmen = "☃".repeat(10);
         let frame = format!(r#"{{"type":"user_message","content":"{ten_snowmen}"}}"#);
         assert!(ClientFrame::parse(&frame, 10).is_ok());
-    }
-
-    #[test]
-    fn error_frame_shape() {
-        let frame = ServerFrame::error(
-            FrameError::new(ErrorCode::NotFound, "no such thread").with_ref("m1"),
-        );
-        assert_eq!(
-            frame.to_frame(),
-            r#"{"type":"error","code":"not_found","message":"no such thread","ref":"m1"}"#
-        );
     }
 }

@@ -1,0 +1,131 @@
+//! The JSON bodies of the HTTP API's answers (PROTOCOL.md §3), one type per shape, so the
+//! routes in `web/routes/` name their fields once instead of building `json!` objects.
+//!
+//! Error bodies are `web/error.rs`'s. Keys are serialised in the order PROTOCOL.md lists them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::analysis::aggregate::{GroupStats, Totals};
+use crate::protocol::{Event, RunStatus};
+use crate::usage::record::RowError;
+
+/// `POST /api/dev/token`'s body: `{"user":"alice"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevTokenRequest {
+    /// The user id to sign a token for (validated as a JWT `sub`).
+    pub user: String,
+}
+
+/// `POST /api/dev/token`'s answer: `{"token":"…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenAnswer {
+    /// A signed JWT for the user.
+    pub token: String,
+}
+
+/// What `/healthz` and `/readyz` say when all is well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// `/healthz`: the process answers.
+    Ok,
+    /// `/readyz`: the database is reachable and migrated.
+    Ready,
+}
+
+/// `/healthz` and `/readyz`'s answer: `{"status":"ok"}` or `{"status":"ready"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HealthAnswer {
+    /// How healthy.
+    pub status: Health,
+}
+
+/// `GET /api/runs/{id}`: one run's status and answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunView {
+    /// The run.
+    pub run_id: String,
+    /// Its thread.
+    pub thread_id: String,
+    /// Where it is in its life.
+    pub status: RunStatus,
+    /// Unix epoch milliseconds, as are the two below.
+    pub created_at: i64,
+    /// Null while queued.
+    pub started_at: Option<i64>,
+    /// Null until it ends.
+    pub finished_at: Option<i64>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// `run_completed.result`; null unless completed.
+    pub result: Value,
+    /// `run_completed.report_markdown`; null unless completed.
+    pub report_markdown: Option<String>,
+}
+
+/// One thread in `GET /api/threads`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThreadSummary {
+    /// The thread.
+    pub thread_id: String,
+    /// From its first message.
+    pub title: String,
+    /// Unix epoch milliseconds.
+    pub created_at: i64,
+    /// Unix epoch milliseconds of its latest run's latest status change.
+    pub updated_at: i64,
+    /// Its latest run's status; null before its first run is stored.
+    pub last_run_status: Option<RunStatus>,
+}
+
+/// `GET /api/threads`: the user's threads, most recently updated first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThreadList {
+    /// Newest first.
+    pub threads: Vec<ThreadSummary>,
+}
+
+/// `GET /api/threads/{id}/events`: one page of a thread's stored events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventsPage {
+    /// Oldest first, as stored.
+    pub events: Vec<Event>,
+    /// The `after_seq` of the next page; null on the last page.
+    pub next_after_seq: Option<i64>,
+}
+
+/// A deletion's answer, `{"deleted": …}`: the thread's id, or how many usage records went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deleted<T> {
+    /// What was deleted.
+    pub deleted: T,
+}
+
+/// `POST /api/usage`'s answer: `{"accepted","rejected","duplicates"}`, plus `details` with
+/// `?partial=true`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestAnswer {
+    /// Records stored.
+    pub accepted: usize,
+    /// Rows refused (only with `partial=true`; otherwise a 422).
+    pub rejected: usize,
+    /// Records whose `id` the user already had, skipped.
+    pub duplicates: usize,
+    /// Why each refused row was refused (first 100), only with `partial=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<RowError>>,
+}
+
+/// `GET /api/usage/summary`: totals per model and workload in the window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageSummary {
+    /// The whole window.
+    pub totals: Totals,
+    /// Per model × workload, largest spend first.
+    pub groups: Vec<GroupStats>,
+    /// Models priced by tokens only (not in the catalog).
+    pub unpriced_models: Vec<String>,
+    /// The date of the price catalog used.
+    pub catalog_as_of: String,
+}
