@@ -3,6 +3,7 @@
 //! lives in that user's session and nowhere else.
 
 mod admission;
+pub mod agent_runner;
 pub mod approvals;
 pub mod attempt_timer;
 mod cancel;

@@ -7,8 +7,10 @@
 //! checkpoints go through the supervisor, which remembers them for the run's restarts.
 
 use actix::{Message, Recipient};
+use futures_util::future::LocalBoxFuture;
 use serde_json::Value;
 
+use crate::agents::RunChannel;
 use crate::context::{RunId, ThreadId};
 use crate::protocol::{ApprovalOutcome, EventKind};
 use crate::runtime::approvals::RequestApproval;
@@ -159,5 +161,30 @@ impl RunEvents {
                 attempt: link.attempt,
             });
         }
+    }
+}
+
+/// What an agent's `AgentContext` sends through: the attempt's copy of the run's emitter.
+impl RunChannel for RunEvents {
+    fn emit(&self, agent: &'static str, kind: EventKind, data: Value) {
+        RunEvents::emit(self, kind, Some(agent), data);
+    }
+
+    fn request_approval(
+        &self,
+        agent: &'static str,
+        action: &str,
+        summary: String,
+        details: Value,
+    ) -> LocalBoxFuture<'static, ApprovalOutcome> {
+        let events = self.clone();
+        let action = action.to_owned();
+        Box::pin(async move {
+            RunEvents::request_approval(&events, agent, &action, summary, details).await
+        })
+    }
+
+    fn checkpoint(&self, state: Value) {
+        RunEvents::checkpoint(self, state);
     }
 }

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use serde_json::{Value, json};
 
-use crate::agents::runner::{AgentRunner, AttemptDone, AttemptOutcome, StopAttempt};
 use crate::agents::{Agent, AgentContext, AgentInput, RunAnswer};
 use crate::config::Config;
 use crate::context::{RunId, UserContext};
 use crate::protocol::EventKind;
+use crate::runtime::agent_runner::{AgentRunner, AttemptDone, AttemptOutcome, StopAttempt};
 use crate::runtime::run_events::{AttemptLink, RunEvents};
 use crate::runtime::run_memory::RunMemory;
 use crate::runtime::session::SessionDeps;
@@ -166,7 +166,7 @@ impl RunSupervisor {
         let agent_ctx = AgentContext::new(
             self.ctx.child(name),
             name,
-            self.events.for_attempt(link),
+            Arc::new(self.events.for_attempt(link)),
             self.deps.db.clone(),
             self.deps.config.clone(),
             self.deps.catalog.clone(),
