@@ -1,7 +1,7 @@
 //! `AgentContext`: everything an agent may touch during one attempt, scoped to one run of one
 //! user — its `UserContext`, the run's `RunChannel` (events, approvals, checkpoints), the
-//! database, the configuration, the price catalog and the LLM. Built by the runtime for each
-//! attempt; an agent cannot name another run or user through it.
+//! user's `UserStore`, the configuration, the price catalog and the LLM. Built by the runtime
+//! for each attempt; an agent cannot name another run or user through it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use crate::context::UserContext;
 use crate::faults::BatchFaults;
 use crate::llm::{Llm, LlmError, LlmRequest, OnDelta};
 use crate::protocol::{ApprovalOutcome, EventKind};
-use crate::store::Db;
+use crate::store::{Db, UserStore};
 
 /// Everything an agent may touch, scoped to one run of one user.
 #[derive(Clone)]
@@ -28,8 +28,8 @@ pub struct AgentContext {
     name: &'static str,
     /// Where the agent's events, approval requests and checkpoints go: this run only.
     channel: Arc<dyn RunChannel>,
-    /// The database handle.
-    db: Db,
+    /// The user's data, bound to `user`'s id: no other user's records are reachable.
+    store: UserStore,
     /// The server's configuration (limits, thresholds), shared read-only.
     config: Arc<Config>,
     /// The price catalog in force, shared read-only.
@@ -43,7 +43,8 @@ pub struct AgentContext {
 }
 
 impl AgentContext {
-    /// The context of one attempt of agent `name` (built by the runtime, or by a test).
+    /// The context of one attempt of agent `name` (built by the runtime, or by a test). The
+    /// store is bound here to `user`'s id, so it cannot be another user's.
     pub fn new(
         user: UserContext,
         name: &'static str,
@@ -53,11 +54,12 @@ impl AgentContext {
         catalog: Arc<Catalog>,
         llm: Llm,
     ) -> Self {
+        let store = UserStore::new(db, user.user_id().clone());
         Self {
             user,
             name,
             channel,
-            db,
+            store,
             config,
             catalog,
             llm,
@@ -131,9 +133,21 @@ impl AgentContext {
         &self.user
     }
 
-    /// The database handle.
-    pub fn db(&self) -> &Db {
-        &self.db
+    /// The user's data: the queries and writes agents need, each for this user only.
+    pub fn store(&self) -> &UserStore {
+        &self.store
+    }
+
+    /// Runs CPU-heavy `work` (analysis over many records) on the blocking pool, never on the
+    /// arbiter the run's actors share.
+    pub async fn compute<T, F>(&self, work: F) -> Result<T, AgentError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        actix_web::web::block(work)
+            .await
+            .map_err(|e| AgentError::Failed(format!("the blocking pool stopped: {e}")))
     }
 
     /// The server's configuration: limits and the optimisation thresholds.

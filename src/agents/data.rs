@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::analysis::aggregate::aggregate;
 use crate::clock::now_ms;
-use crate::store::repo;
+use crate::store::user_store::Window;
 
 pub struct Data;
 
@@ -38,22 +38,26 @@ impl Agent for Data {
                 None => json!({ "window": "the last 30 days of your records" }),
             };
             ctx.thinking("reading your usage records for the window");
-            let user = ctx.user().user_id().clone();
+            let window = match stated_days {
+                Some(days) => {
+                    let now = now_ms();
+                    Window::Between {
+                        since: now - days * DAY_MS,
+                        until: now,
+                    }
+                }
+                None => Window::UpToLatest {
+                    span_ms: DEFAULT_WINDOW_DAYS * DAY_MS,
+                },
+            };
             let catalog = ctx.catalog().clone();
-            let read = ctx.db().read(move |conn| {
-                let (since, until) = match stated_days {
-                    Some(days) => {
-                        let now = now_ms();
-                        (now - days * DAY_MS, now)
-                    }
-                    None => {
-                        let last = repo::usage::latest_ts(conn, &user)?.unwrap_or(0);
-                        (last - DEFAULT_WINDOW_DAYS * DAY_MS, last)
-                    }
-                };
-                let records = repo::usage::in_window(conn, &user, since, until)?;
-                Ok((since, until, aggregate(&records, &catalog)))
-            });
+            let read = async {
+                let window = ctx.store().usage_in(window).await?;
+                let aggregates = ctx
+                    .compute(move || aggregate(&window.records, &catalog))
+                    .await?;
+                Ok::<_, AgentError>((window.since, window.until, aggregates))
+            };
             let ((since, until, aggregates), duration_ms) =
                 ctx.tool("usage_aggregates", tool_input, read).await?;
             let summary = json!({

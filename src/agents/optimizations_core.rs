@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::analysis::catalog::Catalog;
 use crate::analysis::optimize::{Kind, Recommendation, Thresholds, recommend};
-use crate::context::UserId;
-use crate::store::{DbConnection, StoreError, repo};
+use crate::store::user_store::Window;
 use crate::usage::record::UsageRecord;
 
 pub struct OptimizationsCore;
@@ -42,33 +41,38 @@ impl CandidateScope {
     }
 }
 
-/// The user's records in scope and the candidates they support (run on a reader thread).
+/// The candidates `records` support in `scope`.
 pub fn candidates(
-    conn: &mut DbConnection,
-    user: &UserId,
+    records: &[UsageRecord],
     catalog: &Catalog,
     thresholds: &Thresholds,
     scope: &CandidateScope,
-) -> Result<(Vec<UsageRecord>, Vec<Recommendation>), StoreError> {
-    let records = repo::usage::in_window(conn, user, scope.since, scope.until)?;
-    let mut recs = recommend(&records, catalog, thresholds, scope.window_days);
+) -> Vec<Recommendation> {
+    let mut recs = recommend(records, catalog, thresholds, scope.window_days);
     if scope.substitutions_only {
         recs.retain(|r| r.kind == Kind::ModelSubstitution);
     }
-    Ok((records, recs))
+    recs
 }
 
-/// Reads the candidates through the `db` executor.
+/// Reads the user's records in scope and computes the candidates they support (on the
+/// blocking pool).
 pub async fn load_candidates(
     ctx: &AgentContext,
     scope: CandidateScope,
-) -> Result<(Vec<UsageRecord>, Vec<Recommendation>), StoreError> {
-    let user = ctx.user().user_id().clone();
+) -> Result<(Vec<UsageRecord>, Vec<Recommendation>), AgentError> {
+    let window = Window::Between {
+        since: scope.since,
+        until: scope.until,
+    };
+    let records = ctx.store().usage_in(window).await?.records;
     let catalog: Arc<Catalog> = ctx.catalog().clone();
     let thresholds = ctx.config().thresholds.clone();
-    ctx.db()
-        .read(move |conn| candidates(conn, &user, &catalog, &thresholds, &scope))
-        .await
+    ctx.compute(move || {
+        let recs = candidates(&records, &catalog, &thresholds, &scope);
+        (records, recs)
+    })
+    .await
 }
 
 fn money(x: f64) -> String {

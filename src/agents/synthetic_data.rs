@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::clock::now_ms;
 use crate::protocol::ApprovalOutcome;
-use crate::store::{StoreError, bulk};
+use crate::store::StoreError;
 use crate::usage::synthetic::{Profile, Request};
 
 pub struct SyntheticData;
@@ -156,15 +156,13 @@ impl Agent for SyntheticData {
                     return Err(e);
                 }
                 let to = (done + batch).min(request.count);
-                let user = ctx.user().user_id().clone();
                 let part = request.clone();
                 // Generated on the blocking pool, so the writer only writes: other users'
                 // event batches wait at most one short insert, never the generation.
                 let stored = match actix_web::web::block(move || part.records(done, to)).await {
                     Ok(records) => {
-                        let chunk = config.bulk_chunk;
-                        let db = ctx.db();
-                        bulk::insert_in_chunks(db, None, &user, records, "synthetic", None, chunk)
+                        ctx.store()
+                            .store_synthetic(records, config.bulk_chunk)
                             .await
                     }
                     Err(e) => Err(StoreError::Blocking(e.to_string())),
