@@ -5,14 +5,41 @@
 //! not, by how much they fall short.
 
 use futures_util::future::LocalBoxFuture;
+use serde::Serialize;
 use serde_json::json;
 
-use super::goals_triage::goals_for;
+use super::data::analysis;
+use super::goals_triage::{Goals, goals_for};
 use super::optimizations_core::{CandidateScope, load_candidates};
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
-use crate::analysis::plan::{Goal, choose};
+use crate::analysis::plan::{Goal, Plan, choose};
 
+/// The actions agent (see the module comment).
 pub struct Actions;
+
+/// The actions agent's typed result (PROTOCOL.md §4): the plan and the goals it was chosen for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionPlan {
+    /// The chosen changes, their joint saving, the steps and whether the goals are met.
+    pub plan: Plan,
+    /// The goals the plan was chosen for.
+    pub goals: Vec<Goal>,
+}
+
+/// The actions agent's result in this run, if it ran (an error if an agent called `actions`
+/// returned something else).
+pub fn plan_of(input: &AgentInput) -> Result<Option<&ActionPlan>, AgentError> {
+    input.result_of::<ActionPlan>("actions")
+}
+
+/// The goals the plan is chosen for: goals triage's, or, when it did not run, the goals the
+/// message states completed with the defaults of a cost request.
+fn goals(input: &AgentInput) -> Result<Vec<Goal>, AgentError> {
+    Ok(match input.result_of::<Goals>("goals_triage")? {
+        Some(stated) => stated.goals.clone(),
+        None => goals_for(&input.message, "cost_optimization"),
+    })
+}
 
 impl Agent for Actions {
     fn name(&self) -> &'static str {
@@ -25,18 +52,9 @@ impl Agent for Actions {
         input: AgentInput,
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
         Box::pin(async move {
-            let scope = CandidateScope::of(&input)
-                .ok_or_else(|| AgentError::Failed("no usage window from the data agent".into()))?;
-            let goals: Vec<Goal> = match input.results.get("goals_triage") {
-                Some(result) => serde_json::from_value(result["goals"].clone())
-                    .map_err(|e| AgentError::Failed(format!("unreadable goals: {e}")))?,
-                None => goals_for(&input.message, "cost_optimization"),
-            };
-            let total_spend = input
-                .results
-                .get("data")
-                .and_then(|d| d["totals"]["spend_usd"].as_f64())
-                .unwrap_or(0.0);
+            let scope = CandidateScope::of(&input)?;
+            let goals = goals(&input)?;
+            let total_spend = analysis(&input)?.map_or(0.0, |d| d.aggregates.totals.spend_usd);
             ctx.thinking("choosing the least risky set of changes that meets the goals");
             let input = json!({ "goals": goals });
             let ((records, recs), duration_ms) = ctx
@@ -68,7 +86,7 @@ impl Agent for Actions {
                     plan.savings_pct, plan.shortfall_pct
                 )
             });
-            Ok(AgentOutput::result(json!({ "plan": plan, "goals": goals })))
+            AgentOutput::typed(ActionPlan { plan, goals })
         })
     }
 }

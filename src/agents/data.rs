@@ -4,14 +4,50 @@
 //! it cuts the plan short to reporting, which says what is missing.
 
 use futures_util::future::LocalBoxFuture;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
+use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
-use crate::analysis::aggregate::aggregate;
+use crate::analysis::aggregate::{Aggregates, aggregate};
 use crate::clock::now_ms;
 use crate::store::user_store::Window;
 
+/// The data agent (see the module comment).
 pub struct Data;
+
+/// The data agent's typed result (PROTOCOL.md §4): the window analysed and its aggregates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageAnalysis {
+    /// The window's bounds: what the agents after it analyse.
+    pub window: WindowBounds,
+    /// Per model × workload and in total; flattened into the result's top level.
+    #[serde(flatten)]
+    pub aggregates: Aggregates,
+    /// The date of the price catalog the spend was priced with.
+    pub catalog_as_of: String,
+}
+
+/// A window's bounds, epoch milliseconds, both included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WindowBounds {
+    /// The window's first millisecond.
+    pub since: i64,
+    /// The window's last millisecond.
+    pub until: i64,
+}
+
+/// The data agent's result in this run, if it ran (an error if an agent called `data` returned
+/// something else).
+pub fn analysis(input: &AgentInput) -> Result<Option<&UsageAnalysis>, AgentError> {
+    input.result_of::<UsageAnalysis>("data")
+}
+
+/// The window the user named ("the last 2 weeks"), in days, if triage read one.
+pub fn stated_days(input: &AgentInput) -> Result<Option<i64>, AgentError> {
+    let days = understanding(input)?.and_then(|u| u.entities.window_days);
+    Ok(days.and_then(|d| i64::try_from(d).ok()).filter(|d| *d > 0))
+}
 
 const DAY_MS: i64 = 86_400_000;
 /// The default window: the last 30 days of the user's records.
@@ -28,11 +64,7 @@ impl Agent for Data {
         input: AgentInput,
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
         Box::pin(async move {
-            let stated_days = input
-                .results
-                .get("triage")
-                .and_then(|t| t["entities"]["window_days"].as_i64())
-                .filter(|d| *d > 0);
+            let stated_days = stated_days(&input)?;
             let tool_input = match stated_days {
                 Some(days) => json!({ "window": format!("the last {days} days") }),
                 None => json!({ "window": "the last 30 days of your records" }),
@@ -78,26 +110,17 @@ impl Agent for Data {
                     aggregates.groups.len()
                 ),
             });
-            let result = json!({
-                "window": { "since": since, "until": until },
-                "totals": aggregates.totals,
-                "groups": aggregates.groups,
-                "unpriced_models": aggregates.unpriced_models,
-                "window_days": aggregates.window_days,
-                "data_sufficiency": aggregates.data_sufficiency,
-                "catalog_as_of": ctx.catalog().as_of(),
-            });
-            let output = AgentOutput::result(result);
-            Ok(if aggregates.data_sufficiency == "none" {
+            let no_data = aggregates.data_sufficiency == "none";
+            let output = AgentOutput::typed(UsageAnalysis {
+                window: WindowBounds { since, until },
+                aggregates,
+                catalog_as_of: ctx.catalog().as_of().to_owned(),
+            })?;
+            Ok(if no_data {
                 output.with_replan(vec!["reporting".to_owned()])
             } else {
                 output
             })
         })
     }
-}
-
-/// The data agent's result, if it ran.
-pub fn result_of(input: &AgentInput) -> Option<&Value> {
-    input.results.get("data")
 }

@@ -22,7 +22,7 @@ use crate::store::StoreError;
 
 pub use channel::RunChannel;
 pub use context::AgentContext;
-pub use output::{AgentInput, AgentOutput, RunAnswer};
+pub use output::{AgentInput, AgentOutput, RunAnswer, TypedResult};
 
 /// One step of a run's plan.
 ///
@@ -76,4 +76,19 @@ pub enum AgentError {
     /// A query or write of the user's data failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An earlier agent's result is not of the type this agent reads: an agent registered
+    /// under that name returned plain JSON or another type.
+    #[error(
+        "the {agent} agent's result is {found}, not the {expected} this agent reads: register \
+         an agent called {agent} that returns it with `AgentOutput::typed`, or leave {agent} out \
+         of the plan"
+    )]
+    UnexpectedResult {
+        /// The earlier agent's name.
+        agent: String,
+        /// The type this agent reads.
+        expected: &'static str,
+        /// What the result is instead (`plain JSON`, or its type).
+        found: &'static str,
+    },
 }

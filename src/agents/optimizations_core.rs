@@ -5,37 +5,59 @@
 use std::sync::Arc;
 
 use futures_util::future::LocalBoxFuture;
+use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::data::analysis;
+use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::analysis::catalog::Catalog;
 use crate::analysis::optimize::{Kind, Recommendation, Thresholds, recommend};
 use crate::store::user_store::Window;
 use crate::usage::record::UsageRecord;
 
+/// The optimisations core agent (see the module comment).
 pub struct OptimizationsCore;
 
-/// What the candidates were computed from, read from earlier agents' results.
+/// The optimisations core agent's typed result (PROTOCOL.md §4): every priced candidate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidates {
+    /// The candidates, numbered `rec-1`, `rec-2`, … in group then kind order.
+    pub recommendations: Vec<Recommendation>,
+    /// The date of the price catalog they were priced with.
+    pub catalog_as_of: String,
+}
+
+/// The optimisations core agent's result in this run, if it ran (an error if an agent called
+/// `optimizations_core` returned something else).
+pub fn candidates_of(input: &AgentInput) -> Result<Option<&Candidates>, AgentError> {
+    input.result_of::<Candidates>("optimizations_core")
+}
+
+/// What the candidates are computed from, read from earlier agents' results.
 #[derive(Debug, Clone)]
 pub struct CandidateScope {
+    /// The data agent's window: its first millisecond…
     pub since: i64,
+    /// …and its last.
     pub until: i64,
+    /// Days the records span, which scales `monthly_savings_usd`.
     pub window_days: f64,
+    /// A model-selection request: only substitutions are candidates.
     pub substitutions_only: bool,
 }
 
 impl CandidateScope {
-    /// The data agent's window and the triage agent's intent.
-    pub fn of(input: &AgentInput) -> Option<Self> {
-        let data = input.results.get("data")?;
-        let intent = input
-            .results
-            .get("triage")
-            .and_then(|t| t["intent"].as_str());
-        Some(Self {
-            since: data["window"]["since"].as_i64()?,
-            until: data["window"]["until"].as_i64()?,
-            window_days: data["window_days"].as_f64().unwrap_or(1.0),
+    /// The data agent's window and the triage agent's intent (without triage, every kind is a
+    /// candidate); an error without the data agent's result.
+    pub fn of(input: &AgentInput) -> Result<Self, AgentError> {
+        let data = analysis(input)?
+            .ok_or_else(|| AgentError::Failed("no usage window from the data agent".into()))?;
+        let intent = understanding(input)?.map(|u| u.intent);
+        Ok(Self {
+            since: data.window.since,
+            until: data.window.until,
+            window_days: data.aggregates.window_days,
             substitutions_only: intent == Some("model_selection"),
         })
     }
@@ -90,8 +112,7 @@ impl Agent for OptimizationsCore {
         input: AgentInput,
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
         Box::pin(async move {
-            let scope = CandidateScope::of(&input)
-                .ok_or_else(|| AgentError::Failed("no usage window from the data agent".into()))?;
+            let scope = CandidateScope::of(&input)?;
             let input = json!({ "since": scope.since, "until": scope.until });
             let ((_, recs), duration_ms) = ctx
                 .tool("find_optimizations", input, load_candidates(&ctx, scope))
@@ -103,7 +124,7 @@ impl Agent for OptimizationsCore {
                 ctx.thinking(format!(
                     "{}: {} for {} on {} saves {} of {} ({:.1}%)",
                     rec.id,
-                    json!(rec.kind).as_str().unwrap_or("?"),
+                    rec.kind.as_str(),
                     rec.workload,
                     rec.model,
                     money(rec.savings_usd),
@@ -114,10 +135,10 @@ impl Agent for OptimizationsCore {
             if recs.is_empty() {
                 ctx.thinking("no optimisation is supported by this data");
             }
-            Ok(AgentOutput::result(json!({
-                "recommendations": recs,
-                "catalog_as_of": ctx.catalog().as_of(),
-            })))
+            AgentOutput::typed(Candidates {
+                recommendations: recs,
+                catalog_as_of: ctx.catalog().as_of().to_owned(),
+            })
         })
     }
 }

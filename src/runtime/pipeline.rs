@@ -1,10 +1,8 @@
-//! `Pipeline`: the agents a server can run and the plan every run starts with. Built once at
-//! start-up (the server builder takes one) and shared read-only by every session.
-//!
-//! A run starts with the initial plan; an agent may replace the rest of it (`AgentOutput::replan`)
-//! with names of registered agents — triage picks the plan for the intent, the data agent cuts
-//! it short when there is no data. The runtime names no concrete agent: enclave's own pipeline
-//! (`Pipeline::standard`) is assembled in `server.rs`, where the server is built.
+//! `Pipeline`: the agents a server can run and the plan every run starts with, built once at
+//! start-up and shared read-only by every session. An agent may replace the rest of a run's
+//! plan (`AgentOutput::replan`) with names of registered agents: triage picks the plan for the
+//! intent, the data agent cuts it short when there is no data. The runtime names no concrete
+//! agent: enclave's own pipeline (`Pipeline::standard`) is assembled in `server.rs`.
 
 use std::sync::Arc;
 

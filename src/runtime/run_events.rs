@@ -1,7 +1,5 @@
 //! `RunEvents`: the only way a run's supervisor and agents emit events or ask for the user's
-//! consent. It is bound to one run of one user's session, so an agent cannot address another
-//! run, thread or user.
-//!
+//! consent, bound to one run of one user's session; agents reach it as their `RunChannel`.
 //! An agent's copy is also bound to its attempt (`AttemptLink`): each event it emits tells the
 //! supervisor the attempt is alive (its silence deadline moves on), and its approvals and
 //! checkpoints go through the supervisor, which remembers them for the run's restarts.

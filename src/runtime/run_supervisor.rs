@@ -6,12 +6,12 @@
 //! It owns the run's state (the remaining plan, earlier agents' results, the approvals and
 //! checkpoints of `run_memory.rs`); the session owns everything else.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::agents::{Agent, AgentContext, AgentInput, RunAnswer};
 use crate::config::Config;
@@ -77,7 +77,6 @@ pub(super) struct Attempt {
 
 pub struct RunSupervisor {
     ctx: UserContext,
-    message: String,
     deps: SessionDeps,
     events: RunEvents,
     finished: Recipient<RunFinished>,
@@ -87,7 +86,8 @@ pub struct RunSupervisor {
     steps: usize,
     /// The attempt awaited; none between a failure and its restart.
     pub(super) current: Option<Attempt>,
-    results: BTreeMap<String, Value>,
+    /// The message and the results of the agents so far: what the next agent reads.
+    input: AgentInput,
     /// When the current agent failed, within the restart period.
     failures: Vec<Instant>,
     answer: Option<RunAnswer>,
@@ -106,14 +106,13 @@ impl RunSupervisor {
         let plan = deps.pipeline.initial_plan().into();
         Self {
             ctx,
-            message,
             deps,
             events,
             finished,
             plan,
             steps: 0,
             current: None,
-            results: BTreeMap::new(),
+            input: AgentInput::new(message),
             failures: Vec::new(),
             answer: None,
             memory: RunMemory::default(),
@@ -229,7 +228,7 @@ impl RunSupervisor {
                         "fallback": output.fallback,
                     }),
                 );
-                self.results.insert(name.to_owned(), output.result);
+                self.input.record(name, &output);
                 if output.answer.is_some() {
                     self.answer = output.answer;
                 }
@@ -289,7 +288,7 @@ impl RunSupervisor {
                     Some(name),
                     json!({ "attempts": attempts, "result": output.result }),
                 );
-                self.results.insert(name.to_owned(), output.result);
+                self.input.record(name, &output);
                 if output.answer.is_some() {
                     self.answer = output.answer;
                 }
@@ -307,10 +306,7 @@ impl RunSupervisor {
     }
 
     fn input(&self) -> AgentInput {
-        AgentInput {
-            message: self.message.clone(),
-            results: Arc::new(self.results.clone()),
-        }
+        self.input.clone()
     }
 
     /// Replaces the rest of the plan with the registered agents among `names`.
