@@ -1,17 +1,18 @@
 //! The actions agent: chooses the candidates that meet the goals at least risk (see
 //! `analysis::plan`: caching, then batching, then retry fixes, then model substitution,
 //! stopping once the cost goal is met), prices the plan without counting overlaps twice (tool
-//! `plan_savings`), orders the implementation steps and says whether the goals are met — and if
-//! not, by how much they fall short.
+//! `plan_savings`, on the blocking pool, over the data agent's records and the optimisations
+//! core agent's candidates), orders the steps and says whether the goals are met — and if not,
+//! by how much they fall short.
 
 use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 use serde_json::json;
 
-use super::data::analysis;
 use super::goals_triage::{Goals, goals_for};
-use super::optimizations_core::{CandidateScope, load_candidates};
+use super::optimizations_core::{CandidateScope, Candidates, candidates};
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
+use crate::analysis::optimize::Recommendation;
 use crate::analysis::plan::{Goal, Plan, choose};
 
 /// The actions agent (see the module comment).
@@ -54,21 +55,35 @@ impl Agent for Actions {
         Box::pin(async move {
             let scope = CandidateScope::of(&input)?;
             let goals = goals(&input)?;
-            let total_spend = analysis(&input)?.map_or(0.0, |d| d.aggregates.totals.spend_usd);
+            let offered = input.shared_result_of::<Candidates>("optimizations_core")?;
             ctx.thinking("choosing the least risky set of changes that meets the goals");
-            let input = json!({ "goals": goals });
-            let ((records, recs), duration_ms) = ctx
-                .tool("plan_savings", input, load_candidates(&ctx, scope))
-                .await?;
-            let thresholds = &ctx.config().thresholds;
-            let plan = choose(
-                &records,
-                ctx.catalog(),
-                thresholds,
-                &recs,
-                &goals,
-                total_spend,
-            );
+            let tool_input = json!({ "goals": goals });
+            let catalog = ctx.catalog().clone();
+            let thresholds = ctx.config().thresholds.clone();
+            let chosen_for = goals.clone();
+            let work = ctx.compute(move || {
+                // The candidates optimisations core computed; when the plan left it out, the
+                // same computation here, over the same records.
+                let own: Vec<Recommendation>;
+                let recs = match &offered {
+                    Some(core) => &core.recommendations,
+                    None => {
+                        own = candidates(&scope, &catalog, &thresholds);
+                        &own
+                    }
+                };
+                let data = &scope.data;
+                let total_spend = data.aggregates.totals.spend_usd;
+                choose(
+                    &data.records,
+                    &catalog,
+                    &thresholds,
+                    recs,
+                    &chosen_for,
+                    total_spend,
+                )
+            });
+            let (plan, duration_ms) = ctx.tool("plan_savings", tool_input, work).await?;
             let output = json!({
                 "selected": plan.selected,
                 "savings_usd": plan.savings_usd,

@@ -1,7 +1,8 @@
 //! The data agent: reads the user's usage records for the run's window through the
 //! `usage_aggregates` tool and reports per model × workload requests, tokens, spend and
-//! latency percentiles, and whether there is enough data (`data_sufficiency`). With no data
-//! it cuts the plan short to reporting, which says what is missing.
+//! latency percentiles, and whether there is enough data (`data_sufficiency`). Its typed result
+//! keeps the records: the only read of the window in a run. With no data it cuts the plan
+//! short to reporting, which says what is missing.
 
 use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
@@ -12,6 +13,7 @@ use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::analysis::aggregate::{Aggregates, aggregate};
 use crate::clock::now_ms;
 use crate::store::user_store::Window;
+use crate::usage::record::UsageRecord;
 
 /// The data agent (see the module comment).
 pub struct Data;
@@ -26,6 +28,10 @@ pub struct UsageAnalysis {
     pub aggregates: Aggregates,
     /// The date of the price catalog the spend was priced with.
     pub catalog_as_of: String,
+    /// The records analysed, oldest first: the agents after it (optimisations core, actions)
+    /// work on these, so a run reads its window once. Not on the wire.
+    #[serde(skip)]
+    pub records: Vec<UsageRecord>,
 }
 
 /// A window's bounds, epoch milliseconds, both included.
@@ -85,12 +91,16 @@ impl Agent for Data {
             let catalog = ctx.catalog().clone();
             let read = async {
                 let window = ctx.store().usage_in(window).await?;
-                let aggregates = ctx
-                    .compute(move || aggregate(&window.records, &catalog))
+                let (since, until, records) = (window.since, window.until, window.records);
+                let (records, aggregates) = ctx
+                    .compute(move || {
+                        let aggregates = aggregate(&records, &catalog);
+                        (records, aggregates)
+                    })
                     .await?;
-                Ok::<_, AgentError>((window.since, window.until, aggregates))
+                Ok::<_, AgentError>((since, until, records, aggregates))
             };
-            let ((since, until, aggregates), duration_ms) =
+            let ((since, until, records, aggregates), duration_ms) =
                 ctx.tool("usage_aggregates", tool_input, read).await?;
             let summary = json!({
                 "requests": aggregates.totals.requests,
@@ -115,6 +125,7 @@ impl Agent for Data {
                 window: WindowBounds { since, until },
                 aggregates,
                 catalog_as_of: ctx.catalog().as_of().to_owned(),
+                records,
             })?;
             Ok(if no_data {
                 output.with_replan(vec!["reporting".to_owned()])

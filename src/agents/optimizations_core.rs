@@ -1,6 +1,7 @@
-//! The optimisations core agent: runs the rules of PROTOCOL.md §4 over the user's records in
-//! the data agent's window (tool `find_optimizations`) and reports every priced candidate.
-//! For a model-selection request only substitutions are candidates.
+//! The optimisations core agent: runs the rules of PROTOCOL.md §4 over the records the data
+//! agent read for the run's window (tool `find_optimizations`, on the blocking pool) and
+//! reports every priced candidate, computed once per run: the actions agent chooses among
+//! these. For a model-selection request only substitutions are candidates.
 
 use std::sync::Arc;
 
@@ -8,13 +9,11 @@ use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::data::analysis;
+use super::data::UsageAnalysis;
 use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::analysis::catalog::Catalog;
 use crate::analysis::optimize::{Kind, Recommendation, Thresholds, recommend};
-use crate::store::user_store::Window;
-use crate::usage::record::UsageRecord;
 
 /// The optimisations core agent (see the module comment).
 pub struct OptimizationsCore;
@@ -37,64 +36,53 @@ pub fn candidates_of(input: &AgentInput) -> Result<Option<&Candidates>, AgentErr
 /// What the candidates are computed from, read from earlier agents' results.
 #[derive(Debug, Clone)]
 pub struct CandidateScope {
-    /// The data agent's window: its first millisecond…
-    pub since: i64,
-    /// …and its last.
-    pub until: i64,
-    /// Days the records span, which scales `monthly_savings_usd`.
-    pub window_days: f64,
+    /// The data agent's result: the window, its records and the days they span (which scale
+    /// `monthly_savings_usd`).
+    pub data: Arc<UsageAnalysis>,
     /// A model-selection request: only substitutions are candidates.
     pub substitutions_only: bool,
 }
 
 impl CandidateScope {
-    /// The data agent's window and the triage agent's intent (without triage, every kind is a
-    /// candidate); an error without the data agent's result.
+    /// The data agent's analysis and the triage agent's intent (without triage, every kind is
+    /// a candidate); an error without the data agent's result.
     pub fn of(input: &AgentInput) -> Result<Self, AgentError> {
-        let data = analysis(input)?
+        let data = input
+            .shared_result_of::<UsageAnalysis>("data")?
             .ok_or_else(|| AgentError::Failed("no usage window from the data agent".into()))?;
         let intent = understanding(input)?.map(|u| u.intent);
         Ok(Self {
-            since: data.window.since,
-            until: data.window.until,
-            window_days: data.aggregates.window_days,
+            data,
             substitutions_only: intent == Some("model_selection"),
         })
     }
 }
 
-/// The candidates `records` support in `scope`.
+/// The candidates the data agent's records support in `scope` (CPU-heavy: run it on the
+/// blocking pool).
 pub fn candidates(
-    records: &[UsageRecord],
+    scope: &CandidateScope,
     catalog: &Catalog,
     thresholds: &Thresholds,
-    scope: &CandidateScope,
 ) -> Vec<Recommendation> {
-    let mut recs = recommend(records, catalog, thresholds, scope.window_days);
+    let data = &scope.data;
+    let window_days = data.aggregates.window_days;
+    let mut recs = recommend(&data.records, catalog, thresholds, window_days);
     if scope.substitutions_only {
         recs.retain(|r| r.kind == Kind::ModelSubstitution);
     }
     recs
 }
 
-/// Reads the user's records in scope and computes the candidates they support (on the
-/// blocking pool).
-pub async fn load_candidates(
+/// Computes the candidates on the blocking pool, from the records the data agent read.
+async fn compute_candidates(
     ctx: &AgentContext,
     scope: CandidateScope,
-) -> Result<(Vec<UsageRecord>, Vec<Recommendation>), AgentError> {
-    let window = Window::Between {
-        since: scope.since,
-        until: scope.until,
-    };
-    let records = ctx.store().usage_in(window).await?.records;
+) -> Result<Vec<Recommendation>, AgentError> {
     let catalog: Arc<Catalog> = ctx.catalog().clone();
     let thresholds = ctx.config().thresholds.clone();
-    ctx.compute(move || {
-        let recs = candidates(&records, &catalog, &thresholds, &scope);
-        (records, recs)
-    })
-    .await
+    ctx.compute(move || candidates(&scope, &catalog, &thresholds))
+        .await
 }
 
 fn money(x: f64) -> String {
@@ -113,9 +101,10 @@ impl Agent for OptimizationsCore {
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
         Box::pin(async move {
             let scope = CandidateScope::of(&input)?;
-            let input = json!({ "since": scope.since, "until": scope.until });
-            let ((_, recs), duration_ms) = ctx
-                .tool("find_optimizations", input, load_candidates(&ctx, scope))
+            let window = scope.data.window;
+            let input = json!({ "since": window.since, "until": window.until });
+            let (recs, duration_ms) = ctx
+                .tool("find_optimizations", input, compute_candidates(&ctx, scope))
                 .await?;
             let kinds: Vec<Value> = recs.iter().map(|r| json!(r.kind)).collect();
             let output = json!({ "candidates": recs.len(), "kinds": kinds });

@@ -83,24 +83,46 @@ impl AgentInput {
     /// has completed in this run, an error when one has but its result is not a `T` (plain
     /// JSON, or another type: a custom agent registered under that name).
     pub fn result_of<T: Any>(&self, agent: &str) -> Result<Option<&T>, AgentError> {
-        let Some(typed) = self.typed.get(agent) else {
-            if !self.results.contains_key(agent) {
-                return Ok(None);
-            }
-            return Err(AgentError::UnexpectedResult {
-                agent: agent.to_owned(),
-                expected: type_name::<T>(),
-                found: "plain JSON",
-            });
+        let Some(typed) = self.typed_of::<T>(agent)? else {
+            return Ok(None);
         };
         match typed.value.downcast_ref::<T>() {
             Some(value) => Ok(Some(value)),
-            None => Err(AgentError::UnexpectedResult {
-                agent: agent.to_owned(),
-                expected: type_name::<T>(),
-                found: typed.type_name,
-            }),
+            None => Err(mistyped::<T>(agent, typed.type_name)),
         }
+    }
+
+    /// Like `result_of`, a shared handle on the value, for work that must own what it reads
+    /// (CPU-heavy work sent to the blocking pool with `AgentContext::compute`).
+    pub fn shared_result_of<T: Any + Send + Sync>(
+        &self,
+        agent: &str,
+    ) -> Result<Option<Arc<T>>, AgentError> {
+        let Some(typed) = self.typed_of::<T>(agent)? else {
+            return Ok(None);
+        };
+        match typed.value.clone().downcast::<T>() {
+            Ok(value) => Ok(Some(value)),
+            Err(_) => Err(mistyped::<T>(agent, typed.type_name)),
+        }
+    }
+
+    /// `agent`'s typed result, `None` if it has not run, an error if its result is plain JSON.
+    fn typed_of<T: Any>(&self, agent: &str) -> Result<Option<&TypedResult>, AgentError> {
+        match self.typed.get(agent) {
+            Some(typed) => Ok(Some(typed)),
+            None if self.results.contains_key(agent) => Err(mistyped::<T>(agent, "plain JSON")),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The error for a result of `agent` that is `found` where a `T` is read.
+fn mistyped<T>(agent: &str, found: &'static str) -> AgentError {
+    AgentError::UnexpectedResult {
+        agent: agent.to_owned(),
+        expected: type_name::<T>(),
+        found,
     }
 }
 
@@ -194,6 +216,8 @@ mod tests {
             input.result_of::<Window>("data").ok(),
             Some(Some(&Window { days: 7 }))
         );
+        let shared = input.shared_result_of::<Window>("data").ok().flatten();
+        assert_eq!(shared.as_deref(), Some(&Window { days: 7 }));
         assert_eq!(input.results.get("data"), Some(&json!({ "days": 7 })));
     }
 
@@ -221,6 +245,7 @@ mod tests {
             ),
             "{other:?}"
         );
+        assert!(input.shared_result_of::<Window>("data").is_err());
         // A later plain result replaces the typed one: no stale value is read.
         input.record("data", &AgentOutput::result(json!(7)));
         assert!(input.result_of::<u32>("data").is_err());

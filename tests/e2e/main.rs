@@ -33,5 +33,6 @@ mod stream;
 mod supervision;
 mod synthetic;
 mod threads;
+mod typed_results;
 mod unstorable;
 mod usage;
