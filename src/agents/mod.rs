@@ -26,6 +26,13 @@ pub use output::{AgentInput, AgentOutput, RunAnswer, TypedResult};
 
 /// One step of a run's plan.
 ///
+/// A result is plain JSON (`AgentOutput::result`; later agents read `AgentInput::results`) or
+/// a Rust value (`AgentOutput::typed`; its JSON goes on the wire, later agents read the value
+/// with `AgentInput::result_of`). The built-in agents' results are typed:
+/// `triage::Understanding`, `goals_triage::Goals`, `data::UsageAnalysis`,
+/// `optimizations_core::Candidates`, `actions::ActionPlan`, `synthetic_data::Generated`,
+/// `reporting::Report`.
+///
 /// ```no_run
 /// use enclave::agents::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 /// use futures_util::future::LocalBoxFuture;
@@ -47,6 +54,26 @@ pub use output::{AgentInput, AgentOutput, RunAnswer, TypedResult};
 ///             Ok(AgentOutput::result(serde_json::json!({ "echo": input.message })))
 ///         })
 ///     }
+/// }
+/// ```
+///
+/// Reading an earlier agent's typed result and returning one:
+///
+/// ```no_run
+/// use enclave::agents::triage::Understanding;
+/// use enclave::agents::{AgentError, AgentInput, AgentOutput};
+///
+/// #[derive(serde::Serialize)]
+/// struct Intent {
+///     intent: String,
+/// }
+///
+/// fn answer(input: &AgentInput) -> Result<AgentOutput, AgentError> {
+///     // `None` without triage in the plan; an error if an agent called `triage` returned
+///     // something else.
+///     let triage = input.result_of::<Understanding>("triage")?;
+///     let intent = triage.map_or("general", |u| u.intent).to_owned();
+///     AgentOutput::typed(Intent { intent })
 /// }
 /// ```
 pub trait Agent: Send + Sync + 'static {
