@@ -8,6 +8,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 
+use crate::agents::{
+    actions::Actions, data::Data, goals_triage::GoalsTriage, optimizations_core::OptimizationsCore,
+    reporting::Reporting, synthetic_data::SyntheticData, triage::Triage,
+};
 use crate::analysis::catalog::{Catalog, CatalogError};
 use crate::auth::{self, Auth};
 use crate::config::Config;
@@ -22,6 +26,22 @@ use crate::runtime::session::SessionDeps;
 use crate::runtime::shutdown::Drain;
 use crate::store::{self, Backend, Db, StoreError};
 use crate::web::{self as enclave_web, AppState};
+
+/// enclave's own pipeline, assembled here rather than in `runtime/`, which names no concrete
+/// agent.
+impl Pipeline {
+    /// enclave's own agents: every run starts with triage, which plans the rest.
+    pub fn standard() -> Self {
+        Self::new()
+            .then(Triage)
+            .also(GoalsTriage)
+            .also(Data)
+            .also(OptimizationsCore)
+            .also(Actions)
+            .also(SyntheticData)
+            .also(Reporting)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

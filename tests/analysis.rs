@@ -57,6 +57,13 @@ fn analyse(records: &[UsageRecord]) -> Vec<Recommendation> {
 }
 
 #[test]
+fn kind_names_are_the_wire_names() {
+    for kind in KINDS {
+        assert_eq!(serde_json::json!(kind), kind.as_str());
+    }
+}
+
+#[test]
 fn model_substitution_prices_the_same_tokens_at_the_substitute() {
     // 20 requests of big: 1,000 prompt + 40 completion each.
     // big:   1,000 × 10 + 40 × 30 = 11,200 per million → $0.0112 each, $0.224 in all.

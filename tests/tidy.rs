@@ -1,5 +1,6 @@
 //! House rules checked as a test (STYLE.md): every source file opens with a `//!` comment,
-//! there is no should-panic or ignored test, and no unwrap call outside tests.
+//! there is no should-panic or ignored test, no unwrap call outside tests, and `agents/` is a
+//! leaf that reaches neither the runtime nor the web layer.
 
 use std::path::{Path, PathBuf};
 
@@ -61,4 +62,59 @@ fn no_unwrap_in_library_code() {
             path.display()
         );
     }
+}
+
+/// The paths an agent must not name: the runtime and the web layer (agents reach their run only
+/// through `RunChannel`), and `super::super`, which could climb out of `agents/` to either.
+fn forbidden_in_agents(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        for path in ["crate::runtime", "crate::web", "super::super"] {
+            if line.contains(path) {
+                found.push(format!("line {}: {path}", n + 1));
+            }
+        }
+    }
+    // A grouped import (`use crate::{runtime::…, web::…}`) names them without the prefix.
+    for (start, _) in text.match_indices("crate::{") {
+        let group = text[start..].split('}').next().unwrap_or_default();
+        for module in ["runtime", "web"] {
+            if group
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|word| word == module)
+            {
+                found.push(format!("crate::{{…{module}…}}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn agents_are_a_leaf() {
+    let files = files("src/agents");
+    assert!(!files.is_empty(), "src/agents holds the agents");
+    for (path, text) in files {
+        let found = forbidden_in_agents(&text);
+        assert!(
+            found.is_empty(),
+            "{} names the runtime or the web layer ({}): give agents what they need through \
+             `AgentContext` or `RunChannel` instead",
+            path.display(),
+            found.join(", ")
+        );
+    }
+}
+
+#[test]
+fn the_leaf_check_sees_every_way_in() {
+    let caught = |text: &str| !forbidden_in_agents(text).is_empty();
+    assert!(caught("use crate::runtime::run_events::RunEvents;"));
+    assert!(caught("let s = crate::web::AppState::default();"));
+    assert!(caught("use super::super::runtime;"));
+    assert!(caught(
+        "use crate::{analysis::plan,\n    runtime::pipeline::Pipeline};"
+    ));
+    assert!(!caught("use crate::store::UserStore;"));
+    assert!(!caught("actix_web::web::block(move || work())"));
 }

@@ -1,18 +1,46 @@
 //! The actions agent: chooses the candidates that meet the goals at least risk (see
 //! `analysis::plan`: caching, then batching, then retry fixes, then model substitution,
 //! stopping once the cost goal is met), prices the plan without counting overlaps twice (tool
-//! `plan_savings`), orders the implementation steps and says whether the goals are met — and if
-//! not, by how much they fall short.
+//! `plan_savings`, on the blocking pool, over the data agent's records and the optimisations
+//! core agent's candidates), orders the steps and says whether the goals are met — and if not,
+//! by how much they fall short.
 
 use futures_util::future::LocalBoxFuture;
+use serde::Serialize;
 use serde_json::json;
 
-use super::goals_triage::goals_for;
-use super::optimizations_core::{CandidateScope, load_candidates};
+use super::goals_triage::{Goals, goals_for};
+use super::optimizations_core::{CandidateScope, Candidates, candidates};
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
-use crate::analysis::plan::{Goal, choose};
+use crate::analysis::optimize::Recommendation;
+use crate::analysis::plan::{Goal, Plan, choose};
 
+/// The actions agent (see the module comment).
 pub struct Actions;
+
+/// The actions agent's typed result (PROTOCOL.md §4): the plan and the goals it was chosen for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionPlan {
+    /// The chosen changes, their joint saving, the steps and whether the goals are met.
+    pub plan: Plan,
+    /// The goals the plan was chosen for.
+    pub goals: Vec<Goal>,
+}
+
+/// The actions agent's result in this run, if it ran (an error if an agent called `actions`
+/// returned something else).
+pub fn plan_of(input: &AgentInput) -> Result<Option<&ActionPlan>, AgentError> {
+    input.result_of::<ActionPlan>("actions")
+}
+
+/// The goals the plan is chosen for: goals triage's, or, when it did not run, the goals the
+/// message states completed with the defaults of a cost request.
+fn goals(input: &AgentInput) -> Result<Vec<Goal>, AgentError> {
+    Ok(match input.result_of::<Goals>("goals_triage")? {
+        Some(stated) => stated.goals.clone(),
+        None => goals_for(&input.message, "cost_optimization"),
+    })
+}
 
 impl Agent for Actions {
     fn name(&self) -> &'static str {
@@ -25,32 +53,37 @@ impl Agent for Actions {
         input: AgentInput,
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
         Box::pin(async move {
-            let scope = CandidateScope::of(&input)
-                .ok_or_else(|| AgentError::Failed("no usage window from the data agent".into()))?;
-            let goals: Vec<Goal> = match input.results.get("goals_triage") {
-                Some(result) => serde_json::from_value(result["goals"].clone())
-                    .map_err(|e| AgentError::Failed(format!("unreadable goals: {e}")))?,
-                None => goals_for(&input.message, "cost_optimization"),
-            };
-            let total_spend = input
-                .results
-                .get("data")
-                .and_then(|d| d["totals"]["spend_usd"].as_f64())
-                .unwrap_or(0.0);
+            let scope = CandidateScope::of(&input)?;
+            let goals = goals(&input)?;
+            let offered = input.shared_result_of::<Candidates>("optimizations_core")?;
             ctx.thinking("choosing the least risky set of changes that meets the goals");
-            let input = json!({ "goals": goals });
-            let ((records, recs), duration_ms) = ctx
-                .tool("plan_savings", input, load_candidates(&ctx, scope))
-                .await?;
-            let thresholds = &ctx.config().thresholds;
-            let plan = choose(
-                &records,
-                ctx.catalog(),
-                thresholds,
-                &recs,
-                &goals,
-                total_spend,
-            );
+            let tool_input = json!({ "goals": goals });
+            let catalog = ctx.catalog().clone();
+            let thresholds = ctx.config().thresholds.clone();
+            let chosen_for = goals.clone();
+            let work = ctx.compute(move || {
+                // The candidates optimisations core computed; when the plan left it out, the
+                // same computation here, over the same records.
+                let own: Vec<Recommendation>;
+                let recs = match &offered {
+                    Some(core) => &core.recommendations,
+                    None => {
+                        own = candidates(&scope, &catalog, &thresholds);
+                        &own
+                    }
+                };
+                let data = &scope.data;
+                let total_spend = data.aggregates.totals.spend_usd;
+                choose(
+                    &data.records,
+                    &catalog,
+                    &thresholds,
+                    recs,
+                    &chosen_for,
+                    total_spend,
+                )
+            });
+            let (plan, duration_ms) = ctx.tool("plan_savings", tool_input, work).await?;
             let output = json!({
                 "selected": plan.selected,
                 "savings_usd": plan.savings_usd,
@@ -68,7 +101,7 @@ impl Agent for Actions {
                     plan.savings_pct, plan.shortfall_pct
                 )
             });
-            Ok(AgentOutput::result(json!({ "plan": plan, "goals": goals })))
+            AgentOutput::typed(ActionPlan { plan, goals })
         })
     }
 }

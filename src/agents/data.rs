@@ -1,17 +1,59 @@
 //! The data agent: reads the user's usage records for the run's window through the
 //! `usage_aggregates` tool and reports per model × workload requests, tokens, spend and
-//! latency percentiles, and whether there is enough data (`data_sufficiency`). With no data
-//! it cuts the plan short to reporting, which says what is missing.
+//! latency percentiles, and whether there is enough data (`data_sufficiency`). Its typed result
+//! keeps the records: the only read of the window in a run. With no data it cuts the plan
+//! short to reporting, which says what is missing.
 
 use futures_util::future::LocalBoxFuture;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
+use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
-use crate::analysis::aggregate::aggregate;
+use crate::analysis::aggregate::{Aggregates, aggregate};
 use crate::clock::now_ms;
-use crate::store::repo;
+use crate::store::user_store::Window;
+use crate::usage::record::UsageRecord;
 
+/// The data agent (see the module comment).
 pub struct Data;
+
+/// The data agent's typed result (PROTOCOL.md §4): the window analysed and its aggregates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageAnalysis {
+    /// The window's bounds: what the agents after it analyse.
+    pub window: WindowBounds,
+    /// Per model × workload and in total; flattened into the result's top level.
+    #[serde(flatten)]
+    pub aggregates: Aggregates,
+    /// The date of the price catalog the spend was priced with.
+    pub catalog_as_of: String,
+    /// The records analysed, oldest first: the agents after it (optimisations core, actions)
+    /// work on these, so a run reads its window once. Not on the wire.
+    #[serde(skip)]
+    pub records: Vec<UsageRecord>,
+}
+
+/// A window's bounds, epoch milliseconds, both included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WindowBounds {
+    /// The window's first millisecond.
+    pub since: i64,
+    /// The window's last millisecond.
+    pub until: i64,
+}
+
+/// The data agent's result in this run, if it ran (an error if an agent called `data` returned
+/// something else).
+pub fn analysis(input: &AgentInput) -> Result<Option<&UsageAnalysis>, AgentError> {
+    input.result_of::<UsageAnalysis>("data")
+}
+
+/// The window the user named ("the last 2 weeks"), in days, if triage read one.
+pub fn stated_days(input: &AgentInput) -> Result<Option<i64>, AgentError> {
+    let days = understanding(input)?.and_then(|u| u.entities.window_days);
+    Ok(days.and_then(|d| i64::try_from(d).ok()).filter(|d| *d > 0))
+}
 
 const DAY_MS: i64 = 86_400_000;
 /// The default window: the last 30 days of the user's records.
@@ -28,33 +70,37 @@ impl Agent for Data {
         input: AgentInput,
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
         Box::pin(async move {
-            let stated_days = input
-                .results
-                .get("triage")
-                .and_then(|t| t["entities"]["window_days"].as_i64())
-                .filter(|d| *d > 0);
+            let stated_days = stated_days(&input)?;
             let tool_input = match stated_days {
                 Some(days) => json!({ "window": format!("the last {days} days") }),
                 None => json!({ "window": "the last 30 days of your records" }),
             };
             ctx.thinking("reading your usage records for the window");
-            let user = ctx.user().user_id().clone();
+            let window = match stated_days {
+                Some(days) => {
+                    let now = now_ms();
+                    Window::Between {
+                        since: now - days * DAY_MS,
+                        until: now,
+                    }
+                }
+                None => Window::UpToLatest {
+                    span_ms: DEFAULT_WINDOW_DAYS * DAY_MS,
+                },
+            };
             let catalog = ctx.catalog().clone();
-            let read = ctx.db().read(move |conn| {
-                let (since, until) = match stated_days {
-                    Some(days) => {
-                        let now = now_ms();
-                        (now - days * DAY_MS, now)
-                    }
-                    None => {
-                        let last = repo::usage::latest_ts(conn, &user)?.unwrap_or(0);
-                        (last - DEFAULT_WINDOW_DAYS * DAY_MS, last)
-                    }
-                };
-                let records = repo::usage::in_window(conn, &user, since, until)?;
-                Ok((since, until, aggregate(&records, &catalog)))
-            });
-            let ((since, until, aggregates), duration_ms) =
+            let read = async {
+                let window = ctx.store().usage_in(window).await?;
+                let (since, until, records) = (window.since, window.until, window.records);
+                let (records, aggregates) = ctx
+                    .compute(move || {
+                        let aggregates = aggregate(&records, &catalog);
+                        (records, aggregates)
+                    })
+                    .await?;
+                Ok::<_, AgentError>((since, until, records, aggregates))
+            };
+            let ((since, until, records, aggregates), duration_ms) =
                 ctx.tool("usage_aggregates", tool_input, read).await?;
             let summary = json!({
                 "requests": aggregates.totals.requests,
@@ -74,26 +120,18 @@ impl Agent for Data {
                     aggregates.groups.len()
                 ),
             });
-            let result = json!({
-                "window": { "since": since, "until": until },
-                "totals": aggregates.totals,
-                "groups": aggregates.groups,
-                "unpriced_models": aggregates.unpriced_models,
-                "window_days": aggregates.window_days,
-                "data_sufficiency": aggregates.data_sufficiency,
-                "catalog_as_of": ctx.catalog().as_of(),
-            });
-            let output = AgentOutput::result(result);
-            Ok(if aggregates.data_sufficiency == "none" {
+            let no_data = aggregates.data_sufficiency == "none";
+            let output = AgentOutput::typed(UsageAnalysis {
+                window: WindowBounds { since, until },
+                aggregates,
+                catalog_as_of: ctx.catalog().as_of().to_owned(),
+                records,
+            })?;
+            Ok(if no_data {
                 output.with_replan(vec!["reporting".to_owned()])
             } else {
                 output
             })
         })
     }
-}
-
-/// The data agent's result, if it ran.
-pub fn result_of(input: &AgentInput) -> Option<&Value> {
-    input.results.get("data")
 }

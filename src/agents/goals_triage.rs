@@ -4,12 +4,24 @@
 //! latency not worse) for what is not stated.
 
 use futures_util::future::LocalBoxFuture;
-use serde_json::json;
+use serde::Serialize;
 
+use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::analysis::plan::Goal;
 
+/// The goals triage agent (see the module comment).
 pub struct GoalsTriage;
+
+/// The goals triage agent's typed result: `{"goals": [...]}` on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Goals {
+    /// The goals in priority order (`priority` 1 first).
+    pub goals: Vec<Goal>,
+}
+
+/// The intent goals are read for when triage did not run: a cost request.
+const DEFAULT_INTENT: &str = "cost_optimization";
 
 /// Reads the goals stated in `message`, completed with the defaults.
 pub fn goals_for(message: &str, intent: &str) -> Vec<Goal> {
@@ -99,8 +111,8 @@ impl Agent for GoalsTriage {
 
     /// The goals read from the message with the default intent.
     fn fallback(&self, input: &AgentInput) -> Option<AgentOutput> {
-        let goals = goals_for(&input.message, "cost_optimization");
-        Some(AgentOutput::result(json!({ "goals": goals })))
+        let goals = goals_for(&input.message, DEFAULT_INTENT);
+        AgentOutput::typed(Goals { goals }).ok()
     }
 
     fn execute(
@@ -109,11 +121,7 @@ impl Agent for GoalsTriage {
         input: AgentInput,
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
         Box::pin(async move {
-            let intent = input
-                .results
-                .get("triage")
-                .and_then(|t| t["intent"].as_str())
-                .unwrap_or("cost_optimization");
+            let intent = understanding(&input)?.map_or(DEFAULT_INTENT, |u| u.intent);
             let goals = goals_for(&input.message, intent);
             for goal in &goals {
                 ctx.thinking(format!(
@@ -121,7 +129,7 @@ impl Agent for GoalsTriage {
                     goal.priority, goal.metric, goal.rationale
                 ));
             }
-            Ok(AgentOutput::result(json!({ "goals": goals })))
+            AgentOutput::typed(Goals { goals })
         })
     }
 }

@@ -1,73 +1,87 @@
-//! The optimisations core agent: runs the rules of PROTOCOL.md §4 over the user's records in
-//! the data agent's window (tool `find_optimizations`) and reports every priced candidate.
-//! For a model-selection request only substitutions are candidates.
+//! The optimisations core agent: runs the rules of PROTOCOL.md §4 over the records the data
+//! agent read for the run's window (tool `find_optimizations`, on the blocking pool) and
+//! reports every priced candidate, computed once per run: the actions agent chooses among
+//! these. For a model-selection request only substitutions are candidates.
 
 use std::sync::Arc;
 
 use futures_util::future::LocalBoxFuture;
+use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::data::UsageAnalysis;
+use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::analysis::catalog::Catalog;
 use crate::analysis::optimize::{Kind, Recommendation, Thresholds, recommend};
-use crate::context::UserId;
-use crate::store::{DbConnection, StoreError, repo};
-use crate::usage::record::UsageRecord;
 
+/// The optimisations core agent (see the module comment).
 pub struct OptimizationsCore;
 
-/// What the candidates were computed from, read from earlier agents' results.
+/// The optimisations core agent's typed result (PROTOCOL.md §4): every priced candidate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidates {
+    /// The candidates, numbered `rec-1`, `rec-2`, … in group then kind order.
+    pub recommendations: Vec<Recommendation>,
+    /// The date of the price catalog they were priced with.
+    pub catalog_as_of: String,
+}
+
+/// The optimisations core agent's result in this run, if it ran (an error if an agent called
+/// `optimizations_core` returned something else).
+pub fn candidates_of(input: &AgentInput) -> Result<Option<&Candidates>, AgentError> {
+    input.result_of::<Candidates>("optimizations_core")
+}
+
+/// What the candidates are computed from, read from earlier agents' results.
 #[derive(Debug, Clone)]
 pub struct CandidateScope {
-    pub since: i64,
-    pub until: i64,
-    pub window_days: f64,
+    /// The data agent's result: the window, its records and the days they span (which scale
+    /// `monthly_savings_usd`).
+    pub data: Arc<UsageAnalysis>,
+    /// A model-selection request: only substitutions are candidates.
     pub substitutions_only: bool,
 }
 
 impl CandidateScope {
-    /// The data agent's window and the triage agent's intent.
-    pub fn of(input: &AgentInput) -> Option<Self> {
-        let data = input.results.get("data")?;
-        let intent = input
-            .results
-            .get("triage")
-            .and_then(|t| t["intent"].as_str());
-        Some(Self {
-            since: data["window"]["since"].as_i64()?,
-            until: data["window"]["until"].as_i64()?,
-            window_days: data["window_days"].as_f64().unwrap_or(1.0),
+    /// The data agent's analysis and the triage agent's intent (without triage, every kind is
+    /// a candidate); an error without the data agent's result.
+    pub fn of(input: &AgentInput) -> Result<Self, AgentError> {
+        let data = input
+            .shared_result_of::<UsageAnalysis>("data")?
+            .ok_or_else(|| AgentError::Failed("no usage window from the data agent".into()))?;
+        let intent = understanding(input)?.map(|u| u.intent);
+        Ok(Self {
+            data,
             substitutions_only: intent == Some("model_selection"),
         })
     }
 }
 
-/// The user's records in scope and the candidates they support (run on a reader thread).
+/// The candidates the data agent's records support in `scope` (CPU-heavy: run it on the
+/// blocking pool).
 pub fn candidates(
-    conn: &mut DbConnection,
-    user: &UserId,
+    scope: &CandidateScope,
     catalog: &Catalog,
     thresholds: &Thresholds,
-    scope: &CandidateScope,
-) -> Result<(Vec<UsageRecord>, Vec<Recommendation>), StoreError> {
-    let records = repo::usage::in_window(conn, user, scope.since, scope.until)?;
-    let mut recs = recommend(&records, catalog, thresholds, scope.window_days);
+) -> Vec<Recommendation> {
+    let data = &scope.data;
+    let window_days = data.aggregates.window_days;
+    let mut recs = recommend(&data.records, catalog, thresholds, window_days);
     if scope.substitutions_only {
         recs.retain(|r| r.kind == Kind::ModelSubstitution);
     }
-    Ok((records, recs))
+    recs
 }
 
-/// Reads the candidates through the `db` executor.
-pub async fn load_candidates(
+/// Computes the candidates on the blocking pool, from the records the data agent read.
+async fn compute_candidates(
     ctx: &AgentContext,
     scope: CandidateScope,
-) -> Result<(Vec<UsageRecord>, Vec<Recommendation>), StoreError> {
-    let user = ctx.user().user_id().clone();
+) -> Result<Vec<Recommendation>, AgentError> {
     let catalog: Arc<Catalog> = ctx.catalog().clone();
     let thresholds = ctx.config().thresholds.clone();
-    ctx.db()
-        .read(move |conn| candidates(conn, &user, &catalog, &thresholds, &scope))
+    ctx.compute(move || candidates(&scope, &catalog, &thresholds))
         .await
 }
 
@@ -86,11 +100,11 @@ impl Agent for OptimizationsCore {
         input: AgentInput,
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
         Box::pin(async move {
-            let scope = CandidateScope::of(&input)
-                .ok_or_else(|| AgentError::Failed("no usage window from the data agent".into()))?;
-            let input = json!({ "since": scope.since, "until": scope.until });
-            let ((_, recs), duration_ms) = ctx
-                .tool("find_optimizations", input, load_candidates(&ctx, scope))
+            let scope = CandidateScope::of(&input)?;
+            let window = scope.data.window;
+            let input = json!({ "since": window.since, "until": window.until });
+            let (recs, duration_ms) = ctx
+                .tool("find_optimizations", input, compute_candidates(&ctx, scope))
                 .await?;
             let kinds: Vec<Value> = recs.iter().map(|r| json!(r.kind)).collect();
             let output = json!({ "candidates": recs.len(), "kinds": kinds });
@@ -99,7 +113,7 @@ impl Agent for OptimizationsCore {
                 ctx.thinking(format!(
                     "{}: {} for {} on {} saves {} of {} ({:.1}%)",
                     rec.id,
-                    json!(rec.kind).as_str().unwrap_or("?"),
+                    rec.kind.as_str(),
                     rec.workload,
                     rec.model,
                     money(rec.savings_usd),
@@ -110,10 +124,10 @@ impl Agent for OptimizationsCore {
             if recs.is_empty() {
                 ctx.thinking("no optimisation is supported by this data");
             }
-            Ok(AgentOutput::result(json!({
-                "recommendations": recs,
-                "catalog_as_of": ctx.catalog().as_of(),
-            })))
+            AgentOutput::typed(Candidates {
+                recommendations: recs,
+                catalog_as_of: ctx.catalog().as_of().to_owned(),
+            })
         })
     }
 }

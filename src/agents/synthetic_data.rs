@@ -1,23 +1,70 @@
 //! The synthetic data agent: reads how many records, which workload profile, models, days and
 //! seed the user wants, asks for approval above a threshold (10,000 records by default), then
-//! generates and stores them (`source = synthetic`) in batches with `progress` events. What it
-//! stores is what the next optimisation run analyses.
-//!
-//! After each batch it leaves a checkpoint with its supervisor: a restarted attempt of the same
-//! request continues after the last stored batch (the approval given holds for it). Records
-//! have ids fixed by the request, so a batch stored twice is counted as duplicates, never
-//! stored again.
+//! generates and stores them (`source = synthetic`) in batches with `progress` events. After
+//! each batch it leaves a checkpoint: a restarted attempt of the same request continues after
+//! the last stored batch (the approval given holds). Records have ids fixed by the request, so
+//! a batch stored twice is counted as duplicates, never stored again.
 
 use futures_util::future::LocalBoxFuture;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
+use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::clock::now_ms;
 use crate::protocol::ApprovalOutcome;
-use crate::store::{StoreError, bulk};
+use crate::store::StoreError;
 use crate::usage::synthetic::{Profile, Request};
 
+/// The synthetic data agent (see the module comment).
 pub struct SyntheticData;
+
+/// The synthetic data agent's typed result (PROTOCOL.md §4): what was asked, decided and done.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Generated {
+    /// The request as read from the message (and capped to the server's maximum).
+    pub request: Request,
+    /// Whether it needed and got the user's approval.
+    pub decision: Decision,
+    /// Records stored.
+    pub generated: u64,
+    /// Records already there (same ids); absent when nothing was generated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicates: Option<u64>,
+}
+
+/// How the request was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Below the approval threshold: generated without asking.
+    NotNeeded,
+    /// The user approved.
+    Approve,
+    /// The user declined: nothing generated.
+    Reject,
+    /// Nobody answered in time: nothing generated.
+    Expired,
+}
+
+/// The checkpoint left after each batch: how far this request got.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Progress {
+    /// The request (as JSON), so a restart continues only the same request.
+    request: Value,
+    /// Records generated so far (stored or found there).
+    done: u64,
+    /// Records stored so far.
+    generated: u64,
+    /// Records already there so far.
+    duplicates: u64,
+}
+
+/// The synthetic data agent's result in this run, if it ran (an error if an agent called
+/// `synthetic_data` returned something else).
+pub fn generated_of(input: &AgentInput) -> Result<Option<&Generated>, AgentError> {
+    input.result_of::<Generated>("synthetic_data")
+}
 
 const DAY_MS: i64 = 86_400_000;
 const DEFAULT_COUNT: u64 = 1_000;
@@ -82,10 +129,9 @@ impl Agent for SyntheticData {
         input: AgentInput,
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
         Box::pin(async move {
-            let models: Vec<String> = input
-                .results
-                .get("triage")
-                .and_then(|t| serde_json::from_value(t["entities"]["models"].clone()).ok())
+            // Without triage, `parse_request`'s default model.
+            let models = understanding(&input)?
+                .map(|u| u.entities.models.clone())
                 .unwrap_or_default();
             // Days end with the current one, so the records are the user's latest.
             let today_end = (now_ms() / DAY_MS + 1) * DAY_MS;
@@ -123,21 +169,29 @@ impl Agent for SyntheticData {
                     }
                     ApprovalOutcome::Reject | ApprovalOutcome::Expired => {
                         ctx.thinking("not approved: nothing generated");
-                        return Ok(AgentOutput::result(json!({
-                            "request": details,
-                            "decision": outcome,
-                            "generated": 0,
-                        })));
+                        let decision = match outcome {
+                            ApprovalOutcome::Reject => Decision::Reject,
+                            _ => Decision::Expired,
+                        };
+                        return AgentOutput::typed(Generated {
+                            request,
+                            decision,
+                            generated: 0,
+                            duplicates: None,
+                        });
                     }
                 }
             }
-            let (mut done, mut generated, mut duplicates) = ctx
+            // An earlier attempt's progress on this same request; anything else starts over.
+            let Progress {
+                mut done,
+                mut generated,
+                mut duplicates,
+                ..
+            } = ctx
                 .earlier_checkpoint()
-                .filter(|c| c["request"] == details)
-                .map(|c| {
-                    let n = |field: &str| c[field].as_u64().unwrap_or(0);
-                    (n("done"), n("generated"), n("duplicates"))
-                })
+                .and_then(|c| serde_json::from_value::<Progress>(c.clone()).ok())
+                .filter(|p| p.request == details)
                 .unwrap_or_default();
             if done > 0 {
                 ctx.thinking(format!(
@@ -156,15 +210,13 @@ impl Agent for SyntheticData {
                     return Err(e);
                 }
                 let to = (done + batch).min(request.count);
-                let user = ctx.user().user_id().clone();
                 let part = request.clone();
                 // Generated on the blocking pool, so the writer only writes: other users'
                 // event batches wait at most one short insert, never the generation.
                 let stored = match actix_web::web::block(move || part.records(done, to)).await {
                     Ok(records) => {
-                        let chunk = config.bulk_chunk;
-                        let db = ctx.db();
-                        bulk::insert_in_chunks(db, None, &user, records, "synthetic", None, chunk)
+                        ctx.store()
+                            .store_synthetic(records, config.bulk_chunk)
                             .await
                     }
                     Err(e) => Err(StoreError::Blocking(e.to_string())),
@@ -183,23 +235,28 @@ impl Agent for SyntheticData {
                 duplicates += stored.duplicates as u64;
                 done = to;
                 batches += 1;
-                ctx.checkpoint(json!({
-                    "request": details,
-                    "done": done,
-                    "generated": generated,
-                    "duplicates": duplicates,
+                ctx.checkpoint(json!(Progress {
+                    request: details.clone(),
+                    done,
+                    generated,
+                    duplicates,
                 }));
                 ctx.progress(done, request.count, "records");
             }
             let duration_ms = started.elapsed().as_millis() as u64;
             let output = json!({ "generated": generated, "duplicates": duplicates });
             ctx.tool_completed("generate_usage", output, duration_ms, true);
-            Ok(AgentOutput::result(json!({
-                "request": details,
-                "decision": if request.count > config.synthetic_approval_threshold { "approve" } else { "not_needed" },
-                "generated": generated,
-                "duplicates": duplicates,
-            })))
+            let decision = if request.count > config.synthetic_approval_threshold {
+                Decision::Approve
+            } else {
+                Decision::NotNeeded
+            };
+            AgentOutput::typed(Generated {
+                request,
+                decision,
+                generated,
+                duplicates: Some(duplicates),
+            })
         })
     }
 }

@@ -5,24 +5,38 @@
 //! label, nothing else is taken from it) and the rules are the fallback.
 
 use futures_util::future::LocalBoxFuture;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput, RunAnswer};
 use crate::llm::LlmRequest;
 
+/// The triage agent (see the module comment).
 pub struct Triage;
 
-/// What triage understood.
-#[derive(Debug, Clone, PartialEq)]
+/// What triage understood: its typed result (PROTOCOL.md §4), read by the agents after it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Understanding {
+    /// What is asked: one of `INTENTS`.
     pub intent: &'static str,
+    /// How sure the rules are, 0.3 for `general` up to 0.95.
     pub confidence: f64,
+    /// What the message names.
+    pub entities: Entities,
+    /// The agents to run, triage first.
+    pub plan: Vec<&'static str>,
+}
+
+/// What a message names, as triage read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entities {
+    /// Model names (`gpt-4o`, `claude-…`), in order, repeats dropped.
     pub models: Vec<String>,
-    pub percentages: Vec<f64>,
+    /// Every percentage stated ("30%" → 30).
+    pub targets_pct: Vec<f64>,
+    /// "the last 2 weeks" → 14; the data agent's window.
     pub window_days: Option<u64>,
     /// "p95 under 2 s" → 2000.
     pub latency_target_ms: Option<f64>,
-    pub plan: Vec<&'static str>,
 }
 
 /// Keywords per intent, most specific first.
@@ -183,7 +197,7 @@ pub fn understand(message: &str) -> Understanding {
         .map(str::to_owned)
         .collect();
     models.dedup();
-    let percentages = words
+    let targets_pct = words
         .iter()
         .filter_map(|w| w.trim_end_matches(['.', ':']).strip_suffix('%'))
         .filter_map(|n| n.parse::<f64>().ok())
@@ -203,40 +217,54 @@ pub fn understand(message: &str) -> Understanding {
     Understanding {
         intent,
         confidence,
-        models,
-        percentages,
-        window_days,
-        latency_target_ms: super::goals_triage::latency_bound_ms(&words),
+        entities: Entities {
+            models,
+            targets_pct,
+            window_days,
+            latency_target_ms: super::goals_triage::latency_bound_ms(&words),
+        },
         plan: plan_for(intent),
     }
 }
 
+/// What triage understood in this run, if it ran (an error if an agent called `triage`
+/// returned something else).
+pub fn understanding(input: &AgentInput) -> Result<Option<&Understanding>, AgentError> {
+    input.result_of::<Understanding>("triage")
+}
+
 impl Understanding {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "intent": self.intent,
-            "confidence": self.confidence,
-            "entities": {
-                "models": self.models,
-                "targets_pct": self.percentages,
-                "window_days": self.window_days,
-                "latency_target_ms": self.latency_target_ms,
-            },
-            "plan": self.plan,
-        })
+    /// Triage's output: this understanding as its typed result, the rest of the plan, and the
+    /// answer of a run that ends with triage (a custom pipeline's).
+    pub fn into_output(self) -> Result<AgentOutput, AgentError> {
+        let rest = self.plan.iter().skip(1).map(|a| (*a).to_owned()).collect();
+        let (summary, report_markdown) = self.answer();
+        let output = AgentOutput::typed(self)?;
+        let answer = RunAnswer {
+            summary,
+            report_markdown,
+            result: output.result.clone(),
+        };
+        Ok(output.with_answer(answer).with_replan(rest))
     }
 
-    fn answer(&self) -> RunAnswer {
+    /// The summary and report of a run that ends with triage.
+    fn answer(&self) -> (String, String) {
         let intent = self.intent.replace('_', " ");
+        let entities = &self.entities;
         let mut noted = Vec::new();
-        if !self.models.is_empty() {
-            noted.push(format!("models {}", self.models.join(", ")));
+        if !entities.models.is_empty() {
+            noted.push(format!("models {}", entities.models.join(", ")));
         }
-        if !self.percentages.is_empty() {
-            let pcts: Vec<String> = self.percentages.iter().map(|p| format!("{p}%")).collect();
+        if !entities.targets_pct.is_empty() {
+            let pcts: Vec<String> = entities
+                .targets_pct
+                .iter()
+                .map(|p| format!("{p}%"))
+                .collect();
             noted.push(format!("targets {}", pcts.join(", ")));
         }
-        if let Some(days) = self.window_days {
+        if let Some(days) = entities.window_days {
             noted.push(format!("the last {days} days"));
         }
         let noted = if noted.is_empty() {
@@ -253,11 +281,7 @@ impl Understanding {
             self.confidence,
             self.plan.join(" → ")
         );
-        RunAnswer {
-            summary,
-            report_markdown,
-            result: self.to_json(),
-        }
+        (summary, report_markdown)
     }
 }
 
@@ -268,18 +292,7 @@ impl Agent for Triage {
 
     /// The rules alone.
     fn fallback(&self, input: &AgentInput) -> Option<AgentOutput> {
-        let understood = understand(&input.message);
-        let rest = understood
-            .plan
-            .iter()
-            .skip(1)
-            .map(|a| (*a).to_owned())
-            .collect();
-        Some(
-            AgentOutput::result(understood.to_json())
-                .with_answer(understood.answer())
-                .with_replan(rest),
-        )
+        understand(&input.message).into_output().ok()
     }
 
     fn execute(
@@ -319,15 +332,7 @@ impl Agent for Triage {
                 understood.confidence,
                 understood.plan.join(" → ")
             ));
-            let rest = understood
-                .plan
-                .iter()
-                .skip(1)
-                .map(|a| (*a).to_owned())
-                .collect();
-            let mut output = AgentOutput::result(understood.to_json())
-                .with_answer(understood.answer())
-                .with_replan(rest);
+            let mut output = understood.into_output()?;
             output.fallback = fallback;
             Ok(output)
         })
@@ -342,7 +347,7 @@ mod tests {
     fn intents() {
         let u = understand("Cut my LLM bill by 30% without hurting p95 latency");
         assert_eq!(u.intent, "cost_optimization");
-        assert_eq!(u.percentages, vec![30.0]);
+        assert_eq!(u.entities.targets_pct, vec![30.0]);
         assert_eq!(u.plan.len(), 6);
         assert_eq!(
             understand("why is it so slow? p95").intent,
@@ -357,11 +362,30 @@ mod tests {
     }
 
     #[test]
+    fn the_result_keeps_its_wire_shape() {
+        let u = understand("cut my gpt-4o bill by 30% over the last 2 weeks, p95 under 2 s");
+        let expected = serde_json::json!({
+            "intent": u.intent,
+            "confidence": u.confidence,
+            "entities": {
+                "models": ["gpt-4o"],
+                "targets_pct": [30.0],
+                "window_days": 14,
+                "latency_target_ms": 2000.0,
+            },
+            "plan": u.plan,
+        });
+        let output = u.into_output().expect("serialisable");
+        assert_eq!(output.result, expected);
+        assert_eq!(output.answer.map(|a| a.result), Some(expected));
+    }
+
+    #[test]
     fn entities() {
         let u = understand("compare gpt-4o and claude-3-5-sonnet over the last 2 weeks");
-        assert_eq!(u.models, vec!["gpt-4o", "claude-3-5-sonnet"]);
-        assert_eq!(u.window_days, Some(14));
+        assert_eq!(u.entities.models, vec!["gpt-4o", "claude-3-5-sonnet"]);
+        assert_eq!(u.entities.window_days, Some(14));
         let u = understand("make it faster: p95 under 2 s");
-        assert_eq!(u.latency_target_ms, Some(2000.0));
+        assert_eq!(u.entities.latency_target_ms, Some(2000.0));
     }
 }

@@ -52,6 +52,19 @@ pub enum Kind {
     RetryWaste,
 }
 
+impl Kind {
+    /// The kind's name on the wire (as it serialises): `model_substitution`, ….
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ModelSubstitution => "model_substitution",
+            Self::PromptCaching => "prompt_caching",
+            Self::Batching => "batching",
+            Self::MaxTokensTuning => "max_tokens_tuning",
+            Self::RetryWaste => "retry_waste",
+        }
+    }
+}
+
 /// One priced candidate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommendation {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::agents::runner::{AttemptDone, AttemptOutcome};
+use crate::runtime::agent_runner::{AttemptDone, AttemptOutcome};
 use crate::runtime::run_supervisor::RunSupervisor;
 
 /// The attempt emitted something: it is alive, and may stay silent for another attempt timeout.

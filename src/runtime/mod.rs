@@ -2,6 +2,7 @@
 //! per run) → agent runners. Isolation between users is the actor boundary: a user's state
 //! lives in that user's session and nowhere else.
 
+pub mod agent_runner;
 pub mod attempt_timer;
 pub mod pipeline;
 pub mod rate_limit;

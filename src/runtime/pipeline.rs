@@ -1,21 +1,19 @@
-//! `Pipeline`: the agents a server can run and the plan every run starts with. Built once at
-//! start-up (the server builder takes one) and shared read-only by every session.
-//!
-//! A run starts with the initial plan; an agent may replace the rest of it (`AgentOutput::replan`)
-//! with names of registered agents — triage picks the plan for the intent, the data agent cuts
-//! it short when there is no data.
+//! `Pipeline`: the agents a server can run and the plan every run starts with, built once at
+//! start-up and shared read-only by every session. An agent may replace the rest of a run's
+//! plan (`AgentOutput::replan`) with names of registered agents: triage picks the plan for the
+//! intent, the data agent cuts it short when there is no data. The runtime names no concrete
+//! agent: enclave's own pipeline (`Pipeline::standard`) is assembled in `server.rs`.
 
 use std::sync::Arc;
 
-use crate::agents::{
-    Agent, actions::Actions, data::Data, goals_triage::GoalsTriage,
-    optimizations_core::OptimizationsCore, reporting::Reporting, synthetic_data::SyntheticData,
-    triage::Triage,
-};
+use crate::agents::Agent;
 
+/// The agents a server can run, and the plan every run starts with.
 #[derive(Clone, Default)]
 pub struct Pipeline {
+    /// Every registered agent, by its unique name: what plans may name.
     agents: Vec<Arc<dyn Agent>>,
+    /// The names every run's plan starts with.
     initial: Vec<&'static str>,
 }
 
@@ -23,18 +21,6 @@ impl Pipeline {
     /// An empty pipeline; add agents with `then` and `also`.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// enclave's own agents: every run starts with triage, which plans the rest.
-    pub fn standard() -> Self {
-        Self::new()
-            .then(Triage)
-            .also(GoalsTriage)
-            .also(Data)
-            .also(OptimizationsCore)
-            .also(Actions)
-            .also(SyntheticData)
-            .also(Reporting)
     }
 
     /// Registers `agent` and appends it to the initial plan.

@@ -1,16 +1,16 @@
 //! `RunEvents`: the only way a run's supervisor and agents emit events or ask for the user's
-//! consent. It is bound to one run of one user's session, so an agent cannot address another
-//! run, thread or user.
-//!
+//! consent, bound to one run of one user's session; agents reach it as their `RunChannel`.
 //! An agent's copy is also bound to its attempt (`AttemptLink`): each event it emits tells the
 //! supervisor the attempt is alive (its silence deadline moves on), and its approvals and
 //! checkpoints go through the supervisor, which remembers them for the run's restarts.
 
 use actix::Recipient;
+use futures_util::future::LocalBoxFuture;
 use serde_json::Value;
 
+use crate::agents::RunChannel;
 use crate::context::{RunId, ThreadId};
-use crate::protocol::{ApprovalOutcome, EventKind};
+use crate::protocol::{ApprovalOutcome, EventPayload};
 use crate::runtime::attempt_timer::AttemptActive;
 use crate::runtime::run_memory::{AskApproval, AttemptCheckpoint};
 use crate::runtime::session::{Emit, RequestApproval};
@@ -133,14 +133,13 @@ impl RunEvents {
 
     /// Sends one event of this run to its session (never blocks; the session's mailbox keeps
     /// the run's events in emission order).
-    pub fn emit(&self, kind: EventKind, agent: Option<&str>, data: Value) {
+    pub fn emit(&self, payload: impl Into<EventPayload>, agent: Option<&str>) {
         self.in_flight.inc();
         self.session.do_send(Emit {
             run_id: self.run_id,
             thread_id: self.thread_id,
             agent: agent.map(str::to_owned),
-            kind,
-            data,
+            payload: payload.into(),
         });
         if let Some(link) = &self.attempt {
             link.active.do_send(AttemptActive {
@@ -148,5 +147,30 @@ impl RunEvents {
                 attempt: link.attempt,
             });
         }
+    }
+}
+
+/// What an agent's `AgentContext` sends through: the attempt's copy of the run's emitter.
+impl RunChannel for RunEvents {
+    fn emit(&self, agent: &'static str, payload: EventPayload) {
+        RunEvents::emit(self, payload, Some(agent));
+    }
+
+    fn request_approval(
+        &self,
+        agent: &'static str,
+        action: &str,
+        summary: String,
+        details: Value,
+    ) -> LocalBoxFuture<'static, ApprovalOutcome> {
+        let events = self.clone();
+        let action = action.to_owned();
+        Box::pin(async move {
+            RunEvents::request_approval(&events, agent, &action, summary, details).await
+        })
+    }
+
+    fn checkpoint(&self, state: Value) {
+        RunEvents::checkpoint(self, state);
     }
 }

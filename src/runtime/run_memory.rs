@@ -8,10 +8,10 @@
 use std::collections::BTreeSet;
 
 use actix::prelude::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::protocol::{ApprovalOutcome, EventKind};
+use crate::protocol::{ApprovalOutcome, payload};
 use crate::runtime::run_supervisor::RunSupervisor;
 
 /// An attempt asks for the user's consent; the outcome comes back on `reply`.
@@ -82,11 +82,8 @@ impl Handler<AskApproval> for RunSupervisor {
         let key = (agent.clone(), action.clone(), details.to_string());
         if self.memory.approved.contains(&key) {
             let text = format!("{action} was approved earlier in this run; not asking again");
-            self.events().emit(
-                EventKind::AgentThinking,
-                Some(&agent),
-                json!({ "text": text }),
-            );
+            self.events()
+                .emit(payload::AgentThinking { text }, Some(&agent));
             let _ = reply.send(ApprovalOutcome::Approve);
             return;
         }

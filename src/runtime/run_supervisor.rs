@@ -6,19 +6,19 @@
 //! It owns the run's state (the remaining plan, earlier agents' results, the approvals and
 //! checkpoints of `run_memory.rs`); the session owns everything else.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::agents::runner::{AgentRunner, AttemptDone, AttemptOutcome, StopAttempt};
 use crate::agents::{Agent, AgentContext, AgentInput, RunAnswer};
 use crate::config::Config;
 use crate::context::UserContext;
 use crate::metrics::LiveCount;
-use crate::protocol::{CancelReason, EventKind, FailureCode, InterruptReason};
+use crate::protocol::{CancelReason, FailureCode, InterruptReason, payload};
+use crate::runtime::agent_runner::{AgentRunner, AttemptDone, AttemptOutcome, StopAttempt};
 use crate::runtime::run_events::{AttemptLink, RunEvents};
 use crate::runtime::run_memory::RunMemory;
 use crate::runtime::session::{RunFinished, SessionDeps};
@@ -70,7 +70,6 @@ pub(super) struct Attempt {
 
 pub struct RunSupervisor {
     ctx: UserContext,
-    message: String,
     deps: SessionDeps,
     events: RunEvents,
     finished: Recipient<RunFinished>,
@@ -80,7 +79,8 @@ pub struct RunSupervisor {
     steps: usize,
     /// The attempt awaited; none between a failure and its restart.
     pub(super) current: Option<Attempt>,
-    results: BTreeMap<String, Value>,
+    /// The message and the results of the agents so far: what the next agent reads.
+    input: AgentInput,
     /// When the current agent failed, within the restart period.
     failures: Vec<Instant>,
     answer: Option<RunAnswer>,
@@ -102,14 +102,13 @@ impl RunSupervisor {
         let live = LiveCount::new(&deps.metrics.supervisors_live);
         Self {
             ctx,
-            message,
             deps,
             events,
             finished,
             plan,
             steps: 0,
             current: None,
-            results: BTreeMap::new(),
+            input: AgentInput::new(message),
             failures: Vec::new(),
             answer: None,
             memory: RunMemory::default(),
@@ -132,7 +131,7 @@ impl RunSupervisor {
             let answer = self.answer.take().unwrap_or_else(|| RunAnswer {
                 summary: String::from("The run finished without an answer."),
                 report_markdown: String::new(),
-                result: json!({}),
+                result: Value::Object(serde_json::Map::new()),
             });
             self.finish(ctx, RunOutcome::Completed(answer));
             return;
@@ -145,11 +144,8 @@ impl RunSupervisor {
 
     fn start_attempt(&mut self, ctx: &mut Context<Self>, agent: Arc<dyn Agent>, number: u32) {
         let name = agent.name();
-        self.events.emit(
-            EventKind::AgentStarted,
-            Some(name),
-            json!({ "attempt": number }),
-        );
+        let started = payload::AgentStarted { attempt: number };
+        self.events.emit(started, Some(name));
         let step = self.steps;
         let me = ctx.address();
         let link = AttemptLink::new(
@@ -163,7 +159,7 @@ impl RunSupervisor {
         let agent_ctx = AgentContext::new(
             self.ctx.child(name),
             name,
-            self.events.for_attempt(link),
+            Arc::new(self.events.for_attempt(link)),
             self.deps.db.clone(),
             self.deps.config.clone(),
             self.deps.catalog.clone(),
@@ -216,18 +212,15 @@ impl RunSupervisor {
         current.runner.do_send(StopAttempt);
         let name = current.agent.name();
         match done.outcome {
-            AttemptOutcome::Done(output) => {
-                self.events.emit(
-                    EventKind::AgentCompleted,
-                    Some(name),
-                    json!({
-                        "attempt": done.attempt,
-                        "duration_ms": done.elapsed.as_millis() as u64,
-                        "result": output.result,
-                        "fallback": output.fallback,
-                    }),
-                );
-                self.results.insert(name.to_owned(), output.result);
+            AttemptOutcome::Done(mut output) => {
+                self.input.record(name, &output);
+                let completed = payload::AgentCompleted {
+                    attempt: done.attempt,
+                    duration_ms: done.elapsed.as_millis() as u64,
+                    result: std::mem::take(&mut output.result),
+                    fallback: output.fallback,
+                };
+                self.events.emit(completed, Some(name));
                 if output.answer.is_some() {
                     self.answer = output.answer;
                 }
@@ -245,19 +238,20 @@ impl RunSupervisor {
                 self.failures.push(now);
                 let restart = self.failures.len() as u32;
                 let will_restart = restart <= config.max_restarts;
-                self.events.emit(
-                    EventKind::AgentError,
-                    Some(name),
-                    json!({ "error": error, "attempt": done.attempt, "will_restart": will_restart }),
-                );
+                let failed = payload::AgentError {
+                    error: error.clone(),
+                    attempt: done.attempt,
+                    will_restart,
+                };
+                self.events.emit(failed, Some(name));
                 if will_restart {
                     let backoff = backoff(config, restart - 1);
                     let next = done.attempt + 1;
-                    self.events.emit(
-                        EventKind::AgentRestarted,
-                        Some(name),
-                        json!({ "attempt": next, "backoff_ms": backoff.as_millis() as u64 }),
-                    );
+                    let restarted = payload::AgentRestarted {
+                        attempt: next,
+                        backoff_ms: backoff.as_millis() as u64,
+                    };
+                    self.events.emit(restarted, Some(name));
                     self.deps.metrics.restarts.with_label_values(&[name]).inc();
                     let agent = current.agent.clone();
                     ctx.run_later(backoff, move |act, ctx| act.start_attempt(ctx, agent, next));
@@ -282,12 +276,12 @@ impl RunSupervisor {
         match agent.fallback(&self.input()) {
             Some(output) => {
                 self.deps.metrics.fallbacks.with_label_values(&[name]).inc();
-                self.events.emit(
-                    EventKind::AgentFallback,
-                    Some(name),
-                    json!({ "attempts": attempts, "result": output.result }),
-                );
-                self.results.insert(name.to_owned(), output.result);
+                let fallback = payload::AgentFallback {
+                    attempts,
+                    result: output.result.clone(),
+                };
+                self.events.emit(fallback, Some(name));
+                self.input.record(name, &output);
                 if output.answer.is_some() {
                     self.answer = output.answer;
                 }
@@ -309,10 +303,7 @@ impl RunSupervisor {
     }
 
     fn input(&self) -> AgentInput {
-        AgentInput {
-            message: self.message.clone(),
-            results: Arc::new(self.results.clone()),
-        }
+        self.input.clone()
     }
 
     /// Replaces the rest of the plan with the registered agents among `names`.
@@ -379,11 +370,12 @@ impl Handler<Cancel> for RunSupervisor {
                 ctx.cancel_future(timeout);
             }
             current.runner.do_send(StopAttempt);
-            self.events.emit(
-                EventKind::AgentError,
-                Some(current.agent.name()),
-                json!({ "error": "cancelled", "attempt": current.number, "will_restart": false }),
-            );
+            let cancelled = payload::AgentError {
+                error: "cancelled".to_owned(),
+                attempt: current.number,
+                will_restart: false,
+            };
+            self.events.emit(cancelled, Some(current.agent.name()));
         }
         self.finish(ctx, RunOutcome::Cancelled { reason: msg.reason });
     }

@@ -13,6 +13,7 @@ pub mod recovery;
 pub mod repo;
 pub mod schema;
 pub mod status;
+pub mod user_store;
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use connection::{Backend, DbConnection, SqliteSync};
 pub use executor::Db;
+pub use user_store::UserStore;
 
 pub type Pool = r2d2::Pool<connection::ConnectionManager>;
 

@@ -39,6 +39,17 @@ impl Profile {
         }
     }
 
+    /// The profile's name on the wire (as it serialises): `summarisation_batch`, ….
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chatbot => "chatbot",
+            Self::Rag => "rag",
+            Self::SummarisationBatch => "summarisation_batch",
+            Self::Classification => "classification",
+            Self::AgentToolUse => "agent_tool_use",
+        }
+    }
+
     pub fn workload(self) -> &'static str {
         match self {
             Self::Chatbot => "chatbot",
@@ -223,5 +234,18 @@ mod tests {
                 .iter()
                 .all(|r| r.completion_tokens <= 20 && r.ts < 10 * DAY_MS)
         );
+    }
+
+    #[test]
+    fn names_are_the_wire_names() {
+        for profile in [
+            Profile::Chatbot,
+            Profile::Rag,
+            Profile::SummarisationBatch,
+            Profile::Classification,
+            Profile::AgentToolUse,
+        ] {
+            assert_eq!(serde_json::json!(profile), profile.as_str());
+        }
     }
 }

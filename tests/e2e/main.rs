@@ -34,5 +34,6 @@ mod supervision;
 mod synthetic;
 mod threads;
 mod tree;
+mod typed_results;
 mod unstorable;
 mod usage;

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use super::UserSession;
 use super::core::ApprovalRequest;
 use crate::context::{RunId, ThreadId};
-use crate::protocol::{ApprovalOutcome, EventKind};
+use crate::protocol::{ApprovalOutcome, EventPayload};
 use crate::runtime::run_supervisor::RunOutcome;
 
 /// An event of a run, for its session to number, store and fan out.
@@ -20,8 +20,7 @@ pub struct Emit {
     pub thread_id: ThreadId,
     /// The emitting agent, if not the supervisor.
     pub agent: Option<String>,
-    pub kind: EventKind,
-    pub data: Value,
+    pub payload: EventPayload,
 }
 
 /// An agent of a run asks for consent; the outcome comes back on `reply`.
@@ -60,7 +59,7 @@ impl Handler<Emit> for UserSession {
     fn handle(&mut self, msg: Emit, ctx: &mut Context<Self>) {
         self.deps.metrics.events_in_flight.dec();
         self.core
-            .run_event(msg.run_id, msg.thread_id, msg.agent, (msg.kind, msg.data));
+            .run_event(msg.run_id, msg.thread_id, msg.agent, msg.payload);
         self.perform(ctx);
     }
 }

@@ -13,7 +13,7 @@ use crate::clock::now_ms;
 use crate::context::{ApprovalId, ConnectionId, RunId, ThreadId};
 use crate::protocol::payload;
 use crate::protocol::{
-    ApprovalDecision, ApprovalOutcome, CancelReason, Event, EventKind, EventPayload, FailureCode,
+    ApprovalDecision, ApprovalOutcome, CancelReason, Event, EventPayload, FailureCode,
     InterruptReason, RunStatus,
 };
 use crate::runtime::refusal::Refusal;
@@ -44,19 +44,10 @@ impl SessionCore {
         run_id: RunId,
         thread_id: ThreadId,
         agent: Option<String>,
-        event: (EventKind, Value),
+        payload: EventPayload,
     ) {
         if self.runs.is_running_on(run_id, thread_id) {
-            let (kind, data) = event;
-            let event = Event {
-                kind,
-                seq: 0,
-                ts: now_ms(),
-                thread_id: Some(thread_id),
-                run_id: Some(run_id),
-                agent,
-                data,
-            };
+            let event = Event::new(payload, Some(thread_id), Some(run_id), agent);
             self.log.push(event, None, None);
             self.flush();
         }

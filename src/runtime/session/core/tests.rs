@@ -365,9 +365,11 @@ impl World {
             Op::AnswerLookup { fail } => return self.answer_lookup(fail),
             Op::Emit { run } => {
                 if let Some((run_id, thread_id)) = self.pick_supervised(run) {
-                    let event = (EventKind::AgentThinking, json!({ "text": "working" }));
+                    let event = crate::protocol::payload::AgentThinking {
+                        text: "working".into(),
+                    };
                     let agent = Some("data".to_owned());
-                    self.core.run_event(run_id, thread_id, agent, event);
+                    self.core.run_event(run_id, thread_id, agent, event.into());
                 }
             }
             Op::Finish { run, fail } => self.finish(run, fail),

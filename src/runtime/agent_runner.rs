@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures_util::FutureExt;
 
-use super::{Agent, AgentContext, AgentInput, AgentOutput};
+use crate::agents::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::faults::AgentFault;
 use crate::metrics::LiveCount;
 use prometheus::IntGauge;
@@ -19,8 +19,11 @@ use std::sync::Arc;
 /// How an attempt ended, as the supervisor sees it.
 #[derive(Debug)]
 pub enum AttemptOutcome {
+    /// The agent returned its output.
     Done(AgentOutput),
+    /// The agent returned an error (its text).
     Failed(String),
+    /// The agent panicked (the panic's message).
     Panicked(String),
 }
 
@@ -28,26 +31,36 @@ pub enum AttemptOutcome {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct AttemptDone {
+    /// The plan step the attempt ran, so a late answer of a replaced attempt is ignored.
     pub step: usize,
+    /// Which attempt of that step (1 for the first).
     pub attempt: u32,
+    /// How long the attempt took (`agent_completed.duration_ms`).
     pub elapsed: Duration,
+    /// How it ended.
     pub outcome: AttemptOutcome,
 }
 
+/// One attempt of one agent, as an actor of its own.
 pub struct AgentRunner {
+    /// The agent to run.
     agent: Arc<dyn Agent>,
     /// Taken when the attempt starts.
     work: Option<(AgentContext, AgentInput)>,
+    /// Echoed in `AttemptDone`.
     step: usize,
+    /// Echoed in `AttemptDone`.
     attempt: u32,
     /// A fault injected into this attempt.
     fault: Option<AgentFault>,
+    /// The supervisor awaiting the attempt.
     reply: Recipient<AttemptDone>,
     /// Counts this attempt on `enclave_agents_live` until it is dropped.
     live: Option<LiveCount>,
 }
 
 impl AgentRunner {
+    /// An attempt of `agent` with its context and input; it starts when the actor does.
     pub fn new(
         agent: Arc<dyn Agent>,
         ctx: AgentContext,
@@ -91,7 +104,7 @@ impl Actor for AgentRunner {
                 match fault {
                     Some(AgentFault::Panic) => panic!("injected fault"),
                     Some(AgentFault::Fail) => {
-                        return Err(super::AgentError::Failed("injected fault".into()));
+                        return Err(AgentError::Failed("injected fault".into()));
                     }
                     Some(AgentFault::Hang) => std::future::pending::<()>().await,
                     Some(AgentFault::Slow(delay)) => actix::clock::sleep(delay).await,
