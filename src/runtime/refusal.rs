@@ -19,6 +19,10 @@ pub enum Refusal {
     /// A page of a replay could not be read.
     #[error("storage unavailable: the replay could not be read; send resume again")]
     ReplayUnreadable,
+    /// The user's session (or the registry) stopped before it answered: it is restarting after
+    /// a failure, or the server is shutting down.
+    #[error("the session is restarting or the server is shutting down; try again in a moment")]
+    SessionUnavailable,
     /// The server drains for shutdown.
     #[error("the server is shutting down; reconnect in a moment and send it again")]
     ShuttingDown,
@@ -38,6 +42,9 @@ pub enum Refusal {
          finish"
     )]
     RunLimit { running: usize, queued: usize },
+    /// One upload per user at a time.
+    #[error("another upload of yours is still running; send this one when it has finished")]
+    UploadRunning,
     /// A `client_msg_id` already names another message.
     #[error("client_msg_id {0:?} was already used for a different message")]
     MessageIdReused(String),
@@ -63,8 +70,11 @@ impl Refusal {
             Self::StorageUnavailable
             | Self::MessageNotStored
             | Self::ReplayUnreadable
+            | Self::SessionUnavailable
             | Self::ShuttingDown => ErrorCode::Unavailable,
-            Self::MessageRate { .. } | Self::RunLimit { .. } => ErrorCode::RateLimited,
+            Self::MessageRate { .. } | Self::RunLimit { .. } | Self::UploadRunning => {
+                ErrorCode::RateLimited
+            }
             Self::MessageIdReused(_)
             | Self::ThreadActive
             | Self::RunFinished(_)

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::auth::AuthError;
 use crate::error::ErrorCode;
+use crate::runtime::refusal::Refusal;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -94,6 +95,20 @@ impl From<StoreError> for ApiError {
             ErrorCode::Unavailable,
             "storage unavailable; try again shortly",
         )
+    }
+}
+
+/// A session's refusal, with its code and message.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        Self::new(refusal.code(), refusal.to_string())
+    }
+}
+
+/// A session or the registry stopped before answering: restarting, or shutting down.
+impl From<actix::MailboxError> for ApiError {
+    fn from(_: actix::MailboxError) -> Self {
+        Refusal::SessionUnavailable.into()
     }
 }
 

@@ -48,7 +48,7 @@ impl AppState {
                 user_id: user.clone(),
             })
             .await
-            .map_err(|_| ApiError::new(ErrorCode::Unavailable, "server shutting down"))
+            .map_err(ApiError::from)
     }
 }
 

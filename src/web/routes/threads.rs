@@ -6,9 +6,7 @@ use actix_web::{HttpResponse, delete, get, web};
 use serde::Deserialize;
 
 use crate::context::ThreadId;
-use crate::error::ErrorCode;
 use crate::protocol::http::{Deleted, EventsPage, ThreadList, ThreadSummary};
-use crate::runtime::refusal::Refusal;
 use crate::runtime::session::DeleteThread;
 use crate::store::repo;
 use crate::web::AppState;
@@ -98,13 +96,6 @@ pub async fn delete_thread(
     let raw_id = path.into_inner();
     let thread = ThreadId::parse(&raw_id).map_err(|_| ApiError::not_found("thread", &raw_id))?;
     let session = state.session_of(&identity.user_id).await?;
-    let deleted = session
-        .send(DeleteThread { thread_id: thread })
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "try again"))?;
-    match deleted {
-        Ok(()) => Ok(HttpResponse::Ok().json(Deleted { deleted: raw_id })),
-        Err(Refusal::ThreadNotFound(_)) => Err(ApiError::not_found("thread", &raw_id)),
-        Err(refusal) => Err(ApiError::new(refusal.code(), refusal.to_string())),
-    }
+    session.send(DeleteThread { thread_id: thread }).await??;
+    Ok(HttpResponse::Ok().json(Deleted { deleted: raw_id }))
 }

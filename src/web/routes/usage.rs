@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::analysis::aggregate::aggregate;
 use crate::error::ErrorCode;
 use crate::protocol::http::{Deleted, IngestAnswer, UsageSummary};
+use crate::runtime::refusal::Refusal;
 use crate::runtime::session::UserSession;
 use crate::runtime::session::{BeginIngest, EndIngest};
 use crate::store::{self, repo};
@@ -64,16 +65,8 @@ pub async fn upload(
         )
     })?;
     let session = state.session_of(&identity.user_id).await?;
-    let may_start = session
-        .send(BeginIngest)
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "try again"))?;
-    if !may_start {
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            "another upload of yours is still running; send this one when it has finished",
-        )
-        .retry_after(RETRY_AFTER_SECS));
+    if !session.send(BeginIngest).await? {
+        return Err(ApiError::from(Refusal::UploadRunning).retry_after(RETRY_AFTER_SECS));
     }
     let slot = IngestSlot(session);
 
