@@ -5,41 +5,17 @@
 //! failure. The supervisor stops a runner it no longer waits for (timeout, cancellation).
 
 use std::panic::AssertUnwindSafe;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use futures_util::FutureExt;
 
-use crate::agents::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
+use crate::agents::{Agent, AgentContext, AgentError, AgentInput};
 use crate::faults::AgentFault;
 use crate::metrics::LiveCount;
+use crate::runtime::run_supervisor::{AttemptDone, AttemptOutcome};
 use prometheus::IntGauge;
 use std::sync::Arc;
-
-/// How an attempt ended, as the supervisor sees it.
-#[derive(Debug)]
-pub enum AttemptOutcome {
-    /// The agent returned its output.
-    Done(AgentOutput),
-    /// The agent returned an error (its text).
-    Failed(String),
-    /// The agent panicked (the panic's message).
-    Panicked(String),
-}
-
-/// Sent to the supervisor when an attempt ends.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct AttemptDone {
-    /// The plan step the attempt ran, so a late answer of a replaced attempt is ignored.
-    pub step: usize,
-    /// Which attempt of that step (1 for the first).
-    pub attempt: u32,
-    /// How long the attempt took (`agent_completed.duration_ms`).
-    pub elapsed: Duration,
-    /// How it ended.
-    pub outcome: AttemptOutcome,
-}
 
 /// One attempt of one agent, as an actor of its own.
 pub struct AgentRunner {

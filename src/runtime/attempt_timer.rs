@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::runtime::agent_runner::{AttemptDone, AttemptOutcome};
 use crate::runtime::run_supervisor::RunSupervisor;
+use crate::runtime::run_supervisor::{AttemptDone, AttemptOutcome};
 
 /// The attempt emitted something: it is alive, and may stay silent for another attempt timeout.
 #[derive(Message)]

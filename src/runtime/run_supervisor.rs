@@ -13,31 +13,39 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use serde_json::Value;
 
-use crate::agents::{Agent, AgentContext, AgentInput, RunAnswer};
-use crate::config::Config;
+use crate::agents::{Agent, AgentContext, AgentInput, AgentOutput, RunAnswer};
 use crate::context::UserContext;
 use crate::metrics::LiveCount;
-use crate::protocol::{CancelReason, FailureCode, InterruptReason, payload};
-use crate::runtime::agent_runner::{AgentRunner, AttemptDone, AttemptOutcome, StopAttempt};
+use crate::protocol::{CancelReason, FailureCode, payload};
+use crate::runtime::agent_runner::{AgentRunner, StopAttempt};
+use crate::runtime::restart_intensity::{AfterFailure, RestartIntensity};
 use crate::runtime::run_events::{AttemptLink, RunEvents};
 use crate::runtime::run_memory::RunMemory;
-use crate::runtime::session::{RunFinished, SessionDeps};
+use crate::runtime::session::{RunFinished, RunOutcome, SessionDeps};
 
-/// How a run ended, for the session to record and announce.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RunOutcome {
-    Completed(RunAnswer),
-    Failed {
-        code: FailureCode,
-        error: String,
-    },
-    Cancelled {
-        reason: CancelReason,
-    },
-    /// The run was lost with its session or process (`crash`, `node_lost`).
-    Interrupted {
-        reason: InterruptReason,
-    },
+/// How an attempt ended, as the supervisor sees it.
+#[derive(Debug)]
+pub enum AttemptOutcome {
+    /// The agent returned its output.
+    Done(AgentOutput),
+    /// The agent returned an error (its text).
+    Failed(String),
+    /// The agent panicked (the panic's message).
+    Panicked(String),
+}
+
+/// Sent to the supervisor when an attempt ends.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AttemptDone {
+    /// The plan step the attempt ran, so a late answer of a replaced attempt is ignored.
+    pub step: usize,
+    /// Which attempt of that step (1 for the first).
+    pub attempt: u32,
+    /// How long the attempt took (`agent_completed.duration_ms`).
+    pub elapsed: Duration,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
 }
 
 /// Cancels the run: the agent in flight ends `agent_error` `cancelled`, then the session hears
@@ -81,8 +89,8 @@ pub struct RunSupervisor {
     pub(super) current: Option<Attempt>,
     /// The message and the results of the agents so far: what the next agent reads.
     input: AgentInput,
-    /// When the current agent failed, within the restart period.
-    failures: Vec<Instant>,
+    /// Whether a failed agent is restarted, and after how long.
+    restarts: RestartIntensity,
     answer: Option<RunAnswer>,
     /// What the run's agents leave for their restarts.
     pub(super) memory: RunMemory,
@@ -100,6 +108,13 @@ impl RunSupervisor {
     ) -> Self {
         let plan = deps.pipeline.initial_plan().into();
         let live = LiveCount::new(&deps.metrics.supervisors_live);
+        let config = &deps.config;
+        let restarts = RestartIntensity::new(
+            config.max_restarts,
+            config.restart_period,
+            config.backoff_base,
+            config.backoff_cap,
+        );
         Self {
             ctx,
             deps,
@@ -109,7 +124,7 @@ impl RunSupervisor {
             steps: 0,
             current: None,
             input: AgentInput::new(message),
-            failures: Vec::new(),
+            restarts,
             answer: None,
             memory: RunMemory::default(),
             _live: live,
@@ -137,7 +152,7 @@ impl RunSupervisor {
             return;
         };
         self.steps += 1;
-        self.failures.clear();
+        self.restarts.next_agent();
         self.memory.next_step();
         self.start_attempt(ctx, agent, 1);
     }
@@ -230,22 +245,15 @@ impl RunSupervisor {
                 self.start_next(ctx);
             }
             AttemptOutcome::Failed(error) | AttemptOutcome::Panicked(error) => {
-                // One-for-one restarts: at most `max_restarts` within `restart_period`.
-                let config = &self.deps.config;
-                let now = Instant::now();
-                let period = config.restart_period;
-                self.failures.retain(|t| now.duration_since(*t) < period);
-                self.failures.push(now);
-                let restart = self.failures.len() as u32;
-                let will_restart = restart <= config.max_restarts;
+                let after = self.restarts.failed(Instant::now());
+                let will_restart = after != AfterFailure::GiveUp;
                 let failed = payload::AgentError {
                     error: error.clone(),
                     attempt: done.attempt,
                     will_restart,
                 };
                 self.events.emit(failed, Some(name));
-                if will_restart {
-                    let backoff = backoff(config, restart - 1);
+                if let AfterFailure::Restart(backoff) = after {
                     let next = done.attempt + 1;
                     let restarted = payload::AgentRestarted {
                         attempt: next,
@@ -388,15 +396,4 @@ impl Handler<AbortRun> for RunSupervisor {
     fn handle(&mut self, _: AbortRun, ctx: &mut Context<Self>) {
         ctx.stop();
     }
-}
-
-/// `backoff_base × 2ⁿ`, capped at `backoff_cap`, plus up to 10% jitter so restarts of many runs
-/// do not fall in step.
-fn backoff(config: &Config, n: u32) -> Duration {
-    let base = config.backoff_base.as_millis() as u64;
-    let capped = base
-        .saturating_mul(1u64 << n.min(20))
-        .min(config.backoff_cap.as_millis() as u64);
-    let jitter = (uuid::Uuid::new_v4().as_u128() % u128::from(capped / 10 + 1)) as u64;
-    Duration::from_millis(capped + jitter)
 }

@@ -8,9 +8,10 @@ use tokio::sync::oneshot;
 
 use super::UserSession;
 use super::core::ApprovalRequest;
+use crate::agents::RunAnswer;
 use crate::context::{RunId, ThreadId};
 use crate::protocol::{ApprovalOutcome, EventPayload};
-use crate::runtime::run_supervisor::RunOutcome;
+use crate::protocol::{CancelReason, FailureCode, InterruptReason};
 
 /// An event of a run, for its session to number, store and fan out.
 #[derive(Message, Debug, Clone)]
@@ -50,6 +51,19 @@ pub struct RunFinished {
 #[rtype(result = "()")]
 pub struct SlotGranted {
     pub run_id: RunId,
+}
+
+/// How a run ended, for the session to record and announce.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    /// The plan ran to its end with this answer.
+    Completed(RunAnswer),
+    /// An agent failed past its restarts (or storage failed): `run_failed`.
+    Failed { code: FailureCode, error: String },
+    /// By the user or the server's shutdown: `run_cancelled`.
+    Cancelled { reason: CancelReason },
+    /// The run was lost with its session or process (`crash`, `node_lost`).
+    Interrupted { reason: InterruptReason },
 }
 
 /// Kept while the run executes; dropped otherwise.

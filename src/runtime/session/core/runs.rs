@@ -17,7 +17,7 @@ use crate::protocol::{
     InterruptReason, RunStatus,
 };
 use crate::runtime::refusal::Refusal;
-use crate::runtime::run_supervisor::RunOutcome;
+use crate::runtime::session::RunOutcome;
 use crate::runtime::session::approvals::PendingApproval;
 use crate::runtime::session::run_table::Phase;
 use crate::store::batch::WriteOp;

@@ -1,25 +1,23 @@
-//! `SessionCore` driven without actix: a few scenarios, then a property test that replays
-//! random interleavings of messages, agent events, lost batches, cancels, approvals,
-//! disconnects and resumes against a model of the writer, the server's slots and the sockets,
-//! and checks the session's invariants after every step and once everything has settled.
+//! The world around a `SessionCore` in the tests: a model of the writer (batches stored or
+//! lost), the server's slots, the database's answers, the supervisors and the user's sockets,
+//! playing the actor's part for every effect and checking the session's invariants after
+//! every step (`check_limits`) and once everything has settled (`check_settled`).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::*;
 use crate::agents::RunAnswer;
-use crate::protocol::ApprovalDecision;
 use crate::runtime::run_slots::SlotAnswer;
-use crate::runtime::run_supervisor::RunOutcome;
+use crate::runtime::session::RunOutcome;
+use crate::runtime::session::core::*;
 use crate::runtime::session::run_table::Awaiting;
 
-const MAX_RUNNING: usize = 2;
+pub(super) const MAX_RUNNING: usize = 2;
 const MAX_QUEUED: usize = 2;
 const SERVER_SLOTS: usize = 3;
-const SOCKETS: usize = 3;
+pub(super) const SOCKETS: usize = 3;
 
 fn limits() -> Limits {
     Limits {
@@ -33,112 +31,44 @@ fn limits() -> Limits {
     }
 }
 
-/// One step of the world.
-#[derive(Debug, Clone)]
-enum Op {
-    /// A socket sends a message: to a new thread (`thread` 0), a stored thread, or a thread
-    /// that is not the user's; with one of a few `client_msg_id`s or none.
-    Message {
-        conn: usize,
-        thread: u8,
-        key: Option<u8>,
-        content: u8,
-    },
-    StoreBatch,
-    LoseBatch,
-    Rested,
-    AnswerSlot,
-    DeliverGrant,
-    AnswerLookup {
-        fail: bool,
-    },
-    Emit {
-        run: usize,
-    },
-    Finish {
-        run: usize,
-        fail: bool,
-    },
-    Cancel {
-        run: usize,
-    },
-    AskApproval {
-        run: usize,
-    },
-    Approve {
-        approval: usize,
-    },
-    Expire {
-        approval: usize,
-    },
-    Detach {
-        conn: usize,
-    },
-    Reattach {
-        conn: usize,
-    },
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        4 => (0..SOCKETS, 0u8..4, proptest::option::of(0u8..3), 0u8..2).prop_map(
-            |(conn, thread, key, content)| Op::Message { conn, thread, key, content }
-        ),
-        6 => Just(Op::StoreBatch),
-        1 => Just(Op::LoseBatch),
-        2 => Just(Op::Rested),
-        3 => Just(Op::AnswerSlot),
-        2 => Just(Op::DeliverGrant),
-        3 => proptest::bool::weighted(0.2).prop_map(|fail| Op::AnswerLookup { fail }),
-        4 => (0usize..8).prop_map(|run| Op::Emit { run }),
-        2 => (0usize..8, any::<bool>()).prop_map(|(run, fail)| Op::Finish { run, fail }),
-        1 => (0usize..8).prop_map(|run| Op::Cancel { run }),
-        1 => (0usize..8).prop_map(|run| Op::AskApproval { run }),
-        1 => (0usize..4).prop_map(|approval| Op::Approve { approval }),
-        1 => (0usize..4).prop_map(|approval| Op::Expire { approval }),
-        1 => (0..SOCKETS).prop_map(|conn| Op::Detach { conn }),
-        1 => (0..SOCKETS).prop_map(|conn| Op::Reattach { conn }),
-    ]
-}
-
 /// A socket as the client sees it.
-struct Client {
-    conn_id: ConnectionId,
-    attached: bool,
+pub(super) struct Client {
+    pub(super) conn_id: ConnectionId,
+    pub(super) attached: bool,
     /// The `seq` it resumed after, and the sequenced events it received since, in order.
-    from: i64,
-    seqs: Vec<i64>,
+    pub(super) from: i64,
+    pub(super) seqs: Vec<i64>,
 }
 
 /// The session's surroundings, playing the actor's part for each effect.
-struct World {
-    core: SessionCore,
-    now: Instant,
+pub(super) struct World {
+    pub(super) core: SessionCore,
+    pub(super) now: Instant,
     /// Durable events by seq, and the rows the stored batches made.
-    store: BTreeMap<i64, Arc<str>>,
-    stored_runs: HashMap<RunId, (String, Option<String>, i64)>,
-    stored_threads: Vec<ThreadId>,
-    accepted: HashSet<RunId>,
-    ended: HashSet<RunId>,
-    in_flight: Option<WriteBatch>,
-    resting: bool,
+    pub(super) store: BTreeMap<i64, Arc<str>>,
+    pub(super) stored_runs: HashMap<RunId, (String, Option<String>, i64)>,
+    pub(super) stored_threads: Vec<ThreadId>,
+    pub(super) accepted: HashSet<RunId>,
+    pub(super) ended: HashSet<RunId>,
+    pub(super) in_flight: Option<WriteBatch>,
+    pub(super) resting: bool,
     /// The server's slots: holders and the waiting line.
-    holding: HashSet<RunId>,
-    waiting: VecDeque<RunId>,
-    slot_answers: VecDeque<(RunId, SlotAnswer)>,
-    grants: VecDeque<RunId>,
-    lookups: VecDeque<Effect>,
+    pub(super) holding: HashSet<RunId>,
+    pub(super) waiting: VecDeque<RunId>,
+    pub(super) slot_answers: VecDeque<(RunId, SlotAnswer)>,
+    pub(super) grants: VecDeque<RunId>,
+    pub(super) lookups: VecDeque<Effect>,
     /// Runs with a live supervisor, and those asked to cancel.
-    supervised: Vec<(RunId, ThreadId)>,
-    cancelling: HashMap<RunId, crate::protocol::CancelReason>,
-    approvals: Vec<ApprovalId>,
+    pub(super) supervised: Vec<(RunId, ThreadId)>,
+    pub(super) cancelling: HashMap<RunId, crate::protocol::CancelReason>,
+    pub(super) approvals: Vec<ApprovalId>,
     /// Every run id the session mentioned, for cancels of live and finished runs.
-    runs_seen: Vec<RunId>,
-    clients: Vec<Client>,
+    pub(super) runs_seen: Vec<RunId>,
+    pub(super) clients: Vec<Client>,
 }
 
 impl World {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut world = Self {
             core: SessionCore::new(UserId::parse("alice").expect("valid"), 0, limits()),
             now: Instant::now(),
@@ -172,7 +102,7 @@ impl World {
         world
     }
 
-    fn perform(&mut self) {
+    pub(super) fn perform(&mut self) {
         for effect in self.core.take_effects() {
             match effect {
                 Effect::Write(batch) => {
@@ -250,7 +180,7 @@ impl World {
         assert!(self.holding.len() <= SERVER_SLOTS, "server's slots");
     }
 
-    fn store_batch(&mut self) {
+    pub(super) fn store_batch(&mut self) {
         let Some(batch) = self.in_flight.take() else {
             return;
         };
@@ -288,7 +218,7 @@ impl World {
         self.core.batch_stored(&batch);
     }
 
-    fn answer_lookup(&mut self, fail: bool) {
+    pub(super) fn answer_lookup(&mut self, fail: bool) {
         let Some(effect) = self.lookups.pop_front() else {
             return;
         };
@@ -319,100 +249,7 @@ impl World {
         self.perform();
     }
 
-    fn step(&mut self, op: Op) {
-        match op {
-            Op::Message {
-                conn,
-                thread,
-                key,
-                content,
-            } => {
-                let thread_id = match thread {
-                    0 => None,
-                    1 => Some(ThreadId::new()),
-                    n => self.stored_threads.get(usize::from(n) - 2).copied(),
-                };
-                let message = UserMessage {
-                    content: format!("message {content}"),
-                    thread_id,
-                    client_msg_id: key.map(|k| format!("m{k}")),
-                };
-                self.now += Duration::from_millis(1);
-                let conn_id = self.clients[conn].conn_id;
-                self.core.message(conn_id, message, self.now);
-            }
-            Op::StoreBatch => self.store_batch(),
-            Op::LoseBatch => {
-                if let Some(batch) = self.in_flight.take() {
-                    self.core.batch_lost(&batch);
-                }
-            }
-            Op::Rested => {
-                if std::mem::take(&mut self.resting) {
-                    self.core.rested();
-                }
-            }
-            Op::AnswerSlot => {
-                if let Some((run_id, answer)) = self.slot_answers.pop_front() {
-                    self.core.slot_answered(run_id, Ok(answer));
-                }
-            }
-            Op::DeliverGrant => {
-                if let Some(run_id) = self.grants.pop_front() {
-                    self.core.slot_granted(run_id);
-                }
-            }
-            Op::AnswerLookup { fail } => return self.answer_lookup(fail),
-            Op::Emit { run } => {
-                if let Some((run_id, thread_id)) = self.pick_supervised(run) {
-                    let event = crate::protocol::payload::AgentThinking {
-                        text: "working".into(),
-                    };
-                    let agent = Some("data".to_owned());
-                    self.core.run_event(run_id, thread_id, agent, event.into());
-                }
-            }
-            Op::Finish { run, fail } => self.finish(run, fail),
-            Op::Cancel { run } => {
-                if let Some(run_id) = self.runs_seen.get(run).copied() {
-                    let conn_id = self.clients[0].conn_id;
-                    self.core.cancel(conn_id, run_id.to_string());
-                }
-            }
-            Op::AskApproval { run } => {
-                if let Some((run_id, thread_id)) = self.pick_supervised(run) {
-                    let (reply, _answer) = tokio::sync::oneshot::channel();
-                    self.core.approval_requested(ApprovalRequest {
-                        run_id,
-                        thread_id,
-                        agent: "synthetic_data".into(),
-                        action: "generate".into(),
-                        summary: "generate records".into(),
-                        details: Value::Null,
-                        reply,
-                    });
-                }
-            }
-            Op::Approve { approval } => {
-                if let Some(id) = self.approvals.get(approval).copied() {
-                    let conn_id = self.clients[1].conn_id;
-                    let decision = ApprovalDecision::Approve;
-                    self.core
-                        .approval_answered(conn_id, id.to_string(), decision);
-                }
-            }
-            Op::Expire { approval } => {
-                if let Some(id) = self.approvals.get(approval).copied() {
-                    self.core.approval_expired(id);
-                }
-            }
-            Op::Detach { conn } => self.clients[conn].attached = false,
-            Op::Reattach { conn } => self.reattach(conn),
-        }
-        self.perform();
-    }
-
-    fn pick_supervised(&self, run: usize) -> Option<(RunId, ThreadId)> {
+    pub(super) fn pick_supervised(&self, run: usize) -> Option<(RunId, ThreadId)> {
         if self.supervised.is_empty() {
             return None;
         }
@@ -420,7 +257,7 @@ impl World {
     }
 
     /// A supervisor ends its run: cancelled if asked, else completed or failed.
-    fn finish(&mut self, run: usize, fail: bool) {
+    pub(super) fn finish(&mut self, run: usize, fail: bool) {
         let Some((run_id, _)) = self.pick_supervised(run) else {
             return;
         };
@@ -442,7 +279,7 @@ impl World {
 
     /// The client reconnects and resumes after the last `seq` it saw: the replay is what the
     /// store holds up to the session's `last_seq`, then the live stream follows.
-    fn reattach(&mut self, conn: usize) {
+    pub(super) fn reattach(&mut self, conn: usize) {
         let through = self.core.last_seq();
         let client = &mut self.clients[conn];
         if client.attached {
@@ -459,7 +296,7 @@ impl World {
     }
 
     /// Everything pending happens, successfully, until nothing is left.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         for _ in 0..10_000 {
             if self.in_flight.is_some() {
                 self.store_batch();
@@ -484,7 +321,7 @@ impl World {
         panic!("the session did not settle");
     }
 
-    fn check_settled(&self) {
+    pub(super) fn check_settled(&self) {
         assert!(self.core.is_idle(), "nothing left in the session");
         assert!(
             self.holding.is_empty() && self.waiting.is_empty(),
@@ -510,66 +347,4 @@ impl World {
 fn seq_of(frame: &str) -> i64 {
     let value: Value = serde_json::from_str(frame).expect("an event frame");
     value["seq"].as_i64().expect("a seq")
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
-
-    #[test]
-    fn random_interleavings_keep_the_invariants(ops in proptest::collection::vec(op(), 1..160)) {
-        let mut world = World::new();
-        for op in ops {
-            world.step(op);
-        }
-        world.settle();
-        world.check_settled();
-    }
-}
-
-#[test]
-fn a_queued_run_starts_when_a_running_one_ends() {
-    let mut world = World::new();
-    for content in 0..3 {
-        world.step(Op::Message {
-            conn: 0,
-            thread: 0,
-            key: None,
-            content,
-        });
-        world.step(Op::AnswerSlot);
-    }
-    world.step(Op::StoreBatch);
-    world.step(Op::StoreBatch);
-    assert_eq!(world.supervised.len(), MAX_RUNNING, "two start, one waits");
-    assert_eq!(world.core.runs.queued(), 1);
-    world.step(Op::Finish {
-        run: 0,
-        fail: false,
-    });
-    world.settle();
-    world.check_settled();
-    assert_eq!(world.ended.len(), 3);
-}
-
-#[test]
-fn a_lost_acceptance_is_refused_and_leaves_no_run() {
-    let mut world = World::new();
-    world.step(Op::Message {
-        conn: 0,
-        thread: 0,
-        key: Some(1),
-        content: 0,
-    });
-    world.step(Op::AnswerLookup { fail: false });
-    world.step(Op::AnswerSlot);
-    world.step(Op::LoseBatch);
-    assert!(world.core.runs.is_empty(), "the run was never stored");
-    assert!(world.holding.is_empty(), "its slot is back");
-    assert!(
-        world.supervised.is_empty(),
-        "no supervisor for an unstored run"
-    );
-    world.settle();
-    world.check_settled();
-    assert!(world.store.is_empty());
 }
