@@ -1,12 +1,13 @@
 //! The JSON bodies of the HTTP API's answers (PROTOCOL.md §3), one type per shape, so the
 //! routes in `web/routes/` name their fields once instead of building `json!` objects.
 //!
-//! Error bodies are `web/error.rs`'s. Keys are serialised in the order PROTOCOL.md lists them.
+//! Keys are serialised in the order PROTOCOL.md lists them.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::analysis::aggregate::{GroupStats, Totals};
+use crate::error::ErrorCode;
 use crate::protocol::{Event, RunStatus};
 use crate::usage::record::RowError;
 
@@ -93,6 +94,26 @@ pub struct EventsPage {
     pub events: Vec<Event>,
     /// The `after_seq` of the next page; null on the last page.
     pub next_after_seq: Option<i64>,
+}
+
+/// Every HTTP error's body: `{"error":{"code","message","details","id"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorBody<'a> {
+    /// The error itself, under one key so a client tells errors from answers at a glance.
+    pub error: ErrorDetail<'a>,
+}
+
+/// What went wrong (PROTOCOL.md §3).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorDetail<'a> {
+    /// The PROTOCOL.md code, which also gave the HTTP status.
+    pub code: ErrorCode,
+    /// A sentence for a person: what was wrong and what to do.
+    pub message: &'a str,
+    /// The rows refused, for `invalid_rows`; empty otherwise.
+    pub details: &'a [RowError],
+    /// Names the server's log line for this error, for an operator to find it.
+    pub id: &'a str,
 }
 
 /// A deletion's answer, `{"deleted": …}`: the thread's id, or how many usage records went.

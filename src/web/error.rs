@@ -3,9 +3,10 @@
 
 use std::fmt;
 
+use crate::protocol::http::{ErrorBody, ErrorDetail};
+use crate::usage::record::RowError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::{Value, json};
 
 use crate::auth::AuthError;
 use crate::error::ErrorCode;
@@ -16,7 +17,8 @@ use crate::store::StoreError;
 pub struct ApiError {
     code: ErrorCode,
     message: String,
-    details: Vec<Value>,
+    /// The rows refused, for `invalid_rows`.
+    details: Vec<RowError>,
     /// Seconds for a `Retry-After` header.
     retry_after: Option<u32>,
 }
@@ -31,7 +33,7 @@ impl ApiError {
         }
     }
 
-    pub fn with_details(mut self, details: Vec<Value>) -> Self {
+    pub fn with_details(mut self, details: Vec<RowError>) -> Self {
         self.details = details;
         self
     }
@@ -82,9 +84,20 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.retry_after {
             response.insert_header(("Retry-After", seconds.to_string()));
         }
-        response.json(json!({
-            "error": { "code": self.code, "message": self.message, "details": self.details }
-        }))
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        if self.status_code().is_server_error() {
+            log::warn!("error id={id} {}: {}", self.code.as_str(), self.message);
+        } else {
+            log::info!("error id={id} {}: {}", self.code.as_str(), self.message);
+        }
+        response.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+                details: &self.details,
+                id: &id,
+            },
+        })
     }
 }
 

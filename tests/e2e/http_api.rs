@@ -31,6 +31,10 @@ async fn health_readiness_and_errors(db: TestDb) {
     let (status, body) = app.get("/api/nothing-here", None).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
+    // Every error names the server's log line for it (PROTOCOL.md §3).
+    let id = body["error"]["id"].as_str().unwrap_or_default();
+    assert_eq!(id.len(), 32, "{body}");
+    assert_eq!(body["error"]["details"], json!([]));
     let token = app.token("alice");
     let (status, body) = app.get("/api/runs/not-a-uuid", Some(&token)).await;
     assert_eq!(

@@ -9,7 +9,6 @@ use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::analysis::aggregate::aggregate;
 use crate::error::ErrorCode;
@@ -87,7 +86,6 @@ pub async fn upload(
         .map_err(|_| ApiError::new(ErrorCode::Internal, "the upload could not be parsed"))?
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if parsed.rejected > 0 && !query.partial {
-        let details = parsed.errors.iter().map(|e| json!(e)).collect();
         return Err(ApiError::new(
             ErrorCode::InvalidRows,
             format!(
@@ -97,7 +95,7 @@ pub async fn upload(
                 parsed.rejected + parsed.records.len()
             ),
         )
-        .with_details(details));
+        .with_details(parsed.errors));
     }
     // Written in chunks between other users' event batches, visible only once all are in; a
     // task of its own, so a client that leaves mid-way does not stop it half-written.
