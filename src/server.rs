@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use actix_web::rt::signal::unix::{Signal, SignalKind, signal};
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 
 use crate::agents::{
@@ -73,6 +74,8 @@ pub struct Server {
     db: Db,
     /// Drained on SIGTERM/SIGINT before the HTTP server stops.
     registry: Addr<SessionRegistry>,
+    /// The signals that start the drain, watched since before the listener was bound.
+    signals: ShutdownSignals,
     /// How long runs may go on after a shutdown signal.
     grace: std::time::Duration,
     /// Renews this node's lease on the database every third of it.
@@ -104,6 +107,7 @@ impl Server {
     /// Opens and migrates the database, starts the actors and binds the listener. Call inside
     /// a running actix system.
     pub async fn build(config: Config, pipeline: Pipeline) -> Result<Self, ServerError> {
+        let signals = ShutdownSignals::watch();
         let backend = Backend::from_url(&config.database_url).map_err(StoreError::from)?;
         let bind = config.bind.clone();
         let loopback = web::block(move || binds_loopback_only(&bind))
@@ -235,6 +239,7 @@ impl Server {
             ownership,
             db: state_db,
             registry,
+            signals,
             grace,
             renewing,
             addr,
@@ -290,7 +295,7 @@ impl Server {
         let handle = self.http.handle();
         // The HTTP server's own task must keep running: it is what answers `pause`/`stop`.
         let mut http = actix_web::rt::spawn(self.http);
-        let signal = Box::pin(shutdown_signal());
+        let signal = Box::pin(self.signals.received());
         let joined = match futures_util::future::select(&mut http, signal).await {
             futures_util::future::Either::Left((joined, _)) => joined,
             futures_util::future::Either::Right(((), _)) => {
@@ -376,15 +381,29 @@ fn check_dev_mode(config: &Config, loopback: bool) -> Result<(), ServerError> {
     }
 }
 
-/// SIGTERM or SIGINT (Ctrl-C); never resolves if signals cannot be watched.
-async fn shutdown_signal() {
-    use actix_web::rt::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        log::warn!("cannot watch for shutdown signals");
-        return std::future::pending().await;
-    };
-    futures_util::future::select(Box::pin(term.recv()), Box::pin(int.recv())).await;
+/// SIGTERM and SIGINT, watched from before the listener is bound: a signal that arrives while
+/// the server starts drains it like any other instead of killing it.
+struct ShutdownSignals(Option<(Signal, Signal)>);
+
+impl ShutdownSignals {
+    fn watch() -> Self {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Self(Some((term, int))),
+            _ => {
+                log::warn!("cannot watch for shutdown signals");
+                Self(None)
+            }
+        }
+    }
+
+    /// Resolves on the first of them (never, if they could not be watched).
+    async fn received(self) {
+        let Some((mut term, mut int)) = self.0 else {
+            return std::future::pending().await;
+        };
+        futures_util::future::select(Box::pin(term.recv()), Box::pin(int.recv())).await;
+    }
 }

@@ -4,9 +4,10 @@
 use actix_web::{HttpResponse, get, web};
 use serde_json::Value;
 
-use crate::context::RunId;
+use crate::context::{RunId, UserId};
 use crate::error::ErrorCode;
 use crate::protocol::http::RunView;
+use crate::store::models::RunRow;
 use crate::store::repo;
 use crate::web::AppState;
 use crate::web::error::ApiError;
@@ -19,11 +20,7 @@ pub async fn get_run(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let raw_id = path.into_inner();
-    let run = RunId::parse(&raw_id).map_err(|_| ApiError::not_found("run", &raw_id))?;
-    let user = identity.user_id;
-    let row = state
-        .db
-        .read(move |conn| Ok(repo::runs::get(conn, &user, run)?))
+    let row = users_run(&state, identity.user_id, &raw_id)
         .await?
         .ok_or_else(|| ApiError::not_found("run", &raw_id))?;
     let Some(status) = row.run_status() else {
@@ -58,15 +55,27 @@ pub async fn get_report(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let raw_id = path.into_inner();
-    let run = RunId::parse(&raw_id).map_err(|_| ApiError::not_found("report", &raw_id))?;
-    let user = identity.user_id;
-    let report = state
-        .db
-        .read(move |conn| Ok(repo::runs::get(conn, &user, run)?))
+    let report = users_run(&state, identity.user_id, &raw_id)
         .await?
         .and_then(|row| row.report_markdown)
         .ok_or_else(|| ApiError::not_found("report", &raw_id))?;
     Ok(HttpResponse::Ok()
         .content_type("text/markdown; charset=utf-8")
         .body(report))
+}
+
+/// The user's run named `raw_id`; `None` when the id is not a run id, or names no run of
+/// this user (another user's run reads as missing).
+async fn users_run(
+    state: &AppState,
+    user: UserId,
+    raw_id: &str,
+) -> Result<Option<RunRow>, ApiError> {
+    let Ok(run) = RunId::parse(raw_id) else {
+        return Ok(None);
+    };
+    Ok(state
+        .db
+        .read(move |conn| Ok(repo::runs::get(conn, &user, run)?))
+        .await?)
 }
