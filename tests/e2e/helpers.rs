@@ -743,6 +743,40 @@ pub async fn catch_up(app: &TestApp, user: &str, mut after: i64) -> Vec<Value> {
     panic!("never caught up");
 }
 
+/// Reads `socket` until `n` runs have ended, as a client does: a socket closed 4008 — which a
+/// reader slowed by a loaded machine can be, with the small bounds some tests set — is reopened
+/// with `after_seq` of the last event it saw, and reading goes on. Returns the sequenced events,
+/// each once.
+pub async fn follow_runs(app: &TestApp, user: &str, mut socket: WsClient, n: usize) -> Vec<Value> {
+    let mut events: Vec<Value> = Vec::new();
+    let mut ended = 0;
+    while ended < n {
+        match socket.recv_or_close().await {
+            Ok(frame) => {
+                let Some(seq) = frame["seq"].as_i64() else {
+                    continue;
+                };
+                if events
+                    .last()
+                    .is_some_and(|last| last["seq"].as_i64() >= Some(seq))
+                {
+                    continue;
+                }
+                if is_run_end(&frame) {
+                    ended += 1;
+                }
+                events.push(frame);
+            }
+            Err(closed) => {
+                assert_eq!(closed, Closed::Code(4008), "only a slow reader is closed");
+                let after = events.last().map_or(0, |f| f["seq"].as_i64().unwrap());
+                socket = app.ws_query(user, &format!("&after_seq={after}")).await;
+            }
+        }
+    }
+    events
+}
+
 /// A socket opened by hand with a small receive buffer, that reads nothing until asked.
 pub struct SlowReader {
     tcp: TcpStream,

@@ -69,7 +69,7 @@ async fn a_slow_reader_is_closed_4008_and_loses_nothing(db: TestDb) {
     sender.recv().await;
     let sending = actix_web::rt::spawn(sender.send_all_reading(messages));
     bob.say("analyse my usage").await;
-    let burst = sequenced(&fast.drain_runs(400).await);
+    let burst = follow_runs(&app, "alice", fast, 400).await;
     assert_gapless(&burst, 1);
     assert_eq!(
         bob.recv_runs(1).await.last().unwrap()["type"],
