@@ -53,6 +53,9 @@ pub(super) enum Op {
     Detach {
         conn: usize,
     },
+    /// The server drains (`Drain`), and later its grace period ends.
+    Drain,
+    GraceOver,
     Reattach {
         conn: usize,
     },
@@ -77,6 +80,8 @@ pub(super) fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..4).prop_map(|approval| Op::Expire { approval }),
         1 => (0..SOCKETS).prop_map(|conn| Op::Detach { conn }),
         1 => (0..SOCKETS).prop_map(|conn| Op::Reattach { conn }),
+        1 => proptest::bool::weighted(0.05).prop_map(|drain| if drain { Op::Drain } else { Op::Rested }),
+        1 => Just(Op::GraceOver),
     ]
 }
 
@@ -170,6 +175,15 @@ impl World {
             }
             Op::Detach { conn } => self.clients[conn].attached = false,
             Op::Reattach { conn } => self.reattach(conn),
+            Op::Drain => {
+                self.drain_asked = true;
+                self.core.drain();
+            }
+            Op::GraceOver => {
+                if self.drain_asked {
+                    self.core.grace_over();
+                }
+            }
         }
         self.perform();
     }

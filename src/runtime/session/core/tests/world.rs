@@ -65,6 +65,9 @@ pub(super) struct World {
     /// Every run id the session mentioned, for cancels of live and finished runs.
     pub(super) runs_seen: Vec<RunId>,
     pub(super) clients: Vec<Client>,
+    /// The server asked the session to drain, and the session said it has.
+    pub(super) drain_asked: bool,
+    pub(super) drained: bool,
 }
 
 impl World {
@@ -89,6 +92,8 @@ impl World {
             approvals: Vec::new(),
             runs_seen: Vec::new(),
             clients: Vec::new(),
+            drain_asked: false,
+            drained: false,
         };
         for _ in 0..SOCKETS {
             let conn_id = ConnectionId::new();
@@ -159,7 +164,11 @@ impl World {
                 }
                 Effect::PauseAttemptTimer(_) | Effect::ResumeAttemptTimer(_) => {}
                 Effect::ExpireApproval(approval_id, _) => self.approvals.push(approval_id),
-                Effect::Drained => {}
+                Effect::Drained => {
+                    assert!(self.drain_asked, "drained only when asked");
+                    assert!(self.core.runs.is_empty(), "drained with no run left");
+                    self.drained = true;
+                }
             }
         }
         self.check_limits();
@@ -322,6 +331,10 @@ impl World {
     }
 
     pub(super) fn check_settled(&self) {
+        assert_eq!(
+            self.drained, self.drain_asked,
+            "a drain completes once all has settled"
+        );
         assert!(self.core.is_idle(), "nothing left in the session");
         assert!(
             self.holding.is_empty() && self.waiting.is_empty(),
