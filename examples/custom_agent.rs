@@ -27,8 +27,11 @@ impl Agent for WordCount {
     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
         Box::pin(async move {
             let words = input.message.split_whitespace().count();
-            let intent = input.results["triage"]["intent"]
-                .as_str()
+            let intent = input
+                .results
+                .get("triage")
+                .and_then(|triage| triage.get("intent"))
+                .and_then(|intent| intent.as_str())
                 .unwrap_or("general")
                 .to_owned();
             ctx.thinking(format!("{words} words, read as {intent}"));

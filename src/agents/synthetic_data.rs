@@ -14,7 +14,7 @@ use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
 use crate::clock::now_ms;
 use crate::protocol::ApprovalOutcome;
 use crate::store::StoreError;
-use crate::usage::synthetic::{Profile, Request};
+use crate::usage::synthetic::{DEFAULT_MODEL, Profile, Request};
 
 /// The synthetic data agent (see the module comment).
 pub struct SyntheticData;
@@ -94,7 +94,11 @@ pub fn parse_request(message: &str, models: Vec<String>, start_ms: i64) -> Reque
             continue;
         };
         let next = words.get(i + 1).copied().unwrap_or_default();
-        let previous = if i > 0 { words[i - 1] } else { "" };
+        let previous = i
+            .checked_sub(1)
+            .and_then(|p| words.get(p))
+            .copied()
+            .unwrap_or_default();
         if previous.starts_with("seed") {
             seed = Some(n);
         } else if next.starts_with("day") {
@@ -108,7 +112,7 @@ pub fn parse_request(message: &str, models: Vec<String>, start_ms: i64) -> Reque
         count: count.unwrap_or(DEFAULT_COUNT),
         profile: Profile::named_in(&lower).unwrap_or(Profile::Chatbot),
         models: if models.is_empty() {
-            vec!["gpt-4o".to_owned()]
+            vec![DEFAULT_MODEL.to_owned()]
         } else {
             models
         },

@@ -10,13 +10,19 @@ use serde::Serialize;
 
 use super::record::UsageRecord;
 
+/// A kind of workload with its own shape of traffic; `profile` on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
+    /// Interactive chat: short prompts and answers.
     Chatbot,
+    /// Retrieval-augmented answers: long prompts, much shared context.
     Rag,
+    /// Long documents summarised offline: mostly non-interactive.
     SummarisationBatch,
+    /// Labels: short prompts, answers of a few tokens.
     Classification,
+    /// Agents calling tools: long prompts, more errors, no output cap.
     AgentToolUse,
 }
 
@@ -50,6 +56,7 @@ impl Profile {
         }
     }
 
+    /// The `workload` of the records generated for the profile.
     pub fn workload(self) -> &'static str {
         match self {
             Self::Chatbot => "chatbot",
@@ -108,28 +115,43 @@ impl Profile {
     }
 }
 
+/// The distributions a profile's records are drawn from.
 struct Shape {
+    /// Prompt tokens, uniform over this inclusive range.
     prompt: (i64, i64),
+    /// Completion tokens, uniform over this inclusive range.
     completion: (i64, i64),
+    /// Share of records that carry one of a few shared prompt prefixes.
     prefix_share: f64,
+    /// Share of interactive records.
     interactive: f64,
+    /// Share of failed records.
     errors: f64,
+    /// The `max_tokens` every record sets, if any.
     max_tokens: Option<i64>,
 }
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Request {
+    /// How many records.
     pub count: u64,
+    /// The shape of their traffic.
     pub profile: Profile,
+    /// The models records are spread over (none: all `DEFAULT_MODEL`).
     pub models: Vec<String>,
+    /// The days the records' timestamps are spread over.
     pub days: u32,
+    /// Picks the stream of values: the same seed gives the same records.
     pub seed: u64,
     /// Epoch ms of the first day.
     pub start_ms: i64,
 }
 
 const DAY_MS: i64 = 86_400_000;
+
+/// The model of every record when a request names none.
+pub const DEFAULT_MODEL: &str = "gpt-4o";
 
 /// splitmix64: a tiny, well-known mixing function; `n`-th value of a seed's stream.
 fn mix(seed: u64, n: u64, lane: u64) -> u64 {
@@ -158,7 +180,10 @@ impl Request {
         (from..to.min(self.count))
             .map(|n| {
                 let s = self.seed;
-                let model = &self.models[(mix(s, n, 1) % self.models.len() as u64) as usize];
+                let model = mix(s, n, 1)
+                    .checked_rem(self.models.len() as u64)
+                    .and_then(|k| self.models.get(k as usize))
+                    .map_or(DEFAULT_MODEL, String::as_str);
                 let prompt = between(s, n, 2, shape.prompt);
                 let completion = between(s, n, 3, shape.completion);
                 let shared = unit(s, n, 4) < shape.prefix_share;
@@ -170,7 +195,7 @@ impl Request {
                 UsageRecord {
                     external_id: Some(format!("syn-{}-{}-{n}", s, self.profile.workload())),
                     ts: self.start_ms + (unit(s, n, 7) * span as f64) as i64,
-                    model: model.clone(),
+                    model: model.to_owned(),
                     provider: None,
                     workload: self.profile.workload().to_owned(),
                     prompt_tokens: prompt,
