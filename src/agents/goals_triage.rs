@@ -3,11 +3,10 @@
 //! "without hurting p95 latency" is `latency_p95_ms` 0% — with defaults (`cost` −20%,
 //! latency not worse) for what is not stated.
 
-use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 
 use super::triage::understanding;
-use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
+use super::{Agent, AgentContext, AgentFuture, AgentInput, AgentOutput};
 use crate::analysis::plan::Goal;
 
 /// The goals triage agent (see the module comment).
@@ -118,11 +117,7 @@ impl Agent for GoalsTriage {
         AgentOutput::typed(Goals { goals }).ok()
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        input: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             let intent = understanding(&input)?.map_or(DEFAULT_INTENT, |u| u.intent);
             let goals = goals_for(&input.message, intent);

@@ -5,12 +5,11 @@
 //! the last stored batch (the approval given holds). Records have ids fixed by the request, so
 //! a batch stored twice is counted as duplicates, never stored again.
 
-use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::triage::understanding;
-use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
+use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
 use crate::clock::now_ms;
 use crate::protocol::ApprovalOutcome;
 use crate::store::StoreError;
@@ -127,11 +126,7 @@ impl Agent for SyntheticData {
         "synthetic_data"
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        input: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             // Without triage, `parse_request`'s default model.
             let models = understanding(&input)?
@@ -149,14 +144,7 @@ impl Agent for SyntheticData {
                 request.count = config.synthetic_max_records;
             }
             let details = json!(request);
-            ctx.thinking(format!(
-                "{} {} records for {} over {} days (seed {})",
-                request.count,
-                request.profile.workload(),
-                request.models.join(", "),
-                request.days,
-                request.seed
-            ));
+            ctx.thinking(request.described_as(request.profile.workload()));
             if request.count > config.synthetic_approval_threshold {
                 let summary = format!(
                     "Generate and store {} synthetic {} records?",

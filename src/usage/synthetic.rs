@@ -173,6 +173,18 @@ fn between(seed: u64, n: u64, lane: u64, (low, high): (i64, i64)) -> i64 {
 }
 
 impl Request {
+    /// "1000 `kind` records for gpt-4o over 30 days (seed 42)": the request in words, its
+    /// profile named `kind`.
+    pub fn described_as(&self, kind: &str) -> String {
+        format!(
+            "{} {kind} records for {} over {} days (seed {})",
+            self.count,
+            self.models.join(", "),
+            self.days,
+            self.seed
+        )
+    }
+
     /// Records `from..to` of the request.
     pub fn records(&self, from: u64, to: u64) -> Vec<UsageRecord> {
         let shape = self.profile.shape();
