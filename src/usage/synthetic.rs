@@ -67,50 +67,22 @@ impl Profile {
         }
     }
 
-    /// (prompt range, completion range, share with a shared prefix, interactive share, error
-    /// rate, max_tokens cap)
+    /// The distributions its records are drawn from.
     fn shape(self) -> Shape {
-        match self {
-            Self::Chatbot => Shape {
-                prompt: (300, 1_500),
-                completion: (40, 300),
-                prefix_share: 0.3,
-                interactive: 1.0,
-                errors: 0.01,
-                max_tokens: Some(1_024),
-            },
-            Self::Rag => Shape {
-                prompt: (2_000, 6_000),
-                completion: (150, 400),
-                prefix_share: 0.7,
-                interactive: 1.0,
-                errors: 0.01,
-                max_tokens: Some(800),
-            },
-            Self::SummarisationBatch => Shape {
-                prompt: (3_000, 8_000),
-                completion: (300, 700),
-                prefix_share: 0.2,
-                interactive: 0.1,
-                errors: 0.02,
-                max_tokens: Some(1_024),
-            },
-            Self::Classification => Shape {
-                prompt: (200, 800),
-                completion: (1, 20),
-                prefix_share: 0.5,
-                interactive: 1.0,
-                errors: 0.01,
-                max_tokens: Some(256),
-            },
-            Self::AgentToolUse => Shape {
-                prompt: (1_500, 4_000),
-                completion: (100, 500),
-                prefix_share: 0.4,
-                interactive: 1.0,
-                errors: 0.08,
-                max_tokens: None,
-            },
+        let (prompt, completion, prefix_share, interactive, errors, max_tokens) = match self {
+            Self::Chatbot => ((300, 1_500), (40, 300), 0.3, 1.0, 0.01, Some(1_024)),
+            Self::Rag => ((2_000, 6_000), (150, 400), 0.7, 1.0, 0.01, Some(800)),
+            Self::SummarisationBatch => ((3_000, 8_000), (300, 700), 0.2, 0.1, 0.02, Some(1_024)),
+            Self::Classification => ((200, 800), (1, 20), 0.5, 1.0, 0.01, Some(256)),
+            Self::AgentToolUse => ((1_500, 4_000), (100, 500), 0.4, 1.0, 0.08, None),
+        };
+        Shape {
+            prompt,
+            completion,
+            prefix_share,
+            interactive,
+            errors,
+            max_tokens,
         }
     }
 }
