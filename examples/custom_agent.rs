@@ -5,11 +5,10 @@
 //! with `.then(…)` (run in order) or `.also(…)` (run when a plan names them).
 
 use enclave::agents::triage::Triage;
-use enclave::agents::{Agent, AgentContext, AgentError, AgentInput, AgentOutput, RunAnswer};
+use enclave::agents::{Agent, AgentContext, AgentFuture, AgentInput, AgentOutput, RunAnswer};
 use enclave::config::Config;
 use enclave::runtime::pipeline::Pipeline;
 use enclave::server::Server;
-use futures_util::future::LocalBoxFuture;
 use serde_json::json;
 
 /// Counts the words of the message and says which triage intent it got.
@@ -20,15 +19,14 @@ impl Agent for WordCount {
         "word_count"
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        input: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             let words = input.message.split_whitespace().count();
-            let intent = input.results["triage"]["intent"]
-                .as_str()
+            let intent = input
+                .results
+                .get("triage")
+                .and_then(|triage| triage.get("intent"))
+                .and_then(|intent| intent.as_str())
                 .unwrap_or("general")
                 .to_owned();
             ctx.thinking(format!("{words} words, read as {intent}"));
@@ -68,11 +66,7 @@ impl Agent for TriageOnly {
         "triage"
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        input: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         let triage = Triage.execute(ctx, input);
         Box::pin(async move {
             let mut output = triage.await?;

@@ -7,6 +7,8 @@
 //! many synthetic records and the runs are measured while they are generated and stored
 //! (issue 9 point 4). Loopback only.
 
+#![allow(clippy::indexing_slicing)]
+
 use std::time::{Duration, Instant};
 
 use enclave::auth::Auth;

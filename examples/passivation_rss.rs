@@ -5,6 +5,8 @@
 //! `cargo run --release --example passivation_rss -- URL PID SECRET [USERS]` against
 //! `ENCLAVE_JWT_SECRET=SECRET ENCLAVE_PASSIVATE_AFTER_MS=… enclave serve`. Loopback only.
 
+#![allow(clippy::indexing_slicing)]
+
 use std::time::{Duration, Instant};
 
 use enclave::auth::Auth;

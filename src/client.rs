@@ -11,18 +11,39 @@ use crate::protocol::http::DevTokenRequest;
 /// Bytes per body chunk, and so per progress report.
 const CHUNK: usize = 256 * 1024;
 
+/// The largest token answer read (awc's default limit).
+const TOKEN_ANSWER_BYTES: usize = 2 << 20;
+
+/// The largest upload answer read: room for every row error it lists.
+const UPLOAD_ANSWER_BYTES: usize = 4 << 20;
+
+/// Why a call to the server did not give what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The request did not get an answer (connection refused, timeout, …).
     #[error("cannot reach {url}: {reason}")]
-    Unreachable { url: String, reason: String },
+    Unreachable {
+        /// The URL called.
+        url: String,
+        /// What went wrong, as the HTTP client says it.
+        reason: String,
+    },
+    /// The server answered, but not with what was asked.
     #[error("the server answered {status}: {body}")]
-    Refused { status: u16, body: Value },
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The answer's JSON body (`null` if it had none).
+        body: Value,
+    },
 }
 
 /// An answer of the server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
+    /// The HTTP status.
     pub status: u16,
+    /// The JSON body (`null` if it had none).
     pub body: Value,
 }
 
@@ -39,18 +60,11 @@ pub fn content_type_for(path: &Path) -> Option<&'static str> {
 /// A token from a dev-mode server (`POST /api/dev/token`).
 pub async fn dev_token(base_url: &str, user: &str) -> Result<String, ClientError> {
     let url = format!("{}/api/dev/token", base_url.trim_end_matches('/'));
-    let mut resp = awc::Client::default()
-        .post(&url)
-        .send_json(&DevTokenRequest {
-            user: user.to_owned(),
-        })
-        .await
-        .map_err(|e| ClientError::Unreachable {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let request = DevTokenRequest {
+        user: user.to_owned(),
+    };
+    let sent = awc::Client::default().post(&url).send_json(&request);
+    let Answer { status, body } = answer(sent, &url, TOKEN_ANSWER_BYTES).await?;
     match body.get("token").and_then(Value::as_str) {
         Some(token) if status == 200 => Ok(token.to_owned()),
         _ => Err(ClientError::Refused { status, body }),
@@ -78,19 +92,28 @@ pub async fn upload_usage(
         progress(sent);
         Ok::<_, std::io::Error>(chunk)
     }));
-    let mut resp = awc::Client::builder()
+    let sent = awc::Client::builder()
         .timeout(std::time::Duration::from_secs(600))
         .finish()
         .post(&url)
         .insert_header(("Authorization", format!("Bearer {token}")))
         .insert_header(("Content-Type", content_type))
-        .send_stream(body)
-        .await
-        .map_err(|e| ClientError::Unreachable {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+        .send_stream(body);
+    answer(sent, &url, UPLOAD_ANSWER_BYTES).await
+}
+
+/// Waits for the answer to the request `sent` to `url`, reading at most `limit` bytes of its
+/// JSON body (`null` when it has none, or more).
+async fn answer(
+    sent: awc::SendClientRequest,
+    url: &str,
+    limit: usize,
+) -> Result<Answer, ClientError> {
+    let mut resp = sent.await.map_err(|e| ClientError::Unreachable {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
     let status = resp.status().as_u16();
-    let body = resp.json().limit(4 << 20).await.unwrap_or(Value::Null);
+    let body = resp.json().limit(limit).await.unwrap_or(Value::Null);
     Ok(Answer { status, body })
 }

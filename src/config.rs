@@ -14,17 +14,23 @@ use crate::store::SqliteSync;
 /// Where enclave keeps its data when nothing is configured: a SQLite file in the working
 /// directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://enclave.db";
+/// Where enclave listens when nothing is configured: loopback only, so a first start exposes
+/// nothing.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
 /// A configuration value that could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{name}={value:?} is not valid: {reason}")]
 pub struct ConfigError {
+    /// The variable's name.
     name: String,
+    /// Its value, as set.
     value: String,
+    /// Why it cannot be used.
     reason: String,
 }
 
+/// The server's settings (see the module comment).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `ADDR:PORT` to listen on; port 0 picks a free one.
@@ -86,9 +92,11 @@ pub struct Config {
     pub approval_timeout: Duration,
     /// Restarts of one agent allowed within `restart_period` before the supervisor gives up.
     pub max_restarts: u32,
+    /// The window `max_restarts` counts restarts in.
     pub restart_period: Duration,
     /// Backoff before restart n (from 0): `backoff_base × 2ⁿ`, capped, plus up to 10% jitter.
     pub backoff_base: Duration,
+    /// The longest backoff before a restart, jitter aside.
     pub backoff_cap: Duration,
     /// A session with no sockets, runs or approvals for this long is stopped (passivated).
     pub passivate_after: Duration,
@@ -110,7 +118,9 @@ pub struct Config {
     pub synthetic_batch: u64,
     /// An OpenAI-compatible API base URL (`…/v1`); none = deterministic agents only.
     pub llm_url: Option<String>,
+    /// The model asked at `llm_url`.
     pub llm_model: String,
+    /// The bearer key for `llm_url`, if it needs one.
     pub llm_api_key: Option<String>,
     /// One LLM call's limit (shorter than an agent attempt's, so a hanging LLM means the
     /// agent's own fallback, not a restart).
@@ -181,40 +191,43 @@ impl Config {
         let database_url =
             std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
         let mut c = Self::for_database(&database_url);
-        c.bind = env_or("ENCLAVE_BIND", c.bind)?;
+        env_into("ENCLAVE_BIND", &mut c.bind)?;
         c.jwt_secret = env_opt("ENCLAVE_JWT_SECRET");
-        c.max_message_bytes = env_or("ENCLAVE_MAX_MESSAGE_BYTES", c.max_message_bytes)?;
-        c.max_content_chars = env_or("ENCLAVE_MAX_CONTENT_CHARS", c.max_content_chars)?;
-        c.max_bad_messages = env_or("ENCLAVE_MAX_BAD_MESSAGES", c.max_bad_messages)?;
-        c.heartbeat_interval = env_ms("ENCLAVE_HEARTBEAT_MS", c.heartbeat_interval)?;
-        c.client_timeout = env_ms("ENCLAVE_CLIENT_TIMEOUT_MS", c.client_timeout)?;
-        c.socket_outbound_capacity = env_or("ENCLAVE_SOCKET_OUTBOUND", c.socket_outbound_capacity)?;
-        c.socket_outbound_bytes = env_or("ENCLAVE_SOCKET_OUTBOUND_BYTES", c.socket_outbound_bytes)?;
-        c.batch_max_events = env_or("ENCLAVE_BATCH_MAX_EVENTS", c.batch_max_events)?;
-        c.store_retries = env_or("ENCLAVE_STORE_RETRIES", c.store_retries)?;
-        c.replay_page = env_or("ENCLAVE_REPLAY_PAGE", c.replay_page)?;
-        c.db_pool_size = env_or("ENCLAVE_DB_POOL_SIZE", c.db_pool_size)?;
-        c.db_reader_threads = env_or("ENCLAVE_DB_READERS", c.db_reader_threads)?;
-        c.db_timeout = env_ms("ENCLAVE_DB_TIMEOUT_MS", c.db_timeout)?;
-        c.bulk_chunk = env_or("ENCLAVE_BULK_CHUNK", c.bulk_chunk)?;
-        c.node_lease = env_ms("ENCLAVE_NODE_LEASE_MS", c.node_lease)?;
-        c.sqlite_synchronous = env_or("ENCLAVE_SQLITE_SYNCHRONOUS", c.sqlite_synchronous)?;
-        c.session_arbiters = env_or("ENCLAVE_SESSION_ARBITERS", c.session_arbiters)?;
-        c.max_running_per_user = env_or("ENCLAVE_MAX_RUNNING_PER_USER", c.max_running_per_user)?;
-        c.max_queued_per_user = env_or("ENCLAVE_MAX_QUEUED_PER_USER", c.max_queued_per_user)?;
-        c.max_running_total = env_or("ENCLAVE_MAX_RUNNING_TOTAL", c.max_running_total)?;
-        c.messages_per_minute = env_or("ENCLAVE_MESSAGES_PER_MINUTE", c.messages_per_minute)?;
-        c.message_burst = env_or("ENCLAVE_MESSAGE_BURST", c.message_burst)?;
-        c.approval_timeout = env_ms("ENCLAVE_APPROVAL_TIMEOUT_MS", c.approval_timeout)?;
-        c.max_restarts = env_or("ENCLAVE_MAX_RESTARTS", c.max_restarts)?;
-        c.restart_period = env_ms("ENCLAVE_RESTART_PERIOD_MS", c.restart_period)?;
-        c.backoff_base = env_ms("ENCLAVE_BACKOFF_BASE_MS", c.backoff_base)?;
-        c.backoff_cap = env_ms("ENCLAVE_BACKOFF_CAP_MS", c.backoff_cap)?;
-        c.passivate_after = env_ms("ENCLAVE_PASSIVATE_AFTER_MS", c.passivate_after)?;
-        c.agent_timeout = env_ms("ENCLAVE_AGENT_TIMEOUT_MS", c.agent_timeout)?;
+        env_into("ENCLAVE_MAX_MESSAGE_BYTES", &mut c.max_message_bytes)?;
+        env_into("ENCLAVE_MAX_CONTENT_CHARS", &mut c.max_content_chars)?;
+        env_into("ENCLAVE_MAX_BAD_MESSAGES", &mut c.max_bad_messages)?;
+        env_ms_into("ENCLAVE_HEARTBEAT_MS", &mut c.heartbeat_interval)?;
+        env_ms_into("ENCLAVE_CLIENT_TIMEOUT_MS", &mut c.client_timeout)?;
+        env_into("ENCLAVE_SOCKET_OUTBOUND", &mut c.socket_outbound_capacity)?;
+        env_into(
+            "ENCLAVE_SOCKET_OUTBOUND_BYTES",
+            &mut c.socket_outbound_bytes,
+        )?;
+        env_into("ENCLAVE_BATCH_MAX_EVENTS", &mut c.batch_max_events)?;
+        env_into("ENCLAVE_STORE_RETRIES", &mut c.store_retries)?;
+        env_into("ENCLAVE_REPLAY_PAGE", &mut c.replay_page)?;
+        env_into("ENCLAVE_DB_POOL_SIZE", &mut c.db_pool_size)?;
+        env_into("ENCLAVE_DB_READERS", &mut c.db_reader_threads)?;
+        env_ms_into("ENCLAVE_DB_TIMEOUT_MS", &mut c.db_timeout)?;
+        env_into("ENCLAVE_BULK_CHUNK", &mut c.bulk_chunk)?;
+        env_ms_into("ENCLAVE_NODE_LEASE_MS", &mut c.node_lease)?;
+        env_into("ENCLAVE_SQLITE_SYNCHRONOUS", &mut c.sqlite_synchronous)?;
+        env_into("ENCLAVE_SESSION_ARBITERS", &mut c.session_arbiters)?;
+        env_into("ENCLAVE_MAX_RUNNING_PER_USER", &mut c.max_running_per_user)?;
+        env_into("ENCLAVE_MAX_QUEUED_PER_USER", &mut c.max_queued_per_user)?;
+        env_into("ENCLAVE_MAX_RUNNING_TOTAL", &mut c.max_running_total)?;
+        env_into("ENCLAVE_MESSAGES_PER_MINUTE", &mut c.messages_per_minute)?;
+        env_into("ENCLAVE_MESSAGE_BURST", &mut c.message_burst)?;
+        env_ms_into("ENCLAVE_APPROVAL_TIMEOUT_MS", &mut c.approval_timeout)?;
+        env_into("ENCLAVE_MAX_RESTARTS", &mut c.max_restarts)?;
+        env_ms_into("ENCLAVE_RESTART_PERIOD_MS", &mut c.restart_period)?;
+        env_ms_into("ENCLAVE_BACKOFF_BASE_MS", &mut c.backoff_base)?;
+        env_ms_into("ENCLAVE_BACKOFF_CAP_MS", &mut c.backoff_cap)?;
+        env_ms_into("ENCLAVE_PASSIVATE_AFTER_MS", &mut c.passivate_after)?;
+        env_ms_into("ENCLAVE_AGENT_TIMEOUT_MS", &mut c.agent_timeout)?;
         c.prices_path = env_opt("ENCLAVE_PRICES");
-        c.max_upload_bytes = env_or("ENCLAVE_MAX_UPLOAD_BYTES", c.max_upload_bytes)?;
-        c.shutdown_grace = env_ms("ENCLAVE_SHUTDOWN_GRACE_MS", c.shutdown_grace)?;
+        env_into("ENCLAVE_MAX_UPLOAD_BYTES", &mut c.max_upload_bytes)?;
+        env_ms_into("ENCLAVE_SHUTDOWN_GRACE_MS", &mut c.shutdown_grace)?;
         if let Ok(ttl) = std::env::var("ENCLAVE_TOKEN_TTL") {
             c.token_ttl = parse_duration(&ttl).map_err(|reason| ConfigError {
                 name: "ENCLAVE_TOKEN_TTL".into(),
@@ -222,33 +235,39 @@ impl Config {
                 reason,
             })?;
         }
-        c.synthetic_approval_threshold = env_or(
+        env_into(
             "ENCLAVE_SYNTHETIC_APPROVAL_THRESHOLD",
-            c.synthetic_approval_threshold,
+            &mut c.synthetic_approval_threshold,
         )?;
-        c.synthetic_max_records = env_or("ENCLAVE_SYNTHETIC_MAX_RECORDS", c.synthetic_max_records)?;
-        c.synthetic_batch = env_or("ENCLAVE_SYNTHETIC_BATCH", c.synthetic_batch)?;
+        env_into(
+            "ENCLAVE_SYNTHETIC_MAX_RECORDS",
+            &mut c.synthetic_max_records,
+        )?;
+        env_into("ENCLAVE_SYNTHETIC_BATCH", &mut c.synthetic_batch)?;
         c.llm_url = env_opt("ENCLAVE_LLM_URL");
-        c.llm_model = env_or("ENCLAVE_LLM_MODEL", c.llm_model)?;
+        env_into("ENCLAVE_LLM_MODEL", &mut c.llm_model)?;
         c.llm_api_key = env_opt("ENCLAVE_LLM_API_KEY");
-        c.llm_timeout = env_ms("ENCLAVE_LLM_TIMEOUT_MS", c.llm_timeout)?;
+        env_ms_into("ENCLAVE_LLM_TIMEOUT_MS", &mut c.llm_timeout)?;
         let t = &mut c.thresholds;
-        t.substitution_max_p95_completion = env_or(
+        env_into(
             "ENCLAVE_SUBSTITUTION_MAX_P95_COMPLETION",
-            t.substitution_max_p95_completion,
+            &mut t.substitution_max_p95_completion,
         )?;
-        t.substitution_max_p95_prompt = env_or(
+        env_into(
             "ENCLAVE_SUBSTITUTION_MAX_P95_PROMPT",
-            t.substitution_max_p95_prompt,
+            &mut t.substitution_max_p95_prompt,
         )?;
-        t.substitution_max_error_rate = env_or(
+        env_into(
             "ENCLAVE_SUBSTITUTION_MAX_ERROR_RATE",
-            t.substitution_max_error_rate,
+            &mut t.substitution_max_error_rate,
         )?;
-        t.caching_min_repeats = env_or("ENCLAVE_CACHING_MIN_REPEATS", t.caching_min_repeats)?;
-        t.max_tokens_factor = env_or("ENCLAVE_MAX_TOKENS_FACTOR", t.max_tokens_factor)?;
-        t.retry_avoidable_share = env_or("ENCLAVE_RETRY_AVOIDABLE_SHARE", t.retry_avoidable_share)?;
-        c.faults = env_or("ENCLAVE_FAULTS", c.faults)?;
+        env_into("ENCLAVE_CACHING_MIN_REPEATS", &mut t.caching_min_repeats)?;
+        env_into("ENCLAVE_MAX_TOKENS_FACTOR", &mut t.max_tokens_factor)?;
+        env_into(
+            "ENCLAVE_RETRY_AVOIDABLE_SHARE",
+            &mut t.retry_avoidable_share,
+        )?;
+        env_into("ENCLAVE_FAULTS", &mut c.faults)?;
         Ok(c)
     }
 }
@@ -275,18 +294,19 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(n * secs))
 }
 
-fn env_or<T: FromStr>(name: &str, default: T) -> Result<T, ConfigError>
+/// Replaces `value` with variable `name`'s, parsed, when that is set and not empty.
+fn env_into<T: FromStr>(name: &str, value: &mut T) -> Result<(), ConfigError>
 where
     T::Err: std::fmt::Display,
 {
-    match std::env::var(name) {
-        Ok(value) if !value.is_empty() => value.parse().map_err(|e: T::Err| ConfigError {
+    if let Some(raw) = env_opt(name) {
+        *value = raw.parse().map_err(|e: T::Err| ConfigError {
             name: name.to_owned(),
             reason: e.to_string(),
-            value,
-        }),
-        _ => Ok(default),
+            value: raw,
+        })?;
     }
+    Ok(())
 }
 
 /// A variable that is set and not empty.
@@ -294,8 +314,12 @@ fn env_opt(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-fn env_ms(name: &str, default: Duration) -> Result<Duration, ConfigError> {
-    env_or(name, default.as_millis() as u64).map(Duration::from_millis)
+/// `env_into` for a duration given in milliseconds.
+fn env_ms_into(name: &str, value: &mut Duration) -> Result<(), ConfigError> {
+    let mut ms = value.as_millis() as u64;
+    env_into(name, &mut ms)?;
+    *value = Duration::from_millis(ms);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,11 +16,10 @@
 //! with [`server::Server`]. `main.rs` does exactly this with the standard pipeline.
 //!
 //! ```no_run
-//! use enclave::agents::{Agent, AgentContext, AgentError, AgentInput, AgentOutput, RunAnswer};
+//! use enclave::agents::{Agent, AgentContext, AgentFuture, AgentInput, AgentOutput, RunAnswer};
 //! use enclave::config::Config;
 //! use enclave::runtime::pipeline::Pipeline;
 //! use enclave::server::Server;
-//! use futures_util::future::LocalBoxFuture;
 //! use serde_json::json;
 //!
 //! /// Answers every message with its length.
@@ -31,11 +30,7 @@
 //!         "counter"
 //!     }
 //!
-//!     fn execute(
-//!         &self,
-//!         ctx: AgentContext,
-//!         input: AgentInput,
-//!     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+//!     fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
 //!         Box::pin(async move {
 //!             let n = input.message.chars().count();
 //!             ctx.thinking(format!("counting {n} characters"));

@@ -203,8 +203,9 @@ fn ingest(
 
 fn report_upload(answer: &client::Answer) -> anyhow::Result<()> {
     let body = &answer.body;
-    let rows = |details: &serde_json::Value| {
-        for detail in details.as_array().into_iter().flatten() {
+    let rows = |details: Option<&serde_json::Value>| {
+        let details = details.and_then(serde_json::Value::as_array);
+        for detail in details.into_iter().flatten() {
             eprintln!(
                 "  row {}, {}: {}",
                 detail["row"],
@@ -221,11 +222,14 @@ fn report_upload(answer: &client::Answer) -> anyhow::Result<()> {
             "accepted {}, rejected {}, duplicates {}",
             body["accepted"], body["rejected"], body["duplicates"]
         );
-        rows(&body["details"]);
+        rows(body.get("details"));
         return Ok(());
     }
-    let message = body["error"]["message"].as_str().unwrap_or("no message");
-    rows(&body["error"]["details"]);
+    let message = body
+        .pointer("/error/message")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("no message");
+    rows(body.pointer("/error/details"));
     bail!(
         "the server refused the upload ({}): {message}",
         answer.status

@@ -4,6 +4,7 @@
 //! true reason, user strings escaped for markdown, money never "$-0.00".
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::indexing_slicing)]
 
 use enclave::analysis::aggregate::{GroupStats, aggregate};
 use enclave::analysis::catalog::Catalog;

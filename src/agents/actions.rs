@@ -5,13 +5,12 @@
 //! core agent's candidates), orders the steps and says whether the goals are met — and if not,
 //! by how much they fall short.
 
-use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 use serde_json::json;
 
 use super::goals_triage::{Goals, goals_for};
 use super::optimizations_core::{CandidateScope, Candidates, candidates};
-use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
+use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
 use crate::analysis::optimize::Recommendation;
 use crate::analysis::plan::{Goal, Plan, choose};
 
@@ -47,11 +46,7 @@ impl Agent for Actions {
         "actions"
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        input: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             let scope = CandidateScope::of(&input)?;
             let goals = goals(&input)?;

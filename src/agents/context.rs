@@ -19,6 +19,25 @@ use crate::llm::{Llm, LlmError, LlmRequest, OnDelta};
 use crate::protocol::{ApprovalOutcome, EventPayload, payload};
 use crate::store::{Db, UserStore};
 
+/// What came of asking the LLM to improve on what an agent worked out by its own rules.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Improved<T> {
+    /// No LLM is configured: the rules' result stands, as the agent's normal result.
+    NoLlm,
+    /// What the agent took from the LLM's answer.
+    Used(T),
+    /// The call failed or its answer could not be used: the rules' result stands, as a
+    /// fallback (`AgentOutput::fallback`).
+    Refused,
+}
+
+impl<T> Improved<T> {
+    /// Whether the agent falls back on its rules because the LLM's answer was not usable.
+    pub fn fell_back(&self) -> bool {
+        matches!(self, Self::Refused)
+    }
+}
+
 /// Everything an agent may touch, scoped to one run of one user.
 #[derive(Clone)]
 pub struct AgentContext {
@@ -122,6 +141,32 @@ impl AgentContext {
             channel.emit(name, payload::AgentStream { delta }.into());
         });
         Some(llm.complete(request, on_delta).await)
+    }
+
+    /// Asks the LLM to improve on the agent's own rules and gives its text to `read`: `Used`
+    /// with what `read` takes from it. When the call fails or `read` refuses the text, says why
+    /// in `agent_thinking` (the error, or `refused`, then `; {instead}`) and gives `Refused`.
+    pub async fn improve_with_llm<T>(
+        &self,
+        request: LlmRequest,
+        read: impl FnOnce(&str) -> Option<T>,
+        refused: &str,
+        instead: &str,
+    ) -> Improved<T> {
+        let Some(answer) = self.ask_llm(request).await else {
+            return Improved::NoLlm;
+        };
+        match answer.map(|text| read(&text)) {
+            Ok(Some(value)) => Improved::Used(value),
+            Ok(None) => {
+                self.thinking(format!("{refused}; {instead}"));
+                Improved::Refused
+            }
+            Err(e) => {
+                self.thinking(format!("{e}; {instead}"));
+                Improved::Refused
+            }
+        }
     }
 
     /// The price catalog in force.

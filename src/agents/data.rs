@@ -4,12 +4,11 @@
 //! keeps the records: the only read of the window in a run. With no data it cuts the plan
 //! short to reporting, which says what is missing.
 
-use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 use serde_json::json;
 
 use super::triage::understanding;
-use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
+use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
 use crate::analysis::aggregate::{Aggregates, aggregate};
 use crate::clock::now_ms;
 use crate::store::user_store::Window;
@@ -64,11 +63,7 @@ impl Agent for Data {
         "data"
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        input: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             let stated_days = stated_days(&input)?;
             let tool_input = match stated_days {

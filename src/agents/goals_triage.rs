@@ -3,11 +3,10 @@
 //! "without hurting p95 latency" is `latency_p95_ms` 0% — with defaults (`cost` −20%,
 //! latency not worse) for what is not stated.
 
-use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 
 use super::triage::understanding;
-use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
+use super::{Agent, AgentContext, AgentFuture, AgentInput, AgentOutput};
 use crate::analysis::plan::Goal;
 
 /// The goals triage agent (see the module comment).
@@ -83,18 +82,21 @@ pub fn goals_for(message: &str, intent: &str) -> Vec<Goal> {
 
 /// "p95 under 2 s", "p95 below 1500ms", "p95 < 2000 ms": the bound in milliseconds.
 pub fn latency_bound_ms(words: &[&str]) -> Option<f64> {
-    let at = words.iter().position(|w| w.starts_with("p95"))?;
-    let rest = &words[at + 1..words.len().min(at + 5)];
-    let bound = rest
+    // The four words after the first "p95…": a bound word, then the number and its unit.
+    let mut rest = words
         .iter()
-        .position(|w| matches!(*w, "under" | "below" | "<" | "<=" | "within" | "max"))?;
-    let number_and_unit: String = rest[bound + 1..].iter().take(2).copied().collect();
+        .skip_while(|w| !w.starts_with("p95"))
+        .skip(1)
+        .take(4);
+    rest.position(|w| matches!(*w, "under" | "below" | "<" | "<=" | "within" | "max"))?;
+    let number_and_unit: String = rest.take(2).copied().collect();
+    let numeric = |c: char| c.is_ascii_digit() || c == '.';
     let digits: String = number_and_unit
         .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .take_while(|c| numeric(*c))
         .collect();
     let value: f64 = digits.parse().ok()?;
-    let unit = &number_and_unit[digits.len()..];
+    let unit = number_and_unit.trim_start_matches(numeric);
     if unit.starts_with("ms") || unit.starts_with("millis") {
         Some(value)
     } else if unit.starts_with('s') {
@@ -115,11 +117,7 @@ impl Agent for GoalsTriage {
         AgentOutput::typed(Goals { goals }).ok()
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        input: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             let intent = understanding(&input)?.map_or(DEFAULT_INTENT, |u| u.intent);
             let goals = goals_for(&input.message, intent);

@@ -21,7 +21,7 @@ use futures_util::future::LocalBoxFuture;
 use crate::store::StoreError;
 
 pub use channel::RunChannel;
-pub use context::AgentContext;
+pub use context::{AgentContext, Improved};
 pub use output::{AgentInput, AgentOutput, RunAnswer, TypedResult};
 
 /// One step of a run's plan.
@@ -34,8 +34,7 @@ pub use output::{AgentInput, AgentOutput, RunAnswer, TypedResult};
 /// `reporting::Report`.
 ///
 /// ```no_run
-/// use enclave::agents::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
-/// use futures_util::future::LocalBoxFuture;
+/// use enclave::agents::{Agent, AgentContext, AgentFuture, AgentInput, AgentOutput};
 ///
 /// struct Echo;
 ///
@@ -44,11 +43,7 @@ pub use output::{AgentInput, AgentOutput, RunAnswer, TypedResult};
 ///         "echo"
 ///     }
 ///
-///     fn execute(
-///         &self,
-///         ctx: AgentContext,
-///         input: AgentInput,
-///     ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+///     fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
 ///         Box::pin(async move {
 ///             ctx.thinking(format!("echoing {} characters", input.message.len()));
 ///             Ok(AgentOutput::result(serde_json::json!({ "echo": input.message })))
@@ -81,11 +76,7 @@ pub trait Agent: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Does the agent's work for one attempt. Emit progress through `ctx`; return the result.
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        input: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>>;
+    fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture;
 
     /// The static result the supervisor uses when the agent keeps failing (restart intensity
     /// reached): `agent_fallback`, and the run goes on. `None` (the default) fails the run.
@@ -93,6 +84,10 @@ pub trait Agent: Send + Sync + 'static {
         None
     }
 }
+
+/// What `Agent::execute` returns: one attempt's work. Boxed so that agents can be trait
+/// objects; not `Send`, because an attempt runs to its end on the actor that started it.
+pub type AgentFuture = LocalBoxFuture<'static, Result<AgentOutput, AgentError>>;
 
 /// Why an attempt failed.
 #[derive(Debug, thiserror::Error)]

@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
-use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::data::UsageAnalysis;
 use super::triage::understanding;
-use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
+use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
 use crate::analysis::catalog::Catalog;
 use crate::analysis::optimize::{Kind, Recommendation, Thresholds, recommend};
 
@@ -94,11 +93,7 @@ impl Agent for OptimizationsCore {
         "optimizations_core"
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        input: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             let scope = CandidateScope::of(&input)?;
             let window = scope.data.window;

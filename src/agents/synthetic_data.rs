@@ -5,16 +5,15 @@
 //! the last stored batch (the approval given holds). Records have ids fixed by the request, so
 //! a batch stored twice is counted as duplicates, never stored again.
 
-use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::triage::understanding;
-use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
+use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
 use crate::clock::now_ms;
 use crate::protocol::ApprovalOutcome;
 use crate::store::StoreError;
-use crate::usage::synthetic::{Profile, Request};
+use crate::usage::synthetic::{DEFAULT_MODEL, Profile, Request};
 
 /// The synthetic data agent (see the module comment).
 pub struct SyntheticData;
@@ -94,7 +93,11 @@ pub fn parse_request(message: &str, models: Vec<String>, start_ms: i64) -> Reque
             continue;
         };
         let next = words.get(i + 1).copied().unwrap_or_default();
-        let previous = if i > 0 { words[i - 1] } else { "" };
+        let previous = i
+            .checked_sub(1)
+            .and_then(|p| words.get(p))
+            .copied()
+            .unwrap_or_default();
         if previous.starts_with("seed") {
             seed = Some(n);
         } else if next.starts_with("day") {
@@ -108,7 +111,7 @@ pub fn parse_request(message: &str, models: Vec<String>, start_ms: i64) -> Reque
         count: count.unwrap_or(DEFAULT_COUNT),
         profile: Profile::named_in(&lower).unwrap_or(Profile::Chatbot),
         models: if models.is_empty() {
-            vec!["gpt-4o".to_owned()]
+            vec![DEFAULT_MODEL.to_owned()]
         } else {
             models
         },
@@ -123,11 +126,7 @@ impl Agent for SyntheticData {
         "synthetic_data"
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        input: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             // Without triage, `parse_request`'s default model.
             let models = understanding(&input)?
@@ -145,14 +144,7 @@ impl Agent for SyntheticData {
                 request.count = config.synthetic_max_records;
             }
             let details = json!(request);
-            ctx.thinking(format!(
-                "{} {} records for {} over {} days (seed {})",
-                request.count,
-                request.profile.workload(),
-                request.models.join(", "),
-                request.days,
-                request.seed
-            ));
+            ctx.thinking(request.described_as(request.profile.workload()));
             if request.count > config.synthetic_approval_threshold {
                 let summary = format!(
                     "Generate and store {} synthetic {} records?",

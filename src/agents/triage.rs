@@ -4,10 +4,11 @@
 //! Rule-based and deterministic; with an LLM configured, the LLM names the intent (one known
 //! label, nothing else is taken from it) and the rules are the fallback.
 
-use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 
-use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput, RunAnswer};
+use super::{
+    Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput, Improved, RunAnswer,
+};
 use crate::llm::LlmRequest;
 
 /// The triage agent (see the module comment).
@@ -295,36 +296,23 @@ impl Agent for Triage {
         understand(&input.message).into_output().ok()
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        input: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             ctx.thinking("reading the request for intent, models, targets and time window");
             let mut understood = understand(&input.message);
-            let mut fallback = false;
             let request = LlmRequest {
                 system: INTENT_PROMPT.to_owned(),
                 user: input.message.clone(),
                 max_tokens: 16,
             };
-            if let Some(answer) = ctx.ask_llm(request).await {
-                match answer.map(|text| intent_label(&text)) {
-                    Ok(Some(intent)) => {
-                        ctx.thinking(format!("the LLM reads the intent as {intent}"));
-                        understood.intent = intent;
-                        understood.plan = plan_for(intent);
-                    }
-                    Ok(None) => {
-                        ctx.thinking("the LLM gave no known intent; using the rules");
-                        fallback = true;
-                    }
-                    Err(e) => {
-                        ctx.thinking(format!("{e}; using the rules"));
-                        fallback = true;
-                    }
-                }
+            let refused = "the LLM gave no known intent";
+            let read = ctx
+                .improve_with_llm(request, intent_label, refused, "using the rules")
+                .await;
+            if let Improved::Used(intent) = read {
+                ctx.thinking(format!("the LLM reads the intent as {intent}"));
+                understood.intent = intent;
+                understood.plan = plan_for(intent);
             }
             ctx.thinking(format!(
                 "intent {} with confidence {:.2}; plan {}",
@@ -333,7 +321,7 @@ impl Agent for Triage {
                 understood.plan.join(" → ")
             ));
             let mut output = understood.into_output()?;
-            output.fallback = fallback;
+            output.fallback = read.fell_back();
             Ok(output)
         })
     }

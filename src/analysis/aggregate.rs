@@ -16,21 +16,32 @@ pub const SUFFICIENT_RECORDS: usize = 100;
 
 const DAY_MS: f64 = 86_400_000.0;
 
+/// The aggregates of one model × workload: what a report's table shows and what the rules test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupStats {
+    /// The model the records name.
     pub model: String,
+    /// The workload the records name.
     pub workload: String,
+    /// Records in the group.
     pub requests: usize,
+    /// Prompt tokens of all its records.
     pub prompt_tokens: i64,
+    /// Completion tokens of all its records.
     pub completion_tokens: i64,
+    /// Prompt tokens read from a provider's cache.
     pub cached_tokens: i64,
     /// Spend of the records that could be priced.
     pub spend_usd: f64,
     /// Records of a model the catalog does not know and without `cost_usd`.
     pub unpriced_requests: usize,
+    /// Nearest-rank p50 of `latency_ms`.
     pub latency_p50_ms: i64,
+    /// Nearest-rank p95 of `latency_ms`.
     pub latency_p95_ms: i64,
+    /// Nearest-rank p99 of `latency_ms`.
     pub latency_p99_ms: i64,
+    /// Share of requests with `status = error`.
     pub error_rate: f64,
     /// Share of requests whose prompt prefix hash occurs more than once in the group.
     pub prefix_repeat_share: f64,
@@ -58,18 +69,25 @@ pub struct GroupStats {
     pub max_tokens_largest: Option<i64>,
 }
 
+/// The window's totals, all groups together.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Totals {
+    /// Records in the window.
     pub requests: usize,
     /// Requests that could not be priced (counted in `requests`, not in `spend_usd`).
     pub unpriced_requests: usize,
+    /// Prompt tokens of all records.
     pub prompt_tokens: i64,
+    /// Completion tokens of all records.
     pub completion_tokens: i64,
+    /// Spend of the records that could be priced.
     pub spend_usd: f64,
 }
 
+/// Everything `aggregate` works out for one window of a user's records.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Aggregates {
+    /// The window's totals.
     pub totals: Totals,
     /// Sorted by spend, largest first.
     pub groups: Vec<GroupStats>,
@@ -82,14 +100,17 @@ pub struct Aggregates {
 }
 
 /// The nearest-rank percentile of sorted `values` (`p` in 0..=100).
+/// A rank past the end (`p` above 100) is the largest value; no values is 0.
 pub fn nearest_rank(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    sorted
+        .get(rank.saturating_sub(1))
+        .or(sorted.last())
+        .copied()
+        .unwrap_or(0)
 }
 
+/// The aggregates of `records`, priced with `catalog` where a record has no `cost_usd`.
 pub fn aggregate(records: &[UsageRecord], catalog: &Catalog) -> Aggregates {
     let mut by_group: BTreeMap<(&str, &str), Vec<&UsageRecord>> = BTreeMap::new();
     for record in records {

@@ -42,13 +42,19 @@ impl Default for Thresholds {
     }
 }
 
+/// Which rule found a recommendation: the `kind` on the wire, and what a plan orders by risk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    /// Short, simple, reliable traffic that the catalog's cheaper substitute can serve.
     ModelSubstitution,
+    /// Prompt prefixes repeated often enough to read from the provider's cache.
     PromptCaching,
+    /// Non-interactive traffic that can go through the batch API at a discount.
     Batching,
+    /// Output caps far above what the answers use.
     MaxTokensTuning,
+    /// Failed requests that were paid for.
     RetryWaste,
 }
 
@@ -65,23 +71,38 @@ impl Kind {
     }
 }
 
-/// One priced candidate.
+/// One priced candidate, in PROTOCOL.md §4's shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommendation {
+    /// `rec-1`, `rec-2`, …: how a plan and the user name it.
     pub id: String,
+    /// The rule that found it.
     pub kind: Kind,
+    /// The workload of the group it changes.
     pub workload: String,
+    /// The model of the group it changes.
     pub model: String,
+    /// For `model_substitution`: the model to move to.
     pub target_model: Option<String>,
+    /// How many records it changes.
     pub affected_requests: usize,
+    /// What the changed records cost in the window.
     pub current_cost_usd: f64,
+    /// What they would cost with the change.
     pub projected_cost_usd: f64,
+    /// Current minus projected cost, in the window.
     pub savings_usd: f64,
+    /// The saving as a share of the changed records' cost.
     pub savings_pct: f64,
+    /// The saving scaled to 30 days, so windows of any length compare.
     pub monthly_savings_usd: f64,
+    /// What the change does to latency, in words.
     pub latency_impact: String,
+    /// How sure the rule is that the saving is real (0 to 1).
     pub confidence: f64,
+    /// Why the rule applies, with the numbers it tested.
     pub rationale: String,
+    /// For `max_tokens_tuning`: the cap to set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proposed_max_tokens: Option<i64>,
     /// Indexes (into the analysed records) of the records it changes.
@@ -100,12 +121,12 @@ pub fn recommend(
     thresholds: &Thresholds,
     window_days: f64,
 ) -> Vec<Recommendation> {
-    let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str), Vec<Member>> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
         groups
             .entry((r.model.as_str(), r.workload.as_str()))
             .or_default()
-            .push(i);
+            .push((i, r));
     }
     let mut out = Vec::new();
     for ((model, workload), members) in groups {
@@ -113,7 +134,6 @@ pub fn recommend(
             continue;
         };
         let group = Group {
-            records,
             members: &members,
             catalog,
             price,
@@ -133,30 +153,33 @@ pub fn recommend(
     out
 }
 
+/// An analysed record with its index among the analysed records (what a recommendation names).
+type Member<'a> = (usize, &'a UsageRecord);
+
 /// The records of one model × workload.
 struct Group<'a> {
-    records: &'a [UsageRecord],
-    members: &'a [usize],
+    /// The group's records, in the order analysed.
+    members: &'a [Member<'a>],
+    /// Prices every record and names the substitute's price.
     catalog: &'a Catalog,
+    /// The group's model's price.
     price: &'a ModelPrice,
+    /// The group's model, as the records name it.
     model: &'a str,
+    /// The group's workload.
     workload: &'a str,
 }
 
-impl Group<'_> {
-    fn cost(&self, indexes: &[usize]) -> f64 {
-        indexes
+impl<'a> Group<'a> {
+    fn cost(&self, members: &[Member]) -> f64 {
+        members
             .iter()
-            .filter_map(|&i| self.catalog.cost(&self.records[i]))
+            .filter_map(|(_, r)| self.catalog.cost(r))
             .sum()
     }
 
     fn percentile(&self, p: f64, field: impl Fn(&UsageRecord) -> i64) -> i64 {
-        let mut values: Vec<i64> = self
-            .members
-            .iter()
-            .map(|&i| field(&self.records[i]))
-            .collect();
+        let mut values: Vec<i64> = self.members.iter().map(|(_, r)| field(r)).collect();
         values.sort_unstable();
         nearest_rank(&values, p)
     }
@@ -165,21 +188,21 @@ impl Group<'_> {
     fn recommendation(
         &self,
         kind: Kind,
-        records: Vec<usize>,
+        members: &[Member],
         savings: f64,
         target_model: Option<String>,
         latency_impact: &str,
         confidence: f64,
         rationale: String,
     ) -> Recommendation {
-        let current = self.cost(&records);
+        let current = self.cost(members);
         Recommendation {
             id: String::new(),
             kind,
             workload: self.workload.to_owned(),
             model: self.model.to_owned(),
             target_model,
-            affected_requests: records.len(),
+            affected_requests: members.len(),
             current_cost_usd: current,
             projected_cost_usd: current - savings,
             savings_usd: savings,
@@ -193,9 +216,20 @@ impl Group<'_> {
             confidence,
             rationale,
             proposed_max_tokens: None,
-            records,
+            records: members.iter().map(|(i, _)| *i).collect(),
             prefixes: Vec::new(),
         }
+    }
+
+    /// The group's records that `keep` accepts, `None` if there are none.
+    fn members_where(&self, keep: impl Fn(&UsageRecord) -> bool) -> Option<Vec<Member<'a>>> {
+        let members: Vec<Member> = self
+            .members
+            .iter()
+            .copied()
+            .filter(|(_, r)| keep(r))
+            .collect();
+        (!members.is_empty()).then_some(members)
     }
 
     fn substitution(&self, t: &Thresholds) -> Option<Recommendation> {
@@ -203,11 +237,7 @@ impl Group<'_> {
         let target_price = self.catalog.price(target)?;
         let p95_completion = self.percentile(95.0, |r| r.completion_tokens);
         let p95_prompt = self.percentile(95.0, |r| r.prompt_tokens);
-        let errors = self
-            .members
-            .iter()
-            .filter(|&&i| self.records[i].is_error)
-            .count();
+        let errors = self.members.iter().filter(|(_, r)| r.is_error).count();
         let error_rate = errors as f64 / self.members.len() as f64;
         if p95_completion > t.substitution_max_p95_completion
             || p95_prompt > t.substitution_max_p95_prompt
@@ -215,12 +245,12 @@ impl Group<'_> {
         {
             return None;
         }
-        let records = self.members.to_vec();
-        let projected: f64 = records
+        let projected: f64 = self
+            .members
             .iter()
-            .map(|&i| substitute_cost(&self.records[i], target_price))
+            .map(|(_, r)| substitute_cost(r, target_price))
             .sum();
-        let savings = self.cost(&records) - projected;
+        let savings = self.cost(self.members) - projected;
         let rationale = format!(
             "short, simple requests (p95 {p95_completion} completion and {p95_prompt} prompt \
              tokens, {:.1}% errors) that {target} can serve",
@@ -228,7 +258,7 @@ impl Group<'_> {
         );
         Some(self.recommendation(
             Kind::ModelSubstitution,
-            records,
+            self.members,
             savings,
             Some(target.to_owned()),
             "smaller model: usually faster",
@@ -239,13 +269,13 @@ impl Group<'_> {
 
     fn caching(&self, t: &Thresholds) -> Option<Recommendation> {
         let cached_price = self.price.cached_input_per_mtok?;
-        let mut by_prefix: HashMap<&str, Vec<usize>> = HashMap::new();
-        for &i in self.members {
-            if let Some(hash) = &self.records[i].prompt_prefix_hash {
-                by_prefix.entry(hash).or_default().push(i);
+        let mut by_prefix: HashMap<&str, Vec<Member>> = HashMap::new();
+        for &(i, r) in self.members {
+            if let Some(hash) = &r.prompt_prefix_hash {
+                by_prefix.entry(hash).or_default().push((i, r));
             }
         }
-        let mut changed: Vec<(usize, i64)> = Vec::new();
+        let mut changed: Vec<(Member, i64)> = Vec::new();
         let mut savings = 0.0;
         let mut prefixes = 0;
         for (_, mut uses) in by_prefix {
@@ -253,23 +283,20 @@ impl Group<'_> {
                 continue;
             }
             prefixes += 1;
-            uses.sort_by_key(|&i| (self.records[i].ts, i));
-            let prefix = uses
-                .iter()
-                .map(|&i| self.records[i].prompt_tokens)
-                .min()
-                .unwrap_or(0);
-            for &i in &uses[1..] {
+            uses.sort_by_key(|&(i, r)| (r.ts, i));
+            let prefix = uses.iter().map(|(_, r)| r.prompt_tokens).min().unwrap_or(0);
+            for &(i, r) in uses.iter().skip(1) {
                 let input = self.price.input_per_mtok;
-                savings += caching_saving(&self.records[i], prefix, input, cached_price);
-                changed.push((i, prefix));
+                savings += caching_saving(r, prefix, input, cached_price);
+                changed.push(((i, r), prefix));
             }
         }
         if changed.is_empty() {
             return None;
         }
-        changed.sort_unstable();
-        let records = changed.iter().map(|(i, _)| *i).collect();
+        // By index alone: a record has one prefix hash, so it is changed at most once.
+        changed.sort_unstable_by_key(|((i, _), _)| *i);
+        let members: Vec<Member> = changed.iter().map(|(m, _)| *m).collect();
         let rationale = format!(
             "{prefixes} prompt prefix(es) repeated at least {} times; every use after the first \
              can read the prefix from the cache",
@@ -277,7 +304,7 @@ impl Group<'_> {
         );
         let mut rec = self.recommendation(
             Kind::PromptCaching,
-            records,
+            &members,
             savings,
             None,
             "lower latency on cached prefixes",
@@ -290,24 +317,16 @@ impl Group<'_> {
 
     fn batching(&self) -> Option<Recommendation> {
         let discount = self.price.batch_discount?;
-        let records: Vec<usize> = self
-            .members
-            .iter()
-            .copied()
-            .filter(|&i| !self.records[i].interactive)
-            .collect();
-        if records.is_empty() {
-            return None;
-        }
-        let savings = self.cost(&records) * discount;
+        let members = self.members_where(|r| !r.interactive)?;
+        let savings = self.cost(&members) * discount;
         let rationale = format!(
             "{} non-interactive requests can go through the batch API at {:.0}% off",
-            records.len(),
+            members.len(),
             100.0 * discount
         );
         Some(self.recommendation(
             Kind::Batching,
-            records,
+            &members,
             savings,
             None,
             "async: results within 24 h",
@@ -319,25 +338,17 @@ impl Group<'_> {
     fn max_tokens(&self, t: &Thresholds) -> Option<Recommendation> {
         let p99 = self.percentile(99.0, |r| r.completion_tokens).max(1);
         let limit = t.max_tokens_factor * p99;
-        let records: Vec<usize> = self
-            .members
-            .iter()
-            .copied()
-            .filter(|&i| self.records[i].max_tokens.is_some_and(|m| m >= limit))
-            .collect();
-        if records.is_empty() {
-            return None;
-        }
+        let members = self.members_where(|r| r.max_tokens.is_some_and(|m| m >= limit))?;
         let proposed = (2 * p99 + 15) / 16 * 16;
         let rationale = format!(
             "{} requests cap output at {}× or more the p99 of {p99} tokens; a cap of {proposed} \
              bounds tail latency and runaway cost without cutting real answers",
-            records.len(),
+            members.len(),
             t.max_tokens_factor
         );
         let mut rec = self.recommendation(
             Kind::MaxTokensTuning,
-            records,
+            &members,
             0.0,
             None,
             "shorter tail latency",
@@ -349,25 +360,17 @@ impl Group<'_> {
     }
 
     fn retry_waste(&self, t: &Thresholds) -> Option<Recommendation> {
-        let records: Vec<usize> = self
-            .members
-            .iter()
-            .copied()
-            .filter(|&i| self.records[i].is_error)
-            .collect();
-        if records.is_empty() {
-            return None;
-        }
-        let savings = self.cost(&records) * t.retry_avoidable_share;
+        let members = self.members_where(|r| r.is_error)?;
+        let savings = self.cost(&members) * t.retry_avoidable_share;
         let rationale = format!(
             "{} failed requests were paid for; fixing their cause avoids an estimated {:.0}% of \
              that spend",
-            records.len(),
+            members.len(),
             100.0 * t.retry_avoidable_share
         );
         Some(self.recommendation(
             Kind::RetryWaste,
-            records,
+            &members,
             savings,
             None,
             "fewer retries: lower tail latency",

@@ -24,21 +24,32 @@ use crate::usage::record::UsageRecord;
 pub struct Goal {
     /// `cost`, `latency_p95_ms` or `error_rate`.
     pub metric: String,
+    /// A relative target: −30 is "30% less".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_pct: Option<f64>,
+    /// An absolute target in the metric's unit: 2000 is "at most 2000 ms".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_value: Option<f64>,
+    /// 1 is the goal that matters most.
     pub priority: u32,
+    /// Where the goal comes from: what the user said, or which default.
     pub rationale: String,
 }
 
+/// The chosen recommendations and what they achieve together.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
+    /// The ids of the recommendations chosen, in the order taken.
     pub selected: Vec<String>,
+    /// What they save together in the window, never counted twice.
     pub savings_usd: f64,
+    /// The saving as a share of the window's spend.
     pub savings_pct: f64,
+    /// Whether the cost goal (if any) is reached.
     pub goals_met: bool,
+    /// Percentage points short of the cost goal (0 when met).
     pub shortfall_pct: f64,
+    /// One instruction per chosen recommendation, for the report.
     pub steps: Vec<String>,
 }
 
@@ -49,11 +60,16 @@ pub fn plan_savings(
     thresholds: &Thresholds,
     selected: &[&Recommendation],
 ) -> f64 {
+    /// What the selected recommendations do to one record.
     #[derive(Default)]
     struct Changes<'a> {
+        /// The model it moves to.
         substitute: Option<&'a str>,
+        /// The prefix length read from the cache.
         prefix: Option<i64>,
+        /// Whether it goes through the batch API.
         batch: bool,
+        /// Whether its failure is fixed.
         retry: bool,
     }
     let mut changes: HashMap<usize, Changes> = HashMap::new();
@@ -70,8 +86,11 @@ pub fn plan_savings(
         }
     }
     let mut saved = 0.0;
-    for (i, c) in changes {
-        let record = &records[i];
+    // In record order, so the sum is the same on every call.
+    for (i, record) in records.iter().enumerate() {
+        let Some(c) = changes.remove(&i) else {
+            continue;
+        };
         let Some(before) = catalog.cost(record) else {
             continue;
         };

@@ -10,20 +10,33 @@ const MAX_ID_CHARS: usize = 128;
 /// A validated usage record (the user is added when it is stored).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageRecord {
+    /// The caller's `id`, which de-duplicates re-uploads.
     pub external_id: Option<String>,
     /// Epoch milliseconds.
     pub ts: i64,
+    /// The model called: what the catalog prices and the rules group by.
     pub model: String,
+    /// Who served it, as the caller names it.
     pub provider: Option<String>,
+    /// What the request was for (`default` when not given): the rules' other grouping.
     pub workload: String,
+    /// Tokens sent.
     pub prompt_tokens: i64,
+    /// Tokens produced.
     pub completion_tokens: i64,
+    /// Prompt tokens read from the provider's cache (at most `prompt_tokens`).
     pub cached_tokens: i64,
+    /// How long the request took.
     pub latency_ms: i64,
+    /// The output cap the request set, if any.
     pub max_tokens: Option<i64>,
+    /// What it cost, when the caller knows; otherwise the catalog prices it.
     pub cost_usd: Option<f64>,
+    /// A hash of the prompt's shared prefix: repeats are what caching saves on.
     pub prompt_prefix_hash: Option<String>,
+    /// Whether someone waited for the answer (`false`: it could run as a batch job).
     pub interactive: bool,
+    /// Whether the request failed (`status = error`).
     pub is_error: bool,
 }
 
@@ -32,14 +45,18 @@ pub struct UsageRecord {
 pub struct RowError {
     /// Data rows count from 1.
     pub row: usize,
+    /// The field's name as the upload spells it.
     pub field: String,
+    /// What is wrong with its value.
     pub reason: String,
 }
 
 /// A field's raw value: typed JSON, or CSV text (an empty cell is absent).
 #[derive(Debug, Clone, Copy)]
 pub enum Cell<'a> {
+    /// A value of a JSON object (NDJSON or a JSON array upload).
     Json(&'a Value),
+    /// A CSV cell.
     Text(&'a str),
 }
 
@@ -49,57 +66,34 @@ pub fn validate<'a>(
     get: impl Fn(&str) -> Option<Cell<'a>>,
 ) -> Result<UsageRecord, Vec<RowError>> {
     let mut errors = Vec::new();
-    let mut check = |field: &str, result: Result<Option<FieldValue>, String>| match result {
-        Ok(value) => value,
-        Err(reason) => {
-            errors.push(RowError {
-                row,
-                field: field.to_owned(),
-                reason,
-            });
-            None
-        }
-    };
     let present = |name: &str| get(name).filter(|c| !matches!(c, Cell::Json(Value::Null)));
-    let external_id = check("id", text(present("id"), MAX_ID_CHARS)).map(FieldValue::text);
-    let ts = check("ts", required(present("ts")).and_then(timestamp)).map(FieldValue::int);
-    let model = check("model", required_text(present("model"), 256)).map(FieldValue::text);
-    let provider = check("provider", text(present("provider"), 128)).map(FieldValue::text);
-    let workload = check("workload", text(present("workload"), 256)).map(FieldValue::text);
-    let prompt = check(
-        "prompt_tokens",
-        required(present("prompt_tokens")).and_then(|c| integer(c, 0)),
-    )
-    .map(FieldValue::int);
-    let completion = check(
-        "completion_tokens",
-        required(present("completion_tokens")).and_then(|c| integer(c, 0)),
-    )
-    .map(FieldValue::int);
-    let cached = check(
-        "cached_tokens",
-        optional(present("cached_tokens"), |c| integer(c, 0)),
-    )
-    .map(FieldValue::int);
-    let latency = check(
-        "latency_ms",
-        required(present("latency_ms")).and_then(|c| integer(c, 0)),
-    )
-    .map(FieldValue::int);
-    let max_tokens = check(
-        "max_tokens",
-        optional(present("max_tokens"), |c| integer(c, 1)),
-    )
-    .map(FieldValue::int);
-    let cost = check("cost_usd", optional(present("cost_usd"), money)).map(FieldValue::number);
-    let prefix = check(
-        "prompt_prefix_hash",
-        text(present("prompt_prefix_hash"), 256),
-    )
-    .map(FieldValue::text);
-    let interactive =
-        check("interactive", optional(present("interactive"), boolean)).map(FieldValue::flag);
-    let status = check("status", optional(present("status"), status)).map(FieldValue::flag);
+    // The field's value as `parse` reads its cell; a refusal is the field's error.
+    let mut field =
+        |name: &str, parse: &dyn Fn(Option<Cell<'a>>) -> Parsed| match parse(present(name)) {
+            Ok(value) => value,
+            Err(reason) => {
+                errors.push(RowError {
+                    row,
+                    field: name.to_owned(),
+                    reason,
+                });
+                None
+            }
+        };
+    let external_id = field("id", &|c| text(c, MAX_ID_CHARS)).map(FieldValue::text);
+    let ts = field("ts", &|c| timestamp(required(c)?)).map(FieldValue::int);
+    let model = field("model", &|c| required_text(c, 256)).map(FieldValue::text);
+    let provider = field("provider", &|c| text(c, 128)).map(FieldValue::text);
+    let workload = field("workload", &|c| text(c, 256)).map(FieldValue::text);
+    let prompt = field("prompt_tokens", &count).map(FieldValue::int);
+    let completion = field("completion_tokens", &count).map(FieldValue::int);
+    let cached = field("cached_tokens", &|c| optional(c, |c| integer(c, 0))).map(FieldValue::int);
+    let latency = field("latency_ms", &count).map(FieldValue::int);
+    let max_tokens = field("max_tokens", &|c| optional(c, |c| integer(c, 1))).map(FieldValue::int);
+    let cost = field("cost_usd", &|c| optional(c, money)).map(FieldValue::number);
+    let prefix = field("prompt_prefix_hash", &|c| text(c, 256)).map(FieldValue::text);
+    let interactive = field("interactive", &|c| optional(c, boolean)).map(FieldValue::flag);
+    let status = field("status", &|c| optional(c, status)).map(FieldValue::flag);
     if let (Some(prompt), Some(cached)) = (prompt, cached)
         && cached > prompt
     {
@@ -137,9 +131,13 @@ pub fn validate<'a>(
 
 /// A checked field on its way into the record.
 enum FieldValue {
+    /// A whole number: tokens, milliseconds.
     Int(i64),
+    /// A non-negative amount: `cost_usd`.
     Number(f64),
+    /// Text within its length limit.
     Text(String),
+    /// `interactive`, or `status` as "ok".
     Flag(bool),
 }
 
@@ -168,6 +166,14 @@ impl FieldValue {
     fn flag(self) -> bool {
         matches!(self, Self::Flag(true))
     }
+}
+
+/// A field's value as read from its cell (`None`: absent), or why it is refused.
+type Parsed = Result<Option<FieldValue>, String>;
+
+/// A required whole number of at least 0 (a token count, a latency).
+fn count(cell: Option<Cell<'_>>) -> Parsed {
+    integer(required(cell)?, 0)
 }
 
 fn required(cell: Option<Cell<'_>>) -> Result<Cell<'_>, String> {

@@ -10,13 +10,19 @@ use serde::Serialize;
 
 use super::record::UsageRecord;
 
+/// A kind of workload with its own shape of traffic; `profile` on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
+    /// Interactive chat: short prompts and answers.
     Chatbot,
+    /// Retrieval-augmented answers: long prompts, much shared context.
     Rag,
+    /// Long documents summarised offline: mostly non-interactive.
     SummarisationBatch,
+    /// Labels: short prompts, answers of a few tokens.
     Classification,
+    /// Agents calling tools: long prompts, more errors, no output cap.
     AgentToolUse,
 }
 
@@ -50,6 +56,7 @@ impl Profile {
         }
     }
 
+    /// The `workload` of the records generated for the profile.
     pub fn workload(self) -> &'static str {
         match self {
             Self::Chatbot => "chatbot",
@@ -60,76 +67,63 @@ impl Profile {
         }
     }
 
-    /// (prompt range, completion range, share with a shared prefix, interactive share, error
-    /// rate, max_tokens cap)
+    /// The distributions its records are drawn from.
     fn shape(self) -> Shape {
-        match self {
-            Self::Chatbot => Shape {
-                prompt: (300, 1_500),
-                completion: (40, 300),
-                prefix_share: 0.3,
-                interactive: 1.0,
-                errors: 0.01,
-                max_tokens: Some(1_024),
-            },
-            Self::Rag => Shape {
-                prompt: (2_000, 6_000),
-                completion: (150, 400),
-                prefix_share: 0.7,
-                interactive: 1.0,
-                errors: 0.01,
-                max_tokens: Some(800),
-            },
-            Self::SummarisationBatch => Shape {
-                prompt: (3_000, 8_000),
-                completion: (300, 700),
-                prefix_share: 0.2,
-                interactive: 0.1,
-                errors: 0.02,
-                max_tokens: Some(1_024),
-            },
-            Self::Classification => Shape {
-                prompt: (200, 800),
-                completion: (1, 20),
-                prefix_share: 0.5,
-                interactive: 1.0,
-                errors: 0.01,
-                max_tokens: Some(256),
-            },
-            Self::AgentToolUse => Shape {
-                prompt: (1_500, 4_000),
-                completion: (100, 500),
-                prefix_share: 0.4,
-                interactive: 1.0,
-                errors: 0.08,
-                max_tokens: None,
-            },
+        let (prompt, completion, prefix_share, interactive, errors, max_tokens) = match self {
+            Self::Chatbot => ((300, 1_500), (40, 300), 0.3, 1.0, 0.01, Some(1_024)),
+            Self::Rag => ((2_000, 6_000), (150, 400), 0.7, 1.0, 0.01, Some(800)),
+            Self::SummarisationBatch => ((3_000, 8_000), (300, 700), 0.2, 0.1, 0.02, Some(1_024)),
+            Self::Classification => ((200, 800), (1, 20), 0.5, 1.0, 0.01, Some(256)),
+            Self::AgentToolUse => ((1_500, 4_000), (100, 500), 0.4, 1.0, 0.08, None),
+        };
+        Shape {
+            prompt,
+            completion,
+            prefix_share,
+            interactive,
+            errors,
+            max_tokens,
         }
     }
 }
 
+/// The distributions a profile's records are drawn from.
 struct Shape {
+    /// Prompt tokens, uniform over this inclusive range.
     prompt: (i64, i64),
+    /// Completion tokens, uniform over this inclusive range.
     completion: (i64, i64),
+    /// Share of records that carry one of a few shared prompt prefixes.
     prefix_share: f64,
+    /// Share of interactive records.
     interactive: f64,
+    /// Share of failed records.
     errors: f64,
+    /// The `max_tokens` every record sets, if any.
     max_tokens: Option<i64>,
 }
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Request {
+    /// How many records.
     pub count: u64,
+    /// The shape of their traffic.
     pub profile: Profile,
+    /// The models records are spread over (none: all `DEFAULT_MODEL`).
     pub models: Vec<String>,
+    /// The days the records' timestamps are spread over.
     pub days: u32,
+    /// Picks the stream of values: the same seed gives the same records.
     pub seed: u64,
     /// Epoch ms of the first day.
     pub start_ms: i64,
 }
 
 const DAY_MS: i64 = 86_400_000;
+
+/// The model of every record when a request names none.
+pub const DEFAULT_MODEL: &str = "gpt-4o";
 
 /// splitmix64: a tiny, well-known mixing function; `n`-th value of a seed's stream.
 fn mix(seed: u64, n: u64, lane: u64) -> u64 {
@@ -151,6 +145,18 @@ fn between(seed: u64, n: u64, lane: u64, (low, high): (i64, i64)) -> i64 {
 }
 
 impl Request {
+    /// "1000 `kind` records for gpt-4o over 30 days (seed 42)": the request in words, its
+    /// profile named `kind`.
+    pub fn described_as(&self, kind: &str) -> String {
+        format!(
+            "{} {kind} records for {} over {} days (seed {})",
+            self.count,
+            self.models.join(", "),
+            self.days,
+            self.seed
+        )
+    }
+
     /// Records `from..to` of the request.
     pub fn records(&self, from: u64, to: u64) -> Vec<UsageRecord> {
         let shape = self.profile.shape();
@@ -158,7 +164,10 @@ impl Request {
         (from..to.min(self.count))
             .map(|n| {
                 let s = self.seed;
-                let model = &self.models[(mix(s, n, 1) % self.models.len() as u64) as usize];
+                let model = mix(s, n, 1)
+                    .checked_rem(self.models.len() as u64)
+                    .and_then(|k| self.models.get(k as usize))
+                    .map_or(DEFAULT_MODEL, String::as_str);
                 let prompt = between(s, n, 2, shape.prompt);
                 let completion = between(s, n, 3, shape.completion);
                 let shared = unit(s, n, 4) < shape.prefix_share;
@@ -170,7 +179,7 @@ impl Request {
                 UsageRecord {
                     external_id: Some(format!("syn-{}-{}-{n}", s, self.profile.workload())),
                     ts: self.start_ms + (unit(s, n, 7) * span as f64) as i64,
-                    model: model.clone(),
+                    model: model.to_owned(),
                     provider: None,
                     workload: self.profile.workload().to_owned(),
                     prompt_tokens: prompt,

@@ -8,6 +8,7 @@
 //! - `restart`: the real binary, stopped and started again on the same database.
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::indexing_slicing)]
 
 mod helpers;
 

@@ -8,7 +8,6 @@
 mod optimisation;
 mod usage;
 
-use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 use serde_json::json;
 
@@ -16,7 +15,9 @@ use super::data::{UsageAnalysis, analysis, stated_days};
 use super::optimizations_core::candidates_of;
 use super::synthetic_data::{Decision, Generated, generated_of};
 use super::triage::understanding;
-use super::{Agent, AgentContext, AgentError, AgentInput, AgentOutput, RunAnswer};
+use super::{
+    Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput, Improved, RunAnswer,
+};
 use crate::analysis::catalog::Catalog;
 use crate::analysis::optimize::Thresholds;
 use crate::analysis::report_text::escape_md;
@@ -59,11 +60,7 @@ impl Agent for Reporting {
         output(answer).ok()
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        input: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             ctx.thinking("writing the report");
             let rules = Rules {
@@ -71,28 +68,21 @@ impl Agent for Reporting {
                 thresholds: &ctx.config().thresholds,
             };
             let mut answer = computed_answer(&input, Some(rules))?;
-            let mut fallback = false;
             let request = LlmRequest {
                 system: WORDING_PROMPT.to_owned(),
                 user: answer.summary.clone(),
                 max_tokens: 400,
             };
-            if let Some(worded) = ctx.ask_llm(request).await {
-                match worded {
-                    Ok(text) if keeps_every_number(&answer.summary, &text) => {
-                        answer.summary = text.trim().to_owned();
-                    }
-                    Ok(_) => {
-                        ctx.thinking(
-                            "the LLM's wording changed a number; keeping the computed text",
-                        );
-                        fallback = true;
-                    }
-                    Err(e) => {
-                        ctx.thinking(format!("{e}; keeping the computed text"));
-                        fallback = true;
-                    }
-                }
+            let computed = &answer.summary;
+            let read =
+                |text: &str| keeps_every_number(computed, text).then(|| text.trim().to_owned());
+            let refused = "the LLM's wording changed a number";
+            let worded = ctx
+                .improve_with_llm(request, read, refused, "keeping the computed text")
+                .await;
+            let fallback = worded.fell_back();
+            if let Improved::Used(text) = worded {
+                answer.summary = text;
             }
             let mut output = output(answer)?;
             output.fallback = fallback;
@@ -143,14 +133,7 @@ fn computed_answer(input: &AgentInput, rules: Option<Rules<'_>>) -> Result<RunAn
 
 fn synthetic_report(intent: &str, generated: &Generated) -> RunAnswer {
     let request = &generated.request;
-    let what = format!(
-        "{} {} records for {} over {} days (seed {})",
-        request.count,
-        request.profile.as_str(),
-        request.models.join(", "),
-        request.days,
-        request.seed
-    );
+    let what = request.described_as(request.profile.as_str());
     let summary = match generated.decision {
         Decision::Reject => format!("Nothing was done: you declined generating {what}."),
         Decision::Expired => {

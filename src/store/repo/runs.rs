@@ -9,6 +9,7 @@ use crate::store::models::RunRow;
 use crate::store::schema::runs::dsl;
 use crate::store::status::{live_run_status_texts, run_status_text};
 
+/// Stores a new run as `user`'s, whatever user the row names.
 pub fn insert(conn: &mut DbConnection, user: &UserId, row: RunRow) -> QueryResult<()> {
     let row = RunRow {
         user_id: user.as_str().to_owned(),
@@ -25,9 +26,13 @@ pub fn insert(conn: &mut DbConnection, user: &UserId, row: RunRow) -> QueryResul
 pub struct RunEnd {
     /// `Completed`, `Failed`, `Cancelled` or `Interrupted`.
     pub status: RunStatus,
+    /// When it ended, epoch milliseconds.
     pub finished_at: i64,
+    /// Why it failed, for a failed run.
     pub error: Option<String>,
+    /// The final answer's JSON, for a completed run.
     pub result: Option<String>,
+    /// The final report, for a completed run.
     pub report_markdown: Option<String>,
 }
 
@@ -44,27 +49,23 @@ impl RunEnd {
     }
 }
 
+/// Records how the run ended.
 pub fn finish(conn: &mut DbConnection, user: &UserId, run: RunId, end: RunEnd) -> QueryResult<()> {
-    diesel::update(
-        dsl::runs
-            .filter(dsl::user_id.eq(user.as_str()))
-            .filter(dsl::run_id.eq(run.to_string())),
-    )
-    .set((
-        dsl::status.eq(run_status_text(end.status)),
-        dsl::finished_at.eq(end.finished_at),
-        dsl::error.eq(end.error),
-        dsl::result.eq(end.result),
-        dsl::report_markdown.eq(end.report_markdown),
-    ))
-    .execute(conn)
-    .map(drop)
+    diesel::update(run_of(user.as_str(), &run.to_string()))
+        .set((
+            dsl::status.eq(run_status_text(end.status)),
+            dsl::finished_at.eq(end.finished_at),
+            dsl::error.eq(end.error),
+            dsl::result.eq(end.result),
+            dsl::report_markdown.eq(end.report_markdown),
+        ))
+        .execute(conn)
+        .map(drop)
 }
 
+/// The user's run `run`, if it exists.
 pub fn get(conn: &mut DbConnection, user: &UserId, run: RunId) -> QueryResult<Option<RunRow>> {
-    dsl::runs
-        .filter(dsl::user_id.eq(user.as_str()))
-        .filter(dsl::run_id.eq(run.to_string()))
+    run_of(user.as_str(), &run.to_string())
         .select(RunRow::as_select())
         .first(conn)
         .optional()
@@ -91,17 +92,13 @@ pub fn mark_running(
     run: RunId,
     now: i64,
 ) -> QueryResult<()> {
-    diesel::update(
-        dsl::runs
-            .filter(dsl::user_id.eq(user.as_str()))
-            .filter(dsl::run_id.eq(run.to_string())),
-    )
-    .set((
-        dsl::status.eq(run_status_text(RunStatus::Running)),
-        dsl::started_at.eq(now),
-    ))
-    .execute(conn)
-    .map(drop)
+    diesel::update(run_of(user.as_str(), &run.to_string()))
+        .set((
+            dsl::status.eq(run_status_text(RunStatus::Running)),
+            dsl::started_at.eq(now),
+        ))
+        .execute(conn)
+        .map(drop)
 }
 
 /// A live run's status changes (`running` ↔ `awaiting_approval`).
@@ -111,14 +108,10 @@ pub fn set_status(
     run: RunId,
     status: RunStatus,
 ) -> QueryResult<()> {
-    diesel::update(
-        dsl::runs
-            .filter(dsl::user_id.eq(user.as_str()))
-            .filter(dsl::run_id.eq(run.to_string())),
-    )
-    .set(dsl::status.eq(run_status_text(status)))
-    .execute(conn)
-    .map(drop)
+    diesel::update(run_of(user.as_str(), &run.to_string()))
+        .set(dsl::status.eq(run_status_text(status)))
+        .execute(conn)
+        .map(drop)
 }
 
 /// The user's runs that have not ended, oldest first.
@@ -133,4 +126,12 @@ pub fn live(conn: &mut DbConnection, user: &UserId) -> QueryResult<Vec<(RunId, T
         .into_iter()
         .filter_map(|(r, t)| Some((RunId::parse(&r).ok()?, ThreadId::parse(&t).ok()?)))
         .collect())
+}
+
+/// The user's run with id `run`: what every query and update of one run filters on.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn run_of<'a>(user: &'a str, run: &'a str) -> _ {
+    dsl::runs
+        .filter(dsl::user_id.eq(user))
+        .filter(dsl::run_id.eq(run))
 }

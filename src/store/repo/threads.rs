@@ -9,6 +9,7 @@ use crate::store::models::ThreadRow;
 use crate::store::schema::threads::dsl;
 use crate::store::status::run_status_text;
 
+/// Stores a new thread of `user`'s, with no run yet.
 pub fn insert(
     conn: &mut DbConnection,
     user: &UserId,
@@ -32,9 +33,7 @@ pub fn insert(
 
 /// Whether `thread` exists and belongs to `user`.
 pub fn is_owned(conn: &mut DbConnection, user: &UserId, thread: ThreadId) -> QueryResult<bool> {
-    let found: i64 = dsl::threads
-        .filter(dsl::user_id.eq(user.as_str()))
-        .filter(dsl::thread_id.eq(thread.to_string()))
+    let found: i64 = thread_of(user.as_str(), &thread.to_string())
         .count()
         .get_result(conn)?;
     Ok(found > 0)
@@ -57,17 +56,13 @@ pub fn set_last_run_status(
     status: RunStatus,
     now: i64,
 ) -> QueryResult<()> {
-    diesel::update(
-        dsl::threads
-            .filter(dsl::user_id.eq(user.as_str()))
-            .filter(dsl::thread_id.eq(thread.to_string())),
-    )
-    .set((
-        dsl::last_run_status.eq(run_status_text(status)),
-        dsl::updated_at.eq(now),
-    ))
-    .execute(conn)
-    .map(drop)
+    diesel::update(thread_of(user.as_str(), &thread.to_string()))
+        .set((
+            dsl::last_run_status.eq(run_status_text(status)),
+            dsl::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .map(drop)
 }
 
 /// Deletes the thread and its runs, and erases its events' contents (their `seq`, `ts`,
@@ -92,11 +87,15 @@ pub fn delete(conn: &mut DbConnection, user: &UserId, thread: ThreadId) -> Query
             .filter(runs::thread_id.eq(&thread_text)),
     )
     .execute(conn)?;
-    diesel::delete(
-        dsl::threads
-            .filter(dsl::user_id.eq(user.as_str()))
-            .filter(dsl::thread_id.eq(&thread_text)),
-    )
-    .execute(conn)
-    .map(drop)
+    diesel::delete(thread_of(user.as_str(), &thread_text))
+        .execute(conn)
+        .map(drop)
+}
+
+/// The user's thread with id `thread`: what every query and update of one thread filters on.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn thread_of<'a>(user: &'a str, thread: &'a str) -> _ {
+    dsl::threads
+        .filter(dsl::user_id.eq(user))
+        .filter(dsl::thread_id.eq(thread))
 }
