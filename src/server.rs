@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use actix_web::rt::signal::unix::{Signal, SignalKind, signal};
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 
 use crate::agents::{
@@ -24,7 +23,7 @@ use crate::runtime::pipeline::Pipeline;
 use crate::runtime::registry::SessionRegistry;
 use crate::runtime::run_slots::RunSlots;
 use crate::runtime::session::SessionDeps;
-use crate::runtime::shutdown::Drain;
+use crate::runtime::shutdown::{Drain, ShutdownSignals};
 use crate::store::{self, Backend, Db, StoreError};
 use crate::web::{self as enclave_web, AppState};
 
@@ -378,32 +377,5 @@ fn check_dev_mode(config: &Config, loopback: bool) -> Result<(), ServerError> {
             Ok(())
         }
         _ => Ok(()),
-    }
-}
-
-/// SIGTERM and SIGINT, watched from before the listener is bound: a signal that arrives while
-/// the server starts drains it like any other instead of killing it.
-struct ShutdownSignals(Option<(Signal, Signal)>);
-
-impl ShutdownSignals {
-    fn watch() -> Self {
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(term), Ok(int)) => Self(Some((term, int))),
-            _ => {
-                log::warn!("cannot watch for shutdown signals");
-                Self(None)
-            }
-        }
-    }
-
-    /// Resolves on the first of them (never, if they could not be watched).
-    async fn received(self) {
-        let Some((mut term, mut int)) = self.0 else {
-            return std::future::pending().await;
-        };
-        futures_util::future::select(Box::pin(term.recv()), Box::pin(int.recv())).await;
     }
 }

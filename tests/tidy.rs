@@ -118,3 +118,99 @@ fn the_leaf_check_sees_every_way_in() {
     assert!(!caught("use crate::store::UserStore;"));
     assert!(!caught("actix_web::web::block(move || work())"));
 }
+
+#[test]
+fn no_source_file_over_400_lines() {
+    for (path, text) in files("src") {
+        let lines = text.lines().count();
+        assert!(
+            lines <= 400,
+            "{} has {lines} lines; split it by concept (STYLE.md 15)",
+            path.display()
+        );
+    }
+}
+
+/// The places in `text` (library code, before any `#[cfg(test)]`) where a public item or a
+/// struct field has no `///` line above it (attributes may come between).
+fn undocumented(text: &str) -> Vec<String> {
+    let library = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let lines: Vec<&str> = library.lines().collect();
+    let mut missing = Vec::new();
+    let mut in_struct = false;
+    for (n, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let public_item = ["pub ", "pub(crate) ", "pub(super) "]
+            .iter()
+            .filter_map(|vis| trimmed.strip_prefix(vis))
+            .any(|rest| {
+                [
+                    "fn ",
+                    "struct ",
+                    "enum ",
+                    "trait ",
+                    "type ",
+                    "const ",
+                    "async fn ",
+                ]
+                .iter()
+                .any(|kind| rest.starts_with(kind))
+            });
+        let field = in_struct
+            && !trimmed.starts_with("//")
+            && line.starts_with("    ")
+            && !line.starts_with("     ")
+            && trimmed.split(':').next().is_some_and(|name| {
+                let name = name.rsplit(' ').next().unwrap_or_default();
+                trimmed.contains(": ")
+                    && !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
+            });
+        if public_item || field {
+            let documented = lines
+                .iter()
+                .take(n)
+                .rev()
+                .find(|l| !l.trim_start().starts_with("#["))
+                .is_some_and(|l| l.trim_start().starts_with("///"));
+            if !documented {
+                missing.push(format!("line {}: {}", n + 1, trimmed));
+            }
+        }
+        if trimmed.contains("struct ") && line.trim_end().ends_with('{') && !line.starts_with(' ') {
+            in_struct = true;
+        } else if in_struct && *line == "}" {
+            in_struct = false;
+        }
+    }
+    missing
+}
+
+#[test]
+fn the_runtime_documents_its_items_and_fields() {
+    let mut missing = Vec::new();
+    for (path, text) in files("src/runtime") {
+        if path.components().any(|c| c.as_os_str() == "tests") {
+            continue;
+        }
+        for place in undocumented(&text) {
+            missing.push(format!("{}: {place}", path.display()));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "say with `///` why each exists:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn the_documentation_check_sees_fields_and_items() {
+    let text = "struct A {\n    /// Why.\n    a: u8,\n    b: u8,\n}\npub fn f() {}\n/// Why.\npub fn g() {}\n";
+    assert_eq!(
+        undocumented(text),
+        ["line 4: b: u8,", "line 6: pub fn f() {}"]
+    );
+}

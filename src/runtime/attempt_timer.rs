@@ -1,22 +1,44 @@
-//! The silence deadline of the attempt a `RunSupervisor` awaits: the attempt times out when it
-//! emits nothing for the attempt timeout. Each event of the attempt (its `RunEvents` sends
-//! `AttemptActive`) moves the deadline to a full timeout from then, so a long agent that
+//! The attempt a `RunSupervisor` awaits (`Attempt`) and its silence deadline: the attempt times
+//! out when it emits nothing for the attempt timeout. Each event of the attempt (its `RunEvents`
+//! sends `AttemptActive`) moves the deadline to a full timeout from then, so a long agent that
 //! reports progress is never killed for being long, and a silent one is killed as before. The
 //! timer stops while the attempt waits for the user's approval (`PauseAttemptTimer`, sent by
 //! the session) and counts on from where it stopped (`ResumeAttemptTimer`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::runtime::run_supervisor::RunSupervisor;
-use crate::runtime::run_supervisor::{AttemptDone, AttemptOutcome};
+use crate::agents::Agent;
+use crate::runtime::agent_runner::AgentRunner;
+use crate::runtime::run_supervisor::{AttemptDone, AttemptOutcome, RunSupervisor};
+
+/// The attempt being awaited.
+pub(super) struct Attempt {
+    /// The agent the attempt runs: named in its events, restarted or asked for its fallback.
+    pub(super) agent: Arc<dyn Agent>,
+    /// The plan step it runs; with `number`, it tags `AttemptDone`, so stale answers are ignored.
+    pub(super) step: usize,
+    /// Which attempt of the step it is (1 for the first), as its `agent_*` events report it.
+    pub(super) number: u32,
+    /// The actor running the agent, told `StopAttempt` once the attempt is over or the run stops.
+    pub(super) runner: Addr<AgentRunner>,
+    /// The armed deadline check, absent while paused (`attempt_timer.rs`).
+    pub(super) timeout: Option<SpawnHandle>,
+    /// When the attempt times out unless it emits something first (while the timer is armed).
+    pub(super) deadline: Instant,
+    /// How long it may stay silent once the timer resumes (while paused for an approval).
+    pub(super) remaining: Duration,
+}
 
 /// The attempt emitted something: it is alive, and may stay silent for another attempt timeout.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AttemptActive {
+    /// The emitting attempt's step: with `attempt`, it tells the awaited attempt from a stale one.
     pub step: usize,
+    /// Which attempt of that step emitted, so a replaced attempt never keeps its successor alive.
     pub attempt: u32,
 }
 

@@ -4,10 +4,15 @@
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
+/// A user's message allowance: a message finding no token is refused `rate_limited`, with the wait.
 pub struct TokenBucket {
+    /// The burst: tokens never pile up past it, however long the user was quiet.
     capacity: f64,
+    /// What is left to spend, fractional while it refills.
     tokens: f64,
+    /// The refill rate (the per-minute limit over 60), so a quiet user regains tokens steadily.
     per_second: f64,
+    /// When it last refilled, so the next take adds what accrued since.
     last: Instant,
 }
 
@@ -33,10 +38,6 @@ impl TokenBucket {
         } else {
             false
         }
-    }
-
-    pub fn take(&mut self) -> bool {
-        self.take_at(Instant::now())
     }
 
     /// How long until a token is available.

@@ -14,18 +14,24 @@ use crate::runtime::shutdown::Drain;
 #[derive(Message)]
 #[rtype(result = "Addr<UserSession>")]
 pub struct GetSession {
+    /// Whose session is wanted: a user has one, so all their sockets and requests meet in it.
     pub user_id: UserId,
 }
 
+/// The only place sessions are spawned, so no user ever gets two writers of their events.
 pub struct SessionRegistry {
+    /// Handed to every session it spawns.
     deps: SessionDeps,
+    /// The arbiters sessions are spread over, so they do not all share one thread.
     arbiters: Vec<ArbiterHandle>,
     /// Round-robin position in `arbiters`.
     next_arbiter: usize,
+    /// Each user's session, found again by later requests instead of spawning a rival.
     sessions: HashMap<UserId, Addr<UserSession>>,
 }
 
 impl SessionRegistry {
+    /// Empty: sessions spawn on first request, on `arbiters` in turn (on its own arbiter if none).
     pub fn new(deps: SessionDeps, arbiters: Vec<ArbiterHandle>) -> Self {
         Self {
             deps,

@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 pub struct RestartIntensity {
     /// At most this many failures within `period` are restarted.
     max_restarts: u32,
+    /// How far back failures count, so failures spread over a long run never add up to a give-up.
     period: Duration,
-    /// The first wait, doubled per restart, and the most it grows to.
+    /// The first wait, doubled per further restart, so a failing dependency gets time to recover.
     backoff_base: Duration,
+    /// The most the wait grows to, so a late restart does not stall the run for long.
     backoff_cap: Duration,
     /// When the current agent failed, within the period.
     failures: Vec<Instant>,
@@ -28,6 +30,7 @@ pub enum AfterFailure {
 }
 
 impl RestartIntensity {
+    /// A clean record with the configured limits; the supervisor keeps one per run.
     pub fn new(
         max_restarts: u32,
         period: Duration,

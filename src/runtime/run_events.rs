@@ -20,15 +20,20 @@ use tokio::sync::oneshot;
 /// One attempt of one agent, and the supervisor that awaits it.
 #[derive(Clone)]
 pub struct AttemptLink {
-    /// Tags every message, so the supervisor ignores those of an attempt it gave up on.
+    /// The plan step: with `attempt`, it tags each message, so a stale attempt's are ignored.
     step: usize,
+    /// Which attempt of the step, the other half of that tag.
     attempt: u32,
+    /// The supervisor, told of each event, which moves the attempt's silence deadline.
     active: Recipient<AttemptActive>,
+    /// The supervisor, which keeps the attempt's checkpoint for a restart of its agent.
     checkpoints: Recipient<AttemptCheckpoint>,
+    /// The supervisor, which asks the user only for what this run has not approved already.
     approvals: Recipient<AskApproval>,
 }
 
 impl AttemptLink {
+    /// The supervisor's link to an attempt it starts, tagged with its step and number.
     pub fn new(
         step: usize,
         attempt: u32,
@@ -47,18 +52,24 @@ impl AttemptLink {
 }
 
 #[derive(Clone)]
+/// A run's way to its session, cloned for each attempt; agents see it only as `RunChannel`.
 pub struct RunEvents {
     /// Counts events on their way to the session.
     in_flight: IntGauge,
+    /// The run's session, which numbers, stores and fans out each event.
     session: Recipient<Emit>,
+    /// The session again, asked directly only by the supervisor's copy (attempts use their link).
     approvals: Recipient<RequestApproval>,
+    /// The run's thread, sent with each event so the session can check the run executes there.
     thread_id: ThreadId,
+    /// The run every event and request is for: the session drops them once it no longer executes.
     run_id: RunId,
     /// Set on an agent attempt's copy; the supervisor's own copy has none.
     attempt: Option<AttemptLink>,
 }
 
 impl RunEvents {
+    /// The emitter the session builds for each supervisor; `in_flight` is the server-wide gauge.
     pub fn new(
         session: Recipient<Emit>,
         approvals: Recipient<RequestApproval>,

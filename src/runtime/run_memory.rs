@@ -18,12 +18,19 @@ use crate::runtime::run_supervisor::RunSupervisor;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AskApproval {
+    /// The asking attempt's step: with `attempt`, it tells the awaited attempt from a stale one.
     pub step: usize,
+    /// Which attempt of that step asks: one given up on is not asked for, which reads as cancelled.
     pub attempt: u32,
+    /// The asking agent, named to the user.
     pub agent: String,
+    /// What will happen if approved: with `agent` and `details`, what an approval is remembered by.
     pub action: String,
+    /// A sentence for the user, passed on to the session when the user must be asked.
     pub summary: String,
+    /// The specifics the user consents to: a restart asking with other details asks the user again.
     pub details: Value,
+    /// Where the attempt waits, answered at once if the run approved the same thing before.
     pub reply: oneshot::Sender<ApprovalOutcome>,
 }
 
@@ -31,8 +38,11 @@ pub struct AskApproval {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AttemptCheckpoint {
+    /// The step whose agent got this far: a checkpoint goes only to a restart of that same step.
     pub step: usize,
+    /// The attempt recording it; a checkpoint from an attempt given up on is ignored.
     pub attempt: u32,
+    /// What the agent needs to continue, handed to its next attempt as the earlier checkpoint.
     pub state: Value,
 }
 
@@ -111,5 +121,29 @@ impl Handler<AttemptCheckpoint> for RunSupervisor {
         if self.attempt_active(msg.step, msg.attempt) {
             self.memory.checkpoint = Some((msg.step, msg.state));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_serves_only_restarts_of_its_own_step() {
+        let mut memory = RunMemory::default();
+        assert_eq!(
+            memory.checkpoint_of(1),
+            None,
+            "a first attempt starts fresh"
+        );
+        memory.checkpoint = Some((1, Value::from(40)));
+        assert_eq!(memory.checkpoint_of(1), Some(Value::from(40)));
+        assert_eq!(
+            memory.checkpoint_of(2),
+            None,
+            "another step's agent starts fresh"
+        );
+        memory.next_step();
+        assert_eq!(memory.checkpoint_of(1), None);
     }
 }

@@ -16,12 +16,16 @@ use crate::runtime::session::SlotGranted;
 #[derive(Message)]
 #[rtype(result = "SlotAnswer")]
 pub struct Acquire {
+    /// Whose line the run waits in when no slot is free, so freed slots go round the users in turn.
     pub user_id: UserId,
+    /// The run the slot is for, which `Release` names later to give it back.
     pub run_id: RunId,
+    /// The session to tell `SlotGranted`; a slot whose session has gone is taken back.
     pub notify: Recipient<SlotGranted>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+/// Whether the run may start now, or must wait for the `SlotGranted` that follows on `notify`.
 pub enum SlotAnswer {
     Granted,
     Waiting,
@@ -31,10 +35,13 @@ pub enum SlotAnswer {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Release {
+    /// The run whose slot is free again, or which leaves its user's line if it was still waiting.
     pub run_id: RunId,
 }
 
+/// The server's one slot table, shared by every session, so `max_running_total` holds across users.
 pub struct RunSlots {
+    /// The most runs holding a slot at once (`max_running_total`).
     capacity: usize,
     /// Runs holding a slot, with their session: a slot whose session has gone (it failed
     /// before the run's end was recorded) is taken back.
@@ -46,6 +53,7 @@ pub struct RunSlots {
 }
 
 impl RunSlots {
+    /// The slot table with `capacity` slots, at least one, or no run could ever start.
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),

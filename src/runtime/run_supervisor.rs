@@ -18,6 +18,7 @@ use crate::context::UserContext;
 use crate::metrics::LiveCount;
 use crate::protocol::{CancelReason, FailureCode, payload};
 use crate::runtime::agent_runner::{AgentRunner, StopAttempt};
+use crate::runtime::attempt_timer::Attempt;
 use crate::runtime::restart_intensity::{AfterFailure, RestartIntensity};
 use crate::runtime::run_events::{AttemptLink, RunEvents};
 use crate::runtime::run_memory::RunMemory;
@@ -53,6 +54,7 @@ pub struct AttemptDone {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Cancel {
+    /// Who cancels (the user or the shutdown), reported on the run's `run_cancelled`.
     pub reason: CancelReason,
 }
 
@@ -61,25 +63,15 @@ pub struct Cancel {
 #[rtype(result = "()")]
 pub struct AbortRun;
 
-/// The attempt being awaited.
-pub(super) struct Attempt {
-    agent: Arc<dyn Agent>,
-    /// Tags the attempt's `AttemptDone`, so a late answer of a replaced attempt is ignored.
-    pub(super) step: usize,
-    pub(super) number: u32,
-    runner: Addr<AgentRunner>,
-    /// The armed deadline check, absent while paused (`attempt_timer.rs`).
-    pub(super) timeout: Option<SpawnHandle>,
-    /// When the attempt times out unless it emits something first (while armed), or how long
-    /// it may stay silent once the timer resumes (while paused).
-    pub(super) deadline: Instant,
-    pub(super) remaining: Duration,
-}
-
+/// The actor that executes one run, started by the session once its `run_started` is durable.
 pub struct RunSupervisor {
+    /// Whose run this is: each agent works in a child of it, and the run's end names the run.
     ctx: UserContext,
+    /// What sessions share: the agent timeout and restart limits, the pipeline, what agents use.
     deps: SessionDeps,
+    /// The run's own emitter, for the lifecycle events; each attempt gets a copy bound to it.
     events: RunEvents,
+    /// The session, told once how the run ended, so it records the end and frees the run's slot.
     finished: Recipient<RunFinished>,
     /// The agents still to run.
     plan: VecDeque<Arc<dyn Agent>>,
@@ -91,6 +83,7 @@ pub struct RunSupervisor {
     input: AgentInput,
     /// Whether a failed agent is restarted, and after how long.
     restarts: RestartIntensity,
+    /// The latest answer an agent gave, which the run completes with (a stock one if none did).
     answer: Option<RunAnswer>,
     /// What the run's agents leave for their restarts.
     pub(super) memory: RunMemory,
@@ -99,6 +92,7 @@ pub struct RunSupervisor {
 }
 
 impl RunSupervisor {
+    /// A supervisor for the run of `message`, with the configured restart limits and first plan.
     pub fn new(
         ctx: UserContext,
         message: String,
@@ -208,6 +202,7 @@ impl RunSupervisor {
         self.arm_timeout(ctx);
     }
 
+    /// Settles the awaited attempt, for `AttemptDone` and the timeout (`attempt_timer.rs`) alike.
     pub(super) fn on_attempt_done(
         &mut self,
         ctx: &mut Context<Self>,

@@ -11,11 +11,17 @@ use actix::Message;
 
 /// Close codes PROTOCOL.md §2 gives the server.
 pub mod close_code {
+    /// The server shuts down: the client reconnects once it is back and resumes.
     pub const GOING_AWAY: u16 = 1001;
+    /// The client sent too many bad messages in a row (`max_bad_messages`).
     pub const POLICY: u16 = 1008;
+    /// The token the socket was opened with has expired: the client reconnects with a fresh one.
     pub const TOKEN_EXPIRED: u16 = 4001;
+    /// Nothing was heard from the client for the client timeout, so its connection is freed.
     pub const HEARTBEAT_TIMEOUT: u16 = 4002;
+    /// The client does not take its frames: closing, not dropping, keeps its resume gapless.
     pub const TOO_SLOW: u16 = 4008;
+    /// The user's session stopped under the socket: reconnecting starts a fresh one.
     pub const SESSION_RESTARTED: u16 = 4009;
 }
 
@@ -24,6 +30,7 @@ pub type Frames = Arc<[Arc<str>]>;
 
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
+/// What a session sends a socket, through a `Recipient`, so it never learns the socket's type.
 pub enum Outbound {
     /// Frames to send, in order.
     Frames(Frames),

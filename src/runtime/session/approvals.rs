@@ -11,8 +11,9 @@ use crate::protocol::{ApprovalOutcome, PendingApprovalInfo};
 
 /// An approval waiting for the user.
 pub(crate) struct PendingApproval {
-    /// The run that asked, and its thread (for `approval_resolved`).
+    /// The run that asked: its end cancels the approval, and `approval_resolved` names it.
     pub(crate) run_id: RunId,
+    /// The run's thread, which `approval_resolved` is stored under.
     pub(crate) thread_id: ThreadId,
     /// What the agent will do if approved, as `connected.pending_approvals` lists it.
     pub(crate) action: String,
@@ -30,10 +31,12 @@ pub(crate) struct Approvals {
 }
 
 impl Approvals {
+    /// No approval waits: one of the conditions for the session to passivate.
     pub(crate) fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
 
+    /// Records an approval just asked for, under the id `approval_required` gives the user.
     pub(crate) fn insert(&mut self, approval_id: ApprovalId, approval: PendingApproval) {
         self.pending.insert(approval_id, approval);
     }

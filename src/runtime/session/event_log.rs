@@ -24,8 +24,9 @@ struct Pending {
 
 /// The batch with the writer.
 struct InFlight {
-    /// Its events' `seq`s, first and last.
+    /// The `seq` of its first event: with `last`, it tells this batch's answer from stale ones.
     first: i64,
+    /// The `seq` of its last event, the highest durable `seq` once the batch is stored.
     last: i64,
     /// Who waits for it to be durable.
     notify: Vec<oneshot::Sender<()>>,

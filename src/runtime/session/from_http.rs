@@ -26,6 +26,7 @@ pub struct EndIngest;
 #[derive(Message)]
 #[rtype(result = "Result<(), Refusal>")]
 pub struct DeleteThread {
+    /// The thread to delete; one the user does not own reads as not found.
     pub thread_id: ThreadId,
 }
 

@@ -17,10 +17,13 @@ use crate::protocol::{CancelReason, FailureCode, InterruptReason};
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct Emit {
+    /// The emitting run: its events are kept only while it executes.
     pub run_id: RunId,
+    /// The run's thread: the event is stored under it, and kept only if the run executes there.
     pub thread_id: ThreadId,
     /// The emitting agent, if not the supervisor.
     pub agent: Option<String>,
+    /// What happened; the session gives it its `seq` when its batch is cut.
     pub payload: EventPayload,
 }
 
@@ -28,13 +31,19 @@ pub struct Emit {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RequestApproval {
+    /// The asking run; one that no longer executes is not asked for, and its `reply` is dropped.
     pub run_id: RunId,
+    /// The run's thread, under which the approval and its events are stored.
     pub thread_id: ThreadId,
+    /// The asking agent, named on `approval_required`.
     pub agent: String,
-    /// What will happen if approved, and a sentence and details for the user.
+    /// What will happen if approved, as `connected.pending_approvals` lists it.
     pub action: String,
+    /// A sentence for the user, on `approval_required`.
     pub summary: String,
+    /// The specifics for the user, on `approval_required` and stored with the approval.
     pub details: Value,
+    /// Where the agent waits for the outcome; dropped unanswered, it reads as cancelled.
     pub reply: oneshot::Sender<ApprovalOutcome>,
 }
 
@@ -42,7 +51,9 @@ pub struct RequestApproval {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct RunFinished {
+    /// The run that ended; one the session no longer sees running is ignored.
     pub run_id: RunId,
+    /// How it ended, which picks the terminal event and the run's stored status.
     pub outcome: RunOutcome,
 }
 
@@ -50,6 +61,7 @@ pub struct RunFinished {
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct SlotGranted {
+    /// The run that may start; a slot for a run that is gone or no longer waits goes back.
     pub run_id: RunId,
 }
 

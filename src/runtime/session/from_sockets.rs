@@ -14,6 +14,7 @@ use crate::runtime::socket::{ConnectionLink, Outbound};
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Attach {
+    /// The socket joining, the key it is known by until `Detach`.
     pub conn_id: ConnectionId,
     /// Where the session sends the socket's frames.
     pub socket: Recipient<Outbound>,
@@ -27,6 +28,7 @@ pub struct Attach {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Detach {
+    /// The socket that left; its frames stop and its share of the gauge goes.
     pub conn_id: ConnectionId,
 }
 
@@ -34,7 +36,9 @@ pub struct Detach {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StartRun {
+    /// The sending socket, told if the message is refused or could not be stored.
     pub conn_id: ConnectionId,
+    /// The message, validated by the socket; the run is made of it.
     pub message: UserMessage,
 }
 
@@ -42,7 +46,9 @@ pub struct StartRun {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Resume {
+    /// The socket to replay to.
     pub conn_id: ConnectionId,
+    /// The last `seq` the client has; the replay sends what follows it.
     pub after_seq: i64,
 }
 
@@ -51,7 +57,9 @@ pub struct Resume {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ObjectRequest {
+    /// The asking socket, which alone hears a refusal.
     pub conn_id: ConnectionId,
+    /// Whether it cancels a run or answers an approval, and how.
     pub kind: ObjectRequestKind,
     /// The id as the client sent it (echoed as `ref`).
     pub id: String,

@@ -89,6 +89,7 @@ pub struct UserSession {
 }
 
 impl UserSession {
+    /// A session for `user_id`; it numbers nothing before `started` has read the last stored `seq`.
     pub fn new(user_id: UserId, deps: SessionDeps) -> Self {
         let config = &deps.config;
         let limits = Limits {
@@ -116,10 +117,6 @@ impl UserSession {
             drained: Vec::new(),
             reported_queued: 0,
         }
-    }
-
-    pub fn user_id(&self) -> &UserId {
-        &self.user_id
     }
 
     /// An upload starts, unless one is in progress (false then).

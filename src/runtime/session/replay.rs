@@ -40,6 +40,7 @@ pub(crate) struct Replay {
 }
 
 impl Replay {
+    /// A replay numbered `generation`, so the pages of one it replaced are dropped.
     pub(crate) fn new(generation: u64) -> Self {
         Self {
             generation,
@@ -48,6 +49,7 @@ impl Replay {
         }
     }
 
+    /// Which replay this is, checked before each step so a superseded one stops.
     pub(crate) fn generation(&self) -> u64 {
         self.generation
     }
@@ -164,5 +166,26 @@ impl UserSession {
         if let Some(frames) = replay.take_buffered() {
             self.sockets.deliver(conn_id, frames);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_live_frames_until_the_bound_then_says_too_slow() {
+        let mut replay = Replay::new(7);
+        assert_eq!(replay.generation(), 7);
+        let frame: Arc<str> = Arc::from("x".repeat(100));
+        let frames: Frames = Arc::from(vec![frame.clone(), frame]);
+        assert!(replay.buffer(frames.clone(), 250), "204 bytes held");
+        assert!(
+            !replay.buffer(frames, 250),
+            "408 bytes would pass the bound"
+        );
+        let held = replay.take_buffered().expect("frames held");
+        assert_eq!(held.len(), 4, "in order, none dropped");
+        assert!(Replay::new(8).take_buffered().is_none());
     }
 }

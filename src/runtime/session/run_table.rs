@@ -37,6 +37,7 @@ pub(crate) enum Phase {
 pub(crate) struct LiveRun {
     /// The thread it runs on (events of other threads are refused).
     thread_id: ThreadId,
+    /// Where it is in its life; only this table changes it.
     phase: Phase,
     /// The message it runs on, handed to its supervisor when it starts.
     content: String,
@@ -55,22 +56,27 @@ pub(crate) struct LiveRun {
 }
 
 impl LiveRun {
+    /// Its thread, which its end and `connected.active_runs` name.
     pub(crate) fn thread_id(&self) -> ThreadId {
         self.thread_id
     }
 
+    /// Where it is, which decides what a cancel, a lost batch or its supervisor's end does to it.
     pub(crate) fn phase(&self) -> Phase {
         self.phase
     }
 
+    /// Whether a lost batch fails it (its acceptance is stored) or forgets it.
     pub(crate) fn is_accepted(&self) -> bool {
         self.accepted
     }
 
+    /// The socket told to send the message again when it could not be stored.
     pub(crate) fn origin(&self) -> ConnectionId {
         self.origin
     }
 
+    /// The client's id for the message, carried by its `run_started` and released when it goes.
     pub(crate) fn client_msg_id(&self) -> Option<&str> {
         self.client_msg_id.as_deref()
     }
@@ -87,9 +93,13 @@ impl LiveRun {
 /// A run that got its slot, as its supervisor needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RunStart {
+    /// The run to supervise, which its events name.
     pub(crate) run_id: RunId,
+    /// The thread it runs on, which its events must name to be kept.
     pub(crate) thread_id: ThreadId,
+    /// The user's message, moved out of the table for the agents to read.
     pub(crate) content: String,
+    /// The client's id for the message, which the run's `UserContext` carries.
     pub(crate) client_msg_id: Option<String>,
 }
 
@@ -114,10 +124,12 @@ pub(crate) struct RunTable {
 }
 
 impl RunTable {
+    /// A live run, to read: only the methods below change one.
     pub(crate) fn get(&self, run_id: RunId) -> Option<&LiveRun> {
         self.runs.get(&run_id)
     }
 
+    /// No run is live: the session may passivate, or finish draining.
     pub(crate) fn is_empty(&self) -> bool {
         self.runs.is_empty()
     }

@@ -40,8 +40,9 @@ struct Socket {
     link: ConnectionLink,
     /// Wire bytes of the frames queued on the socket so far.
     sent: u64,
-    /// At the last heartbeat: the bytes taken, and the backlog then.
+    /// Bytes taken by the last heartbeat: if none are taken since, the backlog did not move.
     taken_at_tick: u64,
+    /// The backlog at the last heartbeat: only a socket with bytes waiting all along is stalled.
     backlog_at_tick: u64,
     /// Heartbeats in a row over which the backlog did not move.
     stalled_ticks: u32,
@@ -100,7 +101,9 @@ enum TooSlow {
 
 /// A connection closed as too slow, to be cut at the TCP level at `at`.
 struct Cut {
+    /// When its grace to take its last bytes and the close frame is over (at once if frozen).
     at: Instant,
+    /// Shuts its TCP connection down, taken from its `ConnectionLink` as the socket is forgotten.
     cut: Box<dyn Fn() + Send>,
 }
 
@@ -121,6 +124,7 @@ pub(crate) struct Sockets {
 }
 
 impl Sockets {
+    /// None attached yet: each joins by `Attach`; `user_id` only names them in the logs.
     pub(crate) fn new(user_id: UserId, config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
         Self {
             user_id,

@@ -26,11 +26,17 @@ use crate::store::repo::runs::RunEnd;
 /// An agent of a run asks for the user's consent.
 #[derive(Debug)]
 pub(crate) struct ApprovalRequest {
+    /// The asking run: unless it executes on `thread_id`, nothing is asked and `reply` is dropped.
     pub(crate) run_id: RunId,
+    /// The run's thread, under which the approval and its events are stored.
     pub(crate) thread_id: ThreadId,
+    /// The asking agent, named on `approval_required`.
     pub(crate) agent: String,
+    /// What will happen if approved, stored and listed in `connected.pending_approvals`.
     pub(crate) action: String,
+    /// A sentence for the user, on `approval_required` and stored with the approval.
     pub(crate) summary: String,
+    /// The specifics, on `approval_required` and stored as JSON text.
     pub(crate) details: Value,
     /// The agent waits on this; dropped unanswered when the run is not running.
     pub(crate) reply: oneshot::Sender<ApprovalOutcome>,
