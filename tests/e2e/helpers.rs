@@ -745,8 +745,8 @@ pub async fn catch_up(app: &TestApp, user: &str, mut after: i64) -> Vec<Value> {
 
 /// Reads `socket` until `n` runs have ended, as a client does: a socket closed 4008 — which a
 /// reader slowed by a loaded machine can be, with the small bounds some tests set — is reopened
-/// with `after_seq` of the last event it saw, and reading goes on. Returns the sequenced events,
-/// each once.
+/// with `after_seq` of the last event it saw, and reading goes on. Every event must come exactly
+/// once, in order, from seq 1 (across reconnections too). Returns them.
 pub async fn follow_runs(app: &TestApp, user: &str, mut socket: WsClient, n: usize) -> Vec<Value> {
     let mut events: Vec<Value> = Vec::new();
     let mut ended = 0;
@@ -756,12 +756,8 @@ pub async fn follow_runs(app: &TestApp, user: &str, mut socket: WsClient, n: usi
                 let Some(seq) = frame["seq"].as_i64() else {
                     continue;
                 };
-                if events
-                    .last()
-                    .is_some_and(|last| last["seq"].as_i64() >= Some(seq))
-                {
-                    continue;
-                }
+                let last = events.last().map_or(0, |f| f["seq"].as_i64().unwrap());
+                assert_eq!(seq, last + 1, "a gap or a duplicate: {frame}");
                 if is_run_end(&frame) {
                     ended += 1;
                 }

@@ -99,7 +99,7 @@ impl Handler<StartRun> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: StartRun, ctx: &mut Context<Self>) {
-        if self.deps.faults.take_session_panic(&self.user_id) {
+        if !self.core.is_draining() && self.deps.faults.take_session_panic(&self.user_id) {
             panic!("injected fault: session of {}", self.user_id);
         }
         self.core.message(msg.conn_id, msg.message, Instant::now());

@@ -136,6 +136,13 @@ impl UserSession {
         done
     }
 
+    /// Sets this session's share of the queued-runs gauge to `queued`.
+    fn report_queued(&mut self, queued: i64) {
+        let change = queued - self.reported_queued;
+        self.deps.metrics.queued_runs.add(change);
+        self.reported_queued = queued;
+    }
+
     /// Nothing would be lost by stopping.
     fn is_idle(&self) -> bool {
         self.core.is_idle() && self.sockets.is_empty() && !self.uploading
@@ -199,8 +206,14 @@ impl Actor for UserSession {
         log::debug!("user={} session stopped", self.user_id);
         self.sockets
             .close_all(close_code::SESSION_RESTARTED, "session restarted");
+    }
+}
+
+/// Whatever stopped the session — also a panic, which skips `stopped` — its sockets and queued
+/// runs leave the gauges, and connections closed as too slow are cut now rather than never.
+impl Drop for UserSession {
+    fn drop(&mut self) {
         self.sockets.let_go();
-        self.deps.metrics.queued_runs.sub(self.reported_queued);
-        self.reported_queued = 0;
+        self.report_queued(0);
     }
 }

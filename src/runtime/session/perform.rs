@@ -122,12 +122,7 @@ impl UserSession {
                 }
             }
         }
-        let queued = self.core.queued_runs() as i64;
-        self.deps
-            .metrics
-            .queued_runs
-            .add(queued - self.reported_queued);
-        self.reported_queued = queued;
+        self.report_queued(self.core.queued_runs() as i64);
     }
 
     /// Asks the database what it knows of a message id the session does not hold.

@@ -188,6 +188,11 @@ impl SessionCore {
         self.log.last_seq()
     }
 
+    /// The server is shutting down: no new messages are admitted.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining
+    }
+
     /// Runs waiting in a queue (for the metrics).
     pub(crate) fn queued_runs(&self) -> usize {
         self.runs.queued()

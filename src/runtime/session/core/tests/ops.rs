@@ -7,8 +7,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde_json::Value;
 
-use super::world::{SOCKETS, World};
-use crate::context::ThreadId;
+use super::world::{SERVER_SLOTS, SOCKETS, World};
+use crate::context::{RunId, ThreadId};
 use crate::protocol::{ApprovalDecision, UserMessage};
 use crate::runtime::session::core::ApprovalRequest;
 
@@ -53,6 +53,9 @@ pub(super) enum Op {
     Detach {
         conn: usize,
     },
+    /// Another user's run takes a free server slot, or gives one back.
+    OtherTakes,
+    OtherFrees,
     /// The server drains (`Drain`), and later its grace period ends.
     Drain,
     GraceOver,
@@ -82,6 +85,8 @@ pub(super) fn op() -> impl Strategy<Value = Op> {
         1 => (0..SOCKETS).prop_map(|conn| Op::Reattach { conn }),
         1 => proptest::bool::weighted(0.05).prop_map(|drain| if drain { Op::Drain } else { Op::Rested }),
         1 => Just(Op::GraceOver),
+        2 => Just(Op::OtherTakes),
+        2 => Just(Op::OtherFrees),
     ]
 }
 
@@ -175,6 +180,18 @@ impl World {
             }
             Op::Detach { conn } => self.clients[conn].attached = false,
             Op::Reattach { conn } => self.reattach(conn),
+            Op::OtherTakes => {
+                if self.holding.len() < SERVER_SLOTS {
+                    let other = RunId::new();
+                    self.holding.insert(other);
+                    self.others.push(other);
+                }
+            }
+            Op::OtherFrees => {
+                if let Some(other) = self.others.pop() {
+                    self.release_slot(other);
+                }
+            }
             Op::Drain => {
                 self.drain_asked = true;
                 self.core.drain();

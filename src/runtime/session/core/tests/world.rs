@@ -16,7 +16,9 @@ use crate::runtime::session::run_table::Awaiting;
 
 pub(super) const MAX_RUNNING: usize = 2;
 const MAX_QUEUED: usize = 2;
-const SERVER_SLOTS: usize = 3;
+/// Fewer than the user may run at once, and other users take slots too (`Op::OtherTakes`), so
+/// the user's requests wait, and grants race the answers to them.
+pub(super) const SERVER_SLOTS: usize = 2;
 pub(super) const SOCKETS: usize = 3;
 
 fn limits() -> Limits {
@@ -67,6 +69,10 @@ pub(super) struct World {
     pub(super) clients: Vec<Client>,
     /// The server asked the session to drain, and the session said it has.
     pub(super) drain_asked: bool,
+    /// Runs whose `run_started` is stored: only these may get a supervisor.
+    pub(super) started_durably: HashSet<RunId>,
+    /// Slots other users hold.
+    pub(super) others: Vec<RunId>,
     pub(super) drained: bool,
 }
 
@@ -93,6 +99,8 @@ impl World {
             runs_seen: Vec::new(),
             clients: Vec::new(),
             drain_asked: false,
+            started_durably: HashSet::new(),
+            others: Vec::new(),
             drained: false,
         };
         for _ in 0..SOCKETS {
@@ -140,19 +148,11 @@ impl World {
                     };
                     self.slot_answers.push_back((run_id, answer));
                 }
-                Effect::ReleaseSlot(run_id) => {
-                    self.waiting.retain(|r| *r != run_id);
-                    if self.holding.remove(&run_id)
-                        && let Some(next) = self.waiting.pop_front()
-                    {
-                        self.holding.insert(next);
-                        self.grants.push_back(next);
-                    }
-                }
+                Effect::ReleaseSlot(run_id) => self.release_slot(run_id),
                 Effect::StartSupervisor(start) => {
                     assert!(
-                        self.accepted.contains(&start.run_id),
-                        "started once accepted"
+                        self.started_durably.contains(&start.run_id),
+                        "started once its run_started is stored"
                     );
                     self.supervised.push((start.run_id, start.thread_id));
                 }
@@ -189,6 +189,17 @@ impl World {
         assert!(self.holding.len() <= SERVER_SLOTS, "server's slots");
     }
 
+    /// A slot (or a place in the server's line) is given back; the next waiting run gets it.
+    pub(super) fn release_slot(&mut self, run_id: RunId) {
+        self.waiting.retain(|r| *r != run_id);
+        if self.holding.remove(&run_id)
+            && let Some(next) = self.waiting.pop_front()
+        {
+            self.holding.insert(next);
+            self.grants.push_back(next);
+        }
+    }
+
     pub(super) fn store_batch(&mut self) {
         let Some(batch) = self.in_flight.take() else {
             return;
@@ -200,6 +211,9 @@ impl World {
             if let Some(run_id) = event.run_id {
                 if matches!(event.kind, EventKind::RunStarted | EventKind::RunQueued) {
                     self.accepted.insert(run_id);
+                }
+                if event.kind == EventKind::RunStarted {
+                    self.started_durably.insert(run_id);
                 }
                 if event.kind.is_terminal() {
                     assert!(self.ended.insert(run_id), "one terminal event per run");
@@ -312,6 +326,8 @@ impl World {
             } else if self.resting {
                 self.resting = false;
                 self.core.rested();
+            } else if let Some(other) = self.others.pop() {
+                self.release_slot(other);
             } else if let Some((run_id, answer)) = self.slot_answers.pop_front() {
                 self.core.slot_answered(run_id, Ok(answer));
             } else if let Some(run_id) = self.grants.pop_front() {
