@@ -256,7 +256,6 @@ pub(super) fn report(
         goals: &goals,
         recommendations: recs,
         plan,
-        unpriced_models: &aggregates.unpriced_models,
     });
     Ok(RunAnswer {
         summary,

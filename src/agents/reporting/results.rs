@@ -23,12 +23,16 @@ pub(super) struct WindowResult<'a> {
     data_sufficiency: &'static str,
     /// The date of the price catalog the spend was priced with.
     catalog_as_of: &'a str,
+    /// The models the catalog has no price for; absent when the window has no records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unpriced_models: Option<&'a [String]>,
 }
 
 impl<'a> WindowResult<'a> {
     /// The window the data agent analysed, for a request with `intent`.
     pub(super) fn of(intent: &'a str, data: &'a UsageAnalysis) -> Self {
-        let totals = &data.aggregates.totals;
+        let aggregates = &data.aggregates;
+        let totals = &aggregates.totals;
         Self {
             intent,
             window: data.window,
@@ -36,8 +40,9 @@ impl<'a> WindowResult<'a> {
                 requests: totals.requests as u64,
                 spend_usd: totals.spend_usd,
             },
-            data_sufficiency: data.aggregates.data_sufficiency,
+            data_sufficiency: aggregates.data_sufficiency,
             catalog_as_of: &data.catalog_as_of,
+            unpriced_models: (totals.requests > 0).then_some(&aggregates.unpriced_models),
         }
     }
 }
@@ -69,8 +74,6 @@ pub(super) struct UsageResult<'a> {
     pub(super) window: WindowResult<'a>,
     /// Per model × workload, largest spend first.
     pub(super) groups: &'a [GroupStats],
-    /// The models the catalog has no price for.
-    pub(super) unpriced_models: &'a [String],
 }
 
 /// The result of an optimisation request (cost, latency or model selection).
@@ -85,8 +88,6 @@ pub(super) struct OptimisationResult<'a> {
     pub(super) recommendations: &'a [Recommendation],
     /// The plan, `null` when the actions agent did not run.
     pub(super) plan: Option<&'a Plan>,
-    /// The models the catalog has no price for.
-    pub(super) unpriced_models: &'a [String],
 }
 
 /// The result of a synthetic-data request.

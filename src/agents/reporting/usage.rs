@@ -77,7 +77,6 @@ pub(super) fn report(intent: &str, data: &UsageAnalysis) -> RunAnswer {
     let result = to_json(&UsageResult {
         window: WindowResult::of(intent, data),
         groups,
-        unpriced_models: &aggregates.unpriced_models,
     });
     RunAnswer {
         summary,
