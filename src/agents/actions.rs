@@ -6,7 +6,6 @@
 //! by how much they fall short.
 
 use serde::Serialize;
-use serde_json::json;
 
 use super::goals_triage::{Goals, goals_for};
 use super::optimizations_core::{CandidateScope, Candidates, candidates};
@@ -24,6 +23,24 @@ pub struct ActionPlan {
     pub plan: Plan,
     /// The goals the plan was chosen for.
     pub goals: Vec<Goal>,
+}
+
+/// `tool_executing.input` of `plan_savings`: the goals the plan is chosen for.
+#[derive(Serialize)]
+struct PlanSavingsInput<'a> {
+    /// The goals, first priority first.
+    goals: &'a [Goal],
+}
+
+/// `tool_completed.output` of `plan_savings`: the plan chosen, in brief.
+#[derive(Serialize)]
+struct PlanSavingsOutput<'a> {
+    /// The ids of the recommendations chosen, in the order taken.
+    selected: &'a [String],
+    /// What they save together in the window.
+    savings_usd: f64,
+    /// The saving as a share of the window's spend.
+    savings_pct: f64,
 }
 
 /// The actions agent's result in this run, if it ran (an error if an agent called `actions`
@@ -52,7 +69,7 @@ impl Agent for Actions {
             let goals = goals(&input)?;
             let offered = input.shared_result_of::<Candidates>("optimizations_core")?;
             ctx.thinking("choosing the least risky set of changes that meets the goals");
-            let tool_input = json!({ "goals": goals });
+            let tool_input = PlanSavingsInput { goals: &goals };
             let catalog = ctx.catalog().clone();
             let thresholds = ctx.config().thresholds.clone();
             let chosen_for = goals.clone();
@@ -79,11 +96,11 @@ impl Agent for Actions {
                 )
             });
             let (plan, duration_ms) = ctx.tool("plan_savings", tool_input, work).await?;
-            let output = json!({
-                "selected": plan.selected,
-                "savings_usd": plan.savings_usd,
-                "savings_pct": plan.savings_pct,
-            });
+            let output = PlanSavingsOutput {
+                selected: &plan.selected,
+                savings_usd: plan.savings_usd,
+                savings_pct: plan.savings_pct,
+            };
             ctx.tool_completed("plan_savings", output, duration_ms, true);
             ctx.thinking(if plan.goals_met {
                 format!(

@@ -7,10 +7,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
-use super::AgentError;
 use super::channel::RunChannel;
+use super::{AgentError, to_json};
 use crate::analysis::catalog::Catalog;
 use crate::config::Config;
 use crate::context::UserContext;
@@ -36,6 +37,13 @@ impl<T> Improved<T> {
     pub fn fell_back(&self) -> bool {
         matches!(self, Self::Refused)
     }
+}
+
+/// `tool_completed.output` of a tool call that failed (see `AgentContext::tool`).
+#[derive(Serialize)]
+struct ToolFailed {
+    /// Why, in words: the error itself is the attempt's.
+    error: &'static str,
 }
 
 /// Everything an agent may touch, scoped to one run of one user.
@@ -107,8 +115,8 @@ impl AgentContext {
 
     /// Leaves `state` for a restart of this agent in this run to continue from (see
     /// `earlier_checkpoint`); the last one left counts.
-    pub fn checkpoint(&self, state: Value) {
-        self.channel.checkpoint(state);
+    pub fn checkpoint(&self, state: impl Serialize) {
+        self.channel.checkpoint(to_json(&state));
     }
 
     /// Called by an agent working in batches before each one, with how many this attempt has
@@ -206,9 +214,10 @@ impl AgentContext {
         self.emit(payload::AgentThinking { text: text.into() });
     }
 
-    /// Emits `tool_executing`.
-    pub fn tool_executing(&self, tool: &str, input: Value) {
+    /// Emits `tool_executing`, with `input` as JSON.
+    pub fn tool_executing(&self, tool: &str, input: impl Serialize) {
         let tool = tool.to_owned();
+        let input = to_json(&input);
         self.emit(payload::ToolExecuting { tool, input });
     }
 
@@ -218,7 +227,7 @@ impl AgentContext {
     pub async fn tool<T, E>(
         &self,
         tool: &str,
-        input: Value,
+        input: impl Serialize,
         work: impl Future<Output = Result<T, E>>,
     ) -> Result<(T, u64), E> {
         self.tool_executing(tool, input);
@@ -226,17 +235,19 @@ impl AgentContext {
         let result = work.await;
         let duration_ms = started.elapsed().as_millis() as u64;
         if result.is_err() {
-            let output = json!({ "error": "the tool could not complete" });
+            let output = ToolFailed {
+                error: "the tool could not complete",
+            };
             self.tool_completed(tool, output, duration_ms, false);
         }
         result.map(|value| (value, duration_ms))
     }
 
-    /// Emits `tool_completed`.
-    pub fn tool_completed(&self, tool: &str, output: Value, duration_ms: u64, ok: bool) {
+    /// Emits `tool_completed`, with `output` as JSON.
+    pub fn tool_completed(&self, tool: &str, output: impl Serialize, duration_ms: u64, ok: bool) {
         self.emit(payload::ToolCompleted {
             tool: tool.to_owned(),
-            output,
+            output: to_json(&output),
             duration_ms,
             ok,
         });
@@ -249,14 +260,15 @@ impl AgentContext {
     }
 
     /// Asks the user's consent for `action` (`approval_required`) and waits for it; the wait
-    /// does not count toward the attempt's timeout. On `Cancelled` return at once: the run is
-    /// being stopped.
+    /// does not count toward the attempt's timeout; `details` go to the user as JSON. On
+    /// `Cancelled` return at once: the run is being stopped.
     pub async fn request_approval(
         &self,
         action: &str,
         summary: impl Into<String>,
-        details: Value,
+        details: impl Serialize,
     ) -> ApprovalOutcome {
+        let details = to_json(&details);
         self.channel
             .request_approval(self.name, action, summary.into(), details)
             .await

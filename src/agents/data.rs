@@ -5,7 +5,6 @@
 //! short to reporting, which says what is missing.
 
 use serde::Serialize;
-use serde_json::json;
 
 use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
@@ -42,6 +41,24 @@ pub struct WindowBounds {
     pub until: i64,
 }
 
+/// `tool_executing.input` of `usage_aggregates`: the window asked for, in words.
+#[derive(Serialize)]
+struct UsageAggregatesInput {
+    /// `the last 14 days`, or the default window.
+    window: String,
+}
+
+/// `tool_completed.output` of `usage_aggregates`: what the window holds, in brief.
+#[derive(Serialize)]
+struct UsageAggregatesOutput {
+    /// Records in the window.
+    requests: usize,
+    /// Spend of the records that could be priced.
+    spend_usd: f64,
+    /// Model × workload groups.
+    groups: usize,
+}
+
 /// The data agent's result in this run, if it ran (an error if an agent called `data` returned
 /// something else).
 pub fn analysis(input: &AgentInput) -> Result<Option<&UsageAnalysis>, AgentError> {
@@ -66,10 +83,11 @@ impl Agent for Data {
     fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             let stated_days = stated_days(&input)?;
-            let tool_input = match stated_days {
-                Some(days) => json!({ "window": format!("the last {days} days") }),
-                None => json!({ "window": "the last 30 days of your records" }),
+            let window = match stated_days {
+                Some(days) => format!("the last {days} days"),
+                None => String::from("the last 30 days of your records"),
             };
+            let tool_input = UsageAggregatesInput { window };
             ctx.thinking("reading your usage records for the window");
             let window = match stated_days {
                 Some(days) => {
@@ -97,11 +115,11 @@ impl Agent for Data {
             };
             let ((since, until, records, aggregates), duration_ms) =
                 ctx.tool("usage_aggregates", tool_input, read).await?;
-            let summary = json!({
-                "requests": aggregates.totals.requests,
-                "spend_usd": aggregates.totals.spend_usd,
-                "groups": aggregates.groups.len(),
-            });
+            let summary = UsageAggregatesOutput {
+                requests: aggregates.totals.requests,
+                spend_usd: aggregates.totals.spend_usd,
+                groups: aggregates.groups.len(),
+            };
             ctx.tool_completed("usage_aggregates", summary, duration_ms, true);
             ctx.thinking(match aggregates.data_sufficiency {
                 "none" => String::from("no usage records in the window"),

@@ -22,7 +22,7 @@ use crate::store::StoreError;
 
 pub use channel::RunChannel;
 pub use context::{AgentContext, Improved};
-pub use output::{AgentInput, AgentOutput, RunAnswer, TypedResult};
+pub use output::{AgentInput, AgentOutput, RunAnswer, TypedResult, to_json};
 
 /// One step of a run's plan.
 ///

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::data::UsageAnalysis;
 use super::triage::understanding;
@@ -24,6 +23,16 @@ pub struct Candidates {
     pub recommendations: Vec<Recommendation>,
     /// The date of the price catalog they were priced with.
     pub catalog_as_of: String,
+}
+
+/// `tool_completed.output` of `find_optimizations` (whose input is the window's bounds): the
+/// candidates found, in brief.
+#[derive(Serialize)]
+struct FindOptimizationsOutput {
+    /// How many candidates were priced.
+    candidates: usize,
+    /// Each candidate's kind, in the candidates' order.
+    kinds: Vec<Kind>,
 }
 
 /// The optimisations core agent's result in this run, if it ran (an error if an agent called
@@ -96,13 +105,15 @@ impl Agent for OptimizationsCore {
     fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             let scope = CandidateScope::of(&input)?;
-            let window = scope.data.window;
-            let input = json!({ "since": window.since, "until": window.until });
+            // The tool's input: the window's bounds.
+            let input = scope.data.window;
             let (recs, duration_ms) = ctx
                 .tool("find_optimizations", input, compute_candidates(&ctx, scope))
                 .await?;
-            let kinds: Vec<Value> = recs.iter().map(|r| json!(r.kind)).collect();
-            let output = json!({ "candidates": recs.len(), "kinds": kinds });
+            let output = FindOptimizationsOutput {
+                candidates: recs.len(),
+                kinds: recs.iter().map(|r| r.kind).collect(),
+            };
             ctx.tool_completed("find_optimizations", output, duration_ms, true);
             for rec in &recs {
                 ctx.thinking(format!(

@@ -126,6 +126,17 @@ fn mistyped<T>(agent: &str, found: &'static str) -> AgentError {
     }
 }
 
+/// `value` as JSON, for the free-form parts of an event (tool input and output, approval
+/// details, a run's result) and checkpoints. The shapes passed here are plain structs with
+/// string keys, which cannot fail to convert; should one fail all the same, the error is logged
+/// and the part is `null` rather than the run failing over a description of its work.
+pub fn to_json(value: &impl Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or_else(|e| {
+        log::error!("a value could not be written as JSON: {e}");
+        Value::Null
+    })
+}
+
 /// The final answer of a run, as `run_completed` carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunAnswer {

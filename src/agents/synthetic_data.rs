@@ -6,10 +6,10 @@
 //! a batch stored twice is counted as duplicates, never stored again.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::triage::understanding;
-use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
+use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput, to_json};
 use crate::clock::now_ms;
 use crate::protocol::ApprovalOutcome;
 use crate::store::StoreError;
@@ -56,6 +56,24 @@ struct Progress {
     /// Records stored so far.
     generated: u64,
     /// Records already there so far.
+    duplicates: u64,
+}
+
+/// `tool_completed.output` of `generate_usage` when it stops short of the count.
+#[derive(Serialize)]
+struct GenerateUsageFailed {
+    /// Why it stopped.
+    error: String,
+    /// Records stored before it stopped.
+    generated: u64,
+}
+
+/// `tool_completed.output` of `generate_usage` when every record is generated.
+#[derive(Serialize)]
+struct GenerateUsageOutput {
+    /// Records stored.
+    generated: u64,
+    /// Records already there (same ids).
     duplicates: u64,
 }
 
@@ -143,7 +161,8 @@ impl Agent for SyntheticData {
                 ));
                 request.count = config.synthetic_max_records;
             }
-            let details = json!(request);
+            // The request as JSON: what a checkpoint belongs to.
+            let details = to_json(&request);
             ctx.thinking(request.described_as(request.profile.workload()));
             if request.count > config.synthetic_approval_threshold {
                 let summary = format!(
@@ -152,7 +171,7 @@ impl Agent for SyntheticData {
                     request.profile.workload()
                 );
                 let outcome = ctx
-                    .request_approval("generate_synthetic_data", summary, details.clone())
+                    .request_approval("generate_synthetic_data", summary, &request)
                     .await;
                 match outcome {
                     ApprovalOutcome::Approve => {}
@@ -190,14 +209,17 @@ impl Agent for SyntheticData {
                     "an earlier attempt stored the first {done} records; continuing from there"
                 ));
             }
-            ctx.tool_executing("generate_usage", details.clone());
+            ctx.tool_executing("generate_usage", &request);
             let started = std::time::Instant::now();
             let batch = config.synthetic_batch.max(1);
             let mut batches = 0u64;
             while done < request.count {
                 if let Err(e) = ctx.before_batch(batches).await {
                     let duration_ms = started.elapsed().as_millis() as u64;
-                    let output = json!({ "error": e.to_string(), "generated": generated });
+                    let output = GenerateUsageFailed {
+                        error: e.to_string(),
+                        generated,
+                    };
                     ctx.tool_completed("generate_usage", output, duration_ms, false);
                     return Err(e);
                 }
@@ -217,8 +239,10 @@ impl Agent for SyntheticData {
                     Ok(stored) => stored,
                     Err(e) => {
                         let duration_ms = started.elapsed().as_millis() as u64;
-                        let output =
-                            json!({ "error": "storage unavailable", "generated": generated });
+                        let output = GenerateUsageFailed {
+                            error: String::from("storage unavailable"),
+                            generated,
+                        };
                         ctx.tool_completed("generate_usage", output, duration_ms, false);
                         return Err(e.into());
                     }
@@ -227,16 +251,19 @@ impl Agent for SyntheticData {
                 duplicates += stored.duplicates as u64;
                 done = to;
                 batches += 1;
-                ctx.checkpoint(json!(Progress {
+                ctx.checkpoint(Progress {
                     request: details.clone(),
                     done,
                     generated,
                     duplicates,
-                }));
+                });
                 ctx.progress(done, request.count, "records");
             }
             let duration_ms = started.elapsed().as_millis() as u64;
-            let output = json!({ "generated": generated, "duplicates": duplicates });
+            let output = GenerateUsageOutput {
+                generated,
+                duplicates,
+            };
             ctx.tool_completed("generate_usage", output, duration_ms, true);
             let decision = if request.count > config.synthetic_approval_threshold {
                 Decision::Approve

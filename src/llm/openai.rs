@@ -7,9 +7,33 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{LlmError, LlmProvider, LlmRequest, OnDelta};
+
+/// The body of `POST /chat/completions`. Fields are declared in sorted order, so the bytes sent
+/// are those of the JSON object this replaced (whose keys were sorted).
+#[derive(Serialize)]
+struct ChatCompletionRequest {
+    /// The output cap, `LlmRequest::max_tokens`.
+    max_tokens: u32,
+    /// The system prompt, then the user's text.
+    messages: [ChatMessage; 2],
+    /// The configured model (`ENCLAVE_LLM_MODEL`).
+    model: String,
+    /// Always true: the answer is read as server-sent events.
+    stream: bool,
+}
+
+/// One message of a `ChatCompletionRequest`.
+#[derive(Serialize)]
+struct ChatMessage {
+    /// The message's text.
+    content: String,
+    /// Who speaks it: `system` or `user`.
+    role: &'static str,
+}
 
 pub struct OpenAiCompatible {
     base_url: String,
@@ -36,15 +60,21 @@ impl LlmProvider for OpenAiCompatible {
         on_delta: OnDelta,
     ) -> LocalBoxFuture<'static, Result<String, LlmError>> {
         let url = format!("{}/chat/completions", self.base_url);
-        let body = json!({
-            "model": self.model,
-            "stream": true,
-            "max_tokens": request.max_tokens,
-            "messages": [
-                { "role": "system", "content": request.system },
-                { "role": "user", "content": request.user },
+        let body = ChatCompletionRequest {
+            max_tokens: request.max_tokens,
+            messages: [
+                ChatMessage {
+                    content: request.system,
+                    role: "system",
+                },
+                ChatMessage {
+                    content: request.user,
+                    role: "user",
+                },
             ],
-        });
+            model: self.model.clone(),
+            stream: true,
+        };
         let api_key = self.api_key.clone();
         let timeout = self.timeout;
         Box::pin(async move {
@@ -59,7 +89,7 @@ impl LlmProvider for OpenAiCompatible {
 async fn stream_completion(
     url: String,
     api_key: Option<String>,
-    body: Value,
+    body: ChatCompletionRequest,
     on_delta: OnDelta,
 ) -> Result<String, LlmError> {
     let mut req = awc::Client::default()

@@ -6,10 +6,12 @@
 //! `agent_stream`); wording that loses or changes a number is refused.
 
 mod optimisation;
+mod results;
 mod usage;
 
 use serde::Serialize;
-use serde_json::json;
+
+use self::results::{IntentResult, NoDataResult, SyntheticResult, WindowResult};
 
 use super::data::{UsageAnalysis, analysis, stated_days};
 use super::optimizations_core::candidates_of;
@@ -17,6 +19,7 @@ use super::synthetic_data::{Decision, Generated, generated_of};
 use super::triage::understanding;
 use super::{
     Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput, Improved, RunAnswer,
+    to_json,
 };
 use crate::analysis::catalog::Catalog;
 use crate::analysis::optimize::Thresholds;
@@ -148,7 +151,10 @@ fn synthetic_report(intent: &str, generated: &Generated) -> RunAnswer {
     };
     RunAnswer {
         report_markdown: format!("# Synthetic data\n\n{}\n", escape_md(&summary)),
-        result: json!({ "intent": intent, "synthetic": generated }),
+        result: to_json(&SyntheticResult {
+            intent,
+            synthetic: generated,
+        }),
         summary,
     }
 }
@@ -174,13 +180,9 @@ fn no_data_report(
          | workload | no | support-bot |\n| id | no | your request id (de-duplicates) |\n",
         escape_md(&summary)
     );
-    let result = json!({
-        "intent": intent,
-        "window": data.window,
-        "totals": { "requests": 0, "spend_usd": 0.0 },
-        "data_sufficiency": "none",
-        "missing": ["usage_records"],
-        "catalog_as_of": data.catalog_as_of,
+    let result = to_json(&NoDataResult {
+        window: WindowResult::of(intent, data),
+        missing: ["usage_records"],
     });
     Ok(RunAnswer {
         summary,
@@ -197,7 +199,7 @@ fn capabilities_report(intent: &str) -> RunAnswer {
     );
     RunAnswer {
         report_markdown: format!("# What enclave can do\n\n{}\n", escape_md(&summary)),
-        result: json!({ "intent": intent }),
+        result: to_json(&IntentResult { intent }),
         summary,
     }
 }

@@ -3,15 +3,14 @@
 //! the plan with its joint saving, and the assumptions. Read from the typed results of data,
 //! optimisations core, actions and goals triage.
 
-use serde_json::json;
-
 use super::Rules;
+use super::results::{OptimisationResult, WindowResult};
 use super::usage::{cost_words, days_words, unpriced_names};
 use crate::agents::actions::plan_of;
 use crate::agents::data::UsageAnalysis;
 use crate::agents::goals_triage::Goals;
 use crate::agents::optimizations_core::Candidates;
-use crate::agents::{AgentError, AgentInput, RunAnswer};
+use crate::agents::{AgentError, AgentInput, RunAnswer, to_json};
 use crate::analysis::aggregate::GroupStats;
 use crate::analysis::optimize::{Kind, Recommendation};
 use crate::analysis::plan::{Goal, Plan};
@@ -252,16 +251,11 @@ pub(super) fn report(
             "- Not in the price catalog, so not analysed for savings: {names}.\n"
         ));
     }
-    let result = json!({
-        "intent": intent,
-        "goals": goals,
-        "window": data.window,
-        "totals": { "requests": requests, "spend_usd": spend },
-        "recommendations": recs,
-        "plan": plan,
-        "catalog_as_of": data.catalog_as_of,
-        "data_sufficiency": aggregates.data_sufficiency,
-        "unpriced_models": aggregates.unpriced_models,
+    let result = to_json(&OptimisationResult {
+        window: WindowResult::of(intent, data),
+        goals: &goals,
+        recommendations: recs,
+        plan,
     });
     Ok(RunAnswer {
         summary,

@@ -2,10 +2,9 @@
 //! recommendations) and the wording both reports share: what requests cost, how long the
 //! window is, which models have no price.
 
-use serde_json::json;
-
-use crate::agents::RunAnswer;
+use super::results::{UsageResult, WindowResult};
 use crate::agents::data::UsageAnalysis;
+use crate::agents::{RunAnswer, to_json};
 use crate::analysis::report_text::{escape_md, money, usage_table};
 
 /// What `requests` requests cost, in words: `$1.20`, `$1.20 plus 3 unpriced requests`, or, when
@@ -75,14 +74,9 @@ pub(super) fn report(intent: &str, data: &UsageAnalysis) -> RunAnswer {
         "\nPrices: catalog as of {}. Percentiles are nearest-rank.\n",
         escape_md(&data.catalog_as_of)
     ));
-    let result = json!({
-        "intent": intent,
-        "window": data.window,
-        "totals": { "requests": requests, "spend_usd": spend },
-        "groups": aggregates.groups,
-        "unpriced_models": aggregates.unpriced_models,
-        "data_sufficiency": aggregates.data_sufficiency,
-        "catalog_as_of": data.catalog_as_of,
+    let result = to_json(&UsageResult {
+        window: WindowResult::of(intent, data),
+        groups,
     });
     RunAnswer {
         summary,

@@ -1,0 +1,107 @@
+//! The shapes of `run_completed.result` (PROTOCOL.md §4), one per kind of report, each
+//! borrowing from the typed results it is read from. Every report on a window of records starts
+//! from `WindowResult`; `agents::to_json` turns a shape into the run's `result`.
+
+use serde::Serialize;
+
+use crate::agents::data::{UsageAnalysis, WindowBounds};
+use crate::agents::synthetic_data::Generated;
+use crate::analysis::aggregate::GroupStats;
+use crate::analysis::optimize::Recommendation;
+use crate::analysis::plan::{Goal, Plan};
+
+/// What every report on a window of usage records carries: flattened into its top level.
+#[derive(Serialize)]
+pub(super) struct WindowResult<'a> {
+    /// The request's intent (`cost_optimization`, `usage_analysis`, …).
+    intent: &'a str,
+    /// The window's bounds.
+    window: WindowBounds,
+    /// The window's requests and spend.
+    totals: ResultTotals,
+    /// `none`, `partial` or `sufficient`.
+    data_sufficiency: &'static str,
+    /// The date of the price catalog the spend was priced with.
+    catalog_as_of: &'a str,
+    /// The models the catalog has no price for; absent when the window has no records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unpriced_models: Option<&'a [String]>,
+}
+
+impl<'a> WindowResult<'a> {
+    /// The window the data agent analysed, for a request with `intent`.
+    pub(super) fn of(intent: &'a str, data: &'a UsageAnalysis) -> Self {
+        let aggregates = &data.aggregates;
+        let totals = &aggregates.totals;
+        Self {
+            intent,
+            window: data.window,
+            totals: ResultTotals {
+                requests: totals.requests as u64,
+                spend_usd: totals.spend_usd,
+            },
+            data_sufficiency: aggregates.data_sufficiency,
+            catalog_as_of: &data.catalog_as_of,
+            unpriced_models: (totals.requests > 0).then_some(&aggregates.unpriced_models),
+        }
+    }
+}
+
+/// `totals` of a result: the window's size and cost.
+#[derive(Serialize)]
+struct ResultTotals {
+    /// Records in the window.
+    requests: u64,
+    /// Spend of the records that could be priced.
+    spend_usd: f64,
+}
+
+/// The result of a run that found no records in its window.
+#[derive(Serialize)]
+pub(super) struct NoDataResult<'a> {
+    /// The empty window.
+    #[serde(flatten)]
+    pub(super) window: WindowResult<'a>,
+    /// What the analysis needs and did not have: `usage_records`.
+    pub(super) missing: [&'static str; 1],
+}
+
+/// The result of a usage-analysis request.
+#[derive(Serialize)]
+pub(super) struct UsageResult<'a> {
+    /// The window analysed.
+    #[serde(flatten)]
+    pub(super) window: WindowResult<'a>,
+    /// Per model × workload, largest spend first.
+    pub(super) groups: &'a [GroupStats],
+}
+
+/// The result of an optimisation request (cost, latency or model selection).
+#[derive(Serialize)]
+pub(super) struct OptimisationResult<'a> {
+    /// The window analysed.
+    #[serde(flatten)]
+    pub(super) window: WindowResult<'a>,
+    /// The goals the plan was chosen for.
+    pub(super) goals: &'a [Goal],
+    /// Every priced candidate.
+    pub(super) recommendations: &'a [Recommendation],
+    /// The plan, `null` when the actions agent did not run.
+    pub(super) plan: Option<&'a Plan>,
+}
+
+/// The result of a synthetic-data request.
+#[derive(Serialize)]
+pub(super) struct SyntheticResult<'a> {
+    /// The request's intent.
+    pub(super) intent: &'a str,
+    /// What was asked, decided and done.
+    pub(super) synthetic: &'a Generated,
+}
+
+/// The result of a request enclave has no analysis for: the intent alone.
+#[derive(Serialize)]
+pub(super) struct IntentResult<'a> {
+    /// The request's intent.
+    pub(super) intent: &'a str,
+}
