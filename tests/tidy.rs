@@ -133,7 +133,7 @@ fn no_source_file_over_400_lines() {
 
 /// The places in `text` (library code, before any `#[cfg(test)]`) where a public item or a
 /// struct field has no `///` line above it (attributes may come between).
-fn undocumented(text: &str) -> Vec<String> {
+fn undocumented(text: &str, fields_too: bool) -> Vec<String> {
     let library = text.split("#[cfg(test)]").next().unwrap_or_default();
     let lines: Vec<&str> = library.lines().collect();
     let mut missing = Vec::new();
@@ -156,7 +156,8 @@ fn undocumented(text: &str) -> Vec<String> {
                 .iter()
                 .any(|kind| rest.starts_with(kind))
             });
-        let field = in_struct
+        let field = fields_too
+            && in_struct
             && !trimmed.starts_with("//")
             && line.starts_with("    ")
             && !line.starts_with("     ")
@@ -195,7 +196,7 @@ fn the_runtime_documents_its_items_and_fields() {
         if path.components().any(|c| c.as_os_str() == "tests") {
             continue;
         }
-        for place in undocumented(&text) {
+        for place in undocumented(&text, true) {
             missing.push(format!("{}: {place}", path.display()));
         }
     }
@@ -210,7 +211,26 @@ fn the_runtime_documents_its_items_and_fields() {
 fn the_documentation_check_sees_fields_and_items() {
     let text = "struct A {\n    /// Why.\n    a: u8,\n    b: u8,\n}\npub fn f() {}\n/// Why.\npub fn g() {}\n";
     assert_eq!(
-        undocumented(text),
+        undocumented(text, true),
         ["line 4: b: u8,", "line 6: pub fn f() {}"]
+    );
+    assert_eq!(undocumented(text, false), ["line 6: pub fn f() {}"]);
+}
+
+#[test]
+fn every_public_item_is_documented() {
+    let mut missing = Vec::new();
+    for (path, text) in files("src") {
+        if path.components().any(|c| c.as_os_str() == "tests") {
+            continue;
+        }
+        for place in undocumented(&text, false) {
+            missing.push(format!("{}: {place}", path.display()));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "say with `///` why each public item exists:\n{}",
+        missing.join("\n")
     );
 }
