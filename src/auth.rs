@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::now_ms;
 use crate::context::{IdError, UserId};
 
+/// Why a token was refused or could not be made; at the HTTP edge each is a 401.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("missing token: send `Authorization: Bearer <token>` or `?token=<token>`")]
@@ -38,6 +39,8 @@ pub struct Identity {
     pub expires_at_ms: i64,
 }
 
+/// The server's one signer and verifier of user tokens, built from the configured secret (or
+/// the random dev one).
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -45,6 +48,7 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// Signs and verifies with `secret`: HS256 only, `exp` and `sub` required, no leeway on expiry.
     pub fn new(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;

@@ -74,6 +74,7 @@ impl UserId {
         Ok(Self(Arc::from(raw)))
     }
 
+    /// The id as text, as tokens, rows and log lines carry it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -88,6 +89,7 @@ impl fmt::Display for UserId {
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        /// A random uuid, sent and stored in its hyphenated text form.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
         #[serde(transparent)]
         pub struct $name(Uuid);
@@ -177,22 +179,27 @@ impl UserContext {
         }
     }
 
+    /// Whose request this is: every read and write it makes is scoped to this user.
     pub fn user_id(&self) -> &UserId {
         &self.user_id
     }
 
+    /// The thread the run belongs to, which its events name.
     pub fn thread_id(&self) -> ThreadId {
         self.thread_id
     }
 
+    /// The run this request executes, which its events and rows name.
     pub fn run_id(&self) -> RunId {
         self.run_id
     }
 
+    /// The client's `client_msg_id` for the request, or the uuid made up in its place.
     pub fn request_id(&self) -> &str {
         &self.request_id
     }
 
+    /// Where in the agent tree this context is, e.g. `run/triage`.
     pub fn agent_path(&self) -> &str {
         &self.agent_path
     }

@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 
+/// The closed set of error codes a client may see, in an `error` frame or an HTTP error body;
+/// each module's own error becomes one of these at the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

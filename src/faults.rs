@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use crate::context::UserId;
 
+/// An `ENCLAVE_FAULTS` entry that could not be read, and why; the server does not start then.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("ENCLAVE_FAULTS entry {entry:?}: {reason}")]
 pub struct FaultsError {
@@ -72,6 +73,8 @@ struct AgentRule {
     user: Option<String>,
 }
 
+/// The faults configured for this server, asked by the writer, the bulk writer, agents and
+/// sessions at each place they may fail.
 #[derive(Debug, Default)]
 pub struct Faults {
     /// Write batches still to fail.
@@ -93,6 +96,7 @@ impl Faults {
         Self::default()
     }
 
+    /// Reads an `ENCLAVE_FAULTS` value (the syntax above); an empty one means no faults.
     pub fn parse(spec: &str) -> Result<Self, FaultsError> {
         let mut faults = Self::none();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {

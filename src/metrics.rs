@@ -7,6 +7,7 @@ use prometheus::{
     TextEncoder,
 };
 
+/// Every series `GET /metrics` exports, handed to the actors that count them.
 pub struct Metrics {
     registry: Registry,
     /// Sessions in memory (passivated ones are not).
@@ -50,6 +51,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// A fresh registry (prefix `enclave_`) with every series registered at 0.
     pub fn new() -> Self {
         let registry =
             Registry::new_custom(Some("enclave".into()), None).expect("a fixed, valid prefix");
@@ -146,6 +148,7 @@ impl Metrics {
 pub struct LiveCount(IntGauge);
 
 impl LiveCount {
+    /// Counts one more on `gauge` until the returned value is dropped.
     pub fn new(gauge: &IntGauge) -> Self {
         gauge.inc();
         Self(gauge.clone())

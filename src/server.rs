@@ -43,6 +43,7 @@ impl Pipeline {
     }
 }
 
+/// Why the server could not start; `enclave serve` prints it and exits.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
@@ -66,6 +67,8 @@ pub enum ServerError {
     Interrupted,
 }
 
+/// A built, listening enclave: what `enclave serve`, the tests and embedders start, ask for its
+/// address and run until stopped.
 pub struct Server {
     http: actix_web::dev::Server,
     /// This server's hold on the database (lock file or node lease), kept while it runs.
@@ -250,10 +253,13 @@ impl Server {
         })
     }
 
+    /// The address actually bound (port 0 becomes a real port), for the start-up banner and
+    /// clients.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// The port actually bound, for callers that asked for port 0.
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
@@ -284,6 +290,7 @@ impl Server {
         self.dev_tokens
     }
 
+    /// The database it runs on, which the start-up banner names (password redacted).
     pub fn backend(&self) -> &Backend {
         &self.backend
     }

@@ -10,6 +10,17 @@ use serde_json::Value;
 
 use crate::protocol::{ApprovalOutcome, EventPayload};
 
+/// What an agent asks the user to consent to (`approval_required`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consent {
+    /// What will happen if approved; with `details`, what a run remembers an approval by.
+    pub action: String,
+    /// A sentence for the user.
+    pub summary: String,
+    /// The specifics the user consents to, as the approval card shows them.
+    pub details: Value,
+}
+
 /// The run an agent works for: where its events, approval requests and checkpoints go.
 ///
 /// An implementation is bound to one run of one user (and, for an attempt, to that attempt), so
@@ -24,9 +35,7 @@ pub trait RunChannel: Send + Sync + 'static {
     fn request_approval(
         &self,
         agent: &'static str,
-        action: &str,
-        summary: String,
-        details: Value,
+        consent: Consent,
     ) -> LocalBoxFuture<'static, ApprovalOutcome>;
 
     /// Leaves `state` for a restart of the calling agent in this run to continue from; the

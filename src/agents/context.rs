@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::channel::RunChannel;
+use super::channel::{Consent, RunChannel};
 use super::{AgentError, to_json};
 use crate::analysis::catalog::Catalog;
 use crate::config::Config;
@@ -268,10 +268,12 @@ impl AgentContext {
         summary: impl Into<String>,
         details: impl Serialize,
     ) -> ApprovalOutcome {
-        let details = to_json(&details);
-        self.channel
-            .request_approval(self.name, action, summary.into(), details)
-            .await
+        let consent = Consent {
+            action: action.to_owned(),
+            summary: summary.into(),
+            details: to_json(&details),
+        };
+        self.channel.request_approval(self.name, consent).await
     }
 
     /// Every event the agent emits goes through here, stamped with its name.

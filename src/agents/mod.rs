@@ -20,7 +20,7 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::store::StoreError;
 
-pub use channel::RunChannel;
+pub use channel::{Consent, RunChannel};
 pub use context::{AgentContext, Improved};
 pub use output::{AgentInput, AgentOutput, RunAnswer, TypedResult, to_json};
 

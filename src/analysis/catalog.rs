@@ -13,6 +13,7 @@ const BUILTIN: &str = include_str!("prices.json");
 /// Tokens per price unit.
 const MTOK: f64 = 1_000_000.0;
 
+/// One model's prices per million tokens, which costing and the optimisations' savings use.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ModelPrice {
     pub model: String,
@@ -33,6 +34,7 @@ struct CatalogFile {
     models: Vec<ModelPrice>,
 }
 
+/// Why a price catalog file was refused; the server does not start with a bad one.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CatalogError {
     #[error("price catalog is not valid JSON: {0}")]
@@ -43,6 +45,8 @@ pub enum CatalogError {
     Read { path: String, reason: String },
 }
 
+/// The prices in force, shared by the summary route and the analysis agents, so every
+/// number of one server is priced alike.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     as_of: String,
@@ -65,6 +69,8 @@ impl Catalog {
         Self::from_json(&text)
     }
 
+    /// Reads and checks a catalog's JSON text: a date, at least one model, prices of at least 0,
+    /// no model twice, and substitutes that are other models of the catalog.
     pub fn from_json(text: &str) -> Result<Self, CatalogError> {
         let file: CatalogFile =
             serde_json::from_str(text).map_err(|e| CatalogError::Json(e.to_string()))?;
@@ -113,14 +119,17 @@ impl Catalog {
         })
     }
 
+    /// The date the prices are from, which summaries and reports state beside their numbers.
     pub fn as_of(&self) -> &str {
         &self.as_of
     }
 
+    /// The currency the prices are in, as the catalog file names it.
     pub fn currency(&self) -> &str {
         &self.currency
     }
 
+    /// The prices of `model`; `None` for a model the catalog does not know (left unpriced).
     pub fn price(&self, model: &str) -> Option<&ModelPrice> {
         self.models.get(model)
     }

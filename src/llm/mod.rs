@@ -20,6 +20,8 @@ pub struct LlmRequest {
     pub max_tokens: u32,
 }
 
+/// Why a provider gave no answer; the agent then takes its deterministic path and says why in
+/// `agent_thinking`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LlmError {
     #[error("the LLM could not be reached: {0}")]
@@ -35,6 +37,8 @@ pub enum LlmError {
 /// Receives each streamed piece of text as it arrives.
 pub type OnDelta = Box<dyn Fn(&str)>;
 
+/// What agents ask for an intent label or for wording; behind a trait so tests and embedders
+/// can plug in their own model.
 pub trait LlmProvider: Send + Sync + 'static {
     /// Streams a completion, calling `on_delta` per piece; resolves to the whole text.
     fn complete(

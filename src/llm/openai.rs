@@ -35,6 +35,8 @@ struct ChatMessage {
     role: &'static str,
 }
 
+/// The provider the server builds when `ENCLAVE_LLM_URL` is set: any endpoint that speaks
+/// OpenAI's streamed chat completions.
 pub struct OpenAiCompatible {
     base_url: String,
     model: String,
@@ -43,6 +45,8 @@ pub struct OpenAiCompatible {
 }
 
 impl OpenAiCompatible {
+    /// A provider for `base_url` (a trailing `/` is dropped) that gives up on a call after
+    /// `timeout`.
     pub fn new(base_url: &str, model: &str, api_key: Option<String>, timeout: Duration) -> Self {
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),

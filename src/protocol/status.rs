@@ -25,6 +25,7 @@ pub struct UnknownWord {
 macro_rules! wire_words {
     ($(#[$doc:meta])* $name:ident ($what:literal) { $($(#[$vdoc:meta])* $variant:ident => $wire:literal,)* }) => {
         $(#[$doc])*
+        /// Spelled by one table: `as_str`, `parse`, `FromStr` and serde all read it.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $name { $($(#[$vdoc])* $variant,)* }
 

@@ -8,7 +8,7 @@ use actix::Recipient;
 use futures_util::future::LocalBoxFuture;
 use serde_json::Value;
 
-use crate::agents::RunChannel;
+use crate::agents::{Consent, RunChannel};
 use crate::context::{RunId, ThreadId};
 use crate::protocol::{ApprovalOutcome, EventPayload};
 use crate::runtime::attempt_timer::AttemptActive;
@@ -99,20 +99,19 @@ impl RunEvents {
     /// Asks the user's consent for `action` and waits for the answer. A dropped request (the
     /// run was cancelled or the session stopped) reads as `Cancelled`. An attempt asks its
     /// supervisor, which answers at once what the user already approved in this run.
-    pub async fn request_approval(
-        &self,
-        agent: &str,
-        action: &str,
-        summary: String,
-        details: Value,
-    ) -> ApprovalOutcome {
+    pub async fn request_approval(&self, agent: &str, consent: Consent) -> ApprovalOutcome {
+        let Consent {
+            action,
+            summary,
+            details,
+        } = consent;
         let (reply, answer) = oneshot::channel();
         match &self.attempt {
             Some(link) => link.approvals.do_send(AskApproval {
                 step: link.step,
                 attempt: link.attempt,
                 agent: agent.to_owned(),
-                action: action.to_owned(),
+                action,
                 summary,
                 details,
                 reply,
@@ -121,7 +120,7 @@ impl RunEvents {
                 run_id: self.run_id,
                 thread_id: self.thread_id,
                 agent: agent.to_owned(),
-                action: action.to_owned(),
+                action,
                 summary,
                 details,
                 reply,
@@ -170,15 +169,10 @@ impl RunChannel for RunEvents {
     fn request_approval(
         &self,
         agent: &'static str,
-        action: &str,
-        summary: String,
-        details: Value,
+        consent: Consent,
     ) -> LocalBoxFuture<'static, ApprovalOutcome> {
         let events = self.clone();
-        let action = action.to_owned();
-        Box::pin(async move {
-            RunEvents::request_approval(&events, agent, &action, summary, details).await
-        })
+        Box::pin(async move { RunEvents::request_approval(&events, agent, consent).await })
     }
 
     fn checkpoint(&self, state: Value) {

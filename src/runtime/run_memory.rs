@@ -11,6 +11,7 @@ use actix::prelude::*;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::agents::Consent;
 use crate::protocol::{ApprovalOutcome, payload};
 use crate::runtime::run_supervisor::RunSupervisor;
 
@@ -99,9 +100,12 @@ impl Handler<AskApproval> for RunSupervisor {
         }
         let events = self.events().clone();
         let ask = async move {
-            events
-                .request_approval(&agent, &action, summary, details)
-                .await
+            let consent = Consent {
+                action,
+                summary,
+                details,
+            };
+            events.request_approval(&agent, consent).await
         };
         ctx.spawn(ask.into_actor(self).map(move |outcome, act, _| {
             if outcome == ApprovalOutcome::Approve {

@@ -45,6 +45,7 @@ impl Backend {
         Ok(Self::Sqlite(path.to_owned()))
     }
 
+    /// Whether this is a SQLite file, which allows one writer thread only (the file has one lock).
     pub fn is_sqlite(&self) -> bool {
         matches!(self, Self::Sqlite(_))
     }
@@ -71,6 +72,7 @@ fn redact_password(url: &str) -> String {
     }
 }
 
+/// Why a database URL could not be understood or a connection opened or set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("database URL {0:?} is neither postgres://… nor a SQLite path (sqlite://enclave.db)")]
@@ -123,6 +125,7 @@ pub struct ConnectionManager {
 }
 
 impl ConnectionManager {
+    /// A manager for `backend`; `busy_timeout` and `sync` apply to SQLite connections only.
     pub fn new(backend: Backend, busy_timeout: Duration, sync: SqliteSync) -> Self {
         Self {
             backend,

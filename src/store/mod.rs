@@ -23,10 +23,12 @@ pub use connection::{Backend, DbConnection, SqliteSync};
 pub use executor::Db;
 pub use user_store::UserStore;
 
+/// The connections the `Db` executor's threads take, to SQLite or PostgreSQL alike.
 pub type Pool = r2d2::Pool<connection::ConnectionManager>;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
+/// Why a database operation failed; an HTTP request it fails is logged and answered `unavailable`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database unavailable: {0}")]

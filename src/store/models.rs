@@ -6,6 +6,7 @@ use super::schema::{approvals, events, runs, threads, usage_records};
 use super::status::{ApprovalState, run_status_of};
 use crate::protocol::RunStatus;
 
+/// One stored event of a user's sequence, as replays and `GET /api/threads/{id}/events` read it.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = events)]
 pub struct EventRow {
@@ -20,6 +21,7 @@ pub struct EventRow {
     pub data: String,
 }
 
+/// One thread of a user, as `GET /api/threads` lists it.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = threads)]
 pub struct ThreadRow {
@@ -39,6 +41,7 @@ impl ThreadRow {
     }
 }
 
+/// One run of a user, as `GET /api/runs/{id}`, reports and recovery read it.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = runs)]
 pub struct RunRow {

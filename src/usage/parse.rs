@@ -75,6 +75,9 @@ pub enum ParseError {
     Csv(String),
 }
 
+/// Reads an upload's body as `format` into valid records and per-row errors; an `Err` only
+/// when the body cannot be read as that format at all. Blocking: the route runs it off the
+/// arbiters.
 pub fn parse(format: Format, body: &[u8]) -> Result<Parsed, ParseError> {
     match format {
         Format::NdJson => parse_ndjson(body),

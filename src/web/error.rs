@@ -13,6 +13,8 @@ use crate::error::ErrorCode;
 use crate::runtime::refusal::Refusal;
 use crate::store::StoreError;
 
+/// What every HTTP handler fails with: the `ErrorCode` and message a client reads in the JSON
+/// error body, sent with the code's status.
 #[derive(Debug)]
 pub struct ApiError {
     code: ErrorCode,
@@ -24,6 +26,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error with `code` and a message the client reads (never internals for `internal`).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -33,20 +36,24 @@ impl ApiError {
         }
     }
 
+    /// Adds the refused rows an `invalid_rows` upload answer lists in `details`.
     pub fn with_details(mut self, details: Vec<RowError>) -> Self {
         self.details = details;
         self
     }
 
+    /// Tells the client when to try again (`Retry-After`), as a 429 for a second upload does.
     pub fn retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
         self
     }
 
+    /// The answer for a missing object, and for another user's, which must read the same.
     pub fn not_found(what: &str, id: &str) -> Self {
         Self::new(ErrorCode::NotFound, format!("{what} {id:?} not found"))
     }
 
+    /// The answer for a malformed query, body or id the client can fix.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
     }

@@ -9,6 +9,7 @@ use crate::auth::{AuthError, Identity};
 use crate::web::AppState;
 use crate::web::error::ApiError;
 
+/// The verified identity of a request; a handler that takes it runs only for a valid token.
 pub struct AuthenticatedUser(pub Identity);
 
 /// The token of a request, from the header or the query string.
@@ -25,6 +26,7 @@ pub fn token_of(req: &HttpRequest) -> Option<String> {
         .and_then(|q| q.into_inner().token)
 }
 
+/// The `?token=` of an upgrade URL, for browsers, which cannot set `Authorization` on a socket.
 #[derive(serde::Deserialize)]
 pub struct TokenQuery {
     token: Option<String>,

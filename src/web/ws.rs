@@ -37,6 +37,8 @@ const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_PROTOCOL: u16 = 1002;
 
+/// The upgrade URL's `?after_seq=N`: replay from there on attach, like a `resume` sent first
+/// but without the race.
 #[derive(Deserialize)]
 pub struct WsQuery {
     after_seq: Option<i64>,
@@ -117,6 +119,8 @@ struct Fragments {
     data: Vec<u8>,
 }
 
+/// The actor behind one open `/ws` socket: it parses the client's frames for the user's session,
+/// writes the session's frames out, and closes the socket on a bad streak, silence or expiry.
 pub struct WsConnection {
     /// Handed to the session on attach.
     link: Option<ConnectionLink>,

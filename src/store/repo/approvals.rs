@@ -9,6 +9,7 @@ use crate::store::models::ApprovalRow;
 use crate::store::schema::approvals::dsl;
 use crate::store::status::ApprovalState;
 
+/// Stores an approval a run asked for, under `user` whatever the row says.
 pub fn insert(conn: &mut DbConnection, user: &UserId, row: ApprovalRow) -> QueryResult<()> {
     let row = ApprovalRow {
         user_id: user.as_str().to_owned(),
@@ -38,6 +39,8 @@ pub fn resolve(
     .map(drop)
 }
 
+/// One of the user's approvals, so an answer to an unknown one can say whether it was
+/// already resolved; another user's reads as missing.
 pub fn get(
     conn: &mut DbConnection,
     user: &UserId,

@@ -8,6 +8,8 @@ use crate::protocol::http::{DevTokenRequest, TokenAnswer};
 use crate::web::AppState;
 use crate::web::error::ApiError;
 
+/// `POST /api/dev/token` with `{"user":"alice"}`: a token for that user, so the bundled page
+/// can log in; `not_found` unless dev tokens are served.
 #[post("/api/dev/token")]
 pub async fn dev_token(
     state: web::Data<AppState>,

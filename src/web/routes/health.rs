@@ -9,11 +9,14 @@ use crate::store;
 use crate::web::AppState;
 use crate::web::error::ApiError;
 
+/// `GET /healthz`: liveness, answered whenever the process serves HTTP (no token, no database).
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(HealthAnswer { status: Health::Ok })
 }
 
+/// `GET /readyz`: readiness for a load balancer; 503 `unavailable` while the database is
+/// unreachable or its migrations are not applied (no token).
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.db.read(store::migrations_current).await {
@@ -34,6 +37,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     }
 }
 
+/// `GET /metrics`: every `Metrics` series as Prometheus text, for a scraper (no token).
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()

@@ -13,6 +13,8 @@ use crate::web::AppState;
 use crate::web::error::ApiError;
 use crate::web::extract::AuthenticatedUser;
 
+/// `GET /api/runs/{id}`: one of the caller's runs, its status, times, error, result and report,
+/// for a client that did not watch it on the socket.
 #[get("/api/runs/{id}")]
 pub async fn get_run(
     state: web::Data<AppState>,
@@ -48,6 +50,8 @@ pub async fn get_run(
     }))
 }
 
+/// `GET /api/reports/{id}.md`: the report of one of the caller's runs as markdown; `not_found`
+/// until the run has one.
 #[get("/api/reports/{id}.md")]
 pub async fn get_report(
     state: web::Data<AppState>,

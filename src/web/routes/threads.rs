@@ -16,6 +16,8 @@ use crate::web::extract::AuthenticatedUser;
 const MAX_EVENTS_PAGE: i64 = 1000;
 const DEFAULT_EVENTS_PAGE: i64 = 200;
 
+/// `GET /api/threads`: the caller's threads, most recently updated first, each with its latest
+/// run's status, so a client can show its history.
 #[get("/api/threads")]
 pub async fn list_threads(
     state: web::Data<AppState>,
@@ -39,12 +41,15 @@ pub async fn list_threads(
     Ok(HttpResponse::Ok().json(ThreadList { threads }))
 }
 
+/// `?after_seq=&limit=` of an events page: where the last page ended and how many to send.
 #[derive(Deserialize)]
 pub struct EventsQuery {
     after_seq: Option<i64>,
     limit: Option<i64>,
 }
 
+/// `GET /api/threads/{id}/events`: a page of one thread's stored events after `after_seq`,
+/// with the `seq` to ask from next while more may follow.
 #[get("/api/threads/{id}/events")]
 pub async fn thread_events(
     state: web::Data<AppState>,
@@ -87,6 +92,8 @@ pub async fn thread_events(
     }))
 }
 
+/// `DELETE /api/threads/{id}`: deletes one of the caller's threads and its runs through the
+/// user's session, which refuses while a run of it is active (409).
 #[delete("/api/threads/{id}")]
 pub async fn delete_thread(
     state: web::Data<AppState>,

@@ -26,6 +26,7 @@ use crate::web::extract::AuthenticatedUser;
 /// Seconds a client is asked to wait when its other upload is still running.
 const RETRY_AFTER_SECS: u32 = 2;
 
+/// `?partial=true` on an upload: store the valid rows instead of refusing the whole batch.
 #[derive(Deserialize)]
 pub struct UploadQuery {
     #[serde(default)]
@@ -41,6 +42,8 @@ impl Drop for IngestSlot {
     }
 }
 
+/// `POST /api/usage`: ingests the caller's usage records (NDJSON, CSV or a JSON array) and
+/// answers how many were accepted, rejected and already stored; one upload per user at a time.
 #[post("/api/usage")]
 pub async fn upload(
     req: HttpRequest,
@@ -123,12 +126,15 @@ pub async fn upload(
     }))
 }
 
+/// `?since=&until=` of a summary, epoch ms or RFC 3339; either may be left open.
 #[derive(Deserialize)]
 pub struct SummaryQuery {
     since: Option<String>,
     until: Option<String>,
 }
 
+/// `GET /api/usage/summary`: the caller's spend and tokens per model and workload in a window,
+/// priced with the catalog in force (whose date it names).
 #[get("/api/usage/summary")]
 pub async fn summary(
     state: web::Data<AppState>,
@@ -161,11 +167,14 @@ pub async fn summary(
     }))
 }
 
+/// `?source=all|uploaded|synthetic` of a usage delete; absent means all.
 #[derive(Deserialize)]
 pub struct DeleteQuery {
     source: Option<String>,
 }
 
+/// `DELETE /api/usage`: deletes the caller's usage records of one source (or all) and answers
+/// `{"deleted": N}`.
 #[delete("/api/usage")]
 pub async fn delete_usage(
     state: web::Data<AppState>,
