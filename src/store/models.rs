@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{approvals, events, runs, threads, usage_records};
+use super::schema::{approvals, events, runs, threads};
 use super::status::{ApprovalState, run_status_of};
 use crate::protocol::RunStatus;
 
@@ -68,37 +68,6 @@ impl RunRow {
     pub fn run_status(&self) -> Option<RunStatus> {
         run_status_of(&self.status)
     }
-}
-
-/// One LLM API request of a user, as stored.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
-#[diesel(table_name = usage_records)]
-pub struct UsageRow {
-    pub record_id: String,
-    pub user_id: String,
-    /// The caller's `id`, which de-duplicates re-uploads.
-    pub external_id: Option<String>,
-    pub ts: i64,
-    pub model: String,
-    pub provider: Option<String>,
-    pub workload: String,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub cached_tokens: i64,
-    pub latency_ms: i64,
-    pub max_tokens: Option<i64>,
-    /// Absent = priced with the catalog in force at analysis time.
-    pub cost_usd: Option<f64>,
-    pub prompt_prefix_hash: Option<String>,
-    /// 1 = interactive, 0 = could run as a batch job.
-    pub interactive: i32,
-    /// `ok` or `error`.
-    pub status: String,
-    /// `uploaded` or `synthetic`.
-    pub source: String,
-    pub created_at: i64,
-    /// The upload it came in; invisible while that upload is pending.
-    pub upload_id: Option<String>,
 }
 
 /// A step of a run that asked for the user's consent.

@@ -10,7 +10,6 @@ use diesel::prelude::*;
 
 use crate::context::UserId;
 use crate::store::connection::DbConnection;
-use crate::store::models::UsageRow;
 use crate::store::schema::pending_uploads;
 use crate::store::schema::usage_records::dsl;
 use crate::usage::record::UsageRecord;
@@ -69,9 +68,29 @@ pub fn insert_new_in(
             duplicates += 1;
             continue;
         }
-        let mut row = to_row(user, record, source, now);
-        row.upload_id = upload.map(str::to_owned);
-        rows.push(row);
+        // One stored record: the record, whose user and source it is, and the upload it
+        // belongs to (invisible while that upload is pending).
+        rows.push((
+            dsl::record_id.eq(uuid::Uuid::new_v4().to_string()),
+            dsl::user_id.eq(user.as_str()),
+            dsl::external_id.eq(record.external_id.as_deref()),
+            dsl::ts.eq(record.ts),
+            dsl::model.eq(record.model.as_str()),
+            dsl::provider.eq(record.provider.as_deref()),
+            dsl::workload.eq(record.workload.as_str()),
+            dsl::prompt_tokens.eq(record.prompt_tokens),
+            dsl::completion_tokens.eq(record.completion_tokens),
+            dsl::cached_tokens.eq(record.cached_tokens),
+            dsl::latency_ms.eq(record.latency_ms),
+            dsl::max_tokens.eq(record.max_tokens),
+            dsl::cost_usd.eq(record.cost_usd),
+            dsl::prompt_prefix_hash.eq(record.prompt_prefix_hash.as_deref()),
+            dsl::interactive.eq(i32::from(record.interactive)),
+            dsl::status.eq(if record.is_error { "error" } else { "ok" }),
+            dsl::source.eq(source),
+            dsl::created_at.eq(now),
+            dsl::upload_id.eq(upload),
+        ));
     }
     // MultiConnection has no multi-row INSERT, so each backend gets its own.
     for chunk in rows.chunks(CHUNK) {
@@ -85,30 +104,6 @@ pub fn insert_new_in(
         accepted: rows.len(),
         duplicates,
     })
-}
-
-fn to_row(user: &UserId, r: &UsageRecord, source: &str, now: i64) -> UsageRow {
-    UsageRow {
-        record_id: uuid::Uuid::new_v4().to_string(),
-        user_id: user.as_str().to_owned(),
-        external_id: r.external_id.clone(),
-        ts: r.ts,
-        model: r.model.clone(),
-        provider: r.provider.clone(),
-        workload: r.workload.clone(),
-        prompt_tokens: r.prompt_tokens,
-        completion_tokens: r.completion_tokens,
-        cached_tokens: r.cached_tokens,
-        latency_ms: r.latency_ms,
-        max_tokens: r.max_tokens,
-        cost_usd: r.cost_usd,
-        prompt_prefix_hash: r.prompt_prefix_hash.clone(),
-        interactive: i32::from(r.interactive),
-        status: if r.is_error { "error" } else { "ok" }.to_owned(),
-        source: source.to_owned(),
-        created_at: now,
-        upload_id: None,
-    }
 }
 
 /// Lists `upload` as pending: its records stay invisible until `finish_upload`.
@@ -202,33 +197,81 @@ pub fn in_window(
     since: i64,
     until: i64,
 ) -> QueryResult<Vec<UsageRecord>> {
-    let rows: Vec<UsageRow> = dsl::usage_records
+    let rows: Vec<StoredColumns> = dsl::usage_records
         .filter(dsl::user_id.eq(user.as_str()))
         .filter(visible())
         .filter(dsl::ts.ge(since))
         .filter(dsl::ts.le(until))
         .order((dsl::ts.asc(), dsl::record_id.asc()))
-        .select(UsageRow::as_select())
+        .select((
+            dsl::external_id,
+            dsl::ts,
+            dsl::model,
+            dsl::provider,
+            dsl::workload,
+            (
+                dsl::prompt_tokens,
+                dsl::completion_tokens,
+                dsl::cached_tokens,
+            ),
+            dsl::latency_ms,
+            dsl::max_tokens,
+            dsl::cost_usd,
+            dsl::prompt_prefix_hash,
+            dsl::interactive,
+            dsl::status,
+        ))
         .load(conn)?;
     Ok(rows.into_iter().map(from_row).collect())
 }
 
-fn from_row(row: UsageRow) -> UsageRecord {
+/// A record's columns as `in_window` selects them (its three token counts as one group).
+type StoredColumns = (
+    Option<String>,
+    i64,
+    String,
+    Option<String>,
+    String,
+    (i64, i64, i64),
+    i64,
+    Option<i64>,
+    Option<f64>,
+    Option<String>,
+    i32,
+    String,
+);
+
+/// The record a stored row holds (`interactive` is stored as 0/1, `is_error` as `status`).
+fn from_row(row: StoredColumns) -> UsageRecord {
+    let (
+        external_id,
+        ts,
+        model,
+        provider,
+        workload,
+        (prompt_tokens, completion_tokens, cached_tokens),
+        latency_ms,
+        max_tokens,
+        cost_usd,
+        prompt_prefix_hash,
+        interactive,
+        status,
+    ) = row;
     UsageRecord {
-        external_id: row.external_id,
-        ts: row.ts,
-        model: row.model,
-        provider: row.provider,
-        workload: row.workload,
-        prompt_tokens: row.prompt_tokens,
-        completion_tokens: row.completion_tokens,
-        cached_tokens: row.cached_tokens,
-        latency_ms: row.latency_ms,
-        max_tokens: row.max_tokens,
-        cost_usd: row.cost_usd,
-        prompt_prefix_hash: row.prompt_prefix_hash,
-        interactive: row.interactive != 0,
-        is_error: row.status == "error",
+        external_id,
+        ts,
+        model,
+        provider,
+        workload,
+        prompt_tokens,
+        completion_tokens,
+        cached_tokens,
+        latency_ms,
+        max_tokens,
+        cost_usd,
+        prompt_prefix_hash,
+        interactive: interactive != 0,
+        is_error: status == "error",
     }
 }
 
