@@ -189,14 +189,14 @@ fn undocumented(text: &str, fields_too: bool) -> Vec<String> {
     missing
 }
 
-#[test]
-fn the_runtime_documents_its_items_and_fields() {
+/// Fails listing every place under `under` (outside test folders) that `undocumented` finds.
+fn assert_documented(under: &str, fields_too: bool) {
     let mut missing = Vec::new();
-    for (path, text) in files("src/runtime") {
+    for (path, text) in files(under) {
         if path.components().any(|c| c.as_os_str() == "tests") {
             continue;
         }
-        for place in undocumented(&text, true) {
+        for place in undocumented(&text, fields_too) {
             missing.push(format!("{}: {place}", path.display()));
         }
     }
@@ -205,6 +205,11 @@ fn the_runtime_documents_its_items_and_fields() {
         "say with `///` why each exists:\n{}",
         missing.join("\n")
     );
+}
+
+#[test]
+fn the_runtime_documents_its_items_and_fields() {
+    assert_documented("src/runtime", true);
 }
 
 #[test]
@@ -219,18 +224,5 @@ fn the_documentation_check_sees_fields_and_items() {
 
 #[test]
 fn every_public_item_is_documented() {
-    let mut missing = Vec::new();
-    for (path, text) in files("src") {
-        if path.components().any(|c| c.as_os_str() == "tests") {
-            continue;
-        }
-        for place in undocumented(&text, false) {
-            missing.push(format!("{}: {place}", path.display()));
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "say with `///` why each public item exists:\n{}",
-        missing.join("\n")
-    );
+    assert_documented("src", false);
 }

@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
-use enclave::agents::{Agent, AgentContext, AgentError, AgentInput, AgentOutput, RunAnswer};
+use enclave::agents::{
+    Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput, RunAnswer,
+};
 use enclave::protocol::ApprovalOutcome;
 use enclave::runtime::pipeline::Pipeline;
-use futures_util::future::LocalBoxFuture;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -22,11 +23,7 @@ impl Agent for Consent {
         "consent"
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        _: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, _: AgentInput) -> AgentFuture {
         Box::pin(async move {
             let outcome = ctx
                 .request_approval("delete_files", "Delete 3 files?", json!({ "files": 3 }))

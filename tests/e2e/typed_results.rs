@@ -7,11 +7,10 @@ use enclave::agents::actions::Actions;
 use enclave::agents::data::{UsageAnalysis, WindowBounds};
 use enclave::agents::optimizations_core::OptimizationsCore;
 use enclave::agents::reporting::Reporting;
-use enclave::agents::{Agent, AgentContext, AgentError, AgentInput, AgentOutput};
+use enclave::agents::{Agent, AgentContext, AgentFuture, AgentInput, AgentOutput};
 use enclave::analysis::aggregate::aggregate;
 use enclave::runtime::pipeline::Pipeline;
 use enclave::usage::record::UsageRecord;
-use futures_util::future::LocalBoxFuture;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -49,11 +48,7 @@ impl Agent for InMemoryData {
         "data"
     }
 
-    fn execute(
-        &self,
-        ctx: AgentContext,
-        _: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, ctx: AgentContext, _: AgentInput) -> AgentFuture {
         Box::pin(async move {
             let records = records();
             AgentOutput::typed(UsageAnalysis {
@@ -77,11 +72,7 @@ impl Agent for PlainJsonData {
         "data"
     }
 
-    fn execute(
-        &self,
-        _: AgentContext,
-        _: AgentInput,
-    ) -> LocalBoxFuture<'static, Result<AgentOutput, AgentError>> {
+    fn execute(&self, _: AgentContext, _: AgentInput) -> AgentFuture {
         Box::pin(async move {
             Ok(AgentOutput::result(json!({
                 "window": { "since": 0, "until": DAY_MS },
