@@ -8,6 +8,7 @@
 //! - `agents`: the `Agent` trait and the agents.
 //! - `analysis`: the price catalog and usage aggregates (pure); `usage`: upload parsing.
 //! - `web`: HTTP routes, the WebSocket actor and auth; `server`: the `Server` builder.
+//! - `loadtest`: the load client's verification (`enclave loadtest`).
 
 //!
 //! # Embedding enclave with an agent of your own
@@ -64,6 +65,7 @@ pub mod context;
 pub mod error;
 pub mod faults;
 pub mod llm;
+pub mod loadtest;
 pub mod metrics;
 pub mod protocol;
 pub mod runtime;
