@@ -50,7 +50,9 @@ async fn a_slow_reader_is_closed_4008_and_loses_nothing(db: TestDb) {
     config.messages_per_minute = 60_000;
     config.max_running_per_user = 100;
     config.max_queued_per_user = 500;
-    config.heartbeat_interval = Duration::from_millis(100);
+    // Short, but long enough that the sending socket, read by a task of a loaded test process,
+    // is not taken for a stalled one (two heartbeats without progress over the soft bound).
+    config.heartbeat_interval = Duration::from_millis(250);
     let app = TestApp::spawn_with(config).await;
     let mut fast = app.ws("alice").await;
     fast.recv().await;
