@@ -8,7 +8,7 @@
 //! - `agents`: the `Agent` trait and the agents.
 //! - `analysis`: the price catalog and usage aggregates (pure); `usage`: upload parsing.
 //! - `web`: HTTP routes, the WebSocket actor and auth; `server`: the `Server` builder.
-//! - `loadtest`: the load client's verification (`enclave loadtest`).
+//! - `loadtest`: the load client (`enclave loadtest`): simulated users that load and verify.
 
 //!
 //! # Embedding enclave with an agent of your own

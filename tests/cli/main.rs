@@ -1,6 +1,10 @@
-//! The `enclave` command line: `token`, `migrate` and `--help`, run as the real binary.
+//! The `enclave` command line: `token`, `migrate`, `ingest`, `serve`, `loadtest` and `--help`,
+//! run as the real binary.
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::indexing_slicing)]
+
+mod loadtest;
 
 use std::process::Command;
 
@@ -86,7 +90,7 @@ fn migrate_applies_once() {
 fn help_names_every_command() {
     let out = enclave().arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for command in ["serve", "migrate", "token"] {
+    for command in ["serve", "migrate", "token", "ingest", "loadtest"] {
         assert!(help.contains(command), "{help}");
     }
 }

@@ -1,0 +1,36 @@
+//! What a process uses, read from Linux's `/proc`: resident memory and CPU time, for the
+//! server under load (`--server-pid`) and for the load client itself.
+
+/// Clock ticks per second of `/proc/PID/stat` times (`getconf CLK_TCK`; 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The resident set size of process `pid` (`self` for this one), KiB.
+pub fn rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The CPU time (user + system) process `pid` (`self` for this one) has used, seconds.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: the fields after it start past its closing ')'.
+    let after_name = stat.rsplit_once(')')?.1;
+    let mut fields = after_name.split_whitespace();
+    // Fields 14 and 15 of the whole line; 12 and 13 after the name and state.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / TICKS_PER_SECOND)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        assert!(rss_kib("self").is_some_and(|kib| kib > 0));
+        assert!(cpu_seconds("self").is_some());
+        assert_eq!(rss_kib("0"), None);
+    }
+}

@@ -1,0 +1,218 @@
+//! `enclave loadtest` against a real `enclave serve` (every scenario, briefly, passing with the
+//! numbers it must have) and against a fake server that plants a gap, a duplicate and another
+//! user's run id (caught, exit 1).
+
+use std::net::TcpListener;
+use std::process::Output;
+
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::{Serve, enclave};
+
+/// Runs `enclave loadtest --url URL ARGS --json FILE`; its output and the JSON summary.
+fn loadtest(url: &str, secret: Option<&str>, args: &[&str]) -> (Output, Value) {
+    let json = std::env::temp_dir().join(format!("enclave-lt-{}.json", uuid::Uuid::new_v4()));
+    let mut cmd = enclave();
+    cmd.args(["loadtest", "--url", url, "--threads", "2", "--json"])
+        .arg(&json)
+        .args(args);
+    if let Some(secret) = secret {
+        cmd.env("ENCLAVE_JWT_SECRET", secret);
+    }
+    let out = cmd.output().unwrap();
+    let summary = std::fs::read(&json)
+        .map(|bytes| serde_json::from_slice(&bytes).unwrap())
+        .unwrap_or(Value::Null);
+    let _ = std::fs::remove_file(&json);
+    (out, summary)
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn every_scenario_loads_a_real_server_and_verifies_clean() {
+    let server = Serve::start(Some("lt-secret"));
+    let ws = server.url.replacen("http", "ws", 1) + "/ws";
+    for scenario in ["chat", "burst", "churn"] {
+        let (out, summary) = loadtest(
+            &ws,
+            Some("lt-secret"),
+            &[
+                "--scenario",
+                scenario,
+                "--users",
+                "6",
+                "--sockets-per-user",
+                "2",
+                "--messages",
+                "3",
+            ],
+        );
+        assert!(out.status.success(), "{scenario}: {}", text(&out));
+        assert_eq!(summary["runs_completed"], 18, "{scenario}: {summary}");
+        assert_eq!(summary["runs_timed_out"], 0, "{scenario}: {summary}");
+        assert_eq!(summary["violations_found"], 0, "{scenario}: {summary}");
+        assert_eq!(summary["run_time_ms"]["count"], 18, "{scenario}: {summary}");
+        // Every event reached both of a user's sockets (a churning socket may get a few
+        // twice: what it had live when it left, then replayed).
+        let events = summary["events"].as_u64().unwrap();
+        assert!(events >= 18 * 2 * 4, "{scenario}: {summary}");
+        assert!(
+            scenario == "churn" || events % 2 == 0,
+            "{scenario}: {summary}"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("18 completed") && stdout.ends_with("PASSED\n"),
+            "{stdout}"
+        );
+    }
+    let (_, churn) = loadtest(
+        &ws,
+        Some("lt-secret"),
+        &["--scenario", "churn", "--users", "3", "--messages", "2"],
+    );
+    // Per run the socket connects to send, and again to resume unless the run had already
+    // ended when it left.
+    let made = churn["connections_made"].as_u64().unwrap();
+    assert!((6..=12).contains(&made), "{churn}");
+    assert_eq!(churn["runs_completed"], 6, "{churn}");
+
+    let pid = server.child.id().to_string();
+    let (out, idle) = loadtest(
+        &server.url,
+        Some("lt-secret"),
+        &[
+            "--scenario",
+            "idle",
+            "--users",
+            "20",
+            "--sockets-per-user",
+            "2",
+            "--duration",
+            "1s",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(idle["connections_made"], 40, "{idle}");
+    assert_eq!(idle["sockets_peak"], 40, "{idle}");
+    assert!(
+        idle["server"]["rss_peak_kib"].as_u64().unwrap() > 0,
+        "{idle}"
+    );
+}
+
+#[test]
+fn tokens_come_from_the_dev_endpoint_without_a_secret() {
+    let server = Serve::start(None);
+    let (out, summary) = loadtest(&server.url, None, &["--users", "3", "--messages", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(summary["runs_completed"], 3, "{summary}");
+
+    // A server with a secret and a client without one: a clear error, exit 2.
+    let locked = Serve::start(Some("lt-secret"));
+    let (out, _) = loadtest(&locked.url, None, &["--users", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--secret"), "{}", text(&out));
+
+    let (out, _) = loadtest("https://example.com", None, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("TLS is not supported"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A server that answers every `user_message` with a run whose stream has a repeated `seq`
+/// and a missing one, and gives every user the same run id.
+fn faulty_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || serve_faults(n, stream));
+        }
+    });
+    format!("ws://{addr}/ws")
+}
+
+fn serve_faults(connection: usize, stream: std::net::TcpStream) {
+    let Ok(mut ws) = tungstenite::accept(stream) else {
+        return;
+    };
+    let _ = ws.send(Message::text(r#"{"type":"connected","last_seq":0}"#));
+    while let Ok(message) = ws.read() {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["type"] != "user_message" {
+            continue;
+        }
+        let msg = &frame["client_msg_id"];
+        let thread = format!("t-{connection}");
+        let event = |seq: i64, kind: &str, data: Value| {
+            let event = serde_json::json!({"type": kind, "seq": seq, "ts": 1, "thread_id": thread,
+                "run_id": "r-shared", "data": data});
+            Message::text(event.to_string())
+        };
+        let frames = [
+            event(
+                1,
+                "message_received",
+                serde_json::json!({"client_msg_id": msg}),
+            ),
+            event(2, "run_started", serde_json::json!({"client_msg_id": msg})),
+            event(2, "run_started", serde_json::json!({"client_msg_id": msg})),
+            event(4, "run_completed", serde_json::json!({})),
+        ];
+        for frame in frames {
+            let _ = ws.send(frame);
+        }
+    }
+}
+
+#[test]
+fn a_planted_gap_duplicate_and_foreign_id_fail_the_test() {
+    let url = faulty_server();
+    let (out, summary) = loadtest(
+        &url,
+        Some("any"),
+        &["--users", "2", "--messages", "1", "--ramp", "0"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("FAILED\n"));
+    let kinds: Vec<&str> = summary["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "duplicate").count(),
+        2,
+        "{summary}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "gap").count(),
+        2,
+        "{summary}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "foreign").count(),
+        1,
+        "{summary}"
+    );
+    assert_eq!(summary["violations_found"], 5, "{summary}");
+}
