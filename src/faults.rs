@@ -2,7 +2,8 @@
 //! demonstrations can make parts of a real server fail on purpose.
 //!
 //! Syntax: comma-separated `target:kind[:n][@user]`:
-//! - `store:fail:N` — the next N write batches fail before touching the database;
+//! - `store:fail:N` — the next N write batches (of `@user` only, if given) fail before
+//!   touching the database;
 //! - `store:slow:MS` — the writer waits MS milliseconds before each event batch (a batch
 //!   still being written when something else happens);
 //! - `bulk:slow_chunk:MS` — a bulk write (an upload) waits MS milliseconds before each chunk;
@@ -77,8 +78,10 @@ struct AgentRule {
 /// sessions at each place they may fail.
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// Write batches still to fail.
+    /// Write batches still to fail, of any user.
     store_failures: AtomicU32,
+    /// Write batches still to fail, of one user each (`store:fail:N@user`).
+    user_store_failures: Vec<(String, AtomicU32)>,
     /// Milliseconds the writer waits before each event batch (0: none).
     store_delay_ms: AtomicU64,
     /// Milliseconds a bulk write waits before each chunk (0: none).
@@ -112,7 +115,13 @@ impl Faults {
             let parts: Vec<&str> = body.split(':').collect();
             let (agent, fault, attempts) = match parts.as_slice() {
                 ["store", "fail", n] => {
-                    faults.store_failures.fetch_add(count(n)?, Ordering::SeqCst);
+                    let n = count(n)?;
+                    match user {
+                        Some(user) => faults.user_store_failures.push((user, AtomicU32::new(n))),
+                        None => {
+                            faults.store_failures.fetch_add(n, Ordering::SeqCst);
+                        }
+                    }
                     continue;
                 }
                 ["store", "slow", ms] => {
@@ -182,11 +191,14 @@ impl Faults {
         self.store_failures.fetch_add(n, Ordering::SeqCst);
     }
 
-    /// Whether this write batch is to fail (and counts it).
-    pub fn take_store_failure(&self) -> bool {
-        self.store_failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
+    /// Whether this write batch of `user` is to fail (and counts it).
+    pub fn take_store_failure(&self, user: &UserId) -> bool {
+        let mine = self
+            .user_store_failures
+            .iter()
+            .filter(|(only, _)| only == user.as_str())
+            .any(|(_, left)| take_one(left));
+        mine || take_one(&self.store_failures)
     }
 
     /// How long the writer waits before the next event batch, if at all.
@@ -222,10 +234,7 @@ impl Faults {
         self.session_panics
             .iter()
             .filter(|(only, _)| only.as_deref().is_none_or(|u| u == user.as_str()))
-            .any(|(_, left)| {
-                left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok()
-            })
+            .any(|(_, left)| take_one(left))
     }
 
     /// The fault `agent`'s `attempt` in `user`'s run is made to have, if any.
@@ -260,6 +269,12 @@ impl Faults {
     }
 }
 
+/// Takes one from a fault's count; false when none is left.
+fn take_one(left: &AtomicU32) -> bool {
+    left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,11 +283,15 @@ mod tests {
     fn parses_and_counts() {
         let f = Faults::parse("store:fail:2, triage:slow:50@alice, data:panic:2, reporting:hang")
             .expect("valid");
-        assert!(f.take_store_failure());
-        assert!(f.take_store_failure());
-        assert!(!f.take_store_failure());
         let alice = UserId::parse("alice").expect("valid");
         let bob = UserId::parse("bob").expect("valid");
+        assert!(f.take_store_failure(&alice));
+        assert!(f.take_store_failure(&bob));
+        assert!(!f.take_store_failure(&alice));
+        let mixed = Faults::parse("store:fail:1@alice,store:fail:1").expect("valid");
+        assert!(mixed.take_store_failure(&alice));
+        assert!(mixed.take_store_failure(&alice), "then the one of any user");
+        assert!(!mixed.take_store_failure(&bob));
         let slow = Some(AgentFault::Slow(Duration::from_millis(50)));
         assert_eq!(f.agent_fault("triage", &alice, 1), slow);
         assert_eq!(f.agent_fault("triage", &bob, 1), None);

@@ -48,6 +48,11 @@ pub struct Metrics {
     pub supervisors_live: IntGauge,
     /// Agent attempts alive (`AgentRunner`s started and not yet dropped).
     pub agents_live: IntGauge,
+    /// Event batches stored by each commit of a writer (group commit: every batch waiting,
+    /// of any user, in one transaction).
+    pub batches_per_commit: Histogram,
+    /// Groups whose transaction failed and were stored batch by batch instead.
+    pub group_retries: IntCounter,
 }
 
 impl Metrics {
@@ -76,26 +81,31 @@ impl Metrics {
                 .expect("registered once");
             c
         };
-        let persist_seconds = Histogram::with_opts(
-            HistogramOpts::new("event_persist_seconds", "write batch commit latency").buckets(
-                vec![
-                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-                ],
-            ),
-        )
-        .expect("valid buckets");
-        registry
-            .register(Box::new(persist_seconds.clone()))
-            .expect("registered once");
-        let delivery_seconds = Histogram::with_opts(
-            HistogramOpts::new("event_delivery_seconds", "event creation to fan-out").buckets(
-                vec![0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0],
-            ),
-        )
-        .expect("valid buckets");
-        registry
-            .register(Box::new(delivery_seconds.clone()))
-            .expect("registered once");
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid buckets");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("registered once");
+            h
+        };
+        let persist_seconds = histogram(
+            "event_persist_seconds",
+            "write batch commit latency",
+            vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ],
+        );
+        let delivery_seconds = histogram(
+            "event_delivery_seconds",
+            "event creation to fan-out",
+            vec![0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0],
+        );
+        let batches_per_commit = histogram(
+            "write_batches_per_commit",
+            "event batches (of any users) stored by one commit",
+            vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+        );
         Self {
             sessions: gauge("sessions_active", "user sessions in memory"),
             passivations: counter("sessions_passivated_total", "sessions stopped when idle"),
@@ -130,6 +140,11 @@ impl Metrics {
             ),
             supervisors_live: gauge("supervisors_live", "run supervisors alive"),
             agents_live: gauge("agents_live", "agent attempts alive"),
+            batches_per_commit,
+            group_retries: counter(
+                "write_groups_retried_total",
+                "groups of batches whose commit failed, then stored batch by batch",
+            ),
             registry,
         }
     }

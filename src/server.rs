@@ -170,7 +170,8 @@ impl Server {
             writers,
             faults.clone(),
             &node_id,
-        );
+            metrics.clone(),
+        )?;
         let arbiters: Vec<Arbiter> = (0..config.session_arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();

@@ -77,12 +77,15 @@ pub struct WriteBatch {
 impl WriteBatch {
     /// Applies the batch in one transaction; runs it creates are owned by `node_id`.
     pub fn apply(&self, conn: &mut DbConnection, node_id: &str) -> diesel::QueryResult<()> {
-        conn.transaction(|conn| {
-            for op in &self.ops {
-                apply_op(conn, &self.user_id, node_id, op)?;
-            }
-            repo::events::insert(conn, &self.user_id, &self.events)
-        })
+        conn.transaction(|conn| self.apply_within(conn, node_id))
+    }
+
+    /// Applies the batch inside the caller's transaction (a group of batches, committed once).
+    pub fn apply_within(&self, conn: &mut DbConnection, node_id: &str) -> diesel::QueryResult<()> {
+        for op in &self.ops {
+            apply_op(conn, &self.user_id, node_id, op)?;
+        }
+        repo::events::insert(conn, &self.user_id, &self.events)
     }
 }
 

@@ -1,20 +1,21 @@
 //! The database executor: all blocking diesel work runs here, on `SyncArbiter` threads, never
 //! on an async arbiter.
 //!
-//! `DbWriter` (one thread per SQLite file, a few for PostgreSQL) applies `WriteBatch`es;
-//! `DbReader` threads run read closures built from `repo` functions. `Db` is the cloneable
-//! handle the rest of enclave holds.
+//! `Writer` threads (`writer.rs`: one per SQLite file, a few for PostgreSQL) store
+//! `WriteBatch`es with group commit; `DbReader` threads run read closures built from `repo`
+//! functions. `Db` is the cloneable handle the rest of enclave holds.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use diesel::Connection;
 
 use crate::context::UserId;
 use crate::faults::Faults;
+use crate::metrics::Metrics;
 use crate::store::batch::WriteBatch;
 use crate::store::connection::DbConnection;
+use crate::store::writer::Writer;
 use crate::store::{Pool, StoreError};
 
 /// A query closure, built from `repo` functions.
@@ -25,21 +26,6 @@ pub struct Read<T>(Query<T>);
 
 impl<T: Send + 'static> Message for Read<T> {
     type Result = Result<T, StoreError>;
-}
-
-/// A write other than an event batch (an upload, a deletion), run in one transaction on the
-/// writer thread.
-pub struct WriteWith<T>(Query<T>);
-
-impl<T: Send + 'static> Message for WriteWith<T> {
-    type Result = Result<T, StoreError>;
-}
-
-/// Applies one batch in one transaction.
-pub struct Write(pub WriteBatch);
-
-impl Message for Write {
-    type Result = Result<(), StoreError>;
 }
 
 /// Serves reads from the pool.
@@ -60,91 +46,55 @@ impl<T: Send + 'static> Handler<Read<T>> for DbReader {
     }
 }
 
-/// Applies write batches; with SQLite the only thread that writes.
-pub struct DbWriter {
-    pool: Pool,
-    faults: Arc<Faults>,
-    /// This server's node id, recorded on the runs it creates.
-    node_id: Arc<str>,
-}
-
-impl Actor for DbWriter {
-    type Context = SyncContext<Self>;
-}
-
-impl Handler<Write> for DbWriter {
-    type Result = Result<(), StoreError>;
-
-    fn handle(&mut self, msg: Write, _: &mut SyncContext<Self>) -> Self::Result {
-        if self.faults.take_store_failure() {
-            return Err(StoreError::Injected);
-        }
-        if let Some(delay) = self.faults.store_delay() {
-            // A writer thread of its own (SyncArbiter): waiting here blocks no arbiter.
-            std::thread::sleep(delay);
-        }
-        let mut conn = self.pool.get()?;
-        msg.0.apply(&mut conn, &self.node_id)?;
-        Ok(())
-    }
-}
-
-impl<T: Send + 'static> Handler<WriteWith<T>> for DbWriter {
-    type Result = Result<T, StoreError>;
-
-    fn handle(&mut self, msg: WriteWith<T>, _: &mut SyncContext<Self>) -> Self::Result {
-        let mut conn = self.pool.get()?;
-        conn.transaction(|conn| (msg.0)(conn))
-    }
-}
-
 /// The handle to the executor threads.
 #[derive(Clone)]
 pub struct Db {
     reader: Addr<DbReader>,
-    /// One single-threaded writer per slot; a user's writes always go to the same one, so
-    /// they are applied in the order they were sent.
-    writers: Arc<[Addr<DbWriter>]>,
+    /// One writer thread per slot; a user's writes always go to the same one, so they are
+    /// applied in the order they were sent.
+    writers: Arc<[Writer]>,
     /// The first of them, which also takes `write_with` work.
-    first_writer: Addr<DbWriter>,
+    first_writer: Writer,
 }
 
 impl Db {
     /// Starts `readers` reader threads and `writers` writer threads on `pool`; call inside a
-    /// running actix system. `node_id` is recorded on the runs the writers create.
+    /// running actix system (the readers are a `SyncArbiter`). `node_id` is recorded on the runs the writers create.
     pub fn start(
         pool: Pool,
         readers: usize,
         writers: usize,
         faults: Arc<Faults>,
         node_id: &str,
-    ) -> Self {
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
         let reader_pool = pool.clone();
         let reader = SyncArbiter::start(readers.max(1), move || DbReader {
             pool: reader_pool.clone(),
         });
         let node_id: Arc<str> = Arc::from(node_id);
-        let start_writer = || {
-            let (pool, faults, node_id) = (pool.clone(), faults.clone(), node_id.clone());
-            SyncArbiter::start(1, move || DbWriter {
-                pool: pool.clone(),
-                faults: faults.clone(),
-                node_id: node_id.clone(),
-            })
+        let start_writer = |n: usize| {
+            let name = format!("db-writer-{n}");
+            let metrics = Arc::clone(&metrics);
+            Writer::start(name, pool.clone(), faults.clone(), node_id.clone(), metrics)
         };
-        let first_writer = start_writer();
-        let writers = std::iter::once(first_writer.clone())
-            .chain((1..writers).map(|_| start_writer()))
-            .collect();
-        Self {
+        let writers: Arc<[Writer]> = (0..writers.max(1))
+            .map(start_writer)
+            .collect::<Result<Vec<_>, _>>()?
+            .into();
+        let first_writer = writers
+            .first()
+            .cloned()
+            .expect("at least one writer was started");
+        Ok(Self {
             reader,
             writers,
             first_writer,
-        }
+        })
     }
 
     /// The writer that applies `user`'s writes.
-    fn writer_of(&self, user: &UserId) -> &Addr<DbWriter> {
+    fn writer_of(&self, user: &UserId) -> &Writer {
         let mut hasher = std::hash::DefaultHasher::new();
         user.as_str().hash(&mut hasher);
         let slot = (hasher.finish() % self.writers.len() as u64) as usize;
@@ -167,8 +117,7 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        let writer = self.writer_of(user);
-        writer.send(WriteWith(Box::new(query))).await?
+        self.writer_of(user).run(query).await
     }
 
     /// Runs `write` in one transaction on a writer thread.
@@ -177,12 +126,12 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.first_writer.send(WriteWith(Box::new(write))).await?
+        self.first_writer.run(write).await
     }
 
     /// Applies `batch` on its user's writer thread.
-    pub async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let writer = self.writer_of(&batch.user_id);
-        writer.send(Write(batch)).await?
+    /// The batch is queued when this is called, so a user's batches keep the calls' order.
+    pub fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), StoreError>> + use<> {
+        self.writer_of(&batch.user_id).write(batch)
     }
 }

@@ -14,6 +14,7 @@ pub mod repo;
 pub mod schema;
 pub mod status;
 pub mod user_store;
+pub mod writer;
 
 use std::time::Duration;
 
@@ -41,6 +42,10 @@ pub enum StoreError {
     Mailbox(#[from] actix::MailboxError),
     #[error("write failed by fault injection")]
     Injected,
+    #[error("the database writer stopped")]
+    WriterStopped,
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Connect(#[from] connection::ConnectError),
     #[error(transparent)]

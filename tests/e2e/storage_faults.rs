@@ -42,6 +42,38 @@ async fn a_failed_batch_is_never_delivered(db: TestDb) {
 }
 on_both_backends!(a_failed_batch_is_never_delivered);
 
+/// Group commit stores many users' batches in one transaction; a fault named for one user
+/// (`store:fail:N@alice`) still fails only that user's writes.
+async fn a_store_fault_for_one_user_leaves_the_others_alone(db: TestDb) {
+    let mut config = test_config(&db);
+    config.store_retries = 1;
+    config.faults = "store:fail:2@alice".into();
+    let app = TestApp::spawn_with(config).await;
+    let mut alice = app.ws("alice").await;
+    let mut bob = app.ws("bob").await;
+    alice.recv().await;
+    bob.recv().await;
+    alice
+        .send(json!({"type":"user_message","content":"cut my costs","client_msg_id":"a-1"}))
+        .await;
+    bob.send(json!({"type":"user_message","content":"cut my costs","client_msg_id":"b-1"}))
+        .await;
+    let refused = alice.recv().await;
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    assert_eq!(refused["ref"], "a-1");
+    let run = sequenced(&bob.recv_runs(1).await);
+    assert_gapless(&run, 1);
+    assert_eq!(run.last().unwrap()["type"], "run_completed");
+
+    // Its two failures spent, alice's next message goes through.
+    alice.say("cut my costs").await;
+    let run = sequenced(&alice.recv_runs(1).await);
+    assert_gapless(&run, 1);
+    assert_eq!(run.last().unwrap()["type"], "run_completed");
+    app.stop().await;
+}
+on_both_backends!(a_store_fault_for_one_user_leaves_the_others_alone);
+
 async fn storage_failing_mid_run_ends_it_storage_unavailable(db: TestDb) {
     let mut config = test_config(&db);
     config.store_retries = 1;
