@@ -66,6 +66,9 @@ pub struct Config {
     pub db_pool_size: u32,
     /// Threads serving reads (the write side always has one thread per database file).
     pub db_reader_threads: usize,
+    /// Writer threads on PostgreSQL, each committing its users' batches in groups (SQLite
+    /// always has exactly one).
+    pub db_writer_threads: usize,
     /// How long a pool checkout waits before the database counts as unavailable.
     pub db_timeout: Duration,
     /// How long a server's claim on a PostgreSQL database lasts unless renewed (every third of
@@ -152,6 +155,7 @@ impl Config {
             replay_page: 1000,
             db_pool_size: 8,
             db_reader_threads: 4,
+            db_writer_threads: 4,
             db_timeout: Duration::from_secs(5),
             sqlite_synchronous: SqliteSync::Full,
             node_lease: Duration::from_secs(10),
@@ -208,6 +212,7 @@ impl Config {
         env_into("ENCLAVE_REPLAY_PAGE", &mut c.replay_page)?;
         env_into("ENCLAVE_DB_POOL_SIZE", &mut c.db_pool_size)?;
         env_into("ENCLAVE_DB_READERS", &mut c.db_reader_threads)?;
+        env_into("ENCLAVE_DB_WRITERS", &mut c.db_writer_threads)?;
         env_ms_into("ENCLAVE_DB_TIMEOUT_MS", &mut c.db_timeout)?;
         env_into("ENCLAVE_BULK_CHUNK", &mut c.bulk_chunk)?;
         env_ms_into("ENCLAVE_NODE_LEASE_MS", &mut c.node_lease)?;

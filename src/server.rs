@@ -163,7 +163,11 @@ impl Server {
         if interrupted > 0 {
             log::warn!("{interrupted} run(s) left unfinished by the last process: run_interrupted");
         }
-        let writers = if backend.is_sqlite() { 1 } else { 4 };
+        let writers = if backend.is_sqlite() {
+            1
+        } else {
+            config.db_writer_threads.max(1)
+        };
         let db = Db::start(
             pool,
             config.db_reader_threads,

@@ -80,13 +80,36 @@ impl WriteBatch {
         conn.transaction(|conn| self.apply_within(conn, node_id))
     }
 
-    /// Applies the batch inside the caller's transaction (a group of batches, committed once).
+    /// Applies the batch inside the caller's transaction.
     pub fn apply_within(&self, conn: &mut DbConnection, node_id: &str) -> diesel::QueryResult<()> {
-        for op in &self.ops {
-            apply_op(conn, &self.user_id, node_id, op)?;
-        }
-        repo::events::insert(conn, &self.user_id, &self.events)
+        apply_group(conn, std::slice::from_ref(self), node_id)
     }
+}
+
+/// Applies `batches` (of any users) inside the caller's transaction, in order: each batch's row
+/// changes, then its events, which are gathered into as few insert statements as the order
+/// allows (a thread deletion erases the events stored before it, so those go in first).
+pub fn apply_group<'a>(
+    conn: &mut DbConnection,
+    batches: impl IntoIterator<Item = &'a WriteBatch>,
+    node_id: &str,
+) -> diesel::QueryResult<()> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        if batch
+            .ops
+            .iter()
+            .any(|op| matches!(op, WriteOp::DeleteThread { .. }))
+        {
+            repo::events::insert_rows(conn, &rows)?;
+            rows.clear();
+        }
+        for op in &batch.ops {
+            apply_op(conn, &batch.user_id, node_id, op)?;
+        }
+        rows.extend(repo::events::rows_of(&batch.user_id, &batch.events));
+    }
+    repo::events::insert_rows(conn, &rows)
 }
 
 fn apply_op(

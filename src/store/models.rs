@@ -21,6 +21,21 @@ pub struct EventRow {
     pub data: String,
 }
 
+/// An event row as the writer inserts it, borrowing what it can from the event.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = events)]
+pub struct NewEvent<'a> {
+    pub user_id: &'a str,
+    pub seq: i64,
+    pub ts: i64,
+    pub thread_id: Option<String>,
+    pub run_id: Option<String>,
+    pub kind: &'a str,
+    pub agent: Option<&'a str>,
+    /// The event's `data` object as JSON text.
+    pub data: String,
+}
+
 /// One thread of a user, as `GET /api/threads` lists it.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = threads)]

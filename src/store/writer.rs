@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::faults::Faults;
 use crate::metrics::Metrics;
-use crate::store::batch::WriteBatch;
+use crate::store::batch::{WriteBatch, apply_group};
 use crate::store::connection::DbConnection;
 use crate::store::{Pool, StoreError};
 
@@ -190,11 +190,8 @@ impl WriterThread {
             return;
         }
         self.metrics.batches_per_commit.observe(group.len() as f64);
-        let stored = conn.transaction(|conn| {
-            group
-                .iter()
-                .try_for_each(|(batch, _)| batch.apply_within(conn, &node_id))
-        });
+        let stored = conn
+            .transaction(|conn| apply_group(conn, group.iter().map(|(batch, _)| batch), &node_id));
         match stored {
             Ok(()) => {
                 for (_, reply) in group {
@@ -225,6 +222,7 @@ mod tests {
     use crate::context::{ThreadId, UserId};
     use crate::protocol::Event;
     use crate::protocol::payload::ThreadDeleted;
+    use crate::store::batch::WriteOp;
     use crate::store::connection::{Backend, SqliteSync};
     use crate::store::{migrate, open_pool, repo};
 
@@ -324,6 +322,45 @@ mod tests {
         assert_eq!(metrics.group_retries.get(), 1);
         assert_eq!(metrics.batches_per_commit.get_sample_sum(), 14.0);
         assert_eq!(metrics.batches_per_commit.get_sample_count(), 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_thread_deleted_in_a_group_erases_the_events_stored_before_it_in_that_group() {
+        let (writer, pool, metrics, dir) = writer(Faults::none());
+        let (open, held) = hold(&writer);
+        let earlier = batch("alice", &[1, 2]);
+        let thread = earlier
+            .events
+            .first()
+            .and_then(|e| e.thread_id)
+            .expect("a thread");
+        let mut deletion = batch("alice", &[3]);
+        deletion
+            .ops
+            .push(WriteOp::DeleteThread { thread_id: thread });
+        for event in &mut deletion.events {
+            event.thread_id = Some(thread);
+        }
+        let writes = [writer.write(earlier), writer.write(deletion)];
+        drop(open);
+        held.await;
+        for write in writes {
+            assert!(write.await.is_ok());
+        }
+        assert_eq!(
+            metrics.batches_per_commit.get_sample_sum(),
+            2.0,
+            "one group of 2"
+        );
+        let alice = UserId::parse("alice").expect("a valid user");
+        let mut conn = pool.get().expect("connection");
+        let kinds: Vec<String> = repo::events::range(&mut conn, &alice, 0, 10, 10)
+            .expect("read")
+            .iter()
+            .map(|e| e.kind.as_str().to_owned())
+            .collect();
+        assert_eq!(kinds, ["erased", "erased", "thread_deleted"]);
         let _ = std::fs::remove_dir_all(dir);
     }
 

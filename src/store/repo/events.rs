@@ -6,25 +6,53 @@ use diesel::prelude::*;
 use crate::context::{RunId, ThreadId, UserId};
 use crate::protocol::{Event, EventKind};
 use crate::store::connection::DbConnection;
-use crate::store::models::EventRow;
+use crate::store::models::{EventRow, NewEvent};
 use crate::store::schema::events::dsl;
+
+/// Rows per insert statement: within SQLite's and PostgreSQL's limits on bound values (8
+/// per row), and few enough statements for a big group.
+const ROWS_PER_INSERT: usize = 500;
 
 /// Appends `events` (already numbered by the user's session).
 pub fn insert(conn: &mut DbConnection, user: &UserId, batch: &[Event]) -> QueryResult<()> {
-    for event in batch {
-        let row = EventRow {
-            user_id: user.as_str().to_owned(),
-            seq: event.seq,
-            ts: event.ts,
-            thread_id: event.thread_id.map(|t| t.to_string()),
-            run_id: event.run_id.map(|r| r.to_string()),
-            kind: event.kind.as_str().to_owned(),
-            agent: event.agent.clone(),
-            data: event.data.to_string(),
-        };
-        diesel::insert_into(dsl::events)
-            .values(&row)
-            .execute(conn)?;
+    let rows: Vec<NewEvent<'_>> = rows_of(user, batch).collect();
+    insert_rows(conn, &rows)
+}
+
+/// `user`'s `events` as rows to insert.
+pub fn rows_of<'a>(
+    user: &'a UserId,
+    events: &'a [Event],
+) -> impl Iterator<Item = NewEvent<'a>> + 'a {
+    events.iter().map(move |event| NewEvent {
+        user_id: user.as_str(),
+        seq: event.seq,
+        ts: event.ts,
+        thread_id: event.thread_id.map(|t| t.to_string()),
+        run_id: event.run_id.map(|r| r.to_string()),
+        kind: event.kind.as_str(),
+        agent: event.agent.as_deref(),
+        data: event.data.to_string(),
+    })
+}
+
+/// Inserts `rows` (of any users, each with its own `user_id`): PostgreSQL takes them in
+/// multi-row statements (one round trip per `ROWS_PER_INSERT`); SQLite, in-process, takes them
+/// one prepared statement at a time (diesel offers it no multi-row insert of optional columns).
+pub fn insert_rows(conn: &mut DbConnection, rows: &[NewEvent<'_>]) -> QueryResult<()> {
+    match conn {
+        DbConnection::Pg(conn) => {
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                diesel::insert_into(dsl::events)
+                    .values(chunk)
+                    .execute(conn)?;
+            }
+        }
+        DbConnection::Sqlite(conn) => {
+            for row in rows {
+                diesel::insert_into(dsl::events).values(row).execute(conn)?;
+            }
+        }
     }
     Ok(())
 }
