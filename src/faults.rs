@@ -4,6 +4,8 @@
 //! Syntax: comma-separated `target:kind[:n][@user]`:
 //! - `store:fail:N` — the next N write batches (of `@user` only, if given) fail before
 //!   touching the database;
+//! - `store:panic:N` — the next N write transactions holding a batch (of `@user` only, if
+//!   given) panic midway, after their rows are written and before the commit;
 //! - `store:slow:MS` — the writer waits MS milliseconds before each event batch (a batch
 //!   still being written when something else happens);
 //! - `bulk:slow_chunk:MS` — a bulk write (an upload) waits MS milliseconds before each chunk;
@@ -82,6 +84,8 @@ pub struct Faults {
     store_failures: AtomicU32,
     /// Write batches still to fail, of one user each (`store:fail:N@user`).
     user_store_failures: Vec<(String, AtomicU32)>,
+    /// Write transactions still to panic, for one user (`@user`) or any (`None`).
+    store_panics: Vec<(Option<String>, AtomicU32)>,
     /// Milliseconds the writer waits before each event batch (0: none).
     store_delay_ms: AtomicU64,
     /// Milliseconds a bulk write waits before each chunk (0: none).
@@ -124,6 +128,10 @@ impl Faults {
                     }
                     continue;
                 }
+                ["store", "panic", n] => {
+                    faults.store_panics.push((user, AtomicU32::new(count(n)?)));
+                    continue;
+                }
                 ["store", "slow", ms] => {
                     let ms: u64 = ms.parse().map_err(|_| fail("delay must be milliseconds"))?;
                     faults.store_delay_ms.store(ms, Ordering::SeqCst);
@@ -162,7 +170,7 @@ impl Faults {
                 }
                 _ => {
                     return Err(fail(
-                        "expected store:fail:N, store:slow:MS, bulk:slow_chunk:MS, AGENT:panic[:N], AGENT:fail[:N], AGENT:hang, \
+                        "expected store:fail:N, store:panic:N, store:slow:MS, bulk:slow_chunk:MS, AGENT:panic[:N], AGENT:fail[:N], AGENT:hang, \
                          AGENT:slow:MS, AGENT:slow_batch:MS, AGENT:fail_after_batches:N or \
                          session:panic:N",
                     ));
@@ -201,6 +209,11 @@ impl Faults {
         mine || take_one(&self.store_failures)
     }
 
+    /// Whether a write transaction holding a batch of `user` is to panic now (and counts it).
+    pub fn take_store_panic(&self, user: &UserId) -> bool {
+        take_for(&self.store_panics, user)
+    }
+
     /// How long the writer waits before the next event batch, if at all.
     pub fn store_delay(&self) -> Option<Duration> {
         let ms = self.store_delay_ms.load(Ordering::SeqCst);
@@ -231,10 +244,7 @@ impl Faults {
 
     /// Whether `user`'s session is to panic now (and counts it).
     pub fn take_session_panic(&self, user: &UserId) -> bool {
-        self.session_panics
-            .iter()
-            .filter(|(only, _)| only.as_deref().is_none_or(|u| u == user.as_str()))
-            .any(|(_, left)| take_one(left))
+        take_for(&self.session_panics, user)
     }
 
     /// The fault `agent`'s `attempt` in `user`'s run is made to have, if any.
@@ -267,6 +277,15 @@ impl Faults {
         }
         faults
     }
+}
+
+/// Takes one from the first of `counts` that applies to `user` (its own, or any user's) and
+/// has any left; false when none has.
+fn take_for(counts: &[(Option<String>, AtomicU32)], user: &UserId) -> bool {
+    counts
+        .iter()
+        .filter(|(only, _)| only.as_deref().is_none_or(|u| u == user.as_str()))
+        .any(|(_, left)| take_one(left))
 }
 
 /// Takes one from a fault's count; false when none is left.

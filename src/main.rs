@@ -61,7 +61,8 @@ enum Command {
     },
     /// Load a running server with simulated WebSocket users, verifying every event they get
     /// (per user `seq` gapless and the same on all sockets, no other user's ids, every run
-    /// ended). Prints a table; exits 1 on any violation, timed-out run or failed connection.
+    /// ended). Prints a table; exits 1 on any violation, timed-out run, failed connection,
+    /// refused message or failed run.
     ///
     /// A server under load refuses messages beyond its per-user rate (60 a minute, bursts of
     /// 20): raise ENCLAVE_MESSAGES_PER_MINUTE and ENCLAVE_MESSAGE_BURST on the server for chat
@@ -136,19 +137,10 @@ struct LoadTestArgs {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
-    if let Command::LoadTest(args) = cli.command {
-        return match load_test(args) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(e) => {
-                eprintln!("enclave: {e:#}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(Cli::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        // A load test that found something wrong.
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("enclave: {e:#}");
             ExitCode::from(2)
@@ -156,9 +148,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command; false when a load test failed its checks.
+fn run(cli: Cli) -> anyhow::Result<bool> {
     let mut config = Config::from_env().context("reading the environment")?;
-    match cli.command {
+    let done = match cli.command {
         Command::Serve {
             bind,
             database,
@@ -187,7 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             url,
             partial,
         } => ingest(&config, &file, user, &url, partial),
-        Command::LoadTest(_) => unreachable!("handled in main"),
+        Command::LoadTest(args) => return load_test(args),
         Command::Token { user, ttl } => {
             let Some(secret) = &config.jwt_secret else {
                 bail!(
@@ -199,7 +192,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", Auth::new(secret.as_bytes()).issue(&user, ttl)?);
             Ok(())
         }
-    }
+    };
+    done.map(|()| true)
 }
 
 /// Runs a load test and prints its summary; whether it passed.

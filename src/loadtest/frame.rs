@@ -49,6 +49,16 @@ pub struct FrameData<'a> {
 }
 
 impl Frame<'_> {
+    /// Whether this is a run's acceptance answering a message by its `client_msg_id`, which the
+    /// server sends again, with its `seq`, when the message is repeated.
+    pub fn is_acceptance_copy(&self) -> bool {
+        matches!(self.kind.as_ref(), "run_started" | "run_queued")
+            && self
+                .data
+                .as_ref()
+                .is_some_and(|d| d.client_msg_id.is_some())
+    }
+
     /// Whether this event ends its run.
     pub fn is_terminal(&self) -> bool {
         matches!(

@@ -1,7 +1,7 @@
 //! `enclave loadtest`: the load client users run against their own deployment. It loads and
-//! verifies at once: `run` starts the simulated users (`user.rs`, one task each, paced by the
+//! verifies at once: `run` starts the simulated users (`user/`, one task each, paced by the
 //! ramp), shows progress, and returns the `Summary` the tally (`report.rs`) made of what they
-//! saw; `verify.rs` is the verification each user runs on every frame it receives.
+//! saw; `verify/` is the verification each user runs on every frame it receives.
 
 mod connect;
 pub mod frame;
@@ -260,6 +260,7 @@ async fn load(
             messages
         },
         content: config.content.clone(),
+        run_tag: uuid::Uuid::new_v4().simple().to_string(),
         load_until: started + ramp_time + hold,
         run_timeout: config.run_timeout,
         sources,

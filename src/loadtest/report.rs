@@ -36,6 +36,8 @@ pub enum Report {
     RunTimedOut,
     /// The server answered an `error` frame with `code`.
     Error(String),
+    /// The server refused a message (an `error` naming its `client_msg_id`) with `code`.
+    Refused(String),
     /// `user` saw these run and thread ids for the first time.
     Ids { user: String, ids: Vec<String> },
     /// The user is done; what its verification found.
@@ -123,7 +125,9 @@ pub struct Summary {
     pub runs_interrupted: u64,
     /// Runs not ended within the run timeout.
     pub runs_timed_out: u64,
-    /// Runs ended per second of `elapsed_seconds`.
+    /// Messages the server refused (`rate_limited`, `unavailable`, …): they started no run.
+    pub messages_refused: u64,
+    /// Runs completed per second of `elapsed_seconds`.
     pub runs_per_second: f64,
     /// Sequenced events received on all sockets.
     pub events: u64,
@@ -146,9 +150,14 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Whether the test passed: no violation, no timed-out run, no failed connection.
+    /// Whether the test passed: no violation, no timed-out run, no failed connection, and
+    /// every message sent became a run that completed (none refused, none failed).
     pub fn passed(&self) -> bool {
-        self.violations_found == 0 && self.runs_timed_out == 0 && self.connections_failed == 0
+        self.violations_found == 0
+            && self.runs_timed_out == 0
+            && self.connections_failed == 0
+            && self.messages_refused == 0
+            && self.runs_failed == 0
     }
 }
 
@@ -209,6 +218,10 @@ impl Tally {
             }
             Report::RunTimedOut => s.runs_timed_out += 1,
             Report::Error(code) => *s.errors.entry(code).or_default() += 1,
+            Report::Refused(code) => {
+                s.messages_refused += 1;
+                *s.errors.entry(code).or_default() += 1;
+            }
             Report::Ids { user, ids } => self.verifier.ids_seen(&user, ids),
             Report::Finished(found) => self.violations.extend(found),
         }
@@ -226,8 +239,7 @@ impl Tally {
         let s = &mut self.summary;
         let seconds = elapsed.as_secs_f64().max(1e-9);
         s.elapsed_seconds = elapsed.as_secs_f64();
-        let ended = s.runs_completed + s.runs_failed + s.runs_cancelled + s.runs_interrupted;
-        s.runs_per_second = ended as f64 / seconds;
+        s.runs_per_second = s.runs_completed as f64 / seconds;
         s.events_per_second = s.events as f64 / seconds;
         s.event_latency_ms = Quantiles::of(&self.event_latency);
         s.run_time_ms = Quantiles::of(&self.run_time);
@@ -272,12 +284,13 @@ impl fmt::Display for Summary {
         writeln!(f, "  dropped      {}", counts(&self.dropped))?;
         writeln!(
             f,
-            "  runs         {} completed, {} failed, {} cancelled, {} interrupted, {} timed out · {:.0} runs/s",
+            "  runs         {} completed, {} failed, {} cancelled, {} interrupted, {} timed out, {} refused · {:.0} completed/s",
             self.runs_completed,
             self.runs_failed,
             self.runs_cancelled,
             self.runs_interrupted,
             self.runs_timed_out,
+            self.messages_refused,
             self.runs_per_second
         )?;
         writeln!(

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
@@ -160,8 +160,14 @@ impl r2d2::ManageConnection for ConnectionManager {
         Ok(())
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// A connection dropped while its thread panics, or still inside a transaction (a panic
+    /// mid-transaction, a failed rollback), is not handed out again: its next "transaction"
+    /// would be a savepoint in the old one, answered but never committed.
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking()
+            || <<DbConnection as Connection>::TransactionManager as TransactionManager<
+                DbConnection,
+            >>::is_broken_transaction_manager(conn)
     }
 }
 

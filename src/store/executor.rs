@@ -1,5 +1,5 @@
-//! The database executor: all blocking diesel work runs here, on `SyncArbiter` threads, never
-//! on an async arbiter.
+//! The database executor: all blocking diesel work runs here, on threads of its own (readers
+//! on a `SyncArbiter`, writers on plain threads), never on an async arbiter.
 //!
 //! `Writer` threads (`writer.rs`: one per SQLite file, a few for PostgreSQL) store
 //! `WriteBatch`es with group commit; `DbReader` threads run read closures built from `repo`

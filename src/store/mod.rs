@@ -44,6 +44,8 @@ pub enum StoreError {
     Injected,
     #[error("the database writer stopped")]
     WriterStopped,
+    #[error("a write failed on a server bug (it panicked); see the log")]
+    WritePanicked,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]

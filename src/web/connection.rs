@@ -45,10 +45,12 @@ impl ConnectionCut {
         if now != self.identity {
             return; // closed, and the number reused by another socket
         }
-        // SAFETY: the descriptor was just checked to be this connection's socket, still open.
-        // Were it closed (and its number reused) between that check and this call — a window
-        // of microseconds — `shutdown` on a borrowed descriptor still touches no memory: the
-        // worst case is one other socket shut down, whose client reconnects and resumes.
+        // SAFETY: `borrow_raw` asks that the descriptor stay open while borrowed; it was just
+        // checked to be this connection's socket, open. It could still be closed, and its
+        // number reused, between that check and this call (actix-http closes connections on
+        // other threads): a window of microseconds in which `shutdown` would reach whatever
+        // socket took the number (a client's, a database or LLM connection), which then fails
+        // and is re-established as after any network error. No memory is touched either way.
         let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
         let _ = socket2::SockRef::from(&fd).shutdown(Shutdown::Both);
     }
@@ -69,7 +71,7 @@ pub fn on_connect(metrics: Arc<Metrics>) -> impl Fn(&dyn Any, &mut Extensions) +
             Some(cut) => {
                 data.insert(cut);
             }
-            None => log::warn!("cannot identify a new connection's socket in /proc/self/fd"),
+            None => log::debug!("cannot identify a new connection's socket in /proc/self/fd"),
         }
     }
 }

@@ -174,7 +174,7 @@ fn serve_faults(connection: usize, stream: std::net::TcpStream) {
                 serde_json::json!({"client_msg_id": msg}),
             ),
             event(2, "run_started", serde_json::json!({"client_msg_id": msg})),
-            event(2, "run_started", serde_json::json!({"client_msg_id": msg})),
+            event(2, "agent_started", serde_json::json!({"attempt": 1})),
             event(4, "run_completed", serde_json::json!({})),
         ];
         for frame in frames {
@@ -215,4 +215,70 @@ fn a_planted_gap_duplicate_and_foreign_id_fail_the_test() {
         "{summary}"
     );
     assert_eq!(summary["violations_found"], 5, "{summary}");
+}
+
+/// A server that drops the first connection as soon as it gets a message, unanswered, then
+/// serves a clean run on the next: the client must reconnect and send the message again.
+fn dropping_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || serve_after_a_drop(n, stream));
+        }
+    });
+    format!("ws://{addr}/ws")
+}
+
+fn serve_after_a_drop(connection: usize, stream: std::net::TcpStream) {
+    let Ok(mut ws) = tungstenite::accept(stream) else {
+        return;
+    };
+    let _ = ws.send(Message::text(r#"{"type":"connected","last_seq":0}"#));
+    while let Ok(message) = ws.read() {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["type"] != "user_message" {
+            continue;
+        }
+        if connection == 0 {
+            let close = tungstenite::protocol::CloseFrame {
+                code: 4008.into(),
+                reason: "too slow".into(),
+            };
+            let _ = ws.close(Some(close));
+            let _ = ws.flush();
+            return;
+        }
+        let msg = &frame["client_msg_id"];
+        let event = |seq: i64, kind: &str, data: Value| {
+            let event = serde_json::json!({"type": kind, "seq": seq, "ts": 1, "thread_id": "t",
+                "run_id": "r", "data": data});
+            Message::text(event.to_string())
+        };
+        let _ = ws.send(event(
+            1,
+            "message_received",
+            serde_json::json!({"client_msg_id": msg}),
+        ));
+        let _ = ws.send(event(
+            2,
+            "run_started",
+            serde_json::json!({"client_msg_id": msg}),
+        ));
+        let _ = ws.send(event(3, "run_completed", serde_json::json!({})));
+    }
+}
+
+#[test]
+fn a_dropped_socket_is_reconnected_and_its_unanswered_message_sent_again() {
+    let url = dropping_server();
+    let (out, summary) = loadtest(&url, Some("any"), &["--users", "1", "--messages", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(summary["runs_completed"], 1, "{summary}");
+    assert_eq!(summary["reconnects"], 1, "{summary}");
+    assert_eq!(summary["dropped"]["4008"], 1, "{summary}");
 }

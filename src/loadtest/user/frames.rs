@@ -48,8 +48,10 @@ impl User {
                     && self.pending.remove(msg_id).is_some()
                 {
                     self.refused = true;
+                    self.report(Report::Refused(code));
+                } else {
+                    self.report(Report::Error(code));
                 }
-                self.report(Report::Error(code));
             }
             _ if frame.is_terminal() => {
                 if let Some(sent) = frame.run_id.as_deref().and_then(|r| self.running.remove(r)) {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::SinkExt;
 use futures_util::stream::{BoxStream, SelectAll, SplitSink};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_tungstenite::tungstenite::Message;
@@ -34,6 +33,9 @@ const LATENCY_BATCH: usize = 256;
 /// How long a user waits at the end for all its sockets to have every event.
 const CATCH_UP: Duration = Duration::from_secs(10);
 
+/// The longest a frame may take to send before its socket counts as stuck.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The pause after a refused message before the next.
 const REFUSED_PAUSE: Duration = Duration::from_millis(100);
 
@@ -49,6 +51,8 @@ pub struct Plan {
     pub messages: u64,
     /// The message each run starts with.
     pub content: String,
+    /// Unique to this test run, in every `client_msg_id`.
+    pub run_tag: String,
     /// No new run starts after this; idle users hold their sockets until then.
     pub load_until: Instant,
     /// A run not ended this long after its message is timed out.
@@ -256,14 +260,15 @@ impl User {
             self.verifier.check_caught_up(socket);
         }
         self.flush();
+        let open: Vec<u64> = self.outgoing.keys().copied().collect();
+        for socket in open {
+            self.send_on(socket, Message::Close(None)).await;
+        }
         let open = std::mem::take(&mut self.outgoing);
         self.plan
             .live
             .sockets
             .fetch_sub(open.len() as u64, Ordering::Relaxed);
-        for (_, mut sink) in open {
-            let _ = sink.send(Message::Close(None)).await;
-        }
         let reports = self.plan.reports.clone();
         let _ = reports.send(Report::Finished(self.verifier.finish()));
     }

@@ -10,7 +10,7 @@ use futures_util::stream::{self, BoxStream, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Incoming, PING_EVERY, User};
+use super::{Incoming, PING_EVERY, SEND_TIMEOUT, User};
 use crate::loadtest::connect::Socket;
 use crate::loadtest::report::Report;
 
@@ -53,9 +53,9 @@ impl User {
     /// Closes `socket` on purpose; where a socket resuming its place should start.
     pub(super) async fn close(&mut self, socket: u64) -> Option<i64> {
         self.closing.insert(socket);
-        if let Some(mut sink) = self.outgoing.remove(&socket) {
+        self.send_on(socket, Message::Close(None)).await;
+        if self.outgoing.remove(&socket).is_some() {
             self.plan.live.sockets.fetch_sub(1, Ordering::Relaxed);
-            let _ = sink.send(Message::Close(None)).await;
         }
         self.verifier.last_seq(socket)
     }
@@ -63,22 +63,42 @@ impl User {
     /// Sends a `user_message` on `socket`; false if it could not be sent.
     pub(super) async fn send_message(&mut self, socket: u64) -> bool {
         self.sent += 1;
-        let msg_id = format!("m{}", self.sent);
-        let frame = serde_json::json!({
-            "type": "user_message",
-            "content": self.plan.content,
-            "client_msg_id": msg_id,
-        });
-        let Some(sink) = self.outgoing.get_mut(&socket) else {
+        // Unique to this test run: the server keeps `client_msg_id`s for a day, and a repeat
+        // would be answered with an old run's acceptance.
+        let msg_id = format!("{}-m{}", self.plan.run_tag, self.sent);
+        if !self.outgoing.contains_key(&socket) {
             return false;
-        };
+        }
         self.pending.insert(msg_id.clone(), Instant::now());
-        if sink.send(Message::text(frame.to_string())).await.is_err() {
+        if !self.send_user_message(socket, &msg_id).await {
             self.pending.remove(&msg_id);
             self.report(Report::Error("send_failed".to_owned()));
             return false;
         }
         true
+    }
+
+    /// Sends (or sends again) the message `msg_id` on `socket`; false if it could not be sent
+    /// in time.
+    async fn send_user_message(&mut self, socket: u64, msg_id: &str) -> bool {
+        let frame = serde_json::json!({
+            "type": "user_message",
+            "content": self.plan.content,
+            "client_msg_id": msg_id,
+        });
+        self.send_on(socket, Message::text(frame.to_string())).await
+    }
+
+    /// Sends `message` on `socket` within `SEND_TIMEOUT`; false if it could not (a server that
+    /// stopped reading must not hang the user).
+    pub(super) async fn send_on(&mut self, socket: u64, message: Message) -> bool {
+        let Some(sink) = self.outgoing.get_mut(&socket) else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+            Ok(Ok(()))
+        )
     }
 
     /// Handles what happens next, until `until`: false once `until` has passed.
@@ -109,22 +129,21 @@ impl User {
         if let Some(ping) = self.next_ping
             && ping <= now
         {
-            for sink in self.outgoing.values_mut() {
-                let _ = sink.send(Message::text(r#"{"type":"ping"}"#)).await;
+            let sockets: Vec<u64> = self.outgoing.keys().copied().collect();
+            for socket in sockets {
+                self.send_on(socket, Message::text(r#"{"type":"ping"}"#))
+                    .await;
             }
             self.next_ping = Some(now + PING_EVERY);
         }
         let timeout = self.plan.run_timeout;
-        let late = |sent: &Instant| now.duration_since(*sent) >= timeout;
-        let timed_out = self
-            .pending
-            .values()
-            .chain(self.running.values())
-            .filter(|s| late(s))
-            .count();
+        let on_time = |sent: &mut Instant| now.duration_since(*sent) < timeout;
+        let before = self.pending.len() + self.running.len();
+        self.pending.retain(|_, sent| on_time(sent));
+        self.running.retain(|_, sent| on_time(sent));
+        let timed_out = before - self.pending.len() - self.running.len();
         if timed_out > 0 {
-            self.pending.clear();
-            self.running.clear();
+            // The user stops sending; what is still on time may yet end.
             self.gave_up = true;
             for _ in 0..timed_out {
                 self.plan.live.runs.fetch_add(1, Ordering::Relaxed);
@@ -162,8 +181,14 @@ impl User {
         self.report(Report::Dropped(reason));
         if self.reconnects_left > 0 && !self.gave_up {
             self.reconnects_left -= 1;
-            if self.connect(resume_from).await.is_some() {
+            if let Some(socket) = self.connect(resume_from).await {
                 self.report(Report::Reconnected);
+                // Messages not yet accepted may never have reached the server: send them again
+                // under the same id (an accepted one is answered with its acceptance again).
+                let unanswered: Vec<String> = self.pending.keys().cloned().collect();
+                for msg_id in unanswered {
+                    self.send_user_message(socket, &msg_id).await;
+                }
             }
         }
     }

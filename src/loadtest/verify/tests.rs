@@ -184,3 +184,55 @@ fn memory_holds_only_events_some_socket_has_not_passed() {
     assert_eq!(user.first_seq, 1001);
     assert!(user.finish().is_empty());
 }
+
+#[test]
+fn the_acceptance_copy_answering_a_repeated_message_is_not_a_duplicate() {
+    let accepted = r#"{"type":"run_started","seq":2,"ts":1,"thread_id":"t-a1","run_id":"a1","data":{"client_msg_id":"m1"}}"#;
+    let mut verifier = Verifier::default();
+    verifier.socket_opened("alice", 1, 0);
+    verifier.socket_opened("alice", 2, 0);
+    // A third socket has read nothing yet, so the events stay held and copies are compared.
+    verifier.socket_opened("alice", 3, 0);
+    verifier.frame("alice", 1, &event(1, "message_received", "a1"));
+    verifier.frame("alice", 1, accepted);
+    verifier.frame("alice", 2, &event(1, "message_received", "a1"));
+    verifier.frame("alice", 2, accepted);
+    // The message is sent again on socket 1: the server answers with the same acceptance.
+    verifier.frame("alice", 1, accepted);
+    assert!(verifier.violations().is_empty());
+    // Any other repeated event is still a duplicate, and a changed acceptance diverges.
+    verifier.frame("alice", 1, &event(1, "message_received", "a1"));
+    let changed = accepted.replace(r#""ts":1"#, r#""ts":2"#);
+    verifier.frame("alice", 2, &changed);
+    let found = verifier.finish();
+    assert!(found.contains(&Violation::Duplicate {
+        user: "alice".into(),
+        socket: 1,
+        seq: 1
+    }));
+    assert!(found.contains(&Violation::Diverged {
+        user: "alice".into(),
+        seq: 2
+    }));
+}
+
+#[test]
+fn a_wild_seq_is_a_gap_and_holds_no_memory() {
+    let mut user = UserVerifier::new("alice");
+    user.socket_opened(1, 0, false);
+    user.socket_opened(2, 0, false);
+    let text = event(i64::MAX / 2, "agent_thinking", "a1");
+    let frame = serde_json::from_str(&text).expect("test frame");
+    user.frame(1, &frame, &text);
+    assert!(user.events.len() < 1024, "held {}", user.events.len());
+    assert!(matches!(user.violations(), [Violation::Gap { .. }]));
+}
+
+#[test]
+fn a_socket_behind_where_a_sibling_started_is_missing_events() {
+    let mut user = UserVerifier::new("alice");
+    user.socket_opened(1, 4, false);
+    user.socket_opened(2, 5, false);
+    assert!(user.behind(1));
+    assert!(!user.behind(2));
+}

@@ -9,8 +9,8 @@ use crate::store::connection::DbConnection;
 use crate::store::models::{EventRow, NewEvent};
 use crate::store::schema::events::dsl;
 
-/// Rows per insert statement: within SQLite's and PostgreSQL's limits on bound values (8
-/// per row), and few enough statements for a big group.
+/// Rows per PostgreSQL insert statement: 4,000 bound values (8 per row), well within its
+/// limit of 65,535, and few statements for a big group.
 const ROWS_PER_INSERT: usize = 500;
 
 /// Appends `events` (already numbered by the user's session).
