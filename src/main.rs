@@ -113,6 +113,11 @@ struct LoadTestArgs {
     /// A run not ended this long after its message counts as timed out.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     run_timeout: std::time::Duration,
+    /// Chat only: send R messages per second over all users, whether or not earlier runs have
+    /// ended (an open loop, to measure latency at a given rate). Without it each user sends
+    /// after its last run ended.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Signs tokens locally with the server's secret; without it they come from the server's
     /// dev endpoint.
     #[arg(long, env = "ENCLAVE_JWT_SECRET", hide_env_values = true)]
@@ -211,6 +216,7 @@ fn load_test(args: LoadTestArgs) -> anyhow::Result<bool> {
         messages: args.messages,
         content: args.content,
         run_timeout: args.run_timeout,
+        rate: args.rate,
         secret: args.secret,
         user_prefix: args.user_prefix,
         threads,

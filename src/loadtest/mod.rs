@@ -75,6 +75,10 @@ pub struct LoadConfig {
     pub content: String,
     /// A run not ended this long after its message counts as timed out.
     pub run_timeout: Duration,
+    /// Chat only: messages per second over all users, sent whether or not earlier runs have
+    /// ended (an open loop, for latency at a given rate); `None`: each user sends after its
+    /// last run ended.
+    pub rate: Option<f64>,
     /// Signs tokens locally; without it tokens come from `POST /api/dev/token`.
     pub secret: Option<String>,
     /// User names are `PREFIX-N` (default: a fresh random prefix, so users start empty).
@@ -166,6 +170,15 @@ fn check(config: &LoadConfig) -> Result<(), LoadError> {
     if !(config.ramp >= 0.0 && config.ramp.is_finite()) {
         return bad("--ramp must be a number of sockets per second, 0 for no pacing");
     }
+    match config.rate {
+        Some(rate) if !(rate > 0.0 && rate.is_finite()) => {
+            return bad("--rate must be a number of messages per second above 0");
+        }
+        Some(_) if config.scenario != Scenario::Chat => {
+            return bad("--rate applies to --scenario chat only");
+        }
+        _ => {}
+    }
     Ok(())
 }
 
@@ -253,6 +266,7 @@ async fn load(
     let plan = Arc::new(Plan {
         target,
         scenario: config.scenario,
+        users: config.users,
         sockets_per_user: config.sockets_per_user,
         messages: if config.scenario == Scenario::Idle {
             0
@@ -263,6 +277,9 @@ async fn load(
         run_tag: uuid::Uuid::new_v4().simple().to_string(),
         load_until: started + ramp_time + hold,
         run_timeout: config.run_timeout,
+        send_every: config
+            .rate
+            .map(|rate| Duration::from_secs_f64(config.users as f64 / rate)),
         sources,
         reports,
         live: Arc::clone(&live),

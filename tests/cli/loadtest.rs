@@ -85,6 +85,22 @@ fn every_scenario_loads_a_real_server_and_verifies_clean() {
     assert!((6..=12).contains(&made), "{churn}");
     assert_eq!(churn["runs_completed"], 6, "{churn}");
 
+    // An open loop: 4 users, 3 messages each, 40 messages a second over all of them.
+    let (out, open) = loadtest(
+        &ws,
+        Some("lt-secret"),
+        &["--users", "4", "--messages", "3", "--rate", "40"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(open["runs_completed"], 12, "{open}");
+    let (out, _) = loadtest(
+        &ws,
+        Some("lt-secret"),
+        &["--scenario", "idle", "--rate", "5"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("--rate applies to --scenario chat only"));
+
     let pid = server.child.id().to_string();
     let (out, idle) = loadtest(
         &server.url,

@@ -45,6 +45,8 @@ pub struct Plan {
     pub target: Target,
     /// What each user does.
     pub scenario: Scenario,
+    /// Simulated users.
+    pub users: usize,
     /// Sockets each user holds.
     pub sockets_per_user: usize,
     /// Messages each user sends (chat, burst, churn).
@@ -57,6 +59,9 @@ pub struct Plan {
     pub load_until: Instant,
     /// A run not ended this long after its message is timed out.
     pub run_timeout: Duration,
+    /// Chat open loop: each user sends a message every this long, whether or not its last run
+    /// has ended (`--rate`); `None`, each after the last run ended.
+    pub send_every: Option<Duration>,
     /// Source addresses to spread sockets over (empty: the system's choice).
     pub sources: Vec<IpAddr>,
     /// Where users report.
@@ -167,12 +172,33 @@ impl User {
     /// Sends each message after the previous run has ended.
     async fn chat(&mut self) {
         self.connect_all(self.plan.sockets_per_user).await;
+        if let Some(every) = self.plan.send_every {
+            return self.chat_open_loop(every).await;
+        }
         while self.may_send() {
             let Some(driver) = self.driver() else { break };
             if !self.send_message(driver).await {
                 break;
             }
             self.settle().await;
+        }
+    }
+
+    /// Sends a message every `every` (the users' sends spread evenly over it), then waits for
+    /// the runs still going.
+    async fn chat_open_loop(&mut self, every: Duration) {
+        let users = self.plan.users.max(1) as f64;
+        let mut next = Instant::now() + every.mul_f64((self.index as f64 % users) / users);
+        while self.may_send() {
+            while self.step(next).await {}
+            let Some(driver) = self.driver() else { break };
+            if !self.send_message(driver).await {
+                break;
+            }
+            next += every;
+        }
+        while self.outstanding() && !self.gave_up {
+            self.step(far_future()).await;
         }
     }
 
