@@ -155,13 +155,16 @@ fn main() -> ExitCode {
 
 /// Runs the command; false when a load test failed its checks.
 fn run(cli: Cli) -> anyhow::Result<bool> {
-    let mut config = Config::from_env().context("reading the environment")?;
+    // The load client is no server: a server's settings in its environment are not its own.
+    let read_config = || Config::from_env().context("reading the environment");
     let done = match cli.command {
+        Command::LoadTest(args) => return load_test(args),
         Command::Serve {
             bind,
             database,
             dev,
         } => {
+            let mut config = read_config()?;
             if let Some(bind) = bind {
                 config.bind = bind;
             }
@@ -172,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             serve(config)
         }
         Command::Migrate { database } => {
+            let mut config = read_config()?;
             if let Some(database) = database {
                 config.database_url = database;
             }
@@ -184,9 +188,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             user,
             url,
             partial,
-        } => ingest(&config, &file, user, &url, partial),
-        Command::LoadTest(args) => return load_test(args),
+        } => ingest(&read_config()?, &file, user, &url, partial),
         Command::Token { user, ttl } => {
+            let config = read_config()?;
             let Some(secret) = &config.jwt_secret else {
                 bail!(
                     "ENCLAVE_JWT_SECRET is not set; set it to the secret the server uses \

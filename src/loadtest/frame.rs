@@ -49,14 +49,13 @@ pub struct FrameData<'a> {
 }
 
 impl Frame<'_> {
-    /// Whether this is a run's acceptance answering a message by its `client_msg_id`, which the
-    /// server sends again, with its `seq`, when the message is repeated.
-    pub fn is_acceptance_copy(&self) -> bool {
-        matches!(self.kind.as_ref(), "run_started" | "run_queued")
-            && self
-                .data
-                .as_ref()
-                .is_some_and(|d| d.client_msg_id.is_some())
+    /// The `client_msg_id` this event accepts, if it is a run's acceptance (`run_started` or
+    /// `run_queued` answering a message that had one).
+    pub fn acceptance_of(&self) -> Option<&str> {
+        match self.kind.as_ref() {
+            "run_started" | "run_queued" => self.data.as_ref()?.client_msg_id.as_deref(),
+            _ => None,
+        }
     }
 
     /// Whether this event ends its run.

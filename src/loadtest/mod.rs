@@ -177,6 +177,9 @@ fn check(config: &LoadConfig) -> Result<(), LoadError> {
         Some(_) if config.scenario != Scenario::Chat => {
             return bad("--rate applies to --scenario chat only");
         }
+        Some(rate) if Duration::try_from_secs_f64(config.users as f64 / rate).is_err() => {
+            return bad("--rate is too small: each user would wait longer than a lifetime");
+        }
         _ => {}
     }
     Ok(())
@@ -279,7 +282,7 @@ async fn load(
         run_timeout: config.run_timeout,
         send_every: config
             .rate
-            .map(|rate| Duration::from_secs_f64(config.users as f64 / rate)),
+            .and_then(|rate| Duration::try_from_secs_f64(config.users as f64 / rate).ok()),
         sources,
         reports,
         live: Arc::clone(&live),

@@ -38,6 +38,8 @@ pub enum Report {
     Error(String),
     /// The server refused a message (an `error` naming its `client_msg_id`) with `code`.
     Refused(String),
+    /// A message could not be sent (its socket did not take it in time).
+    Unsent,
     /// `user` saw these run and thread ids for the first time.
     Ids { user: String, ids: Vec<String> },
     /// The user is done; what its verification found.
@@ -127,6 +129,8 @@ pub struct Summary {
     pub runs_timed_out: u64,
     /// Messages the server refused (`rate_limited`, `unavailable`, …): they started no run.
     pub messages_refused: u64,
+    /// Messages that could not be sent: the socket did not take them in time.
+    pub messages_unsent: u64,
     /// Runs completed per second of `elapsed_seconds`.
     pub runs_per_second: f64,
     /// Sequenced events received on all sockets.
@@ -151,12 +155,13 @@ pub struct Summary {
 
 impl Summary {
     /// Whether the test passed: no violation, no timed-out run, no failed connection, and
-    /// every message sent became a run that completed (none refused, none failed).
+    /// every message became a run that completed (none unsent, refused or failed).
     pub fn passed(&self) -> bool {
         self.violations_found == 0
             && self.runs_timed_out == 0
             && self.connections_failed == 0
             && self.messages_refused == 0
+            && self.messages_unsent == 0
             && self.runs_failed == 0
     }
 }
@@ -218,6 +223,7 @@ impl Tally {
             }
             Report::RunTimedOut => s.runs_timed_out += 1,
             Report::Error(code) => *s.errors.entry(code).or_default() += 1,
+            Report::Unsent => s.messages_unsent += 1,
             Report::Refused(code) => {
                 s.messages_refused += 1;
                 *s.errors.entry(code).or_default() += 1;
@@ -284,13 +290,14 @@ impl fmt::Display for Summary {
         writeln!(f, "  dropped      {}", counts(&self.dropped))?;
         writeln!(
             f,
-            "  runs         {} completed, {} failed, {} cancelled, {} interrupted, {} timed out, {} refused · {:.0} completed/s",
+            "  runs         {} completed, {} failed, {} cancelled, {} interrupted, {} timed out, {} refused, {} unsent · {:.0} completed/s",
             self.runs_completed,
             self.runs_failed,
             self.runs_cancelled,
             self.runs_interrupted,
             self.runs_timed_out,
             self.messages_refused,
+            self.messages_unsent,
             self.runs_per_second
         )?;
         writeln!(

@@ -1,7 +1,7 @@
 //! The database executor: all blocking diesel work runs here, on threads of its own (readers
 //! on a `SyncArbiter`, writers on plain threads), never on an async arbiter.
 //!
-//! `Writer` threads (`writer.rs`: one per SQLite file, a few for PostgreSQL) store
+//! `Writer` threads (`writer/`: one per SQLite file, a few for PostgreSQL) store
 //! `WriteBatch`es with group commit; `DbReader` threads run read closures built from `repo`
 //! functions. `Db` is the cloneable handle the rest of enclave holds.
 

@@ -190,7 +190,7 @@ fn serve_faults(connection: usize, stream: std::net::TcpStream) {
                 serde_json::json!({"client_msg_id": msg}),
             ),
             event(2, "run_started", serde_json::json!({"client_msg_id": msg})),
-            event(2, "agent_started", serde_json::json!({"attempt": 1})),
+            event(2, "run_started", serde_json::json!({"client_msg_id": msg})),
             event(4, "run_completed", serde_json::json!({})),
         ];
         for frame in frames {
@@ -252,6 +252,10 @@ fn serve_after_a_drop(connection: usize, stream: std::net::TcpStream) {
         return;
     };
     let _ = ws.send(Message::text(r#"{"type":"connected","last_seq":0}"#));
+    if connection > 0 {
+        // The reconnect asked for a replay (`?after_seq=0`): there is nothing to replay.
+        let _ = ws.send(Message::text(r#"{"type":"resumed","through_seq":0}"#));
+    }
     while let Ok(message) = ws.read() {
         let Message::Text(text) = message else {
             continue;

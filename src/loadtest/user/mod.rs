@@ -113,6 +113,10 @@ struct User {
     reconnects_left: u32,
     /// Messages sent and not yet accepted, by `client_msg_id`, with when they were sent.
     pending: HashMap<String, Instant>,
+    /// The socket each message was (last) sent on.
+    sent_on: HashMap<String, u64>,
+    /// Messages to send again on a socket that replaced a dropped one, once its replay is done.
+    resend_after_resumed: HashMap<u64, Vec<String>>,
     /// Runs accepted and not yet ended, by `run_id`, with when their message was sent.
     running: HashMap<String, Instant>,
     sent: u64,
@@ -142,6 +146,8 @@ pub async fn simulate(plan: Arc<Plan>, index: usize, name: String, token: String
         next_socket: 0,
         reconnects_left: RECONNECTS,
         pending: HashMap::new(),
+        sent_on: HashMap::new(),
+        resend_after_resumed: HashMap::new(),
         running: HashMap::new(),
         sent: 0,
         refused: false,
@@ -197,7 +203,7 @@ impl User {
             }
             next += every;
         }
-        while self.outstanding() && !self.gave_up {
+        while self.outstanding() {
             self.step(far_future()).await;
         }
     }
@@ -211,7 +217,7 @@ impl User {
                 break;
             }
         }
-        while self.outstanding() && !self.gave_up {
+        while self.outstanding() {
             self.step(far_future()).await;
         }
     }
@@ -230,7 +236,7 @@ impl User {
             if !self.send_message(driver).await {
                 break;
             }
-            while !self.pending.is_empty() && !self.gave_up {
+            while !self.pending.is_empty() {
                 self.step(far_future()).await;
             }
             resume_from = self.close(driver).await;
@@ -246,7 +252,7 @@ impl User {
 
     /// Waits for every outstanding run to end, then pauses if a message was refused.
     async fn settle(&mut self) {
-        while self.outstanding() && !self.gave_up {
+        while self.outstanding() {
             self.step(far_future()).await;
         }
         if std::mem::take(&mut self.refused) {

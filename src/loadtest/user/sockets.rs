@@ -70,9 +70,10 @@ impl User {
             return false;
         }
         self.pending.insert(msg_id.clone(), Instant::now());
+        self.sent_on.insert(msg_id.clone(), socket);
         if !self.send_user_message(socket, &msg_id).await {
             self.pending.remove(&msg_id);
-            self.report(Report::Error("send_failed".to_owned()));
+            self.report(Report::Unsent);
             return false;
         }
         true
@@ -152,10 +153,31 @@ impl User {
         }
     }
 
+    /// Sends again what waits for `socket`'s replay to end, if it has ended; the verifier then
+    /// accepts one copy of each message's acceptance on that socket.
+    async fn resend_if_resumed(&mut self, socket: u64) {
+        if self.verifier.replaying(socket) {
+            return;
+        }
+        let Some(msg_ids) = self.resend_after_resumed.remove(&socket) else {
+            return;
+        };
+        for msg_id in msg_ids {
+            if self.pending.contains_key(&msg_id) {
+                self.verifier.expect_copy(socket, &msg_id);
+                self.sent_on.insert(msg_id.clone(), socket);
+                self.send_user_message(socket, &msg_id).await;
+            }
+        }
+    }
+
     /// Handles what `socket` yielded.
     pub(super) async fn receive(&mut self, socket: u64, incoming: Incoming) {
         match incoming {
-            Incoming::Message(Message::Text(text)) => self.text(socket, text.as_str()),
+            Incoming::Message(Message::Text(text)) => {
+                self.text(socket, text.as_str());
+                self.resend_if_resumed(socket).await;
+            }
             Incoming::Message(Message::Close(frame)) => {
                 let code =
                     frame.map_or_else(|| "no code".to_owned(), |f| u16::from(f.code).to_string());
@@ -181,13 +203,19 @@ impl User {
         self.report(Report::Dropped(reason));
         if self.reconnects_left > 0 && !self.gave_up {
             self.reconnects_left -= 1;
-            if let Some(socket) = self.connect(resume_from).await {
+            if let Some(new_socket) = self.connect(resume_from).await {
                 self.report(Report::Reconnected);
-                // Messages not yet accepted may never have reached the server: send them again
-                // under the same id (an accepted one is answered with its acceptance again).
-                let unanswered: Vec<String> = self.pending.keys().cloned().collect();
-                for msg_id in unanswered {
-                    self.send_user_message(socket, &msg_id).await;
+                // Messages sent on the dropped socket and not yet accepted may never have
+                // reached the server: once the new socket's replay is done, they are sent again
+                // under the same id (one that was accepted is answered with its acceptance).
+                let unanswered: Vec<String> = self
+                    .pending
+                    .keys()
+                    .filter(|id| self.sent_on.get(*id) == Some(&socket))
+                    .cloned()
+                    .collect();
+                if !unanswered.is_empty() {
+                    self.resend_after_resumed.insert(new_socket, unanswered);
                 }
             }
         }

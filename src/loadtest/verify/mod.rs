@@ -85,6 +85,8 @@ pub struct UserVerifier {
     new_ids: Vec<String>,
     /// Every run and thread id seen, so each is reported once.
     known_ids: HashSet<String>,
+    /// Acceptances one socket may get again: it sent their message again (socket, msg id).
+    expected_copies: HashSet<(u64, String)>,
     /// What was found so far.
     violations: Vec<Violation>,
 }
@@ -100,6 +102,7 @@ impl UserVerifier {
             open_runs: HashSet::new(),
             new_ids: Vec::new(),
             known_ids: HashSet::new(),
+            expected_copies: HashSet::new(),
             violations: Vec::new(),
         }
     }
@@ -148,6 +151,11 @@ impl UserVerifier {
         let held = self.first_seq + self.events.len() as i64 - 1;
         let started = self.sockets.values().map(|p| p.last_seq).max();
         held.max(started.unwrap_or(0))
+    }
+
+    /// `socket` sent message `msg_id` again: one copy of its acceptance may come back on it.
+    pub fn expect_copy(&mut self, socket: u64, msg_id: &str) {
+        self.expected_copies.insert((socket, msg_id.to_owned()));
     }
 
     /// Whether `socket` asked for a replay and has not had `resumed` yet (its events are not
@@ -205,9 +213,12 @@ impl UserVerifier {
         });
         let hash = hash_of(text);
         if seq <= position.last_seq {
-            // Allowed copies: before `resumed`, and the acceptance that answers a repeated
-            // `client_msg_id` (PROTOCOL.md §2); each must still be the same event.
-            let copy_allowed = position.replaying || frame.is_acceptance_copy();
+            // Allowed copies: before `resumed`, and the acceptance that answers a message sent
+            // again (PROTOCOL.md §2), once; each must still be the same event.
+            let copy_allowed = position.replaying
+                || frame
+                    .acceptance_of()
+                    .is_some_and(|id| self.expected_copies.remove(&(socket, id.to_owned())));
             if copy_allowed {
                 self.compare(seq, hash);
             } else {
@@ -309,82 +320,16 @@ impl UserVerifier {
     }
 }
 
-/// The verification across users: which user each run and thread id belongs to.
-#[derive(Debug, Default)]
-pub struct Verifier {
-    /// One user's part each, for callers that feed every frame here (tests, small loads).
-    users: HashMap<String, UserVerifier>,
-    /// The user each run and thread id was first seen by.
-    owners: HashMap<String, String>,
-    /// `Foreign` violations found.
-    violations: Vec<Violation>,
-}
-
-impl Verifier {
-    /// `user` saw `ids`: a `Foreign` violation for each that another user saw first.
-    pub fn ids_seen(&mut self, user: &str, ids: Vec<String>) {
-        for id in ids {
-            match self.owners.get(&id) {
-                Some(owner) if owner != user => self.violations.push(Violation::Foreign {
-                    user: user.to_owned(),
-                    id,
-                    owner: owner.clone(),
-                }),
-                Some(_) => {}
-                None => {
-                    self.owners.insert(id, user.to_owned());
-                }
-            }
-        }
-    }
-
-    /// A socket of `user` starts after `after_seq` (see `UserVerifier::socket_opened`).
-    pub fn socket_opened(&mut self, user: &str, socket: u64, after_seq: i64) {
-        self.user(user)
-            .socket_opened(socket, after_seq, after_seq > 0);
-    }
-
-    /// A frame `socket` of `user` received.
-    pub fn frame(&mut self, user: &str, socket: u64, text: &str) {
-        let verifier = self.user(user);
-        let Ok(frame) = serde_json::from_str::<Frame<'_>>(text) else {
-            return verifier.unreadable(socket, text);
-        };
-        verifier.frame(socket, &frame, text);
-        let ids = verifier.take_new_ids();
-        self.ids_seen(user, ids);
-    }
-
-    /// The `Foreign` violations found so far.
-    pub fn violations(&self) -> &[Violation] {
-        &self.violations
-    }
-
-    /// The test is over: every violation, with each user's unfinished runs.
-    pub fn finish(self) -> Vec<Violation> {
-        let mut found = Vec::new();
-        let mut users: Vec<_> = self.users.into_values().collect();
-        users.sort_by(|a, b| a.user.cmp(&b.user));
-        for user in users {
-            found.extend(user.finish());
-        }
-        found.extend(self.violations);
-        found
-    }
-
-    fn user(&mut self, user: &str) -> &mut UserVerifier {
-        self.users
-            .entry(user.to_owned())
-            .or_insert_with(|| UserVerifier::new(user))
-    }
-}
-
 /// A hash of an event's text: two sockets got the same event when their hashes agree.
 fn hash_of(text: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
     hasher.finish()
 }
+
+mod across_users;
+
+pub use across_users::Verifier;
 
 #[cfg(test)]
 mod tests;

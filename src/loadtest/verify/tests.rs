@@ -198,18 +198,27 @@ fn the_acceptance_copy_answering_a_repeated_message_is_not_a_duplicate() {
     verifier.frame("alice", 2, &event(1, "message_received", "a1"));
     verifier.frame("alice", 2, accepted);
     // The message is sent again on socket 1: the server answers with the same acceptance.
+    verifier.user("alice").expect_copy(1, "m1");
     verifier.frame("alice", 1, accepted);
     assert!(verifier.violations().is_empty());
+    assert!(verifier.user("alice").violations().is_empty());
+    // Once: a second copy, or a copy nobody sent again for, is a duplicate.
+    verifier.frame("alice", 1, accepted);
+    verifier.frame("alice", 2, accepted);
     // Any other repeated event is still a duplicate, and a changed acceptance diverges.
     verifier.frame("alice", 1, &event(1, "message_received", "a1"));
     let changed = accepted.replace(r#""ts":1"#, r#""ts":2"#);
+    verifier.user("alice").expect_copy(2, "m1");
     verifier.frame("alice", 2, &changed);
     let found = verifier.finish();
-    assert!(found.contains(&Violation::Duplicate {
-        user: "alice".into(),
-        socket: 1,
-        seq: 1
-    }));
+    for (socket, seq) in [(1, 2), (2, 2), (1, 1)] {
+        let duplicate = Violation::Duplicate {
+            user: "alice".into(),
+            socket,
+            seq,
+        };
+        assert!(found.contains(&duplicate), "{duplicate:?} in {found:?}");
+    }
     assert!(found.contains(&Violation::Diverged {
         user: "alice".into(),
         seq: 2

@@ -180,6 +180,10 @@ impl WriterThread {
                     }
                     return;
                 }
+                Err(StoreError::Pool(e)) => {
+                    // No connection: one by one, each would wait the pool's timeout again.
+                    return answer_unavailable(group, &e.to_string());
+                }
                 Err(e) => {
                     log::warn!(
                         "a group of {} batches failed ({e}); storing them one by one",
@@ -189,8 +193,18 @@ impl WriterThread {
                 }
             }
         }
-        for (batch, reply) in group {
-            let _ = reply.send(self.store(std::iter::once(&batch)));
+        let mut rest = group.into_iter();
+        while let Some((batch, reply)) = rest.next() {
+            match self.store(std::iter::once(&batch)) {
+                Err(StoreError::Pool(e)) => {
+                    let reason = e.to_string();
+                    let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
+                    return answer_unavailable(rest.collect(), &reason);
+                }
+                result => {
+                    let _ = reply.send(result);
+                }
+            }
         }
     }
 
@@ -232,6 +246,13 @@ impl WriterThread {
                 Err(StoreError::WritePanicked)
             }
         }
+    }
+}
+
+/// Answers every batch of `group` that the database is unavailable (`reason`).
+fn answer_unavailable(group: Vec<(WriteBatch, Reply)>, reason: &str) {
+    for (_, reply) in group {
+        let _ = reply.send(Err(StoreError::Unavailable(reason.to_owned())));
     }
 }
 
