@@ -116,6 +116,9 @@ fn every_scenario_loads_a_real_server_and_verifies_clean() {
             "1s",
             "--server-pid",
             &pid,
+            // From 127.0.0.1, .2 and .3 in turn.
+            "--source-addresses",
+            "3",
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -139,6 +142,18 @@ fn tokens_come_from_the_dev_endpoint_without_a_secret() {
     let (out, _) = loadtest(&locked.url, None, &["--users", "1"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--secret"), "{}", text(&out));
+
+    let (out, _) = loadtest(
+        "ws://192.0.2.1:9/ws",
+        Some("lt-secret"),
+        &["--source-addresses", "2"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("needs a server on a loopback address"),
+        "{}",
+        text(&out)
+    );
 
     let (out, _) = loadtest("https://example.com", None, &[]);
     assert_eq!(out.status.code(), Some(2));
