@@ -5,6 +5,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use crate::protocol::EventKind;
+
 /// A server frame, as much of it as the load test needs.
 #[derive(Debug, Deserialize)]
 pub struct Frame<'a> {
@@ -49,20 +51,30 @@ pub struct FrameData<'a> {
 }
 
 impl Frame<'_> {
-    /// The `client_msg_id` this event accepts, if it is a run's acceptance (`run_started` or
-    /// `run_queued` answering a message that had one).
+    /// The event's kind, if it is an event enclave knows.
+    pub fn event_kind(&self) -> Option<EventKind> {
+        EventKind::from_wire(&self.kind)
+    }
+
+    /// Whether this event accepts a run (`run_started` or `run_queued`).
+    pub fn is_acceptance(&self) -> bool {
+        matches!(
+            self.event_kind(),
+            Some(EventKind::RunStarted | EventKind::RunQueued)
+        )
+    }
+
+    /// The `client_msg_id` this event accepts, if it is a run's acceptance answering a message
+    /// that had one.
     pub fn acceptance_of(&self) -> Option<&str> {
-        match self.kind.as_ref() {
-            "run_started" | "run_queued" => self.data.as_ref()?.client_msg_id.as_deref(),
-            _ => None,
+        if !self.is_acceptance() {
+            return None;
         }
+        self.data.as_ref()?.client_msg_id.as_deref()
     }
 
     /// Whether this event ends its run.
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self.kind.as_ref(),
-            "run_completed" | "run_failed" | "run_cancelled" | "run_interrupted"
-        )
+        self.event_kind().is_some_and(EventKind::is_terminal)
     }
 }

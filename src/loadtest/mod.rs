@@ -5,7 +5,7 @@
 
 mod connect;
 pub mod frame;
-mod process;
+pub mod process;
 pub mod report;
 mod user;
 pub mod verify;

@@ -2,7 +2,7 @@
 //! numbers it must have) and against a fake server that plants a gap, a duplicate and another
 //! user's run id (caught, exit 1).
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::Output;
 
 use serde_json::Value;
@@ -164,59 +164,80 @@ fn tokens_come_from_the_dev_endpoint_without_a_secret() {
     );
 }
 
-/// A server that answers every `user_message` with a run whose stream has a repeated `seq`
-/// and a missing one, and gives every user the same run id.
-fn faulty_server() -> String {
+/// A WebSocket server on a free loopback port: it greets each connection with `connected`
+/// and hands it to `serve` with its number (from 0).
+fn fake_server(serve: fn(usize, &mut FakeSocket)) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for (n, stream) in listener.incoming().enumerate() {
             let Ok(stream) = stream else { return };
-            std::thread::spawn(move || serve_faults(n, stream));
+            std::thread::spawn(move || {
+                let Ok(mut ws) = tungstenite::accept(stream) else {
+                    return;
+                };
+                let _ = ws.send(Message::text(r#"{"type":"connected","last_seq":0}"#));
+                serve(n, &mut ws);
+            });
         }
     });
     format!("ws://{addr}/ws")
 }
 
-fn serve_faults(connection: usize, stream: std::net::TcpStream) {
-    let Ok(mut ws) = tungstenite::accept(stream) else {
-        return;
-    };
-    let _ = ws.send(Message::text(r#"{"type":"connected","last_seq":0}"#));
+/// A fake server's side of a connection.
+type FakeSocket = tungstenite::WebSocket<TcpStream>;
+
+/// The `client_msg_id` of the next `user_message` the client sends; `None` once it is gone.
+fn next_message(ws: &mut FakeSocket) -> Option<Value> {
     while let Ok(message) = ws.read() {
         let Message::Text(text) = message else {
             continue;
         };
         let frame: Value = serde_json::from_str(&text).unwrap();
-        if frame["type"] != "user_message" {
-            continue;
+        if frame["type"] == "user_message" {
+            return Some(frame["client_msg_id"].clone());
         }
-        let msg = &frame["client_msg_id"];
-        let thread = format!("t-{connection}");
-        let event = |seq: i64, kind: &str, data: Value| {
-            let event = serde_json::json!({"type": kind, "seq": seq, "ts": 1, "thread_id": thread,
-                "run_id": "r-shared", "data": data});
-            Message::text(event.to_string())
-        };
-        let frames = [
-            event(
-                1,
-                "message_received",
-                serde_json::json!({"client_msg_id": msg}),
-            ),
-            event(2, "run_started", serde_json::json!({"client_msg_id": msg})),
-            event(2, "run_started", serde_json::json!({"client_msg_id": msg})),
-            event(4, "run_completed", serde_json::json!({})),
-        ];
-        for frame in frames {
-            let _ = ws.send(frame);
-        }
+    }
+    None
+}
+
+/// Sends run `run`'s event `kind` at `seq` on `thread`.
+fn send_event(ws: &mut FakeSocket, seq: i64, kind: &str, thread: &str, run: &str, data: Value) {
+    let event = serde_json::json!({"type": kind, "seq": seq, "ts": 1, "thread_id": thread,
+        "run_id": run, "data": data});
+    let _ = ws.send(Message::text(event.to_string()));
+}
+
+/// Answers every `user_message` with a run whose stream has a repeated `seq` and a missing one,
+/// and gives every user the same run id.
+fn serve_faults(connection: usize, ws: &mut FakeSocket) {
+    let thread = format!("t-{connection}");
+    while let Some(msg) = next_message(ws) {
+        let accepted = serde_json::json!({ "client_msg_id": msg });
+        send_event(
+            ws,
+            1,
+            "message_received",
+            &thread,
+            "r-shared",
+            accepted.clone(),
+        );
+        send_event(ws, 2, "run_started", &thread, "r-shared", accepted.clone());
+        send_event(ws, 2, "run_started", &thread, "r-shared", accepted);
+        send_event(
+            ws,
+            4,
+            "run_completed",
+            &thread,
+            "r-shared",
+            serde_json::json!({}),
+        );
     }
 }
 
 #[test]
 fn a_planted_gap_duplicate_and_foreign_id_fail_the_test() {
-    let url = faulty_server();
+    let url = fake_server(serve_faults);
     let (out, summary) = loadtest(
         &url,
         Some("any"),
@@ -248,37 +269,14 @@ fn a_planted_gap_duplicate_and_foreign_id_fail_the_test() {
     assert_eq!(summary["violations_found"], 5, "{summary}");
 }
 
-/// A server that drops the first connection as soon as it gets a message, unanswered, then
-/// serves a clean run on the next: the client must reconnect and send the message again.
-fn dropping_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for (n, stream) in listener.incoming().enumerate() {
-            let Ok(stream) = stream else { return };
-            std::thread::spawn(move || serve_after_a_drop(n, stream));
-        }
-    });
-    format!("ws://{addr}/ws")
-}
-
-fn serve_after_a_drop(connection: usize, stream: std::net::TcpStream) {
-    let Ok(mut ws) = tungstenite::accept(stream) else {
-        return;
-    };
-    let _ = ws.send(Message::text(r#"{"type":"connected","last_seq":0}"#));
+/// Drops the first connection as soon as it gets a message, unanswered, then serves a clean
+/// run on the next: the client must reconnect and send the message again.
+fn serve_after_a_drop(connection: usize, ws: &mut FakeSocket) {
     if connection > 0 {
         // The reconnect asked for a replay (`?after_seq=0`): there is nothing to replay.
         let _ = ws.send(Message::text(r#"{"type":"resumed","through_seq":0}"#));
     }
-    while let Ok(message) = ws.read() {
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let frame: Value = serde_json::from_str(&text).unwrap();
-        if frame["type"] != "user_message" {
-            continue;
-        }
+    while let Some(msg) = next_message(ws) {
         if connection == 0 {
             let close = tungstenite::protocol::CloseFrame {
                 code: 4008.into(),
@@ -288,29 +286,16 @@ fn serve_after_a_drop(connection: usize, stream: std::net::TcpStream) {
             let _ = ws.flush();
             return;
         }
-        let msg = &frame["client_msg_id"];
-        let event = |seq: i64, kind: &str, data: Value| {
-            let event = serde_json::json!({"type": kind, "seq": seq, "ts": 1, "thread_id": "t",
-                "run_id": "r", "data": data});
-            Message::text(event.to_string())
-        };
-        let _ = ws.send(event(
-            1,
-            "message_received",
-            serde_json::json!({"client_msg_id": msg}),
-        ));
-        let _ = ws.send(event(
-            2,
-            "run_started",
-            serde_json::json!({"client_msg_id": msg}),
-        ));
-        let _ = ws.send(event(3, "run_completed", serde_json::json!({})));
+        let accepted = serde_json::json!({ "client_msg_id": msg });
+        send_event(ws, 1, "message_received", "t", "r", accepted.clone());
+        send_event(ws, 2, "run_started", "t", "r", accepted);
+        send_event(ws, 3, "run_completed", "t", "r", serde_json::json!({}));
     }
 }
 
 #[test]
 fn a_dropped_socket_is_reconnected_and_its_unanswered_message_sent_again() {
-    let url = dropping_server();
+    let url = fake_server(serve_after_a_drop);
     let (out, summary) = loadtest(&url, Some("any"), &["--users", "1", "--messages", "1"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(summary["runs_completed"], 1, "{summary}");

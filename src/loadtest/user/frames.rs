@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use super::{LATENCY_BATCH, User};
 use crate::loadtest::frame::Frame;
 use crate::loadtest::report::Report;
+use crate::protocol::EventKind;
 
 impl User {
     /// Handles one text frame `socket` received.
@@ -33,46 +34,38 @@ impl User {
                 self.latencies.push(latency_micros(ts));
             }
         }
-        match frame.kind.as_ref() {
-            "run_started" | "run_queued" => {
-                let msg_id = frame.data.as_ref().and_then(|d| d.client_msg_id.as_deref());
-                if let (Some(msg_id), Some(run_id)) = (msg_id, &frame.run_id)
-                    && let Some(sent) = self.pending.remove(msg_id)
-                {
-                    self.running.insert(run_id.to_string(), sent);
-                }
+        if let (Some(msg_id), Some(run_id)) = (frame.acceptance_of(), &frame.run_id) {
+            if let Some(sent) = self.pending.remove(msg_id) {
+                self.running.insert(run_id.to_string(), sent);
             }
-            "error" => {
-                let code = frame.code.as_deref().unwrap_or("unknown").to_owned();
-                if let Some(msg_id) = frame.ref_id.as_deref()
-                    && self.pending.remove(msg_id).is_some()
-                {
-                    self.refused = true;
-                    self.report(Report::Refused(code));
-                } else {
-                    self.report(Report::Error(code));
-                }
+        } else if frame.kind == "error" {
+            let code = frame.code.as_deref().unwrap_or("unknown").to_owned();
+            if let Some(msg_id) = frame.ref_id.as_deref()
+                && self.pending.remove(msg_id).is_some()
+            {
+                self.refused = true;
+                self.report(Report::Refused(code));
+            } else {
+                self.report(Report::Error(code));
             }
-            _ if frame.is_terminal() => {
-                if let Some(sent) = frame.run_id.as_deref().and_then(|r| self.running.remove(r)) {
-                    let outcome = match frame.kind.as_ref() {
-                        "run_completed" => "completed".to_owned(),
-                        "run_cancelled" => "cancelled".to_owned(),
-                        "run_interrupted" => "interrupted".to_owned(),
-                        _ => {
-                            let code = frame.data.as_ref().and_then(|d| d.code.as_deref());
-                            format!("failed:{}", code.unwrap_or("unknown"))
-                        }
-                    };
-                    self.plan.live.runs.fetch_add(1, Ordering::Relaxed);
-                    self.report(Report::RunEnded {
-                        elapsed: sent.elapsed(),
-                        outcome,
-                    });
-                    self.flush();
+        } else if frame.is_terminal()
+            && let Some(sent) = frame.run_id.as_deref().and_then(|r| self.running.remove(r))
+        {
+            let outcome = match frame.event_kind() {
+                Some(EventKind::RunCompleted) => "completed".to_owned(),
+                Some(EventKind::RunCancelled) => "cancelled".to_owned(),
+                Some(EventKind::RunInterrupted) => "interrupted".to_owned(),
+                _ => {
+                    let code = frame.data.as_ref().and_then(|d| d.code.as_deref());
+                    format!("failed:{}", code.unwrap_or("unknown"))
                 }
-            }
-            _ => {}
+            };
+            self.plan.live.runs.fetch_add(1, Ordering::Relaxed);
+            self.report(Report::RunEnded {
+                elapsed: sent.elapsed(),
+                outcome,
+            });
+            self.flush();
         }
         if self.latencies.len() >= LATENCY_BATCH {
             self.flush();

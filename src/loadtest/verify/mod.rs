@@ -241,7 +241,7 @@ impl UserVerifier {
         position.last_seq = seq;
         let first_time = self.compare(seq, hash);
         if first_time && let Some(run_id) = &frame.run_id {
-            if matches!(frame.kind.as_ref(), "run_started" | "run_queued") {
+            if frame.is_acceptance() {
                 self.open_runs.insert(run_id.to_string());
             } else if frame.is_terminal() {
                 self.open_runs.remove(run_id.as_ref());
