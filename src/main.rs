@@ -69,6 +69,10 @@ enum Command {
     /// and burst loads.
     #[command(name = "loadtest")]
     LoadTest(LoadTestArgs),
+    /// One worker process of `enclave loadtest --processes`: reads its share of the users on
+    /// stdin, writes what they report to stdout.
+    #[command(name = enclave::loadtest::WORKER_COMMAND, hide = true)]
+    LoadTestWorker,
     /// Print a token for a user, signed with ENCLAVE_JWT_SECRET.
     Token {
         /// The user id (the token's `sub`).
@@ -132,6 +136,10 @@ struct LoadTestArgs {
     /// (server on loopback only).
     #[arg(long, default_value_t = 1)]
     source_addresses: u8,
+    /// Spread the users over N processes, each with its own open-file limit (the hard limit,
+    /// `ulimit -Hn`) [default: one, or as many as the sockets need].
+    #[arg(long)]
+    processes: Option<usize>,
     /// The server's process id: report its memory (RSS per socket) and CPU per event.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -159,6 +167,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let read_config = || Config::from_env().context("reading the environment");
     let done = match cli.command {
         Command::LoadTest(args) => return load_test(args),
+        Command::LoadTestWorker => {
+            enclave::loadtest::serve_as_worker()?;
+            return Ok(true);
+        }
         Command::Serve {
             bind,
             database,
@@ -225,6 +237,7 @@ fn load_test(args: LoadTestArgs) -> anyhow::Result<bool> {
         user_prefix: args.user_prefix,
         threads,
         source_addresses: args.source_addresses,
+        processes: args.processes.unwrap_or(0),
         server_pid: args.server_pid,
         progress: true,
     };

@@ -170,11 +170,7 @@ fn undocumented(text: &str, fields_too: bool) -> Vec<String> {
                         .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
             });
         if public_item || field {
-            let documented = lines
-                .iter()
-                .take(n)
-                .rev()
-                .find(|l| !l.trim_start().starts_with("#["))
+            let documented = line_above_attributes(lines.get(..n).unwrap_or_default())
                 .is_some_and(|l| l.trim_start().starts_with("///"));
             if !documented {
                 missing.push(format!("line {}: {}", n + 1, trimmed));
@@ -187,6 +183,23 @@ fn undocumented(text: &str, fields_too: bool) -> Vec<String> {
         }
     }
     missing
+}
+
+/// The last of `lines` that is not part of an attribute (one line, or `#[derive(` … `)]` over
+/// several, as rustfmt writes a long one).
+fn line_above_attributes<'a>(lines: &[&'a str]) -> Option<&'a str> {
+    let mut in_attribute = false;
+    for line in lines.iter().rev() {
+        let trimmed = line.trim_start();
+        if in_attribute {
+            in_attribute = !trimmed.starts_with("#[");
+        } else if trimmed == ")]" {
+            in_attribute = true;
+        } else if !trimmed.starts_with("#[") {
+            return Some(line);
+        }
+    }
+    None
 }
 
 /// Fails listing every place under `under` (outside test folders) that `undocumented` finds.

@@ -1,32 +1,32 @@
 //! `enclave loadtest`: the load client users run against their own deployment. It loads and
-//! verifies at once: `run` starts the simulated users (`user/`, one task each, paced by the
-//! ramp), shows progress, and returns the `Summary` the tally (`report.rs`) made of what they
-//! saw; `verify/` is the verification each user runs on every frame it receives.
+//! verifies at once: `run` checks the settings, gets the users' tokens and starts the
+//! simulated users (`start.rs`, `user/`: one task each, paced by the ramp) in this process or
+//! over worker processes (`workers.rs`); `gather.rs` tallies what they report (`report.rs`)
+//! into the `Summary`; `verify/` is the verification each user runs on every frame it receives.
 
 mod connect;
 pub mod frame;
+mod gather;
 pub mod process;
 pub mod report;
+mod start;
 mod user;
 pub mod verify;
+mod workers;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::sync::mpsc;
 
 use crate::auth::Auth;
 use crate::context::UserId;
 
 pub use report::Summary;
+pub use workers::{WORKER_COMMAND, serve_as_worker};
 
 use connect::Target;
-use report::{ServerUse, Tally};
-use user::{Live, Plan};
+use gather::{Baseline, gather};
 
 /// How long an idle test holds its sockets when no duration is given.
 const DEFAULT_IDLE: Duration = Duration::from_secs(60);
@@ -34,11 +34,16 @@ const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 /// Messages each user sends when neither `--messages` nor `--duration` is given.
 const DEFAULT_MESSAGES: u64 = 5;
 
+/// Open files a load process keeps for itself beyond its sockets.
+const FILES_KEPT: u64 = 64;
+
 /// Dev tokens fetched at once.
 const TOKEN_REQUESTS: usize = 16;
 
 /// What the simulated users do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Scenario {
     /// Hold the sockets open, with a `ping` now and then, for the duration.
@@ -53,7 +58,7 @@ pub enum Scenario {
 }
 
 /// A load test, as asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadConfig {
     /// `ws://HOST:PORT[/ws]` or `http://HOST:PORT`.
     pub url: String,
@@ -88,6 +93,10 @@ pub struct LoadConfig {
     /// Spread sockets over this many loopback source addresses, 127.0.0.1 up (1: the
     /// system's choice). Only for a server on loopback.
     pub source_addresses: u8,
+    /// Processes to spread the users over, each with its own open-file limit: this executable
+    /// (which must be `enclave`) again, as `enclave loadtest-worker` (see `workers.rs`). 1: all
+    /// in this process; 0: as many as the sockets need.
+    pub processes: usize,
     /// The server's process id, to report its memory and CPU.
     pub server_pid: Option<u32>,
     /// Show a progress bar on stderr.
@@ -129,34 +138,109 @@ pub fn raise_file_limit() -> u64 {
 }
 
 /// Runs the load test `config` describes and returns what it found.
-pub fn run(config: LoadConfig) -> Result<Summary, LoadError> {
+pub fn run(mut config: LoadConfig) -> Result<Summary, LoadError> {
     check(&config)?;
     let files = raise_file_limit();
-    let sockets = config.users.saturating_mul(config.sockets_per_user) as u64;
-    if sockets + 64 > files {
+    let sockets = config.users.saturating_mul(config.sockets_per_user.max(1)) as u64;
+    let per_process = files.saturating_sub(FILES_KEPT).max(1);
+    if config.processes == 0 {
+        // A limit that cannot be read (0) says nothing: one process.
+        config.processes = match files {
+            0 => 1,
+            _ => usize::try_from(sockets.div_ceil(per_process)).unwrap_or(usize::MAX),
+        };
+    }
+    config.processes = config.processes.clamp(1, config.users);
+    // The largest share is one user more than the even split.
+    let largest_share =
+        (config.users.div_ceil(config.processes) * config.sockets_per_user.max(1)) as u64;
+    if files > 0 && largest_share > per_process {
         log::warn!(
-            "{sockets} sockets need more than this process's open-file limit ({files}); \
-             run several load clients"
+            "{sockets} sockets over {} process(es) need more than one process's open-file \
+             limit ({files}) each: give more --processes",
+            config.processes
         );
     }
     let (target, tokens) = prepare(&config)?;
-    let sources = if config.source_addresses > 1 {
-        if !target.is_loopback() {
-            return Err(LoadError::BadSetting(
-                "--source-addresses needs a server on a loopback address".to_owned(),
-            ));
-        }
-        (1..=config.source_addresses)
-            .map(|n| IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let sources = sources(&config, &target)?;
+    if config.processes > 1 {
+        return workers::run(config, tokens);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.threads.max(1))
         .enable_all()
         .build()?;
-    Ok(runtime.block_on(load(config, target, tokens, sources)))
+    Ok(runtime.block_on(async move {
+        let shape = Shape::of(&config);
+        let baseline = Baseline::now(config.server_pid);
+        let (received, live) = start::start(
+            &config,
+            &shape,
+            target,
+            tokens,
+            0,
+            sources,
+            baseline.started(),
+        );
+        gather(&config, &shape, baseline, received, &live, || {}).await
+    }))
+}
+
+/// How long the load lasts and how many messages each user sends, from what was asked.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// From the first socket to the last one opened.
+    ramp_time: Duration,
+    /// How long the load lasts once every user has started.
+    hold: Duration,
+    /// Messages each user sends (`u64::MAX`: until the load ends).
+    messages: u64,
+    /// The test ends by time (idle, or messages without limit), not by a count of runs.
+    by_time: bool,
+}
+
+impl Shape {
+    fn of(config: &LoadConfig) -> Shape {
+        let ramp_time = match config.ramp {
+            r if r > 0.0 => {
+                Duration::try_from_secs_f64((config.users * config.sockets_per_user) as f64 / r)
+                    .unwrap_or(Duration::MAX)
+            }
+            _ => Duration::ZERO,
+        };
+        let hold = match (config.duration, config.scenario) {
+            (Some(duration), _) => duration,
+            (None, Scenario::Idle) => DEFAULT_IDLE,
+            (None, _) => Duration::from_secs(10 * 365 * 24 * 3600),
+        };
+        let messages = match (config.messages, config.duration) {
+            (Some(messages), _) => messages,
+            (None, Some(_)) => u64::MAX,
+            (None, None) => DEFAULT_MESSAGES,
+        };
+        Shape {
+            ramp_time,
+            hold,
+            messages,
+            by_time: config.scenario == Scenario::Idle || messages == u64::MAX,
+        }
+    }
+}
+
+/// The loopback source addresses to spread sockets over (`--source-addresses`; empty: the
+/// system's choice).
+fn sources(config: &LoadConfig, target: &Target) -> Result<Vec<IpAddr>, LoadError> {
+    if config.source_addresses <= 1 {
+        return Ok(Vec::new());
+    }
+    if !target.is_loopback() {
+        return Err(LoadError::BadSetting(
+            "--source-addresses needs a server on a loopback address".to_owned(),
+        ));
+    }
+    Ok((1..=config.source_addresses)
+        .map(|n| IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)))
+        .collect())
 }
 
 fn check(config: &LoadConfig) -> Result<(), LoadError> {
@@ -234,163 +318,4 @@ fn prepare(config: &LoadConfig) -> Result<(Target, Vec<(String, String)>), LoadE
         };
         Ok((target, tokens))
     })
-}
-
-/// The load itself, on the client's runtime.
-async fn load(
-    config: LoadConfig,
-    target: Target,
-    tokens: Vec<(String, String)>,
-    sources: Vec<IpAddr>,
-) -> Summary {
-    let pid = config.server_pid.map(|pid| pid.to_string());
-    let rss_before = pid.as_deref().and_then(process::rss_kib).unwrap_or(0);
-    let cpu_before = pid.as_deref().and_then(process::cpu_seconds).unwrap_or(0.0);
-    let client_cpu_before = process::cpu_seconds("self").unwrap_or(0.0);
-    let started = Instant::now();
-    let ramp_time = match config.ramp {
-        r if r > 0.0 => {
-            Duration::from_secs_f64((config.users * config.sockets_per_user) as f64 / r)
-        }
-        _ => Duration::ZERO,
-    };
-    let hold = match (config.duration, config.scenario) {
-        (Some(duration), _) => duration,
-        (None, Scenario::Idle) => DEFAULT_IDLE,
-        (None, _) => Duration::from_secs(10 * 365 * 24 * 3600),
-    };
-    let messages = match (config.messages, config.duration) {
-        (Some(messages), _) => messages,
-        (None, Some(_)) => u64::MAX,
-        (None, None) => DEFAULT_MESSAGES,
-    };
-    let (reports, mut received) = mpsc::unbounded_channel();
-    let live = Arc::new(Live::default());
-    let plan = Arc::new(Plan {
-        target,
-        scenario: config.scenario,
-        users: config.users,
-        sockets_per_user: config.sockets_per_user,
-        messages: if config.scenario == Scenario::Idle {
-            0
-        } else {
-            messages
-        },
-        content: config.content.clone(),
-        run_tag: uuid::Uuid::new_v4().simple().to_string(),
-        load_until: started + ramp_time + hold,
-        run_timeout: config.run_timeout,
-        send_every: config
-            .rate
-            .and_then(|rate| Duration::try_from_secs_f64(config.users as f64 / rate).ok()),
-        sources,
-        reports,
-        live: Arc::clone(&live),
-    });
-    let by_time = config.scenario == Scenario::Idle || plan.messages == u64::MAX;
-    let bar = progress_bar(&config, plan.messages, hold, by_time);
-    let users = tokio::spawn(start_users(
-        Arc::clone(&plan),
-        tokens,
-        config.ramp,
-        config.sockets_per_user,
-    ));
-    drop(plan);
-    let mut tally = Tally::default();
-    let mut rss_peak = rss_before;
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tokio::select! {
-            report = received.recv() => match report {
-                Some(report) => tally.add(report),
-                None => break,
-            },
-            _ = tick.tick() => {
-                if let Some(rss) = pid.as_deref().and_then(process::rss_kib) {
-                    rss_peak = rss_peak.max(rss);
-                }
-                show(&bar, &live, by_time, started, tally.foreign());
-            }
-        }
-    }
-    // Every sender is gone, so every user is done.
-    let _ = users.await;
-    bar.finish_and_clear();
-    let mut summary = tally.finish(started.elapsed());
-    summary.scenario = format!("{:?}", config.scenario).to_lowercase();
-    summary.users = config.users;
-    summary.sockets_per_user = config.sockets_per_user;
-    summary.sockets_peak = live.sockets_peak.load(Ordering::Relaxed);
-    summary.client_cpu_seconds = process::cpu_seconds("self").unwrap_or(0.0) - client_cpu_before;
-    if let Some(pid) = pid.as_deref() {
-        let cpu_seconds = process::cpu_seconds(pid).unwrap_or(cpu_before) - cpu_before;
-        let per_socket = match summary.sockets_peak {
-            0 => 0.0,
-            n => rss_peak.saturating_sub(rss_before) as f64 / n as f64,
-        };
-        summary.server = Some(ServerUse {
-            rss_before_kib: rss_before,
-            rss_peak_kib: rss_peak,
-            rss_after_kib: process::rss_kib(pid).unwrap_or(0),
-            rss_per_socket_kib: per_socket,
-            cpu_seconds,
-            cpu_micros_per_event: match summary.events {
-                0 => 0.0,
-                n => cpu_seconds * 1e6 / n as f64,
-            },
-        });
-    }
-    summary
-}
-
-/// Starts one task per user, `ramp` sockets per second; returns once every user is done.
-async fn start_users(plan: Arc<Plan>, tokens: Vec<(String, String)>, ramp: f64, sockets: usize) {
-    let started = tokio::time::Instant::now();
-    let mut users = tokio::task::JoinSet::new();
-    for (index, (name, token)) in tokens.into_iter().enumerate() {
-        if ramp > 0.0 {
-            let at = Duration::from_secs_f64((index * sockets) as f64 / ramp);
-            tokio::time::sleep_until(started + at).await;
-        }
-        users.spawn(user::simulate(Arc::clone(&plan), index, name, token));
-    }
-    drop(plan);
-    while users.join_next().await.is_some() {}
-}
-
-/// A bar of runs ended out of all to run, or of seconds (`by_time`) when that is unknown.
-fn progress_bar(config: &LoadConfig, messages: u64, hold: Duration, by_time: bool) -> ProgressBar {
-    let length = if by_time {
-        hold.as_secs()
-    } else {
-        (config.users as u64).saturating_mul(messages)
-    };
-    let target = if config.progress {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let bar = ProgressBar::with_draw_target(Some(length), target);
-    if let Ok(style) =
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
-}
-
-/// Updates the bar; `foreign` counts the violations across users found so far.
-fn show(bar: &ProgressBar, live: &Live, by_time: bool, started: Instant, foreign: usize) {
-    let runs = live.runs.load(Ordering::Relaxed);
-    bar.set_position(if by_time {
-        started.elapsed().as_secs()
-    } else {
-        runs
-    });
-    let violations = foreign as u64 + live.violations.load(Ordering::Relaxed);
-    bar.set_message(format!(
-        "{} sockets · {runs} runs · {} events · {violations} violations",
-        live.sockets.load(Ordering::Relaxed),
-        live.events.load(Ordering::Relaxed),
-    ));
 }

@@ -13,6 +13,19 @@ pub fn rss_kib(pid: &str) -> Option<u64> {
 
 /// The CPU time (user + system) process `pid` (`self` for this one) has used, seconds.
 pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let [utime, stime, ..] = cpu_ticks(pid)?;
+    Some((utime + stime) as f64 / TICKS_PER_SECOND)
+}
+
+/// The CPU time of this process and of the children it has waited for (a load client's
+/// workers), seconds.
+pub fn own_and_children_cpu_seconds() -> Option<f64> {
+    let ticks: u64 = cpu_ticks("self")?.iter().sum();
+    Some(ticks as f64 / TICKS_PER_SECOND)
+}
+
+/// `utime`, `stime`, `cutime` and `cstime` of process `pid`, in clock ticks.
+fn cpu_ticks(pid: &str) -> Option<[u64; 4]> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces: the fields after it start past its closing ')'.
     let after_name = stat.rsplit_once(')')?.1;
@@ -20,7 +33,9 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     // Fields 14 and 15 of the whole line; 12 and 13 after the name and state.
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / TICKS_PER_SECOND)
+    let children_utime: u64 = fields.next()?.parse().ok()?;
+    let children_stime: u64 = fields.next()?.parse().ok()?;
+    Some([utime, stime, children_utime, children_stime])
 }
 
 #[cfg(test)]
@@ -31,6 +46,7 @@ mod tests {
     fn reads_this_process() {
         assert!(rss_kib("self").is_some_and(|kib| kib > 0));
         assert!(cpu_seconds("self").is_some());
+        assert!(own_and_children_cpu_seconds() >= cpu_seconds("self"));
         assert_eq!(rss_kib("0"), None);
     }
 }

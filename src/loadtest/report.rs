@@ -14,8 +14,9 @@ use super::verify::{Verifier, Violation};
 /// The most violations a summary lists (all are counted).
 const LISTED_VIOLATIONS: usize = 100;
 
-/// Something a simulated user observed.
-#[derive(Debug)]
+/// Something a simulated user observed (or, with several processes, the parent of a worker
+/// that failed).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Report {
     /// A socket connected.
     Connected,
@@ -44,6 +45,8 @@ pub enum Report {
     Ids { user: String, ids: Vec<String> },
     /// The user is done; what its verification found.
     Finished(Vec<Violation>),
+    /// A worker process died or wrote what cannot be read (what happened).
+    WorkerFailed(String),
 }
 
 /// Nearest-rank quantiles of one histogram, in milliseconds.
@@ -103,6 +106,11 @@ pub struct Summary {
     pub users: usize,
     /// Sockets each user held.
     pub sockets_per_user: usize,
+    /// Processes the users were spread over.
+    pub processes: usize,
+    /// Worker processes that died or wrote what could not be read (by what happened in
+    /// `errors`).
+    pub workers_failed: u64,
     /// Seconds from the first connection to the last user done.
     pub elapsed_seconds: f64,
     /// Sockets that connected (reconnects included).
@@ -111,7 +119,7 @@ pub struct Summary {
     pub connections_failed: u64,
     /// Failed connections by reason.
     pub connect_failures: BTreeMap<String, u64>,
-    /// The most sockets open at once.
+    /// The most sockets open at once (with several processes, sampled from their counters).
     pub sockets_peak: u64,
     /// Sockets the server closed, by close code or reason.
     pub dropped: BTreeMap<String, u64>,
@@ -141,7 +149,8 @@ pub struct Summary {
     pub event_latency_ms: Quantiles,
     /// From sending a message to its run's terminal event.
     pub run_time_ms: Quantiles,
-    /// `error` frames by code, and failed runs as `run_failed:CODE`.
+    /// `error` frames by code, failed runs as `run_failed:CODE`, and failed worker processes
+    /// as `worker N: what happened`.
     pub errors: BTreeMap<String, u64>,
     /// Every violation found (only the first are listed).
     pub violations_found: usize,
@@ -149,13 +158,14 @@ pub struct Summary {
     pub violations: Vec<Violation>,
     /// The server process's memory and CPU, when `--server-pid` was given.
     pub server: Option<ServerUse>,
-    /// The load client's own CPU seconds.
+    /// The load client's CPU seconds, its worker processes' included.
     pub client_cpu_seconds: f64,
 }
 
 impl Summary {
-    /// Whether the test passed: no violation, no timed-out run, no failed connection, and
-    /// every message became a run that completed (none unsent, refused or failed).
+    /// Whether the test passed: no violation, no timed-out run, no failed connection, no
+    /// failed worker, and every message became a run that completed (none unsent, refused or
+    /// failed).
     pub fn passed(&self) -> bool {
         self.violations_found == 0
             && self.runs_timed_out == 0
@@ -163,6 +173,7 @@ impl Summary {
             && self.messages_refused == 0
             && self.messages_unsent == 0
             && self.runs_failed == 0
+            && self.workers_failed == 0
     }
 }
 
@@ -230,6 +241,10 @@ impl Tally {
             }
             Report::Ids { user, ids } => self.verifier.ids_seen(&user, ids),
             Report::Finished(found) => self.violations.extend(found),
+            Report::WorkerFailed(what) => {
+                s.workers_failed += 1;
+                *s.errors.entry(what).or_default() += 1;
+            }
         }
     }
 
@@ -275,9 +290,12 @@ impl fmt::Display for Summary {
         };
         writeln!(
             f,
-            "scenario {}: {} users × {} sockets, {:.1} s",
-            self.scenario, self.users, self.sockets_per_user, self.elapsed_seconds
+            "scenario {}: {} users × {} sockets, {:.1} s, {} process(es)",
+            self.scenario, self.users, self.sockets_per_user, self.elapsed_seconds, self.processes
         )?;
+        if self.workers_failed > 0 {
+            writeln!(f, "  workers      {} failed", self.workers_failed)?;
+        }
         writeln!(
             f,
             "  connections  {} made, {} failed ({}), peak {} open, {} reconnects",

@@ -93,6 +93,47 @@ fn every_scenario_loads_a_real_server_and_verifies_clean() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(open["runs_completed"], 12, "{open}");
+
+    // Five users spread over four worker processes (2, 1, 1, 1), tallied as one test.
+    let (out, spread) = loadtest(
+        &ws,
+        Some("lt-secret"),
+        &[
+            "--users",
+            "5",
+            "--sockets-per-user",
+            "2",
+            "--messages",
+            "3",
+            "--processes",
+            "4",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(spread["processes"], 4, "{spread}");
+    assert_eq!(spread["runs_completed"], 15, "{spread}");
+    assert_eq!(spread["run_time_ms"]["count"], 15, "{spread}");
+    assert_eq!(spread["connections_made"], 10, "{spread}");
+    assert!(spread["events"].as_u64().unwrap() >= 15 * 2 * 4, "{spread}");
+
+    // One process may open 80 files, 16 for sockets: 24 sockets need two processes.
+    let json = std::env::temp_dir().join(format!("enclave-lt-{}.json", uuid::Uuid::new_v4()));
+    let out = std::process::Command::new("prlimit")
+        .arg("--nofile=80:80")
+        .arg(env!("CARGO_BIN_EXE_enclave"))
+        .args(["loadtest", "--url", &ws, "--threads", "2", "--users", "6"])
+        .args(["--sockets-per-user", "4", "--messages", "1", "--json"])
+        .arg(&json)
+        .env("ENCLAVE_JWT_SECRET", "lt-secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let auto: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(auto["processes"], 2, "{auto}");
+    assert_eq!(auto["runs_completed"], 6, "{auto}");
+    assert_eq!(auto["connections_made"], 24, "{auto}");
+
     let (out, _) = loadtest(
         &ws,
         Some("lt-secret"),
@@ -238,35 +279,130 @@ fn serve_faults(connection: usize, ws: &mut FakeSocket) {
 #[test]
 fn a_planted_gap_duplicate_and_foreign_id_fail_the_test() {
     let url = fake_server(serve_faults);
-    let (out, summary) = loadtest(
-        &url,
-        Some("any"),
-        &["--users", "2", "--messages", "1", "--ramp", "0"],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).ends_with("FAILED\n"));
-    let kinds: Vec<&str> = summary["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "duplicate").count(),
-        2,
+    // With two processes the users are in different ones: the foreign id is still caught.
+    for processes in ["1", "2"] {
+        let (out, summary) = loadtest(
+            &url,
+            Some("any"),
+            &[
+                "--users",
+                "2",
+                "--messages",
+                "1",
+                "--ramp",
+                "0",
+                "--processes",
+                processes,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).ends_with("FAILED\n"));
+        assert_eq!(summary["processes"].to_string(), processes, "{summary}");
+        let kinds: Vec<&str> = summary["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["kind"].as_str().unwrap())
+            .collect();
+        for (kind, count) in [("duplicate", 2), ("gap", 2), ("foreign", 1)] {
+            assert_eq!(
+                kinds.iter().filter(|k| **k == kind).count(),
+                count,
+                "{kind}, {processes} process(es): {summary}"
+            );
+        }
+        assert_eq!(summary["violations_found"], 5, "{summary}");
+    }
+}
+
+/// Holds every connection open until the client leaves.
+fn serve_idle(_: usize, ws: &mut FakeSocket) {
+    while ws.read().is_ok() {}
+}
+
+/// `enclave loadtest` of 4 idle users over 2 worker processes for 2 minutes against
+/// `url`, writing its summary to `json`; the client and its workers' pids, once both workers
+/// have started.
+fn idle_over_two_workers(url: &str, json: &std::path::Path) -> (std::process::Child, Vec<String>) {
+    let mut client = enclave()
+        .args(["loadtest", "--url", url, "--scenario", "idle"])
+        .args(["--users", "4", "--processes", "2", "--duration", "2m"])
+        .arg("--json")
+        .arg(json)
+        .env("ENCLAVE_JWT_SECRET", "any")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let children = format!("/proc/{0}/task/{0}/children", client.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let listed = std::fs::read_to_string(&children).unwrap();
+        let pids: Vec<String> = listed.split_whitespace().map(str::to_owned).collect();
+        if pids.len() == 2 {
+            return (client, pids);
+        }
+        assert!(client.try_wait().unwrap().is_none(), "the client ended");
+        assert!(std::time::Instant::now() < deadline, "no two workers");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped).
+fn ended(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn a_worker_process_that_dies_fails_the_test_and_the_others_stop() {
+    let url = fake_server(serve_idle);
+    let json = std::env::temp_dir().join(format!("enclave-lt-{}.json", uuid::Uuid::new_v4()));
+    let (mut client, workers) = idle_over_two_workers(&url, &json);
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &workers[0]])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = client.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    // The other worker would idle for two minutes had it not been stopped.
+    assert!(
+        summary["elapsed_seconds"].as_f64().unwrap() < 100.0,
         "{summary}"
     );
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "gap").count(),
-        2,
+    // The killed worker failed; the one stopped for it is not counted as failing.
+    assert_eq!(summary["workers_failed"], 1, "{summary}");
+    let errors: Vec<&String> = summary["errors"].as_object().unwrap().keys().collect();
+    assert_eq!(errors.len(), 1, "{summary}");
+    assert!(
+        errors[0].starts_with("worker 0: ended unfinished"),
         "{summary}"
     );
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "foreign").count(),
-        1,
-        "{summary}"
-    );
-    assert_eq!(summary["violations_found"], 5, "{summary}");
+    assert!(ended(&workers[1]), "the surviving worker outlived the test");
+}
+
+#[test]
+fn workers_stop_when_the_load_client_is_killed() {
+    let url = fake_server(serve_idle);
+    let json = std::env::temp_dir().join(format!("enclave-lt-{}.json", uuid::Uuid::new_v4()));
+    let (mut client, workers) = idle_over_two_workers(&url, &json);
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !workers.iter().all(|pid| ended(pid)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "workers outlived their load client by a minute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Drops the first connection as soon as it gets a message, unanswered, then serves a clean

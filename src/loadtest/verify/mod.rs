@@ -18,7 +18,7 @@ use super::frame::Frame;
 const MAX_AHEAD: usize = 1 << 20;
 
 /// One broken promise of the server, as a load test found it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Violation {
     /// A socket skipped `seq`s: it got `got` where `expected` was next.
