@@ -12,6 +12,7 @@ use enclave::analysis::optimize::{Kind, Recommendation, Thresholds, recommend};
 use enclave::analysis::plan::{Goal, choose, plan_savings};
 use enclave::analysis::report_text::{escape_md, money, percent, spend, usage_table};
 use enclave::analysis::why_not::{KINDS, Reason, no_data, not_offered, why_not};
+use enclave::analysis::window::{WindowFacts, WindowPass};
 use enclave::usage::record::UsageRecord;
 
 /// big: in 10, out 30, cached in 1, batch −50%, substitute small.
@@ -53,8 +54,19 @@ fn only(recs: &[Recommendation], kind: Kind) -> Vec<&Recommendation> {
     recs.iter().filter(|r| r.kind == kind).collect()
 }
 
+/// The facts one pass over `records` finds, with the default thresholds.
+fn facts_of(records: &[UsageRecord], catalog: &Catalog) -> WindowFacts {
+    WindowPass::of_records(records, catalog, &Thresholds::default()).1
+}
+
 fn analyse(records: &[UsageRecord]) -> Vec<Recommendation> {
-    recommend(records, &catalog(), &Thresholds::default(), 30.0)
+    let catalog = catalog();
+    recommend(
+        &facts_of(records, &catalog),
+        &catalog,
+        &Thresholds::default(),
+        30.0,
+    )
 }
 
 #[test]
@@ -229,7 +241,8 @@ fn overlapping_recommendations_in_one_plan_are_counted_once() {
     records[0].is_error = true;
     let catalog = catalog();
     let thresholds = Thresholds::default();
-    let recs = recommend(&records, &catalog, &thresholds, 30.0);
+    let facts = facts_of(&records, &catalog);
+    let recs = recommend(&facts, &catalog, &thresholds, 30.0);
     let kinds: Vec<Kind> = recs.iter().map(|r| r.kind).collect();
     assert_eq!(
         kinds,
@@ -239,10 +252,10 @@ fn overlapping_recommendations_in_one_plan_are_counted_once() {
     close(recs[1].savings_usd, 0.112);
     close(recs[2].savings_usd, 0.0056);
     let all: Vec<&Recommendation> = recs.iter().collect();
-    close(plan_savings(&records, &catalog, &thresholds, &all), 0.21347);
+    close(plan_savings(&facts, &catalog, &thresholds, &all), 0.21347);
     // Batching then retry: 19 × 0.0056 + 0.0028 = $0.1092 after, $0.1148 saved.
     let two: Vec<&Recommendation> = vec![&recs[1], &recs[2]];
-    close(plan_savings(&records, &catalog, &thresholds, &two), 0.1148);
+    close(plan_savings(&facts, &catalog, &thresholds, &two), 0.1148);
 
     // Choosing for −90%: the least risky first — batching (50%), retry (51.25%) — then
     // substitution, reaching 95.3%.
@@ -253,7 +266,7 @@ fn overlapping_recommendations_in_one_plan_are_counted_once() {
         priority: 1,
         rationale: String::new(),
     }];
-    let plan = choose(&records, &catalog, &thresholds, &recs, &goals, 0.224);
+    let plan = choose(&facts, &catalog, &thresholds, &recs, &goals, 0.224);
     assert_eq!(plan.selected, ["rec-2", "rec-3", "rec-1"]);
     close(plan.savings_usd, 0.21347);
     close(plan.savings_pct, 100.0 * 0.21347 / 0.224);
@@ -265,7 +278,7 @@ fn overlapping_recommendations_in_one_plan_are_counted_once() {
         target_pct: Some(-40.0),
         ..goals[0].clone()
     }];
-    let plan = choose(&records, &catalog, &thresholds, &recs, &goals, 0.224);
+    let plan = choose(&facts, &catalog, &thresholds, &recs, &goals, 0.224);
     assert_eq!(plan.selected, ["rec-2"]);
     close(plan.savings_pct, 50.0);
 
@@ -274,7 +287,7 @@ fn overlapping_recommendations_in_one_plan_are_counted_once() {
         target_pct: Some(-99.0),
         ..goals[0].clone()
     }];
-    let plan = choose(&records, &catalog, &thresholds, &recs, &goals, 0.224);
+    let plan = choose(&facts, &catalog, &thresholds, &recs, &goals, 0.224);
     assert!(!plan.goals_met);
     close(plan.shortfall_pct, 99.0 - 100.0 * 0.21347 / 0.224);
 }
@@ -577,7 +590,7 @@ fn a_reason_is_given_exactly_when_the_rule_offers_nothing() {
     let mut seen = (0, 0);
     let mut kinds_offered = std::collections::BTreeSet::new();
     for records in &fixtures {
-        let recs = recommend(records, &catalog, &t, 30.0);
+        let recs = recommend(&facts_of(records, &catalog), &catalog, &t, 30.0);
         let offered: Vec<(String, String, Kind)> = recs
             .iter()
             .map(|r| (r.model.clone(), r.workload.clone(), r.kind))

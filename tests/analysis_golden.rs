@@ -1,5 +1,5 @@
-//! The analysis of a planted dataset against what the record-by-record analysis (before the
-//! streaming rewrite, commit 9083772) computed for it, kept in `tests/golden/analysis.json`:
+//! The analysis of a planted dataset (one `WindowPass`) against what the record-by-record
+//! analysis (before the streaming rewrite, commit 9083772) computed for it, kept in `tests/golden/analysis.json`:
 //! counts and percentiles exactly, money within 1e-9 relative. The dataset plants every case
 //! the rules and the plan arithmetic distinguish: a model with a substitute, one without a
 //! cached price, one the catalog does not know; repeated prompt prefixes above and below the
@@ -12,10 +12,10 @@
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::indexing_slicing)]
 
-use enclave::analysis::aggregate::aggregate;
 use enclave::analysis::catalog::Catalog;
 use enclave::analysis::optimize::{Thresholds, recommend};
 use enclave::analysis::plan::{Goal, choose};
+use enclave::analysis::window::WindowPass;
 use enclave::usage::record::UsageRecord;
 use serde_json::{Value, json};
 
@@ -116,8 +116,8 @@ fn goal(metric: &str, target_pct: Option<f64>) -> Goal {
 fn analyse(records: &[UsageRecord]) -> Value {
     let catalog = Catalog::builtin();
     let thresholds = Thresholds::default();
-    let aggregates = aggregate(records, &catalog);
-    let candidates = recommend(records, &catalog, &thresholds, aggregates.window_days);
+    let (aggregates, facts) = WindowPass::of_records(records, &catalog, &thresholds);
+    let candidates = recommend(&facts, &catalog, &thresholds, aggregates.window_days);
     let goal_sets = [
         vec![goal("cost", Some(-30.0))],
         vec![goal("cost", Some(-5.0))],
@@ -128,7 +128,7 @@ fn analyse(records: &[UsageRecord]) -> Value {
         .iter()
         .map(|goals| {
             let plan = choose(
-                records,
+                &facts,
                 &catalog,
                 &thresholds,
                 &candidates,

@@ -87,7 +87,7 @@ impl Agent for Actions {
                 let data = &scope.data;
                 let total_spend = data.aggregates.totals.spend_usd;
                 choose(
-                    &data.records,
+                    &data.facts,
                     &catalog,
                     &thresholds,
                     recs,

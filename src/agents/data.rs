@@ -4,14 +4,16 @@
 //! keeps the records: the only read of the window in a run. With no data it cuts the plan
 //! short to reporting, which says what is missing.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
-use crate::analysis::aggregate::{Aggregates, aggregate};
+use crate::analysis::aggregate::Aggregates;
+use crate::analysis::window::{WindowFacts, WindowPass};
 use crate::clock::now_ms;
 use crate::store::user_store::Window;
-use crate::usage::record::UsageRecord;
 
 /// The data agent (see the module comment).
 pub struct Data;
@@ -26,10 +28,11 @@ pub struct UsageAnalysis {
     pub aggregates: Aggregates,
     /// The date of the price catalog the spend was priced with.
     pub catalog_as_of: String,
-    /// The records analysed, oldest first: the agents after it (optimisations core, actions)
-    /// work on these, so a run reads its window once. Not on the wire.
+    /// What the rules and the plan price from, found in the same pass: the agents after it
+    /// (optimisations core, actions) work on these, so a run reads its window once. Not on
+    /// the wire.
     #[serde(skip)]
-    pub records: Vec<UsageRecord>,
+    pub facts: Arc<WindowFacts>,
 }
 
 /// A window's bounds, epoch milliseconds, both included.
@@ -102,18 +105,16 @@ impl Agent for Data {
                 },
             };
             let catalog = ctx.catalog().clone();
+            let thresholds = ctx.config().thresholds.clone();
             let read = async {
                 let window = ctx.store().usage_in(window).await?;
                 let (since, until, records) = (window.since, window.until, window.records);
-                let (records, aggregates) = ctx
-                    .compute(move || {
-                        let aggregates = aggregate(&records, &catalog);
-                        (records, aggregates)
-                    })
+                let (aggregates, facts) = ctx
+                    .compute(move || WindowPass::of_records(&records, &catalog, &thresholds))
                     .await?;
-                Ok::<_, AgentError>((since, until, records, aggregates))
+                Ok::<_, AgentError>((since, until, facts, aggregates))
             };
-            let ((since, until, records, aggregates), duration_ms) =
+            let ((since, until, facts, aggregates), duration_ms) =
                 ctx.tool("usage_aggregates", tool_input, read).await?;
             let summary = UsageAggregatesOutput {
                 requests: aggregates.totals.requests,
@@ -138,7 +139,7 @@ impl Agent for Data {
                 window: WindowBounds { since, until },
                 aggregates,
                 catalog_as_of: ctx.catalog().as_of().to_owned(),
-                records,
+                facts: Arc::new(facts),
             })?;
             Ok(if no_data {
                 output.with_replan(vec!["reporting".to_owned()])

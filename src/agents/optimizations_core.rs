@@ -75,7 +75,7 @@ pub fn candidates(
 ) -> Vec<Recommendation> {
     let data = &scope.data;
     let window_days = data.aggregates.window_days;
-    let mut recs = recommend(&data.records, catalog, thresholds, window_days);
+    let mut recs = recommend(&data.facts, catalog, thresholds, window_days);
     if scope.substitutions_only {
         recs.retain(|r| r.kind == Kind::ModelSubstitution);
     }

@@ -2,19 +2,18 @@
 //! tokens, spend (priced by the catalog where a record has no `cost_usd`), nearest-rank
 //! p50/p95/p99 latency, error rate, prefix-repeat share, output-cap utilisation and
 //! non-interactive share, and the counts and percentiles the optimisation rules test (so a
-//! report can say why a rule did not apply). Pure: records and a catalog in, numbers out.
-
-use std::collections::BTreeMap;
+//! report can say why a rule did not apply). The types are here; one pass over the records
+//! (`window.rs`) computes them.
 
 use serde::{Deserialize, Serialize};
 
 use super::catalog::Catalog;
+use super::optimize::Thresholds;
+use super::window::WindowPass;
 use crate::usage::record::UsageRecord;
 
 /// Records below which an analysis is `partial`.
 pub const SUFFICIENT_RECORDS: usize = 100;
-
-const DAY_MS: f64 = 86_400_000.0;
 
 /// The aggregates of one model × workload: what a report's table shows and what the rules test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,98 +109,10 @@ pub fn nearest_rank(sorted: &[i64], p: f64) -> i64 {
         .unwrap_or(0)
 }
 
-/// The aggregates of `records`, priced with `catalog` where a record has no `cost_usd`.
+/// The aggregates of `records` in memory, priced with `catalog` where a record has no
+/// `cost_usd` (one `WindowPass` over them).
 pub fn aggregate(records: &[UsageRecord], catalog: &Catalog) -> Aggregates {
-    let mut by_group: BTreeMap<(&str, &str), Vec<&UsageRecord>> = BTreeMap::new();
-    for record in records {
-        by_group
-            .entry((record.model.as_str(), record.workload.as_str()))
-            .or_default()
-            .push(record);
-    }
-    let mut unpriced_models = Vec::new();
-    let mut groups: Vec<GroupStats> = by_group
-        .into_iter()
-        .map(|((model, workload), group)| {
-            let mut latencies: Vec<i64> = group.iter().map(|r| r.latency_ms).collect();
-            latencies.sort_unstable();
-            let costs: Vec<Option<f64>> = group.iter().map(|r| catalog.cost(r)).collect();
-            let unpriced = costs.iter().filter(|c| c.is_none()).count();
-            if unpriced > 0 && !unpriced_models.iter().any(|m| m == model) {
-                unpriced_models.push(model.to_owned());
-            }
-            let errors = group.iter().filter(|r| r.is_error).count();
-            let mut prefix_uses: BTreeMap<&str, usize> = BTreeMap::new();
-            for r in &group {
-                if let Some(hash) = &r.prompt_prefix_hash {
-                    *prefix_uses.entry(hash.as_str()).or_default() += 1;
-                }
-            }
-            let repeated: usize = prefix_uses.values().filter(|n| **n > 1).sum();
-            let caps: Vec<f64> = group
-                .iter()
-                .filter_map(|r| r.max_tokens.map(|m| r.completion_tokens as f64 / m as f64))
-                .collect();
-            let batchable = group.iter().filter(|r| !r.interactive).count();
-            let sorted = |field: fn(&UsageRecord) -> i64| {
-                let mut values: Vec<i64> = group.iter().map(|r| field(r)).collect();
-                values.sort_unstable();
-                values
-            };
-            let prompts = sorted(|r| r.prompt_tokens);
-            let completions = sorted(|r| r.completion_tokens);
-            GroupStats {
-                model: model.to_owned(),
-                workload: workload.to_owned(),
-                requests: group.len(),
-                prompt_tokens: group.iter().map(|r| r.prompt_tokens).sum(),
-                completion_tokens: group.iter().map(|r| r.completion_tokens).sum(),
-                cached_tokens: group.iter().map(|r| r.cached_tokens).sum(),
-                // Folded from +0.0: an empty `sum()` of f64 is -0.0, shown as "-0.00".
-                spend_usd: costs.iter().flatten().fold(0.0, |total, c| total + c),
-                unpriced_requests: unpriced,
-                latency_p50_ms: nearest_rank(&latencies, 50.0),
-                latency_p95_ms: nearest_rank(&latencies, 95.0),
-                latency_p99_ms: nearest_rank(&latencies, 99.0),
-                error_rate: errors as f64 / group.len() as f64,
-                prefix_repeat_share: repeated as f64 / group.len() as f64,
-                output_cap_utilisation: (!caps.is_empty())
-                    .then(|| caps.iter().sum::<f64>() / caps.len() as f64),
-                non_interactive_share: batchable as f64 / group.len() as f64,
-                prompt_tokens_p95: nearest_rank(&prompts, 95.0),
-                completion_tokens_p95: nearest_rank(&completions, 95.0),
-                completion_tokens_p99: nearest_rank(&completions, 99.0),
-                errors,
-                non_interactive_requests: batchable,
-                prefix_hashed_requests: prefix_uses.values().sum(),
-                top_prefix_uses: prefix_uses.values().copied().max().unwrap_or(0),
-                capped_requests: caps.len(),
-                max_tokens_largest: group.iter().filter_map(|r| r.max_tokens).max(),
-            }
-        })
-        .collect();
-    groups.sort_by(|a, b| b.spend_usd.total_cmp(&a.spend_usd));
-    let totals = Totals {
-        requests: records.len(),
-        unpriced_requests: groups.iter().map(|g| g.unpriced_requests).sum(),
-        prompt_tokens: groups.iter().map(|g| g.prompt_tokens).sum(),
-        completion_tokens: groups.iter().map(|g| g.completion_tokens).sum(),
-        spend_usd: groups.iter().fold(0.0, |total, g| total + g.spend_usd),
-    };
-    let first = records.iter().map(|r| r.ts).min().unwrap_or(0);
-    let last = records.iter().map(|r| r.ts).max().unwrap_or(0);
-    let data_sufficiency = match records.len() {
-        0 => "none",
-        n if n < SUFFICIENT_RECORDS => "partial",
-        _ => "sufficient",
-    };
-    Aggregates {
-        totals,
-        groups,
-        unpriced_models,
-        window_days: ((last - first) as f64 / DAY_MS).max(1.0),
-        data_sufficiency,
-    }
+    WindowPass::of_records(records, catalog, &Thresholds::default()).0
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 
 pub mod aggregate;
 pub mod catalog;
+pub mod column;
 pub mod optimize;
 pub mod plan;
+pub mod prefixes;
 pub mod report_text;
 pub mod why_not;
+pub mod window;

@@ -1,13 +1,13 @@
 //! The optimisation kinds of PROTOCOL.md §4, each a rule over one model × workload group of a
 //! user's records and the price catalog: `model_substitution`, `prompt_caching`, `batching`,
 //! `max_tokens_tuning`, `retry_waste`. Every number is reproducible by hand from the rules.
-
-use std::collections::{BTreeMap, HashMap};
+//! The rules read a group's facts from one pass over the window (`window.rs`): its
+//! percentiles, its caps, and its costs by class of record.
 
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::nearest_rank;
 use super::catalog::{Catalog, ModelPrice};
+use super::window::{CACHE_HIT, Class, FAILED, GroupFacts, NON_INTERACTIVE, WindowFacts};
 use crate::usage::record::UsageRecord;
 
 const MTOK: f64 = 1_000_000.0;
@@ -105,40 +105,29 @@ pub struct Recommendation {
     /// For `max_tokens_tuning`: the cap to set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proposed_max_tokens: Option<i64>,
-    /// Indexes (into the analysed records) of the records it changes.
+    /// The group it changes: its index in `WindowFacts::groups`.
     #[serde(skip)]
-    pub records: Vec<usize>,
-    /// For `prompt_caching`: each changed record's prefix length, aligned with `records`.
-    #[serde(skip)]
-    pub prefixes: Vec<i64>,
+    pub group: usize,
 }
 
-/// Every recommendation the records support, in group order then kind order, numbered
-/// `rec-1`, `rec-2`, …; `window_days` scales `monthly_savings_usd`.
+/// Every recommendation the window's facts support, in group order then kind order,
+/// numbered `rec-1`, `rec-2`, …; `window_days` scales `monthly_savings_usd`.
 pub fn recommend(
-    records: &[UsageRecord],
+    facts: &WindowFacts,
     catalog: &Catalog,
     thresholds: &Thresholds,
     window_days: f64,
 ) -> Vec<Recommendation> {
-    let mut groups: BTreeMap<(&str, &str), Vec<Member>> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
-        groups
-            .entry((r.model.as_str(), r.workload.as_str()))
-            .or_default()
-            .push((i, r));
-    }
     let mut out = Vec::new();
-    for ((model, workload), members) in groups {
-        let Some(price) = catalog.price(model) else {
+    for (index, facts) in facts.groups.iter().enumerate() {
+        let Some(price) = catalog.price(&facts.model) else {
             continue;
         };
         let group = Group {
-            members: &members,
+            facts,
+            index,
             catalog,
             price,
-            model,
-            workload,
         };
         out.extend(group.substitution(thresholds));
         out.extend(group.caching(thresholds));
@@ -153,56 +142,42 @@ pub fn recommend(
     out
 }
 
-/// An analysed record with its index among the analysed records (what a recommendation names).
-type Member<'a> = (usize, &'a UsageRecord);
-
-/// The records of one model × workload.
+/// One priced model × workload, as the rules read it.
 struct Group<'a> {
-    /// The group's records, in the order analysed.
-    members: &'a [Member<'a>],
-    /// Prices every record and names the substitute's price.
+    /// What one pass over its records found.
+    facts: &'a GroupFacts,
+    /// Its index in `WindowFacts::groups`.
+    index: usize,
+    /// Names the substitute's price.
     catalog: &'a Catalog,
     /// The group's model's price.
     price: &'a ModelPrice,
-    /// The group's model, as the records name it.
-    model: &'a str,
-    /// The group's workload.
-    workload: &'a str,
 }
 
-impl<'a> Group<'a> {
-    fn cost(&self, members: &[Member]) -> f64 {
-        members
-            .iter()
-            .filter_map(|(_, r)| self.catalog.cost(r))
-            .sum()
-    }
-
-    fn percentile(&self, p: f64, field: impl Fn(&UsageRecord) -> i64) -> i64 {
-        let mut values: Vec<i64> = self.members.iter().map(|(_, r)| field(r)).collect();
-        values.sort_unstable();
-        nearest_rank(&values, p)
+impl Group<'_> {
+    /// What the records of the classes `keep` accepts cost.
+    fn cost(&self, keep: impl Fn(Class) -> bool) -> f64 {
+        self.facts.sum(keep, |sums| sums.cost)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn recommendation(
         &self,
         kind: Kind,
-        members: &[Member],
+        (affected, current): (u64, f64),
         savings: f64,
         target_model: Option<String>,
         latency_impact: &str,
         confidence: f64,
         rationale: String,
     ) -> Recommendation {
-        let current = self.cost(members);
         Recommendation {
             id: String::new(),
             kind,
-            workload: self.workload.to_owned(),
-            model: self.model.to_owned(),
+            workload: self.facts.workload.clone(),
+            model: self.facts.model.clone(),
             target_model,
-            affected_requests: members.len(),
+            affected_requests: affected as usize,
             current_cost_usd: current,
             projected_cost_usd: current - savings,
             savings_usd: savings,
@@ -216,41 +191,31 @@ impl<'a> Group<'a> {
             confidence,
             rationale,
             proposed_max_tokens: None,
-            records: members.iter().map(|(i, _)| *i).collect(),
-            prefixes: Vec::new(),
+            group: self.index,
         }
     }
 
-    /// The group's records that `keep` accepts, `None` if there are none.
-    fn members_where(&self, keep: impl Fn(&UsageRecord) -> bool) -> Option<Vec<Member<'a>>> {
-        let members: Vec<Member> = self
-            .members
-            .iter()
-            .copied()
-            .filter(|(_, r)| keep(r))
-            .collect();
-        (!members.is_empty()).then_some(members)
+    /// The records of the classes `keep` accepts and what they cost; `None` if there are none.
+    fn members(&self, keep: impl Fn(Class) -> bool + Copy) -> Option<(u64, f64)> {
+        let count = self.facts.count(keep);
+        (count > 0).then(|| (count, self.cost(keep)))
     }
 
     fn substitution(&self, t: &Thresholds) -> Option<Recommendation> {
         let target = self.price.substitute.as_deref()?;
-        let target_price = self.catalog.price(target)?;
-        let p95_completion = self.percentile(95.0, |r| r.completion_tokens);
-        let p95_prompt = self.percentile(95.0, |r| r.prompt_tokens);
-        let errors = self.members.iter().filter(|(_, r)| r.is_error).count();
-        let error_rate = errors as f64 / self.members.len() as f64;
+        self.catalog.price(target)?;
+        let facts = self.facts;
+        let (p95_completion, p95_prompt) = (facts.completion_p95, facts.prompt_p95);
+        let error_rate = facts.errors as f64 / facts.requests.max(1) as f64;
         if p95_completion > t.substitution_max_p95_completion
             || p95_prompt > t.substitution_max_p95_prompt
             || error_rate > t.substitution_max_error_rate
         {
             return None;
         }
-        let projected: f64 = self
-            .members
-            .iter()
-            .map(|(_, r)| substitute_cost(r, target_price))
-            .sum();
-        let savings = self.cost(self.members) - projected;
+        let projected = facts.sum(|_| true, |sums| sums.substituted);
+        let everyone = self.members(|_| true)?;
+        let savings = everyone.1 - projected;
         let rationale = format!(
             "short, simple requests (p95 {p95_completion} completion and {p95_prompt} prompt \
              tokens, {:.1}% errors) that {target} can serve",
@@ -258,7 +223,7 @@ impl<'a> Group<'a> {
         );
         Some(self.recommendation(
             Kind::ModelSubstitution,
-            self.members,
+            everyone,
             savings,
             Some(target.to_owned()),
             "smaller model: usually faster",
@@ -268,65 +233,38 @@ impl<'a> Group<'a> {
     }
 
     fn caching(&self, t: &Thresholds) -> Option<Recommendation> {
-        let cached_price = self.price.cached_input_per_mtok?;
-        let mut by_prefix: HashMap<&str, Vec<Member>> = HashMap::new();
-        for &(i, r) in self.members {
-            if let Some(hash) = &r.prompt_prefix_hash {
-                by_prefix.entry(hash).or_default().push((i, r));
-            }
-        }
-        let mut changed: Vec<(Member, i64)> = Vec::new();
-        let mut savings = 0.0;
-        let mut prefixes = 0;
-        for (_, mut uses) in by_prefix {
-            if uses.len() < t.caching_min_repeats {
-                continue;
-            }
-            prefixes += 1;
-            uses.sort_by_key(|&(i, r)| (r.ts, i));
-            let prefix = uses.iter().map(|(_, r)| r.prompt_tokens).min().unwrap_or(0);
-            for &(i, r) in uses.iter().skip(1) {
-                let input = self.price.input_per_mtok;
-                savings += caching_saving(r, prefix, input, cached_price);
-                changed.push(((i, r), prefix));
-            }
-        }
-        if changed.is_empty() {
-            return None;
-        }
-        // By index alone: a record has one prefix hash, so it is changed at most once.
-        changed.sort_unstable_by_key(|((i, _), _)| *i);
-        let members: Vec<Member> = changed.iter().map(|(m, _)| *m).collect();
+        self.price.cached_input_per_mtok?;
+        let hits = |class: Class| class & CACHE_HIT != 0;
+        let members = self.members(hits)?;
+        let savings = self.facts.sum(hits, |sums| sums.caching_saving);
         let rationale = format!(
-            "{prefixes} prompt prefix(es) repeated at least {} times; every use after the first \
+            "{} prompt prefix(es) repeated at least {} times; every use after the first \
              can read the prefix from the cache",
-            t.caching_min_repeats
+            self.facts.qualifying_prefixes, t.caching_min_repeats
         );
-        let mut rec = self.recommendation(
+        Some(self.recommendation(
             Kind::PromptCaching,
-            &members,
+            members,
             savings,
             None,
             "lower latency on cached prefixes",
             0.8,
             rationale,
-        );
-        rec.prefixes = changed.iter().map(|(_, p)| *p).collect();
-        Some(rec)
+        ))
     }
 
     fn batching(&self) -> Option<Recommendation> {
         let discount = self.price.batch_discount?;
-        let members = self.members_where(|r| !r.interactive)?;
-        let savings = self.cost(&members) * discount;
+        let members = self.members(|class| class & NON_INTERACTIVE != 0)?;
+        let savings = members.1 * discount;
         let rationale = format!(
             "{} non-interactive requests can go through the batch API at {:.0}% off",
-            members.len(),
+            members.0,
             100.0 * discount
         );
         Some(self.recommendation(
             Kind::Batching,
-            &members,
+            members,
             savings,
             None,
             "async: results within 24 h",
@@ -336,19 +274,25 @@ impl<'a> Group<'a> {
     }
 
     fn max_tokens(&self, t: &Thresholds) -> Option<Recommendation> {
-        let p99 = self.percentile(99.0, |r| r.completion_tokens).max(1);
-        let limit = t.max_tokens_factor * p99;
-        let members = self.members_where(|r| r.max_tokens.is_some_and(|m| m >= limit))?;
+        let p99 = self.facts.completion_p99.max(1);
+        let limit = t.max_tokens_factor.saturating_mul(p99);
+        let (count, current) = self
+            .facts
+            .caps
+            .range(limit..)
+            .fold((0, 0.0), |(n, cost), (_, (uses, c))| (n + uses, cost + c));
+        if count == 0 {
+            return None;
+        }
         let proposed = (2 * p99 + 15) / 16 * 16;
         let rationale = format!(
-            "{} requests cap output at {}× or more the p99 of {p99} tokens; a cap of {proposed} \
-             bounds tail latency and runaway cost without cutting real answers",
-            members.len(),
+            "{count} requests cap output at {}× or more the p99 of {p99} tokens; a cap of \
+             {proposed} bounds tail latency and runaway cost without cutting real answers",
             t.max_tokens_factor
         );
         let mut rec = self.recommendation(
             Kind::MaxTokensTuning,
-            &members,
+            (count, current),
             0.0,
             None,
             "shorter tail latency",
@@ -360,17 +304,17 @@ impl<'a> Group<'a> {
     }
 
     fn retry_waste(&self, t: &Thresholds) -> Option<Recommendation> {
-        let members = self.members_where(|r| r.is_error)?;
-        let savings = self.cost(&members) * t.retry_avoidable_share;
+        let members = self.members(|class| class & FAILED != 0)?;
+        let savings = members.1 * t.retry_avoidable_share;
         let rationale = format!(
             "{} failed requests were paid for; fixing their cause avoids an estimated {:.0}% of \
              that spend",
-            members.len(),
+            members.0,
             100.0 * t.retry_avoidable_share
         );
         Some(self.recommendation(
             Kind::RetryWaste,
-            &members,
+            members,
             savings,
             None,
             "fewer retries: lower tail latency",

@@ -9,15 +9,17 @@
 //!
 //! Savings of a plan are never counted twice: each record gets the selected changes in the
 //! order substitution → caching → batching → retry, and the plan saves the window's cost
-//! before minus after.
+//! before minus after. A record's changes depend only on its group and its class (cache hit,
+//! non-interactive, failed: `window.rs`), so each group is priced from its eight class sums,
+//! and adding a recommendation re-prices only its group.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::catalog::Catalog;
-use super::optimize::{Kind, Recommendation, Thresholds, caching_saving, substitute_cost};
-use crate::usage::record::UsageRecord;
+use super::optimize::{Kind, Recommendation, Thresholds};
+use super::window::{CACHE_HIT, FAILED, GroupFacts, NON_INTERACTIVE, WindowFacts};
 
 /// A goal in PROTOCOL.md §4's shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,67 +55,84 @@ pub struct Plan {
     pub steps: Vec<String>,
 }
 
+/// The kinds of change selected for one group.
+#[derive(Debug, Default, Clone, Copy)]
+struct Selected {
+    substitution: bool,
+    caching: bool,
+    batching: bool,
+    retry: bool,
+}
+
+impl Selected {
+    fn add(&mut self, kind: Kind) {
+        match kind {
+            Kind::ModelSubstitution => self.substitution = true,
+            Kind::PromptCaching => self.caching = true,
+            Kind::Batching => self.batching = true,
+            Kind::RetryWaste => self.retry = true,
+            Kind::MaxTokensTuning => {}
+        }
+    }
+}
+
+/// What `selected` saves on `group`: its cost before minus after, class by class.
+fn group_savings(
+    group: &GroupFacts,
+    catalog: &Catalog,
+    thresholds: &Thresholds,
+    selected: Selected,
+) -> f64 {
+    let Some(own) = catalog.price(&group.model) else {
+        return 0.0;
+    };
+    let target = own.substitute.as_deref().and_then(|t| catalog.price(t));
+    let substituted = selected.substitution && target.is_some();
+    let price = if substituted { target } else { Some(own) };
+    let discount = price.and_then(|p| p.batch_discount).unwrap_or(0.0);
+    let mut saved = 0.0;
+    for (class, sums) in group.classes.iter().enumerate() {
+        if sums.requests == 0 {
+            continue;
+        }
+        let hit = selected.caching && class & CACHE_HIT != 0;
+        let mut cost = match (substituted, hit) {
+            (true, true) => sums.substituted_cached,
+            (true, false) => sums.substituted,
+            (false, true) => sums.cached,
+            (false, false) => sums.cost,
+        };
+        if selected.batching && class & NON_INTERACTIVE != 0 {
+            cost *= 1.0 - discount;
+        }
+        if selected.retry && class & FAILED != 0 {
+            cost *= 1.0 - thresholds.retry_avoidable_share;
+        }
+        saved += sums.cost - cost;
+    }
+    saved
+}
+
 /// The window's cost before minus after applying `selected` to every record they change.
 pub fn plan_savings(
-    records: &[UsageRecord],
+    facts: &WindowFacts,
     catalog: &Catalog,
     thresholds: &Thresholds,
     selected: &[&Recommendation],
 ) -> f64 {
-    /// What the selected recommendations do to one record.
-    #[derive(Default)]
-    struct Changes<'a> {
-        /// The model it moves to.
-        substitute: Option<&'a str>,
-        /// The prefix length read from the cache.
-        prefix: Option<i64>,
-        /// Whether it goes through the batch API.
-        batch: bool,
-        /// Whether its failure is fixed.
-        retry: bool,
-    }
-    let mut changes: HashMap<usize, Changes> = HashMap::new();
+    let mut by_group: HashMap<usize, Selected> = HashMap::new();
     for rec in selected {
-        for (n, &i) in rec.records.iter().enumerate() {
-            let c = changes.entry(i).or_default();
-            match rec.kind {
-                Kind::ModelSubstitution => c.substitute = rec.target_model.as_deref(),
-                Kind::PromptCaching => c.prefix = rec.prefixes.get(n).copied(),
-                Kind::Batching => c.batch = true,
-                Kind::RetryWaste => c.retry = true,
-                Kind::MaxTokensTuning => {}
-            }
-        }
+        by_group.entry(rec.group).or_default().add(rec.kind);
     }
-    let mut saved = 0.0;
-    // In record order, so the sum is the same on every call.
-    for (i, record) in records.iter().enumerate() {
-        let Some(c) = changes.remove(&i) else {
-            continue;
-        };
-        let Some(before) = catalog.cost(record) else {
-            continue;
-        };
-        let mut price = catalog.price(&record.model);
-        let mut cost = before;
-        if let Some(target) = c.substitute.and_then(|t| catalog.price(t)) {
-            cost = substitute_cost(record, target);
-            price = Some(target);
-        }
-        if let (Some(prefix), Some(p)) = (c.prefix, price)
-            && let Some(cached) = p.cached_input_per_mtok
-        {
-            cost = (cost - caching_saving(record, prefix, p.input_per_mtok, cached)).max(0.0);
-        }
-        if c.batch {
-            cost *= 1.0 - price.and_then(|p| p.batch_discount).unwrap_or(0.0);
-        }
-        if c.retry {
-            cost *= 1.0 - thresholds.retry_avoidable_share;
-        }
-        saved += before - cost;
-    }
-    saved
+    // In group order, so the sum is the same on every call.
+    let mut groups: Vec<(usize, Selected)> = by_group.into_iter().collect();
+    groups.sort_by_key(|(index, _)| *index);
+    groups
+        .into_iter()
+        .filter_map(|(index, chosen)| Some((facts.groups.get(index)?, chosen)))
+        .fold(0.0, |total, (group, chosen)| {
+            total + group_savings(group, catalog, thresholds, chosen)
+        })
 }
 
 /// Lower is safer.
@@ -129,7 +148,7 @@ fn risk(kind: Kind) -> u8 {
 
 /// Picks the plan for `goals` from `candidates` (see the module comment).
 pub fn choose(
-    records: &[UsageRecord],
+    facts: &WindowFacts,
     catalog: &Catalog,
     thresholds: &Thresholds,
     candidates: &[Recommendation],
@@ -156,6 +175,8 @@ pub fn choose(
             .then(b.savings_usd.total_cmp(&a.savings_usd))
     });
     let mut selected: Vec<&Recommendation> = Vec::new();
+    // What each group's selection saves so far: a new recommendation re-prices its group only.
+    let mut chosen: HashMap<usize, (Selected, f64)> = HashMap::new();
     let mut saved = 0.0;
     for rec in order {
         if rec.kind == Kind::MaxTokensTuning {
@@ -168,8 +189,17 @@ pub fn choose(
             continue;
         }
         selected.push(rec);
-        saved = plan_savings(records, catalog, thresholds, &selected);
+        let Some(group) = facts.groups.get(rec.group) else {
+            continue;
+        };
+        let (kinds, group_saved) = chosen.entry(rec.group).or_default();
+        kinds.add(rec.kind);
+        let now = group_savings(group, catalog, thresholds, *kinds);
+        saved += now - *group_saved;
+        *group_saved = now;
     }
+    // Summed afresh in group order: the same on every call.
+    let saved = plan_savings(facts, catalog, thresholds, &selected);
     let achieved = pct(saved);
     let shortfall = cost_goal.map_or(0.0, |need| (need - achieved).max(0.0));
     Plan {

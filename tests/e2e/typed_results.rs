@@ -8,7 +8,8 @@ use enclave::agents::data::{UsageAnalysis, WindowBounds};
 use enclave::agents::optimizations_core::OptimizationsCore;
 use enclave::agents::reporting::Reporting;
 use enclave::agents::{Agent, AgentContext, AgentFuture, AgentInput, AgentOutput};
-use enclave::analysis::aggregate::aggregate;
+use enclave::analysis::optimize::Thresholds;
+use enclave::analysis::window::WindowPass;
 use enclave::runtime::pipeline::Pipeline;
 use enclave::usage::record::UsageRecord;
 use serde_json::json;
@@ -50,15 +51,16 @@ impl Agent for InMemoryData {
 
     fn execute(&self, ctx: AgentContext, _: AgentInput) -> AgentFuture {
         Box::pin(async move {
-            let records = records();
+            let (aggregates, facts) =
+                WindowPass::of_records(&records(), ctx.catalog(), &Thresholds::default());
             AgentOutput::typed(UsageAnalysis {
                 window: WindowBounds {
                     since: 0,
                     until: 2 * DAY_MS,
                 },
-                aggregates: aggregate(&records, ctx.catalog()),
+                aggregates,
                 catalog_as_of: ctx.catalog().as_of().to_owned(),
-                records,
+                facts: std::sync::Arc::new(facts),
             })
         })
     }
