@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
 use crate::analysis::aggregate::Aggregates;
-use crate::analysis::window::{WindowFacts, WindowPass};
+use crate::analysis::window::WindowFacts;
 use crate::clock::now_ms;
 use crate::store::user_store::Window;
 
@@ -106,16 +106,10 @@ impl Agent for Data {
             };
             let catalog = ctx.catalog().clone();
             let thresholds = ctx.config().thresholds.clone();
-            let read = async {
-                let window = ctx.store().usage_in(window).await?;
-                let (since, until, records) = (window.since, window.until, window.records);
-                let (aggregates, facts) = ctx
-                    .compute(move || WindowPass::of_records(&records, &catalog, &thresholds))
-                    .await?;
-                Ok::<_, AgentError>((since, until, facts, aggregates))
-            };
-            let ((since, until, facts, aggregates), duration_ms) =
-                ctx.tool("usage_aggregates", tool_input, read).await?;
+            let read = ctx.store().analyse_usage(window, catalog, thresholds);
+            let (analysis, duration_ms) = ctx.tool("usage_aggregates", tool_input, read).await?;
+            let (since, until) = (analysis.since, analysis.until);
+            let (aggregates, facts) = (analysis.aggregates, analysis.facts);
             let summary = UsageAggregatesOutput {
                 requests: aggregates.totals.requests,
                 spend_usd: aggregates.totals.spend_usd,

@@ -54,6 +54,8 @@ pub enum StoreError {
     Ownership(#[from] ownership::OwnershipError),
     #[error("the blocking pool stopped: {0}")]
     Blocking(String),
+    #[error("nobody waits for the answer any more (the run was cancelled or timed out)")]
+    Abandoned,
 }
 
 /// Opens a pool of `size` connections to `backend`.

@@ -3,8 +3,17 @@
 //! a write for another user. Reads run on the reader threads and writes on the writer, like
 //! every other use of `Db`; nothing here blocks the caller's thread.
 
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::analysis::aggregate::Aggregates;
+use crate::analysis::catalog::Catalog;
+use crate::analysis::optimize::Thresholds;
+use crate::analysis::window::WindowFacts;
 use crate::context::UserId;
 use crate::store::repo::usage::{self, Inserted};
+use crate::store::repo::usage_pass::{PassRequest, analyse_window};
 use crate::store::{Db, StoreError, bulk};
 use crate::usage::record::UsageRecord;
 
@@ -26,15 +35,18 @@ pub enum Window {
     },
 }
 
-/// The user's records in a window, with the window's bounds as resolved.
+/// A window of the user's records, analysed: its bounds as resolved, and what one pass over
+/// its records found.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WindowRecords {
+pub struct WindowAnalysis {
     /// The window's first millisecond.
     pub since: i64,
     /// The window's last millisecond.
     pub until: i64,
-    /// The records in it, oldest first.
-    pub records: Vec<UsageRecord>,
+    /// What every report shows.
+    pub aggregates: Aggregates,
+    /// What the rules and the plan price from.
+    pub facts: WindowFacts,
 }
 
 /// The database handle of one user: every query and write is that user's.
@@ -57,27 +69,16 @@ impl UserStore {
         &self.user
     }
 
-    /// The user's records in `window` (skipping uploads still pending), read in one go on a
-    /// reader thread.
-    pub async fn usage_in(&self, window: Window) -> Result<WindowRecords, StoreError> {
-        let user = self.user.clone();
-        self.db
-            .read(move |conn| {
-                let (since, until) = match window {
-                    Window::Between { since, until } => (since, until),
-                    Window::UpToLatest { span_ms } => {
-                        let latest = usage::latest_ts(conn, &user)?.unwrap_or(0);
-                        (latest - span_ms, latest)
-                    }
-                };
-                let records = usage::in_window(conn, &user, since, until)?;
-                Ok(WindowRecords {
-                    since,
-                    until,
-                    records,
-                })
-            })
-            .await
+    /// Analyses the user's records in `window` (skipping uploads still pending) in one pass
+    /// on a reader thread (`repo::usage_pass`), priced with `catalog`. Dropping the future stops
+    /// the pass at its next page.
+    pub async fn analyse_usage(
+        &self,
+        window: Window,
+        catalog: Arc<Catalog>,
+        thresholds: Thresholds,
+    ) -> Result<WindowAnalysis, StoreError> {
+        analyse(&self.db, self.user.clone(), window, catalog, thresholds).await
     }
 
     /// Stores generated records (`source = synthetic`) in transactions of at most `chunk`
@@ -99,4 +100,43 @@ impl UserStore {
         )
         .await
     }
+}
+
+/// Analyses `user`'s records in `window` on a reader thread (see `UserStore::analyse_usage`;
+/// also what `GET /api/usage/summary` answers from).
+pub async fn analyse(
+    db: &Db,
+    user: UserId,
+    window: Window,
+    catalog: Arc<Catalog>,
+    thresholds: Thresholds,
+) -> Result<WindowAnalysis, StoreError> {
+    // The receiving end lives as long as this future: dropped, the pass sees it between
+    // pages and stops.
+    let (still_waited_for, _waiting) = oneshot::channel::<()>();
+    db.read(move |conn| {
+        let (since, until) = match window {
+            Window::Between { since, until } => (since, until),
+            Window::UpToLatest { span_ms } => {
+                let latest = usage::latest_ts(conn, &user)?.unwrap_or(0);
+                (latest.saturating_sub(span_ms), latest)
+            }
+        };
+        let request = PassRequest {
+            user: &user,
+            since,
+            until,
+            catalog: &catalog,
+            thresholds: &thresholds,
+        };
+        let go_on = || !still_waited_for.is_closed();
+        let (aggregates, facts) = analyse_window(conn, &request, &go_on)?;
+        Ok(WindowAnalysis {
+            since,
+            until,
+            aggregates,
+            facts,
+        })
+    })
+    .await
 }

@@ -6,3 +6,4 @@ pub mod events;
 pub mod runs;
 pub mod threads;
 pub mod usage;
+pub mod usage_pass;

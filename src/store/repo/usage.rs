@@ -161,7 +161,7 @@ pub fn pending_uploads(conn: &mut DbConnection) -> QueryResult<Vec<(String, Stri
 /// A record is visible unless its upload is still pending; one condition of the same query,
 /// so a read never sees part of an upload.
 #[diesel::dsl::auto_type]
-fn visible() -> _ {
+pub(crate) fn visible() -> _ {
     let pending = pending_uploads::table
         .filter(pending_uploads::upload_id.nullable().eq(dsl::upload_id))
         .select(pending_uploads::upload_id);
@@ -190,43 +190,8 @@ pub fn delete(conn: &mut DbConnection, user: &UserId, source: Option<&str>) -> Q
     }
 }
 
-/// The user's records with `since <= ts <= until`, oldest first.
-pub fn in_window(
-    conn: &mut DbConnection,
-    user: &UserId,
-    since: i64,
-    until: i64,
-) -> QueryResult<Vec<UsageRecord>> {
-    let rows: Vec<StoredColumns> = dsl::usage_records
-        .filter(dsl::user_id.eq(user.as_str()))
-        .filter(visible())
-        .filter(dsl::ts.ge(since))
-        .filter(dsl::ts.le(until))
-        .order((dsl::ts.asc(), dsl::record_id.asc()))
-        .select((
-            dsl::external_id,
-            dsl::ts,
-            dsl::model,
-            dsl::provider,
-            dsl::workload,
-            (
-                dsl::prompt_tokens,
-                dsl::completion_tokens,
-                dsl::cached_tokens,
-            ),
-            dsl::latency_ms,
-            dsl::max_tokens,
-            dsl::cost_usd,
-            dsl::prompt_prefix_hash,
-            dsl::interactive,
-            dsl::status,
-        ))
-        .load(conn)?;
-    Ok(rows.into_iter().map(from_row).collect())
-}
-
-/// A record's columns as `in_window` selects them (its three token counts as one group).
-type StoredColumns = (
+/// A record's columns as the analysis pass (`usage_pass.rs`) selects them (its three token counts as one group).
+pub(crate) type StoredColumns = (
     Option<String>,
     i64,
     String,
@@ -242,7 +207,7 @@ type StoredColumns = (
 );
 
 /// The record a stored row holds (`interactive` is stored as 0/1, `is_error` as `status`).
-fn from_row(row: StoredColumns) -> UsageRecord {
+pub(crate) fn from_row(row: StoredColumns) -> UsageRecord {
     let (
         external_id,
         ts,

@@ -10,12 +10,12 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use crate::analysis::aggregate::aggregate;
 use crate::error::ErrorCode;
 use crate::protocol::http::{Deleted, IngestAnswer, UsageSummary};
 use crate::runtime::refusal::Refusal;
 use crate::runtime::session::UserSession;
 use crate::runtime::session::{BeginIngest, EndIngest};
+use crate::store::user_store::{Window, analyse};
 use crate::store::{self, repo};
 use crate::usage::parse::{Format, parse};
 use crate::usage::record::parse_time;
@@ -150,15 +150,17 @@ pub async fn summary(
     if since > until {
         return Err(ApiError::bad_request("since is after until"));
     }
-    let user = identity.user_id;
-    let catalog = state.catalog.clone();
-    let aggregates = state
-        .db
-        .read(move |conn| {
-            let records = repo::usage::in_window(conn, &user, since, until)?;
-            Ok(aggregate(&records, &catalog))
-        })
-        .await?;
+    let window = Window::Between { since, until };
+    let thresholds = state.config.thresholds.clone();
+    let analysis = analyse(
+        &state.db,
+        identity.user_id,
+        window,
+        state.catalog.clone(),
+        thresholds,
+    )
+    .await?;
+    let aggregates = analysis.aggregates;
     Ok(HttpResponse::Ok().json(UsageSummary {
         totals: aggregates.totals,
         groups: aggregates.groups,
