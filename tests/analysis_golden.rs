@@ -6,16 +6,25 @@
 //! threshold with varied cached tokens; billed costs (some below what caching saves); caps far
 //! above and near the answers; errors; non-interactive traffic.
 //!
+//! The same analysis from the database (`usage_pass`: prefixes by `GROUP BY`, records in
+//! storage order, on SQLite by table scan and through the index, on PostgreSQL by cursor)
+//! gives the same numbers on both backends.
+//!
 //! `UPDATE_GOLDEN=1 cargo test --test analysis_golden` rewrites the file (only when the
 //! analysis is meant to change).
 
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::indexing_slicing)]
 
+use enclave::analysis::aggregate::Aggregates;
 use enclave::analysis::catalog::Catalog;
 use enclave::analysis::optimize::{Thresholds, recommend};
 use enclave::analysis::plan::{Goal, choose};
-use enclave::analysis::window::WindowPass;
+use enclave::analysis::window::{WindowFacts, WindowPass};
+use enclave::context::UserId;
+use enclave::store::repo::usage::insert_new;
+use enclave::store::repo::usage_pass::{PassRequest, analyse_window};
+use enclave::store::{Backend, DbConnection, SqliteSync, migrate, open_pool};
 use enclave::usage::record::UsageRecord;
 use serde_json::{Value, json};
 
@@ -114,10 +123,16 @@ fn goal(metric: &str, target_pct: Option<f64>) -> Goal {
 /// Everything the analysis says of `records`: aggregates, candidates, and the plans for a few
 /// goals, as JSON.
 fn analyse(records: &[UsageRecord]) -> Value {
+    let (aggregates, facts) =
+        WindowPass::of_records(records, &Catalog::builtin(), &Thresholds::default());
+    said(aggregates, &facts)
+}
+
+/// What the analysis says, given one pass's results.
+fn said(aggregates: Aggregates, facts: &WindowFacts) -> Value {
     let catalog = Catalog::builtin();
     let thresholds = Thresholds::default();
-    let (aggregates, facts) = WindowPass::of_records(records, &catalog, &thresholds);
-    let candidates = recommend(&facts, &catalog, &thresholds, aggregates.window_days);
+    let candidates = recommend(facts, &catalog, &thresholds, aggregates.window_days);
     let goal_sets = [
         vec![goal("cost", Some(-30.0))],
         vec![goal("cost", Some(-5.0))],
@@ -128,7 +143,7 @@ fn analyse(records: &[UsageRecord]) -> Value {
         .iter()
         .map(|goals| {
             let plan = choose(
-                &facts,
+                facts,
                 &catalog,
                 &thresholds,
                 &candidates,
@@ -170,6 +185,109 @@ fn same(path: &str, actual: &Value, expected: &Value) {
     }
 }
 
+fn golden() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(GOLDEN).unwrap()).unwrap()
+}
+
+/// The database URLs to analyse from: a SQLite file, and a fresh PostgreSQL database when
+/// `ENCLAVE_TEST_PG_URL` names a server (CI always does); each with how to drop it.
+fn databases() -> Vec<(String, Box<dyn FnOnce()>)> {
+    use diesel::{Connection, RunQueryDsl};
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("enclave-golden-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = format!("sqlite://{}", dir.join("golden.db").display());
+    let mut found: Vec<(String, Box<dyn FnOnce()>)> = vec![(
+        sqlite,
+        Box::new(move || {
+            let _ = std::fs::remove_dir_all(dir);
+        }),
+    )];
+    match std::env::var("ENCLAVE_TEST_PG_URL") {
+        Ok(admin_url) => {
+            let name = format!("enclave_golden_{id}");
+            let mut admin = diesel::PgConnection::establish(&admin_url).unwrap();
+            diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut admin)
+                .unwrap();
+            let base = admin_url
+                .rsplit_once('/')
+                .map_or(admin_url.as_str(), |(b, _)| b);
+            let url = format!("{base}/{name}");
+            found.push((
+                url,
+                Box::new(move || {
+                    if let Ok(mut admin) = diesel::PgConnection::establish(&admin_url) {
+                        let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                        let _ = diesel::sql_query(drop).execute(&mut admin);
+                    }
+                }),
+            ));
+        }
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI must run the PostgreSQL tests: set ENCLAVE_TEST_PG_URL")
+        }
+        Err(_) => eprintln!("ENCLAVE_TEST_PG_URL is not set: PostgreSQL skipped"),
+    }
+    found
+}
+
+/// Stores `records` as `user`'s.
+fn store(conn: &mut DbConnection, user: &UserId, records: &[UsageRecord]) {
+    use diesel::Connection;
+    conn.transaction(|c| insert_new(c, user, records, "uploaded", 0))
+        .unwrap();
+}
+
+/// What one pass over `user`'s records in the database says.
+fn analyse_stored(conn: &mut DbConnection, user: &UserId) -> Value {
+    let (catalog, thresholds) = (Catalog::builtin(), Thresholds::default());
+    let request = PassRequest {
+        user,
+        since: 0,
+        until: i64::MAX,
+        catalog: &catalog,
+        thresholds: &thresholds,
+    };
+    let (aggregates, facts) = analyse_window(conn, &request, &|| true).unwrap();
+    said(aggregates, &facts)
+}
+
+#[test]
+fn the_planted_dataset_analyses_the_same_from_the_database() {
+    let expected = golden();
+    let records = planted(20_000);
+    for (url, drop_it) in databases() {
+        let backend = Backend::from_url(&url).unwrap();
+        let pool = open_pool(
+            &backend,
+            2,
+            std::time::Duration::from_secs(30),
+            SqliteSync::Full,
+        )
+        .unwrap();
+        let mut conn = pool.get().unwrap();
+        migrate(&mut conn).unwrap();
+        let user = UserId::parse("golden").unwrap();
+        store(&mut conn, &user, &records);
+        // The user's records are all of the table: SQLite scans it.
+        same(&url, &analyse_stored(&mut conn, &user), &expected);
+        // Six times as many of another user's: SQLite reads through the index.
+        let other = UserId::parse("other").unwrap();
+        for _ in 0..6 {
+            let mut theirs = planted(20_000);
+            for r in &mut theirs {
+                r.external_id = None;
+            }
+            store(&mut conn, &other, &theirs);
+        }
+        same(&url, &analyse_stored(&mut conn, &user), &expected);
+        drop(conn);
+        drop(pool);
+        drop_it();
+    }
+}
+
 #[test]
 fn the_planted_dataset_analyses_as_it_always_did() {
     let actual = analyse(&planted(20_000));
@@ -177,7 +295,7 @@ fn the_planted_dataset_analyses_as_it_always_did() {
         let text = serde_json::to_string_pretty(&actual).unwrap();
         std::fs::write(GOLDEN, text + "\n").unwrap();
     }
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(GOLDEN).unwrap()).unwrap();
+    let expected = golden();
     // The dataset exercises every rule, or the comparison proves little.
     let kinds: Vec<&str> = expected["candidates"]
         .as_array()

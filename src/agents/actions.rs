@@ -75,7 +75,7 @@ impl Agent for Actions {
             let chosen_for = goals.clone();
             let work = ctx.compute(move || {
                 // The candidates optimisations core computed; when the plan left it out, the
-                // same computation here, over the same records.
+                // same computation here, over the same facts.
                 let own: Vec<Recommendation>;
                 let recs = match &offered {
                     Some(core) => &core.recommendations,

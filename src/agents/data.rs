@@ -1,8 +1,9 @@
-//! The data agent: reads the user's usage records for the run's window through the
-//! `usage_aggregates` tool and reports per model × workload requests, tokens, spend and
-//! latency percentiles, and whether there is enough data (`data_sufficiency`). Its typed result
-//! keeps the records: the only read of the window in a run. With no data it cuts the plan
-//! short to reporting, which says what is missing.
+//! The data agent: analyses the user's usage records for the run's window through the
+//! `usage_aggregates` tool (one pass on a reader thread, `store::repo::usage_pass`) and reports
+//! per model × workload requests, tokens, spend and latency percentiles, and whether there is
+//! enough data (`data_sufficiency`). Its typed result keeps the facts the rules and the plan
+//! price from: the only read of the window in a run. With no data it cuts the plan short to
+//! reporting, which says what is missing.
 
 use std::sync::Arc;
 
@@ -68,11 +69,17 @@ pub fn analysis(input: &AgentInput) -> Result<Option<&UsageAnalysis>, AgentError
     input.result_of::<UsageAnalysis>("data")
 }
 
-/// The window the user named ("the last 2 weeks"), in days, if triage read one.
+/// The window the user named ("the last 2 weeks"), in days, if triage read one; at most
+/// `MAX_WINDOW_DAYS` ("the last 200000000000 days" reaches back to 2000, no further).
 pub fn stated_days(input: &AgentInput) -> Result<Option<i64>, AgentError> {
     let days = understanding(input)?.and_then(|u| u.entities.window_days);
-    Ok(days.and_then(|d| i64::try_from(d).ok()).filter(|d| *d > 0))
+    Ok(days
+        .map(|d| i64::try_from(d).unwrap_or(i64::MAX).min(MAX_WINDOW_DAYS))
+        .filter(|d| *d > 0))
 }
+
+/// The longest window: from now back past 2000-01-01, before which no record is stored.
+pub const MAX_WINDOW_DAYS: i64 = 10_000;
 
 const DAY_MS: i64 = 86_400_000;
 /// The default window: the last 30 days of the user's records.
@@ -96,7 +103,7 @@ impl Agent for Data {
                 Some(days) => {
                     let now = now_ms();
                     Window::Between {
-                        since: now - days * DAY_MS,
+                        since: now.saturating_sub(days.saturating_mul(DAY_MS)),
                         until: now,
                     }
                 }

@@ -1,5 +1,5 @@
-//! The optimisations core agent: runs the rules of PROTOCOL.md §4 over the records the data
-//! agent read for the run's window (tool `find_optimizations`, on the blocking pool) and
+//! The optimisations core agent: runs the rules of PROTOCOL.md §4 over the window's facts the
+//! data agent found (tool `find_optimizations`, on the blocking pool) and
 //! reports every priced candidate, computed once per run: the actions agent chooses among
 //! these. For a model-selection request only substitutions are candidates.
 

@@ -72,23 +72,26 @@ mod tests {
     #[test]
     fn narrow_and_wide_give_the_same_percentiles() {
         let values: Vec<i64> = (1..=1000).rev().collect();
+        let mut sorted = values.clone();
+        sorted.sort_unstable();
         let mut narrow = Column::default();
-        let mut wide = Column::default();
-        wide.push(i64::from(u32::MAX) + 1);
         for v in &values {
             narrow.push(*v);
-            wide.push(*v);
         }
+        let mut wide = Column::Wide(values.clone());
         narrow.sort();
         wide.sort();
         assert!(matches!(narrow, Column::Narrow(_)));
-        assert!(matches!(wide, Column::Wide(_)));
         for p in [0.0, 50.0, 95.0, 99.0, 100.0, 150.0] {
-            let mut sorted = values.clone();
-            sorted.sort_unstable();
             assert_eq!(narrow.percentile(p), nearest_rank(&sorted, p), "p{p}");
+            assert_eq!(wide.percentile(p), nearest_rank(&sorted, p), "p{p}");
         }
-        assert_eq!(wide.percentile(100.0), i64::from(u32::MAX) + 1);
+        // A value past u32 widens the column and keeps every value.
+        narrow.push(i64::from(u32::MAX) + 1);
+        narrow.sort();
+        assert!(matches!(narrow, Column::Wide(_)));
+        assert_eq!(narrow.percentile(100.0), i64::from(u32::MAX) + 1);
+        assert_eq!(narrow.percentile(0.0), 1);
         assert_eq!(Column::default().percentile(50.0), 0);
         let mut negative = Column::default();
         negative.push(-5);

@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod catalog;
 pub mod column;
+pub mod facts;
 pub mod optimize;
 pub mod plan;
 pub mod prefixes;

@@ -284,7 +284,7 @@ impl Group<'_> {
         if count == 0 {
             return None;
         }
-        let proposed = (2 * p99 + 15) / 16 * 16;
+        let proposed = p99.saturating_mul(2).saturating_add(15) / 16 * 16;
         let rationale = format!(
             "{count} requests cap output at {}× or more the p99 of {p99} tokens; a cap of \
              {proposed} bounds tail latency and runaway cost without cutting real answers",

@@ -17,17 +17,31 @@ pub struct GroupPrefixes {
     /// The most requests sharing one hash.
     pub top: u64,
     /// Hashes used at least the caching threshold's times: the shortest prompt among their
-    /// uses, and whether a use has been read yet (the first use is not a cache hit).
+    /// uses, and their earliest use read so far (the first use is not a cache hit).
     pub qualifying: HashMap<String, QualifyingPrefix>,
 }
 
 /// A hash used often enough to cache.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QualifyingPrefix {
     /// The shortest prompt among its uses: the tokens every use shares.
     pub prefix_tokens: i64,
-    /// Whether its first use (in time order) has been read.
-    pub first_use_seen: bool,
+    /// Its earliest use read so far, by `(ts, record id)`: records come in any order, so the
+    /// first use is held aside until the pass ends.
+    pub first_use: Option<FirstUse>,
+}
+
+/// The earliest use of a qualifying hash read so far, and what it added as a cache hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstUse {
+    /// When it was made.
+    pub ts: i64,
+    /// Its record id: orders uses made in the same millisecond.
+    pub id: String,
+    /// Its class, cache hit bit included (`window.rs`).
+    pub class: usize,
+    /// What it adds as a cache hit, should an earlier use displace it.
+    pub added: crate::analysis::window::ClassSums,
 }
 
 /// The prefix facts of a window, by model then workload.
@@ -85,15 +99,10 @@ impl Prefixes {
         if uses >= min_repeats {
             let prefix = QualifyingPrefix {
                 prefix_tokens: shortest_prompt,
-                first_use_seen: false,
+                first_use: None,
             };
             group.qualifying.insert(hash.to_owned(), prefix);
         }
-    }
-
-    /// The facts of `model` × `workload`, if any of its requests carries a hash.
-    pub fn group(&self, model: &str, workload: &str) -> Option<&GroupPrefixes> {
-        self.groups.get(model)?.get(workload)
     }
 
     /// Takes the facts of `model` × `workload` out (empty if none).

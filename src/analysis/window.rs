@@ -1,8 +1,9 @@
-//! One pass over a window's records: `WindowPass` takes them one at a time, oldest first, and
+//! One pass over a window's records: `WindowPass` takes them one at a time, in any order, and
 //! keeps per model × workload only sums, three columns of one number per request (for exact
 //! percentiles) and the caps in use; `finish` gives the `Aggregates` every report shows and the
 //! `WindowFacts` the rules (`optimize.rs`) and the plan (`plan.rs`) price from. Memory grows by
-//! twelve bytes a record, not by the record; nothing is read twice.
+//! twelve bytes a record (the percentile columns), not by the record, plus an entry per
+//! distinct cap and per qualifying prompt prefix.
 //!
 //! The plan prices each record with the changes chosen for it (substitution, caching,
 //! batching, retry), so the pass keeps, per group, sums by the three things that decide which
@@ -16,88 +17,14 @@ use super::aggregate::{Aggregates, GroupStats, SUFFICIENT_RECORDS, Totals};
 use super::catalog::{Catalog, ModelPrice};
 use super::column::Column;
 use super::optimize::{Thresholds, caching_saving, substitute_cost};
-use super::prefixes::{GroupPrefixes, Prefixes};
+use super::prefixes::{FirstUse, GroupPrefixes, Prefixes};
+
+pub use super::facts::{
+    CACHE_HIT, Class, ClassSums, FAILED, GroupFacts, NON_INTERACTIVE, WindowFacts,
+};
 use crate::usage::record::UsageRecord;
 
 const DAY_MS: f64 = 86_400_000.0;
-
-/// Sums over the records of one class of a group (see the module comment): what they cost,
-/// and what they would cost after each change that can reach them.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct ClassSums {
-    /// Records in the class.
-    pub requests: u64,
-    /// What they cost (billed, or priced by the catalog).
-    pub cost: f64,
-    /// Their tokens at the substitute's prices.
-    pub substituted: f64,
-    /// Cache hits: their cost with the prefix read from the cache, never below 0.
-    pub cached: f64,
-    /// Cache hits: at the substitute's prices with the prefix from its cache.
-    pub substituted_cached: f64,
-    /// Cache hits: what the cache saves at the group's prices (not floored).
-    pub caching_saving: f64,
-}
-
-/// Which changes can reach a record: bit 0 a cache hit, bit 1 non-interactive, bit 2 failed.
-pub type Class = usize;
-/// A cache hit: a use of a qualifying prefix after its first.
-pub const CACHE_HIT: Class = 1;
-/// Marked `"interactive": false`.
-pub const NON_INTERACTIVE: Class = 2;
-/// `status = error`.
-pub const FAILED: Class = 4;
-
-/// What the rules and the plan need of one priced model × workload.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupFacts {
-    /// The group's model.
-    pub model: String,
-    /// The group's workload.
-    pub workload: String,
-    /// Records in the group.
-    pub requests: u64,
-    /// Nearest-rank p95 of prompt tokens.
-    pub prompt_p95: i64,
-    /// Nearest-rank p95 of completion tokens.
-    pub completion_p95: i64,
-    /// Nearest-rank p99 of completion tokens.
-    pub completion_p99: i64,
-    /// Failed requests.
-    pub errors: u64,
-    /// Prefixes used often enough to cache.
-    pub qualifying_prefixes: usize,
-    /// Requests by the cap they set: how many, and what they cost.
-    pub caps: BTreeMap<i64, (u64, f64)>,
-    /// Sums by class (index: a `Class`).
-    pub classes: [ClassSums; 8],
-}
-
-impl GroupFacts {
-    /// The sum of `field` over the classes `keep` accepts.
-    pub fn sum(&self, keep: impl Fn(Class) -> bool, field: impl Fn(&ClassSums) -> f64) -> f64 {
-        (0..8)
-            .filter(|class| keep(*class))
-            .filter_map(|class| self.classes.get(class))
-            .fold(0.0, |total, sums| total + field(sums))
-    }
-
-    /// The records in the classes `keep` accepts.
-    pub fn count(&self, keep: impl Fn(Class) -> bool) -> u64 {
-        (0..8)
-            .filter(|class| keep(*class))
-            .filter_map(|class| self.classes.get(class))
-            .map(|sums| sums.requests)
-            .sum()
-    }
-}
-
-/// What the rules and the plan price from: the window's priced groups, by model then workload.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct WindowFacts {
-    /// The priced groups (a model the catalog knows), ordered by model then workload.
-    pub groups: Vec<GroupFacts>,
-}
 
 /// One model × workload while the pass runs.
 #[derive(Default)]
@@ -122,7 +49,32 @@ struct GroupPass {
     prefixes: GroupPrefixes,
 }
 
-/// One pass over a window's records, oldest first (see the module comment).
+impl GroupPass {
+    /// Adds each qualifying prefix's first use, held aside during the pass, as what it is: a
+    /// use that pays in full. In the prefixes' order, so the sums are the same on every run.
+    fn add_first_uses(&mut self) {
+        let mut firsts: Vec<&FirstUse> = self
+            .prefixes
+            .qualifying
+            .values()
+            .filter_map(|q| q.first_use.as_ref())
+            .collect();
+        firsts.sort_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
+        for first in firsts {
+            let paid = ClassSums {
+                requests: 1,
+                cost: first.added.cost,
+                substituted: first.added.substituted,
+                ..ClassSums::default()
+            };
+            if let Some(miss) = self.classes.get_mut(first.class & !CACHE_HIT) {
+                miss.add(&paid);
+            }
+        }
+    }
+}
+
+/// One pass over a window's records (see the module comment).
 pub struct WindowPass<'a> {
     catalog: &'a Catalog,
     prefixes: Prefixes,
@@ -149,25 +101,25 @@ impl<'a> WindowPass<'a> {
         }
     }
 
-    /// Both results for `records` in memory (tests, small windows): sorted oldest first, as the
-    /// database gives them.
+    /// Both results for `records` in memory (tests, small windows); of two uses of a prompt
+    /// prefix in the same millisecond, the one earlier in `records` came first.
     pub fn of_records(
         records: &[UsageRecord],
         catalog: &Catalog,
         thresholds: &Thresholds,
     ) -> (Aggregates, WindowFacts) {
         let prefixes = Prefixes::of_records(records, thresholds.caching_min_repeats);
-        let mut order: Vec<usize> = (0..records.len()).collect();
-        order.sort_by_key(|&i| records.get(i).map(|r| r.ts));
         let mut pass = WindowPass::new(catalog, prefixes);
-        for record in order.into_iter().filter_map(|i| records.get(i)) {
-            pass.add(record);
+        for (index, record) in records.iter().enumerate() {
+            // Zero-padded, so ids order as the records do.
+            pass.add(record, &format!("{index:020}"));
         }
         pass.finish()
     }
 
-    /// Takes the next record (never older than the one before).
-    pub fn add(&mut self, r: &UsageRecord) {
+    /// Takes one more record, in any order; `id` (its record id) orders records of the same
+    /// millisecond, for which use of a prompt prefix came first.
+    pub fn add(&mut self, r: &UsageRecord, id: &str) {
         self.requests += 1;
         self.first_ts = Some(self.first_ts.map_or(r.ts, |t| t.min(r.ts)));
         self.last_ts = Some(self.last_ts.map_or(r.ts, |t| t.max(r.ts)));
@@ -197,40 +149,58 @@ impl<'a> WindowPass<'a> {
             entry.0 += 1;
             entry.1 += cost.unwrap_or(0.0);
         }
-        let mut prefix = None;
-        if let Some(hash) = &r.prompt_prefix_hash {
-            group.hashed += 1;
-            if let Some(q) = group.prefixes.qualifying.get_mut(hash.as_str()) {
-                if q.first_use_seen {
-                    prefix = Some(q.prefix_tokens);
-                }
-                q.first_use_seen = true;
-            }
-        }
+        let hash = r.prompt_prefix_hash.as_deref();
+        group.hashed += u64::from(hash.is_some());
         let (Some(cost), Some(price)) = (cost, catalog.price(&r.model)) else {
             return;
         };
         let substitute = price.substitute.as_deref().and_then(|t| catalog.price(t));
-        // A cache hit only where the group's model can cache.
-        let prefix = prefix.filter(|_| price.cached_input_per_mtok.is_some());
-        let class = usize::from(prefix.is_some()) * CACHE_HIT
+        // A use of a qualifying prefix where the model can cache: a cache hit, unless it turns
+        // out to be the prefix's first use.
+        let qualifying = hash
+            .filter(|_| price.cached_input_per_mtok.is_some())
+            .and_then(|hash| group.prefixes.qualifying.get_mut(hash));
+        let class = usize::from(qualifying.is_some()) * CACHE_HIT
             + usize::from(!r.interactive) * NON_INTERACTIVE
             + usize::from(r.is_error) * FAILED;
-        let Some(sums) = group.classes.get_mut(class) else {
-            return;
-        };
-        sums.requests += 1;
-        sums.cost += cost;
         let substituted = substitute.map(|t| substitute_cost(r, t));
-        sums.substituted += substituted.unwrap_or(0.0);
-        if let Some(prefix) = prefix {
-            let saving = cache_saving(r, prefix, price);
-            sums.caching_saving += saving;
-            sums.cached += (cost - saving).max(0.0);
+        let mut added = ClassSums {
+            requests: 1,
+            cost,
+            substituted: substituted.unwrap_or(0.0),
+            ..ClassSums::default()
+        };
+        if let Some(q) = &qualifying {
+            let saving = cache_saving(r, q.prefix_tokens, price);
+            added.caching_saving = saving;
+            added.cached = (cost - saving).max(0.0);
             if let (Some(target), Some(substituted)) = (substitute, substituted) {
-                let saving = cache_saving(r, prefix, target);
-                sums.substituted_cached += (substituted - saving).max(0.0);
+                let saving = cache_saving(r, q.prefix_tokens, target);
+                added.substituted_cached = (substituted - saving).max(0.0);
             }
+        }
+        // The earliest use of a qualifying prefix is held aside (it pays in full); a use it
+        // displaces, or any later one, is a cache hit. Every record is added once.
+        let mut hit = Some((class, added));
+        if let Some(q) = qualifying {
+            let earliest = q
+                .first_use
+                .as_ref()
+                .is_none_or(|first| (r.ts, id) < (first.ts, first.id.as_str()));
+            if earliest {
+                let displaced = q.first_use.replace(FirstUse {
+                    ts: r.ts,
+                    id: id.to_owned(),
+                    class,
+                    added,
+                });
+                hit = displaced.map(|first| (first.class, first.added));
+            }
+        }
+        if let Some((class, added)) = hit
+            && let Some(sums) = group.classes.get_mut(class)
+        {
+            sums.add(&added);
         }
     }
 
@@ -242,6 +212,7 @@ impl<'a> WindowPass<'a> {
         let mut stats = Vec::with_capacity(by_group.len());
         let mut facts = Vec::new();
         for ((model, workload), mut group) in by_group {
+            group.add_first_uses();
             group.latency.sort();
             group.prompt.sort();
             group.completion.sort();

@@ -191,8 +191,7 @@ impl<'de> Visitor<'de> for ArraySeed<'_> {
 mod tests {
     use super::*;
 
-    const GOOD: &str =
-        r#"{"ts":1,"model":"m","prompt_tokens":1,"completion_tokens":1,"latency_ms":1}"#;
+    const GOOD: &str = r#"{"ts":1700000000000,"model":"m","prompt_tokens":1,"completion_tokens":1,"latency_ms":1}"#;
 
     #[test]
     fn ndjson_rows_count_from_one_and_skip_blank_lines() {
@@ -212,7 +211,7 @@ mod tests {
         assert!(parse(Format::JsonArray, b"{}").is_err());
         assert!(parse(Format::JsonArray, b"[1,").is_err());
         let csv = "ts,model,prompt_tokens,completion_tokens,latency_ms,cached_tokens\n\
-                   1,m,1,1,1,\n2,m,x,1,1,0\n";
+                   1700000000000,m,1,1,1,\n1700000000001,m,x,1,1,0\n";
         let parsed = parse(Format::Csv, csv.as_bytes()).expect("readable");
         assert_eq!(parsed.records.len(), 1);
         assert_eq!(parsed.errors[0].row, 2);

@@ -4,6 +4,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::bounds;
+use crate::clock::now_ms;
+
 /// Longest caller `id`.
 const MAX_ID_CHARS: usize = 128;
 
@@ -227,7 +230,7 @@ fn integer(cell: Cell<'_>, min: i64) -> Result<Option<FieldValue>, String> {
     if n < min {
         return Err(format!("must be at least {min}, got {n}"));
     }
-    Ok(Some(FieldValue::Int(n)))
+    Ok(Some(FieldValue::Int(bounds::count(n)?)))
 }
 
 fn money(cell: Cell<'_>) -> Result<Option<FieldValue>, String> {
@@ -242,7 +245,7 @@ fn money(cell: Cell<'_>) -> Result<Option<FieldValue>, String> {
     if !n.is_finite() || n < 0.0 {
         return Err(format!("must be a number of at least 0, got {n}"));
     }
-    Ok(Some(FieldValue::Number(n)))
+    Ok(Some(FieldValue::Number(bounds::cost(n)?)))
 }
 
 fn boolean(cell: Cell<'_>) -> Result<Option<FieldValue>, String> {
@@ -284,7 +287,7 @@ fn timestamp(cell: Cell<'_>) -> Result<Option<FieldValue>, String> {
             ));
         }
     };
-    Ok(Some(FieldValue::Int(ms)))
+    Ok(Some(FieldValue::Int(bounds::timestamp(ms, now_ms())?)))
 }
 
 /// Epoch milliseconds (digits) or an RFC 3339 date-time.
@@ -340,7 +343,7 @@ mod tests {
             ]
         );
         let cached = check(
-            json!({"ts":1,"model":"m","prompt_tokens":5,"completion_tokens":1,
+            json!({"ts":1_700_000_000_000_i64,"model":"m","prompt_tokens":5,"completion_tokens":1,
             "latency_ms":1,"cached_tokens":6}),
         )
         .expect_err("invalid");
@@ -349,7 +352,7 @@ mod tests {
 
     #[test]
     fn nul_in_any_stored_text_is_a_row_error_naming_the_field() {
-        let good = json!({"ts":1,"model":"m","prompt_tokens":1,"completion_tokens":1,
+        let good = json!({"ts":1_700_000_000_000_i64,"model":"m","prompt_tokens":1,"completion_tokens":1,
             "latency_ms":1});
         for field in ["id", "model", "provider", "workload", "prompt_prefix_hash"] {
             let mut row = good.clone();
@@ -359,7 +362,11 @@ mod tests {
             assert_eq!(errors[0].field, field);
             assert!(errors[0].reason.contains("NUL"), "{field}: {errors:?}");
         }
-        let row = [("ts", "1"), ("model", "m\0"), ("prompt_tokens", "1")];
+        let row = [
+            ("ts", "1700000000000"),
+            ("model", "m\0"),
+            ("prompt_tokens", "1"),
+        ];
         let errors = validate(3, |name| {
             row.iter()
                 .find(|(k, _)| *k == name)

@@ -155,8 +155,8 @@ impl Drop for Serve {
     }
 }
 
-const RECORDS: &str = "{\"id\":\"r1\",\"ts\":1,\"model\":\"gpt-4o\",\"prompt_tokens\":10,\"completion_tokens\":5,\"latency_ms\":100}\n\
-{\"id\":\"r2\",\"ts\":2,\"model\":\"gpt-4o\",\"prompt_tokens\":10,\"completion_tokens\":5,\"latency_ms\":120}\n";
+const RECORDS: &str = "{\"id\":\"r1\",\"ts\":1700000000000,\"model\":\"gpt-4o\",\"prompt_tokens\":10,\"completion_tokens\":5,\"latency_ms\":100}\n\
+{\"id\":\"r2\",\"ts\":1700000000001,\"model\":\"gpt-4o\",\"prompt_tokens\":10,\"completion_tokens\":5,\"latency_ms\":120}\n";
 
 #[test]
 fn ingest_uploads_a_file_and_reports_rows() {
@@ -197,7 +197,7 @@ fn ingest_uploads_a_file_and_reports_rows() {
     let bad = dir.join("bad.csv");
     std::fs::write(
         &bad,
-        "ts,model,prompt_tokens,completion_tokens,latency_ms\n1,m,1,1,1\n2,m,many,1,1\n",
+        "ts,model,prompt_tokens,completion_tokens,latency_ms\n1700000000000,m,1,1,1\n1700000000001,m,many,1,1\n",
     )
     .unwrap();
     let out = run(&bad);

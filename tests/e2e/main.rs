@@ -38,3 +38,4 @@ mod tree;
 mod typed_results;
 mod unstorable;
 mod usage;
+mod usage_bounds;

@@ -190,56 +190,6 @@ pub fn delete(conn: &mut DbConnection, user: &UserId, source: Option<&str>) -> Q
     }
 }
 
-/// A record's columns as the analysis pass (`usage_pass.rs`) selects them (its three token counts as one group).
-pub(crate) type StoredColumns = (
-    Option<String>,
-    i64,
-    String,
-    Option<String>,
-    String,
-    (i64, i64, i64),
-    i64,
-    Option<i64>,
-    Option<f64>,
-    Option<String>,
-    i32,
-    String,
-);
-
-/// The record a stored row holds (`interactive` is stored as 0/1, `is_error` as `status`).
-pub(crate) fn from_row(row: StoredColumns) -> UsageRecord {
-    let (
-        external_id,
-        ts,
-        model,
-        provider,
-        workload,
-        (prompt_tokens, completion_tokens, cached_tokens),
-        latency_ms,
-        max_tokens,
-        cost_usd,
-        prompt_prefix_hash,
-        interactive,
-        status,
-    ) = row;
-    UsageRecord {
-        external_id,
-        ts,
-        model,
-        provider,
-        workload,
-        prompt_tokens,
-        completion_tokens,
-        cached_tokens,
-        latency_ms,
-        max_tokens,
-        cost_usd,
-        prompt_prefix_hash,
-        interactive: interactive != 0,
-        is_error: status == "error",
-    }
-}
-
 /// The time of the user's latest record, if any.
 pub fn latest_ts(conn: &mut DbConnection, user: &UserId) -> QueryResult<Option<i64>> {
     dsl::usage_records
