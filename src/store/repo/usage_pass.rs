@@ -300,7 +300,7 @@ fn prefixes(
     request: &PassRequest<'_>,
     reach: Reach,
 ) -> Result<Prefixes, StoreError> {
-    let rows: Vec<PrefixRow> = dsl::usage_records
+    let query = dsl::usage_records
         .filter(sql::<Bool>(user_condition(reach)).bind::<Text, _>(request.user.as_str()))
         .filter(visible())
         .filter(dsl::ts.ge(request.since))
@@ -313,13 +313,28 @@ fn prefixes(
             dsl::prompt_prefix_hash,
             diesel::dsl::count_star(),
             diesel::dsl::min(dsl::prompt_tokens),
-        ))
-        .load(conn)?;
+        ));
     let mut prefixes = Prefixes::new(request.thresholds.caching_min_repeats);
-    for (model, workload, hash, uses, shortest) in rows {
+    // Streamed, one hash at a time: only the hashes that qualify are kept.
+    let mut fold = |row: PrefixRow| {
+        let (model, workload, hash, uses, shortest) = row;
         if let Some(hash) = hash {
             let uses = u64::try_from(uses).unwrap_or(0);
             prefixes.add(&model, &workload, &hash, uses, shortest.unwrap_or(0));
+        }
+    };
+    match conn {
+        DbConnection::Sqlite(c) => {
+            let rows = query.load_iter::<PrefixRow, diesel::connection::DefaultLoadingMode>(c)?;
+            for row in rows {
+                fold(row?);
+            }
+        }
+        DbConnection::Pg(c) => {
+            let rows = query.load_iter::<PrefixRow, diesel::pg::PgRowByRowLoadingMode>(c)?;
+            for row in rows {
+                fold(row?);
+            }
         }
     }
     Ok(prefixes)
