@@ -113,6 +113,9 @@ pub struct Config {
     pub prices_path: Option<String>,
     /// Largest usage upload.
     pub max_upload_bytes: usize,
+    /// The most usage records one user may store; beyond it uploads and synthetic data are
+    /// refused with `quota_exceeded`.
+    pub max_records_per_user: u64,
     /// Synthetic requests above this many records need the user's approval.
     pub synthetic_approval_threshold: u64,
     /// The most synthetic records one request generates.
@@ -177,6 +180,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             prices_path: None,
             max_upload_bytes: 32 * 1024 * 1024,
+            max_records_per_user: 10_000_000,
             synthetic_approval_threshold: 10_000,
             synthetic_max_records: 1_000_000,
             synthetic_batch: 5_000,
@@ -186,6 +190,15 @@ impl Config {
             llm_timeout: Duration::from_secs(10),
             thresholds: Thresholds::default(),
             faults: String::new(),
+        }
+    }
+
+    /// How uploads and synthetic data are written: `bulk_chunk` records per transaction, up
+    /// to `max_records_per_user`.
+    pub fn bulk_limits(&self) -> crate::store::bulk::BulkLimits {
+        crate::store::bulk::BulkLimits {
+            chunk: self.bulk_chunk,
+            max_records: self.max_records_per_user,
         }
     }
 
@@ -232,6 +245,7 @@ impl Config {
         env_ms_into("ENCLAVE_AGENT_TIMEOUT_MS", &mut c.agent_timeout)?;
         c.prices_path = env_opt("ENCLAVE_PRICES");
         env_into("ENCLAVE_MAX_UPLOAD_BYTES", &mut c.max_upload_bytes)?;
+        env_into("ENCLAVE_MAX_RECORDS_PER_USER", &mut c.max_records_per_user)?;
         env_ms_into("ENCLAVE_SHUTDOWN_GRACE_MS", &mut c.shutdown_grace)?;
         if let Ok(ttl) = std::env::var("ENCLAVE_TOKEN_TTL") {
             c.token_ttl = parse_duration(&ttl).map_err(|reason| ConfigError {

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     InvalidRows,
     RateLimited,
     Unavailable,
+    /// A per-user limit on stored data would be exceeded.
+    QuotaExceeded,
     Internal,
 }
 
@@ -36,6 +38,7 @@ impl ErrorCode {
             Self::InvalidRows => "invalid_rows",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::Internal => "internal",
         }
     }

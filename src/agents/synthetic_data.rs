@@ -30,6 +30,18 @@ pub struct Generated {
     /// Records already there (same ids); absent when nothing was generated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicates: Option<u64>,
+    /// With `decision: over_quota`: the user's stored records and their cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+}
+
+/// A user's stored usage records and the most they may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Quota {
+    /// Records stored.
+    pub held: u64,
+    /// The cap (`max_records_per_user`).
+    pub limit: u64,
 }
 
 /// How the request was decided.
@@ -44,6 +56,9 @@ pub enum Decision {
     Reject,
     /// Nobody answered in time: nothing generated.
     Expired,
+    /// The records would take the user over their cap on stored records: nothing generated,
+    /// nothing asked.
+    OverQuota,
 }
 
 /// The checkpoint left after each batch: how far this request got.
@@ -164,6 +179,33 @@ impl Agent for SyntheticData {
             // The request as JSON: what a checkpoint belongs to.
             let details = to_json(&request);
             ctx.thinking(request.described_as(request.profile.workload()));
+            // An earlier attempt's progress on this same request; anything else starts over.
+            let Progress {
+                mut done,
+                mut generated,
+                mut duplicates,
+                ..
+            } = ctx
+                .earlier_checkpoint()
+                .and_then(|c| serde_json::from_value::<Progress>(c.clone()).ok())
+                .filter(|p| p.request == details)
+                .unwrap_or_default();
+            // Refused before asking anyone: what is left to store must fit under the cap.
+            let held = ctx.store().stored_records().await?;
+            let limit = config.max_records_per_user;
+            if request.count.saturating_sub(done) > limit.saturating_sub(held) {
+                ctx.thinking(format!(
+                    "you hold {held} usage records and may hold {limit}: {} more do not fit",
+                    request.count - done
+                ));
+                return AgentOutput::typed(Generated {
+                    request,
+                    decision: Decision::OverQuota,
+                    generated: 0,
+                    duplicates: None,
+                    quota: Some(Quota { held, limit }),
+                });
+            }
             if request.count > config.synthetic_approval_threshold {
                 let summary = format!(
                     "Generate and store {} synthetic {} records?",
@@ -189,21 +231,11 @@ impl Agent for SyntheticData {
                             decision,
                             generated: 0,
                             duplicates: None,
+                            quota: None,
                         });
                     }
                 }
             }
-            // An earlier attempt's progress on this same request; anything else starts over.
-            let Progress {
-                mut done,
-                mut generated,
-                mut duplicates,
-                ..
-            } = ctx
-                .earlier_checkpoint()
-                .and_then(|c| serde_json::from_value::<Progress>(c.clone()).ok())
-                .filter(|p| p.request == details)
-                .unwrap_or_default();
             if done > 0 {
                 ctx.thinking(format!(
                     "an earlier attempt stored the first {done} records; continuing from there"
@@ -230,7 +262,7 @@ impl Agent for SyntheticData {
                 let stored = match actix_web::web::block(move || part.records(done, to)).await {
                     Ok(records) => {
                         ctx.store()
-                            .store_synthetic(records, config.bulk_chunk)
+                            .store_synthetic(records, config.bulk_limits())
                             .await
                     }
                     Err(e) => Err(StoreError::Blocking(e.to_string())),
@@ -239,10 +271,11 @@ impl Agent for SyntheticData {
                     Ok(stored) => stored,
                     Err(e) => {
                         let duration_ms = started.elapsed().as_millis() as u64;
-                        let output = GenerateUsageFailed {
-                            error: String::from("storage unavailable"),
-                            generated,
+                        let error = match e {
+                            StoreError::QuotaExceeded { .. } => e.to_string(),
+                            _ => String::from("storage unavailable"),
                         };
+                        let output = GenerateUsageFailed { error, generated };
                         ctx.tool_completed("generate_usage", output, duration_ms, false);
                         return Err(e.into());
                     }
@@ -275,6 +308,7 @@ impl Agent for SyntheticData {
                 decision,
                 generated,
                 duplicates: Some(duplicates),
+                quota: None,
             })
         })
     }

@@ -4,27 +4,44 @@
 //! until the last one is in: a failed or interrupted upload shows nothing, and its rows are
 //! discarded (here on failure, at the next start after a crash).
 
+use diesel::Connection;
+
 use crate::clock::now_ms;
 use crate::context::UserId;
 use crate::faults::Faults;
-use crate::store::repo::usage::{self, Inserted};
+use crate::store::repo::usage::{self, Destination, Inserted};
 use crate::store::{Db, DbConnection, StoreError};
 use crate::usage::record::UsageRecord;
 
-/// Stores `records` of `user` as one all-or-nothing upload in chunks of `chunk` records.
+/// How bulk records are written: records per transaction, and the most a user may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct BulkLimits {
+    /// Records per transaction.
+    pub chunk: usize,
+    /// The user's cap on stored records (`StoreError::QuotaExceeded` beyond it).
+    pub max_records: u64,
+}
+
+/// Stores `records` of `user` as one all-or-nothing upload in transactions of `limits.chunk`
+/// records; an upload that would take the user over `limits.max_records` stores nothing.
 pub async fn store_upload(
     db: Db,
     faults: std::sync::Arc<Faults>,
     user: UserId,
     records: Vec<UsageRecord>,
-    chunk: usize,
+    limits: BulkLimits,
 ) -> Result<Inserted, StoreError> {
     let upload = uuid::Uuid::new_v4().to_string();
     let (owner, id) = (user.clone(), upload.clone());
     db.write_with(move |conn| Ok(usage::begin_upload(conn, &owner, &id, now_ms())?))
         .await?;
     let delay = faults.bulk_chunk_delay();
-    let chunks = insert_in_chunks(&db, delay, &user, records, "uploaded", Some(&upload), chunk);
+    let to = Destination {
+        source: "uploaded",
+        upload: Some(&upload),
+        max_records: limits.max_records,
+    };
+    let chunks = insert_in_chunks(&db, delay, &user, records, to, limits.chunk);
     let stored = match chunks.await {
         Ok(inserted) => {
             let (owner, id) = (user.clone(), upload.clone());
@@ -45,16 +62,15 @@ pub async fn store_upload(
     }
 }
 
-/// Stores `records` of `user` with `source` (belonging to `upload`, if any) in transactions of
-/// at most `chunk` records each, so other users' event batches go in between; `chunk_delay`
-/// (fault injection) slows each chunk.
+/// Stores `records` of `user` at `to` in transactions of at most `chunk` records each, so
+/// other users' event batches go in between; `chunk_delay` (fault injection) slows each chunk.
+/// Stops at the first chunk that fails (one over the cap included), keeping those before it.
 pub async fn insert_in_chunks(
     db: &Db,
     chunk_delay: Option<std::time::Duration>,
     user: &UserId,
     records: Vec<UsageRecord>,
-    source: &'static str,
-    upload: Option<&str>,
+    to: Destination<'_>,
     chunk: usize,
 ) -> Result<Inserted, StoreError> {
     let mut total = Inserted {
@@ -70,17 +86,16 @@ pub async fn insert_in_chunks(
         if let Some(pause) = chunk_delay {
             actix_web::rt::time::sleep(pause).await;
         }
-        let (owner, id) = (user.clone(), upload.map(str::to_owned));
+        let (owner, id) = (user.clone(), to.upload.map(str::to_owned));
+        let (source, max_records) = (to.source.to_owned(), to.max_records);
         let inserted = db
             .write_with(move |conn| {
-                Ok(usage::insert_new_in(
-                    conn,
-                    &owner,
-                    &part,
-                    source,
-                    now_ms(),
-                    id.as_deref(),
-                )?)
+                let to = Destination {
+                    source: &source,
+                    upload: id.as_deref(),
+                    max_records,
+                };
+                usage::insert_new_in(conn, &owner, &part, to, now_ms())
             })
             .await?;
         total.accepted += inserted.accepted;
@@ -112,8 +127,10 @@ pub fn discard_leftover_uploads(conn: &mut DbConnection) -> Result<usize, StoreE
         let Ok(user) = UserId::parse(raw_user) else {
             continue;
         };
-        while usage::discard_upload_chunk(conn, &user, upload, 5_000)? > 0 {}
-        usage::finish_upload(conn, &user, upload)?;
+        conn.transaction(|conn| {
+            while usage::discard_upload_chunk(conn, &user, upload, 5_000)? > 0 {}
+            usage::finish_upload(conn, &user, upload)
+        })?;
     }
     Ok(pending.len())
 }

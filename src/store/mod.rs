@@ -56,6 +56,16 @@ pub enum StoreError {
     Blocking(String),
     #[error("nobody waits for the answer any more (the run was cancelled or timed out)")]
     Abandoned,
+    /// The write would take the user over their cap on stored usage records; nothing of it was
+    /// stored.
+    #[error(
+        "storing these records would take you over your limit of {limit} usage records; \
+         delete some (DELETE /api/usage) first"
+    )]
+    QuotaExceeded {
+        /// The cap.
+        limit: u64,
+    },
 }
 
 /// Opens a pool of `size` connections to `backend`.

@@ -86,6 +86,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    usage_counts (user_id) {
+        user_id -> Text,
+        records -> BigInt,
+    }
+}
+
+diesel::table! {
     approvals (approval_id) {
         approval_id -> Text,
         user_id -> Text,

@@ -12,7 +12,8 @@ use crate::analysis::catalog::Catalog;
 use crate::analysis::optimize::Thresholds;
 use crate::analysis::window::WindowFacts;
 use crate::context::UserId;
-use crate::store::repo::usage::{self, Inserted};
+use crate::store::bulk::BulkLimits;
+use crate::store::repo::usage::{self, Destination, Inserted};
 use crate::store::repo::usage_pass::{PassRequest, analyse_window};
 use crate::store::{Db, StoreError, bulk};
 use crate::usage::record::UsageRecord;
@@ -81,24 +82,31 @@ impl UserStore {
         analyse(&self.db, self.user.clone(), window, catalog, thresholds).await
     }
 
-    /// Stores generated records (`source = synthetic`) in transactions of at most `chunk`
-    /// records each, so other users' event batches go in between; ids the user already has are
-    /// counted as duplicates, not stored again.
+    /// Stores generated records (`source = synthetic`) in transactions of at most
+    /// `limits.chunk` records each, so other users' event batches go in between; ids the user
+    /// already has are counted as duplicates, not stored again. A chunk that would take the
+    /// user over `limits.max_records` is not stored (`StoreError::QuotaExceeded`).
     pub async fn store_synthetic(
         &self,
         records: Vec<UsageRecord>,
-        chunk: usize,
+        limits: BulkLimits,
     ) -> Result<Inserted, StoreError> {
-        bulk::insert_in_chunks(
-            &self.db,
-            None,
-            &self.user,
-            records,
-            "synthetic",
-            None,
-            chunk,
-        )
-        .await
+        let to = Destination {
+            source: "synthetic",
+            upload: None,
+            max_records: limits.max_records,
+        };
+        bulk::insert_in_chunks(&self.db, None, &self.user, records, to, limits.chunk).await
+    }
+
+    /// How many usage records the user has stored (one key lookup).
+    pub async fn stored_records(&self) -> Result<u64, StoreError> {
+        let user = self.user.clone();
+        let count = self
+            .db
+            .read(move |conn| Ok(usage::stored_count(conn, &user)?))
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 }
 

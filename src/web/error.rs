@@ -71,6 +71,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::InvalidRows => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::QuotaExceeded => StatusCode::FORBIDDEN,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -110,6 +111,9 @@ impl ResponseError for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::QuotaExceeded { .. } = e {
+            return Self::new(ErrorCode::QuotaExceeded, e.to_string());
+        }
         log::error!("storage error answering a request: {e}");
         Self::new(
             ErrorCode::Unavailable,

@@ -24,6 +24,7 @@ mod llm;
 mod one_server;
 mod optimize;
 mod passivation;
+mod quota;
 mod report;
 mod restart;
 mod runs;

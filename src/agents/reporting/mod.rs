@@ -142,6 +142,13 @@ fn synthetic_report(intent: &str, generated: &Generated) -> RunAnswer {
         Decision::Expired => {
             format!("Nothing was done: the approval to generate {what} expired.")
         }
+        Decision::OverQuota => {
+            let (held, limit) = generated.quota.map_or((0, 0), |q| (q.held, q.limit));
+            format!(
+                "Nothing was done: generating {what} would take you over your limit of {limit} \
+                 stored usage records (you hold {held}). Delete some first (DELETE /api/usage)."
+            )
+        }
         Decision::Approve | Decision::NotNeeded => format!(
             "Generated {} synthetic records ({what}); {} were already there. Ask \
              \"cut my LLM costs\" to analyse them.",

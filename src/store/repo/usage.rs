@@ -3,15 +3,20 @@
 //! An upload is written in chunks under an upload id listed in `pending_uploads` until its last
 //! chunk is in; every read here skips the records of a pending upload, so other users' writes
 //! go between the chunks and an interrupted upload shows nothing.
+//!
+//! `usage_counts` holds each user's number of stored records, changed in the same transaction
+//! as every insert and delete here, so the per-user cap costs one key lookup per chunk.
 
 use std::collections::HashSet;
 
 use diesel::prelude::*;
 
 use crate::context::UserId;
+use crate::store::StoreError;
 use crate::store::connection::DbConnection;
-use crate::store::schema::pending_uploads;
+use crate::store::schema::usage_counts::dsl as counts;
 use crate::store::schema::usage_records::dsl;
+use crate::store::schema::{pending_uploads, usage_counts};
 use crate::usage::record::UsageRecord;
 
 /// Rows per insert statement and ids per lookup (well under SQLite's bind limit).
@@ -25,27 +30,52 @@ pub struct Inserted {
     pub duplicates: usize,
 }
 
-/// Stores `records` with `source`, skipping ids the user already has. Call inside a
-/// transaction (the writer runs it in one).
+/// Where inserted records go: their source, the upload they belong to (invisible while it is
+/// pending), and the most records the user may hold once they are in.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    /// `uploaded` or `synthetic`.
+    pub source: &'a str,
+    /// The pending upload the records belong to, if any.
+    pub upload: Option<&'a str>,
+    /// The user's cap on stored records.
+    pub max_records: u64,
+}
+
+impl<'a> Destination<'a> {
+    /// Records of `source`, visible at once, with no cap.
+    pub fn uncapped(source: &'a str) -> Self {
+        Self {
+            source,
+            upload: None,
+            max_records: u64::MAX,
+        }
+    }
+}
+
+/// Stores `records` with `source`, skipping ids the user already has, with no cap. Call inside
+/// a transaction (the writer runs it in one).
 pub fn insert_new(
     conn: &mut DbConnection,
     user: &UserId,
     records: &[UsageRecord],
     source: &str,
     now: i64,
-) -> QueryResult<Inserted> {
-    insert_new_in(conn, user, records, source, now, None)
+) -> Result<Inserted, StoreError> {
+    insert_new_in(conn, user, records, Destination::uncapped(source), now)
 }
 
-/// Like `insert_new`, the records belonging to `upload` (invisible while it is pending).
+/// Stores `records` of `user` at `to`, skipping ids the user already has; refuses them all
+/// (`StoreError::QuotaExceeded`) when they would take the user over `to.max_records`. Call
+/// inside a transaction, which the refusal rolls back.
 pub fn insert_new_in(
     conn: &mut DbConnection,
     user: &UserId,
     records: &[UsageRecord],
-    source: &str,
+    to: Destination<'_>,
     now: i64,
-    upload: Option<&str>,
-) -> QueryResult<Inserted> {
+) -> Result<Inserted, StoreError> {
+    let Destination { source, upload, .. } = to;
     let ids: Vec<&str> = records
         .iter()
         .filter_map(|r| r.external_id.as_deref())
@@ -100,6 +130,12 @@ pub fn insert_new_in(
             DbConnection::Pg(c) => insert.execute(c)?,
         };
     }
+    let held = add_to_count(conn, user, rows.len() as i64)?;
+    if u64::try_from(held).unwrap_or(0) > to.max_records {
+        return Err(StoreError::QuotaExceeded {
+            limit: to.max_records,
+        });
+    }
     Ok(Inserted {
         accepted: rows.len(),
         duplicates,
@@ -148,7 +184,10 @@ pub fn discard_upload_chunk(
         .select(dsl::record_id)
         .limit(limit)
         .load(conn)?;
-    diesel::delete(dsl::usage_records.filter(dsl::record_id.eq_any(&ids))).execute(conn)
+    let deleted =
+        diesel::delete(dsl::usage_records.filter(dsl::record_id.eq_any(&ids))).execute(conn)?;
+    add_to_count(conn, user, -(deleted as i64))?;
+    Ok(deleted)
 }
 
 /// Every pending upload, of any user: left by a process that stopped mid-upload.
@@ -173,7 +212,7 @@ pub(crate) fn visible() -> _ {
 /// Deletes the user's records, all or of one `source`; returns how many. Records of an upload
 /// still being written are not the user's yet and stay.
 pub fn delete(conn: &mut DbConnection, user: &UserId, source: Option<&str>) -> QueryResult<usize> {
-    match source {
+    let deleted = match source {
         Some(source) => diesel::delete(
             dsl::usage_records
                 .filter(dsl::user_id.eq(user.as_str()))
@@ -187,7 +226,36 @@ pub fn delete(conn: &mut DbConnection, user: &UserId, source: Option<&str>) -> Q
                 .filter(visible()),
         )
         .execute(conn),
+    }?;
+    add_to_count(conn, user, -(deleted as i64))?;
+    Ok(deleted)
+}
+
+/// How many records `user` has stored, pending uploads included.
+pub fn stored_count(conn: &mut DbConnection, user: &UserId) -> QueryResult<i64> {
+    counts::usage_counts
+        .filter(counts::user_id.eq(user.as_str()))
+        .select(counts::records)
+        .first(conn)
+        .optional()
+        .map(Option::unwrap_or_default)
+}
+
+/// Adds `delta` (negative for deletes) to `user`'s stored count; returns the new count. Call in
+/// the transaction that inserted or deleted the records.
+fn add_to_count(conn: &mut DbConnection, user: &UserId, delta: i64) -> QueryResult<i64> {
+    if delta != 0 {
+        let upsert = diesel::insert_into(usage_counts::table)
+            .values((counts::user_id.eq(user.as_str()), counts::records.eq(delta)))
+            .on_conflict(counts::user_id)
+            .do_update()
+            .set(counts::records.eq(counts::records + delta));
+        match conn {
+            DbConnection::Sqlite(c) => upsert.execute(c)?,
+            DbConnection::Pg(c) => upsert.execute(c)?,
+        };
     }
+    stored_count(conn, user)
 }
 
 /// The time of the user's latest record, if any.

@@ -107,7 +107,7 @@ pub async fn upload(
         state.faults.clone(),
         identity.user_id,
         parsed.records,
-        state.config.bulk_chunk,
+        state.config.bulk_limits(),
     );
     // The slot goes with the task: a client gone mid-way frees it only when the write is over.
     let upload = async move {
