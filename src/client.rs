@@ -1,7 +1,5 @@
 //! A small HTTP client for enclave's own API, used by `enclave ingest`: get a token (dev mode)
-//! and upload a usage file with progress reports.
-
-use std::path::Path;
+//! and send one upload with progress reports.
 
 use futures_util::stream;
 use serde_json::Value;
@@ -45,16 +43,21 @@ pub struct Answer {
     pub status: u16,
     /// The JSON body (`null` if it had none).
     pub body: Value,
+    /// Seconds the server asked to wait before trying again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
-/// The upload content type for a file name: `.ndjson`/`.jsonl`, `.csv` or `.json`.
-pub fn content_type_for(path: &Path) -> Option<&'static str> {
-    match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
-        "ndjson" | "jsonl" => Some("application/x-ndjson"),
-        "csv" => Some("text/csv"),
-        "json" => Some("application/json"),
-        _ => None,
-    }
+/// How one upload to `POST /api/usage` is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadOptions<'a> {
+    /// The body's content type (`application/x-ndjson`, `text/csv`, `application/json`).
+    pub content_type: &'a str,
+    /// `?partial=true`: store the valid rows even when some are invalid.
+    pub partial: bool,
+    /// `?format=`: a provider or gateway export.
+    pub format: Option<&'a str>,
+    /// The `Idempotency-Key`: the server stores an upload with a given key once.
+    pub key: Option<&'a str>,
 }
 
 /// A token from a dev-mode server (`POST /api/dev/token`).
@@ -64,27 +67,38 @@ pub async fn dev_token(base_url: &str, user: &str) -> Result<String, ClientError
         user: user.to_owned(),
     };
     let sent = awc::Client::default().post(&url).send_json(&request);
-    let Answer { status, body } = answer(sent, &url, TOKEN_ANSWER_BYTES).await?;
+    let Answer { status, body, .. } = answer(sent, &url, TOKEN_ANSWER_BYTES).await?;
     match body.get("token").and_then(Value::as_str) {
         Some(token) if status == 200 => Ok(token.to_owned()),
         _ => Err(ClientError::Refused { status, body }),
     }
 }
 
-/// Uploads `body` to `POST /api/usage`, calling `progress` with the bytes sent so far.
+/// Uploads `body` to `POST /api/usage` as `options` say, calling `progress` with the bytes
+/// sent so far.
 pub async fn upload_usage(
     base_url: &str,
     token: &str,
-    content_type: &str,
-    partial: bool,
-    body: Vec<u8>,
+    options: &UploadOptions<'_>,
+    body: web_bytes::Bytes,
     progress: impl Fn(u64) + 'static,
 ) -> Result<Answer, ClientError> {
-    let query = if partial { "?partial=true" } else { "" };
+    let mut query = Vec::new();
+    if options.partial {
+        query.push(String::from("partial=true"));
+    }
+    if let Some(format) = options.format {
+        query.push(format!("format={format}"));
+    }
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", query.join("&"))
+    };
     let url = format!("{}/api/usage{query}", base_url.trim_end_matches('/'));
-    let chunks: Vec<web_bytes::Bytes> = body
-        .chunks(CHUNK)
-        .map(web_bytes::Bytes::copy_from_slice)
+    let chunks: Vec<web_bytes::Bytes> = (0..body.len())
+        .step_by(CHUNK)
+        .map(|at| body.slice(at..(at + CHUNK).min(body.len())))
         .collect();
     let mut sent = 0u64;
     let body = stream::iter(chunks.into_iter().map(move |chunk| {
@@ -92,14 +106,16 @@ pub async fn upload_usage(
         progress(sent);
         Ok::<_, std::io::Error>(chunk)
     }));
-    let sent = awc::Client::builder()
+    let mut request = awc::Client::builder()
         .timeout(std::time::Duration::from_secs(600))
         .finish()
         .post(&url)
         .insert_header(("Authorization", format!("Bearer {token}")))
-        .insert_header(("Content-Type", content_type))
-        .send_stream(body);
-    answer(sent, &url, UPLOAD_ANSWER_BYTES).await
+        .insert_header(("Content-Type", options.content_type));
+    if let Some(key) = options.key {
+        request = request.insert_header(("Idempotency-Key", key));
+    }
+    answer(request.send_stream(body), &url, UPLOAD_ANSWER_BYTES).await
 }
 
 /// Waits for the answer to the request `sent` to `url`, reading at most `limit` bytes of its
@@ -114,6 +130,15 @@ async fn answer(
         reason: e.to_string(),
     })?;
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("Retry-After")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
     let body = resp.json().limit(limit).await.unwrap_or(Value::Null);
-    Ok(Answer { status, body })
+    Ok(Answer {
+        status,
+        body,
+        retry_after,
+    })
 }

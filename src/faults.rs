@@ -9,6 +9,8 @@
 //! - `store:slow:MS` — the writer waits MS milliseconds before each event batch (a batch
 //!   still being written when something else happens);
 //! - `bulk:slow_chunk:MS` — a bulk write (an upload) waits MS milliseconds before each chunk;
+//! - `bulk:lose_answer:N` — the next N uploads are stored, then answered 500 as if the answer
+//!   had been lost on the way (a client resending with its `Idempotency-Key` gets the counts);
 //! - `AGENT:panic:N`, `AGENT:fail:N` — in every run (of `@user` only, if given) the agent
 //!   panics or returns an error on its first N attempts;
 //! - `AGENT:hang` — the agent never answers (its attempts time out);
@@ -90,6 +92,8 @@ pub struct Faults {
     store_delay_ms: AtomicU64,
     /// Milliseconds a bulk write waits before each chunk (0: none).
     bulk_chunk_delay_ms: AtomicU64,
+    /// Stored uploads still to be answered as if their answer were lost.
+    lost_upload_answers: AtomicU32,
     agent_rules: Vec<AgentRule>,
     /// Faults applied by the agent itself, around each of its batches.
     batch_rules: Vec<BatchRule>,
@@ -142,6 +146,12 @@ impl Faults {
                     faults.bulk_chunk_delay_ms.store(ms, Ordering::SeqCst);
                     continue;
                 }
+                ["bulk", "lose_answer", n] => {
+                    faults
+                        .lost_upload_answers
+                        .fetch_add(count(n)?, Ordering::SeqCst);
+                    continue;
+                }
                 ["session", "panic", n] => {
                     faults
                         .session_panics
@@ -170,7 +180,7 @@ impl Faults {
                 }
                 _ => {
                     return Err(fail(
-                        "expected store:fail:N, store:panic:N, store:slow:MS, bulk:slow_chunk:MS, AGENT:panic[:N], AGENT:fail[:N], AGENT:hang, \
+                        "expected store:fail:N, store:panic:N, store:slow:MS, bulk:slow_chunk:MS, bulk:lose_answer:N, AGENT:panic[:N], AGENT:fail[:N], AGENT:hang, \
                          AGENT:slow:MS, AGENT:slow_batch:MS, AGENT:fail_after_batches:N or \
                          session:panic:N",
                     ));
@@ -224,6 +234,13 @@ impl Faults {
     pub fn set_store_delay(&self, delay: Duration) {
         self.store_delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Whether the answer of the upload just stored is to be lost (`bulk:lose_answer:N`).
+    pub fn take_lost_upload_answer(&self) -> bool {
+        self.lost_upload_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// How long a bulk write waits before its next chunk, if at all.

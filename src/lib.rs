@@ -64,6 +64,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod faults;
+pub mod ingest;
 pub mod llm;
 pub mod loadtest;
 pub mod metrics;

@@ -6,14 +6,17 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use enclave::auth::Auth;
 use enclave::client;
 use enclave::config::{Config, parse_duration};
 use enclave::context::UserId;
+use enclave::ingest::IngestOptions;
+use enclave::ingest::checkpoint;
+use enclave::ingest::split::Container;
 use enclave::runtime::pipeline::Pipeline;
 use enclave::server::{Server, open_and_migrate};
+use enclave::usage::record::RowError;
 
 /// enclave: a chat-style, multi-agent server that analyses your LLM API usage and tells you,
 /// with priced recommendations, how to cut cost or latency.
@@ -44,7 +47,14 @@ enum Command {
         #[arg(long)]
         database: Option<String>,
     },
-    /// Upload a file of LLM usage records (.ndjson, .jsonl, .csv or .json) to a running server.
+    /// Upload a file of LLM usage records (.ndjson, .jsonl, .csv or .json) of any size to a
+    /// running server.
+    ///
+    /// The file is sent in uploads of at most --part-bytes, each stored once however often it
+    /// is sent. Without --partial the whole file is checked first and nothing is sent if a row
+    /// is invalid. After each upload the server acknowledges, a checkpoint (FILE.enclave-ingest)
+    /// records how far it got: if the ingest stops (the connection, the server, Ctrl-C), the
+    /// same command again goes on from there and stores nothing twice.
     Ingest {
         /// The file to upload.
         file: std::path::PathBuf,
@@ -58,6 +68,15 @@ enum Command {
         /// Store the valid rows even when some are invalid.
         #[arg(long)]
         partial: bool,
+        /// The most bytes per upload; keep it under the server's ENCLAVE_MAX_UPLOAD_BYTES.
+        #[arg(long, default_value_t = enclave::ingest::DEFAULT_PART_BYTES)]
+        part_bytes: usize,
+        /// Where the checkpoint is kept [default: FILE.enclave-ingest].
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
+        /// Start from the top even if a checkpoint says part of the file is stored.
+        #[arg(long)]
+        restart: bool,
     },
     /// Load a running server with simulated WebSocket users, verifying every event they get
     /// (per user `seq` gapless and the same on all sockets, no other user's ids, every run
@@ -200,7 +219,18 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             user,
             url,
             partial,
-        } => ingest(&read_config()?, &file, user, &url, partial),
+            part_bytes,
+            checkpoint,
+            restart,
+        } => {
+            let how = IngestHow {
+                partial,
+                part_bytes,
+                checkpoint,
+                restart,
+            };
+            ingest(&read_config()?, file, user, url, how)
+        }
         Command::Token { user, ttl } => {
             let config = read_config()?;
             let Some(secret) = &config.jwt_secret else {
@@ -285,14 +315,22 @@ fn serve(config: Config) -> anyhow::Result<()> {
     })
 }
 
+/// How `enclave ingest` sends its file.
+struct IngestHow {
+    partial: bool,
+    part_bytes: usize,
+    checkpoint: Option<std::path::PathBuf>,
+    restart: bool,
+}
+
 fn ingest(
     config: &Config,
-    file: &std::path::Path,
+    file: std::path::PathBuf,
     user: Option<String>,
-    url: &str,
-    partial: bool,
+    url: String,
+    how: IngestHow,
 ) -> anyhow::Result<()> {
-    let content_type = client::content_type_for(file).with_context(|| {
+    let container = Container::of_path(&file).with_context(|| {
         format!(
             "cannot tell the format of {}: name it .ndjson, .jsonl, .csv or .json",
             file.display()
@@ -302,62 +340,46 @@ fn ingest(
         Some(user) => UserId::parse(&user).context("--user")?,
         None => bail!("say whose records these are with --user ID"),
     };
-    let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let len = body.len() as u64;
+    if how.part_bytes == 0 {
+        bail!("--part-bytes must be more than 0");
+    }
     actix_web::rt::System::new().block_on(async move {
         let token = match &config.jwt_secret {
             Some(secret) => Auth::new(secret.as_bytes()).issue(&user, config.token_ttl)?,
-            None => client::dev_token(url, user.as_str()).await.context(
+            None => client::dev_token(&url, user.as_str()).await.context(
                 "getting a dev token (set ENCLAVE_JWT_SECRET for a server with a secret)",
             )?,
         };
-        let bar = ProgressBar::new(len).with_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                .context("progress bar template")?
-                .progress_chars("=> "),
-        );
-        bar.set_message(format!("uploading {}", file.display()));
-        let progress = bar.clone();
-        let answer = client::upload_usage(url, &token, content_type, partial, body, move |sent| {
-            progress.set_position(sent)
-        })
-        .await?;
-        bar.finish_and_clear();
-        report_upload(&answer)
+        let options = IngestOptions {
+            checkpoint: how
+                .checkpoint
+                .unwrap_or_else(|| checkpoint::default_path(&file)),
+            file,
+            container,
+            format: None,
+            partial: how.partial,
+            url,
+            user: user.as_str().to_owned(),
+            token,
+            part_bytes: how.part_bytes,
+            fresh: how.restart,
+        };
+        match enclave::ingest::run(options).await {
+            Ok(report) => {
+                println!("{report}");
+                print_row_errors(&report.details);
+                Ok(())
+            }
+            Err(e) => {
+                print_row_errors(e.details());
+                Err(e.into())
+            }
+        }
     })
 }
 
-fn report_upload(answer: &client::Answer) -> anyhow::Result<()> {
-    let body = &answer.body;
-    let rows = |details: Option<&serde_json::Value>| {
-        let details = details.and_then(serde_json::Value::as_array);
-        for detail in details.into_iter().flatten() {
-            eprintln!(
-                "  row {}, {}: {}",
-                detail["row"],
-                detail["field"]
-                    .as_str()
-                    .filter(|f| !f.is_empty())
-                    .unwrap_or("row"),
-                detail["reason"].as_str().unwrap_or("invalid")
-            );
-        }
-    };
-    if answer.status == 200 {
-        println!(
-            "accepted {}, rejected {}, duplicates {}",
-            body["accepted"], body["rejected"], body["duplicates"]
-        );
-        rows(body.get("details"));
-        return Ok(());
+fn print_row_errors(details: &[RowError]) {
+    for detail in details {
+        eprintln!("  {}", enclave::ingest::describe(detail));
     }
-    let message = body
-        .pointer("/error/message")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("no message");
-    rows(body.pointer("/error/details"));
-    bail!(
-        "the server refused the upload ({}): {message}",
-        answer.status
-    )
 }

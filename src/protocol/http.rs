@@ -136,6 +136,10 @@ pub struct IngestAnswer {
     /// Why each refused row was refused (first 100), only with `partial=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<RowError>>,
+    /// `true` when the `Idempotency-Key` had already completed: these are the counts it was
+    /// answered with then, and nothing was stored now.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 /// `GET /api/usage/summary`: totals per model and workload in the window.

@@ -162,6 +162,7 @@ fn http_bodies_keep_their_keys() {
         rejected: 0,
         duplicates: 1,
         details: None,
+        replayed: false,
     };
     assert_eq!(
         text(&ingest),
@@ -169,11 +170,19 @@ fn http_bodies_keep_their_keys() {
     );
     let partial = IngestAnswer {
         details: Some(Vec::new()),
-        ..ingest
+        ..ingest.clone()
     };
     assert_eq!(
         text(&partial),
         r#"{"accepted":3,"rejected":0,"duplicates":1,"details":[]}"#
+    );
+    let replayed = IngestAnswer {
+        replayed: true,
+        ..ingest
+    };
+    assert_eq!(
+        text(&replayed),
+        r#"{"accepted":3,"rejected":0,"duplicates":1,"replayed":true}"#
     );
     assert_eq!(text(&Deleted { deleted: 7 }), r#"{"deleted":7}"#);
     assert_eq!(

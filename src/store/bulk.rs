@@ -9,6 +9,7 @@ use diesel::Connection;
 use crate::clock::now_ms;
 use crate::context::UserId;
 use crate::faults::Faults;
+use crate::store::repo::upload_keys::{self, UploadCounts};
 use crate::store::repo::usage::{self, Destination, Inserted};
 use crate::store::{Db, DbConnection, StoreError};
 use crate::usage::record::UsageRecord;
@@ -22,15 +23,34 @@ pub struct BulkLimits {
     pub max_records: u64,
 }
 
-/// Stores `records` of `user` as one all-or-nothing upload in transactions of `limits.chunk`
-/// records; an upload that would take the user over `limits.max_records` stores nothing.
+/// An upload to store: whose, its valid records, how many rows were refused, and the
+/// `Idempotency-Key` it came with, if any.
+pub struct Upload {
+    /// Whose records they are.
+    pub user: UserId,
+    /// The valid records.
+    pub records: Vec<UsageRecord>,
+    /// Rows the parser refused (recorded with the key).
+    pub rejected: usize,
+    /// The client's key: recorded with the counts when the upload becomes visible.
+    pub key: Option<String>,
+}
+
+/// Stores an upload's records as one all-or-nothing upload in transactions of
+/// `limits.chunk` records; an upload that would take the user over `limits.max_records` stores
+/// nothing. Its key, if any, is recorded in the transaction that makes the records visible.
 pub async fn store_upload(
     db: Db,
     faults: std::sync::Arc<Faults>,
-    user: UserId,
-    records: Vec<UsageRecord>,
+    upload: Upload,
     limits: BulkLimits,
 ) -> Result<Inserted, StoreError> {
+    let Upload {
+        user,
+        records,
+        rejected,
+        key,
+    } = upload;
     let upload = uuid::Uuid::new_v4().to_string();
     let (owner, id) = (user.clone(), upload.clone());
     db.write_with(move |conn| Ok(usage::begin_upload(conn, &owner, &id, now_ms())?))
@@ -45,9 +65,20 @@ pub async fn store_upload(
     let stored = match chunks.await {
         Ok(inserted) => {
             let (owner, id) = (user.clone(), upload.clone());
-            db.write_with(move |conn| Ok(usage::finish_upload(conn, &owner, &id)?))
-                .await
-                .map(|()| inserted)
+            let counts = UploadCounts {
+                accepted: inserted.accepted,
+                rejected,
+                duplicates: inserted.duplicates,
+            };
+            db.write_with(move |conn| {
+                usage::finish_upload(conn, &owner, &id)?;
+                if let Some(key) = &key {
+                    upload_keys::record(conn, &owner, key, counts, now_ms())?;
+                }
+                Ok(())
+            })
+            .await
+            .map(|()| inserted)
         }
         Err(e) => Err(e),
     };

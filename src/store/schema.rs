@@ -93,6 +93,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    completed_uploads (user_id, upload_key) {
+        user_id -> Text,
+        upload_key -> Text,
+        accepted -> BigInt,
+        rejected -> BigInt,
+        duplicates -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     approvals (approval_id) {
         approval_id -> Text,
         user_id -> Text,

@@ -38,5 +38,6 @@ mod threads;
 mod tree;
 mod typed_results;
 mod unstorable;
+mod upload_keys;
 mod usage;
 mod usage_bounds;

@@ -5,5 +5,6 @@ pub mod approvals;
 pub mod events;
 pub mod runs;
 pub mod threads;
+pub mod upload_keys;
 pub mod usage;
 pub mod usage_pass;

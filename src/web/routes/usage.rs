@@ -3,7 +3,9 @@
 //!
 //! An upload is all-or-nothing unless `?partial=true`; parsing runs off the async arbiters,
 //! the insert on the writer in chunks (`store::bulk`, visible only once whole), and the user's
-//! session lets one upload at a time through (a second gets 429 with `Retry-After`).
+//! session lets one upload at a time through (a second gets 429 with `Retry-After`). An upload
+//! with an `Idempotency-Key` that already completed is answered as it was then
+//! (`"replayed": true`) and stores nothing.
 
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
@@ -15,6 +17,8 @@ use crate::protocol::http::{Deleted, IngestAnswer, UsageSummary};
 use crate::runtime::refusal::Refusal;
 use crate::runtime::session::UserSession;
 use crate::runtime::session::{BeginIngest, EndIngest};
+use crate::store::bulk::Upload;
+use crate::store::repo::upload_keys;
 use crate::store::user_store::{Window, analyse};
 use crate::store::{self, repo};
 use crate::usage::parse::{Format, parse};
@@ -66,11 +70,29 @@ pub async fn upload(
             ),
         )
     })?;
+    let key = idempotency_key(&req)?;
     let session = state.session_of(&identity.user_id).await?;
     if !session.send(BeginIngest).await? {
         return Err(ApiError::from(Refusal::UploadRunning).retry_after(RETRY_AFTER_SECS));
     }
     let slot = IngestSlot(session);
+    // Under the slot, so the same key cannot be in flight twice.
+    if let Some(key) = key.clone() {
+        let user = identity.user_id.clone();
+        let earlier = state
+            .db
+            .read(move |conn| Ok(upload_keys::answered(conn, &user, &key)?))
+            .await?;
+        if let Some(counts) = earlier {
+            return Ok(HttpResponse::Ok().json(IngestAnswer {
+                accepted: counts.accepted,
+                rejected: counts.rejected,
+                duplicates: counts.duplicates,
+                details: None,
+                replayed: true,
+            }));
+        }
+    }
 
     let limit = state.config.max_upload_bytes;
     let mut bytes = web::BytesMut::new();
@@ -102,11 +124,16 @@ pub async fn upload(
     }
     // Written in chunks between other users' event batches, visible only once all are in; a
     // task of its own, so a client that leaves mid-way does not stop it half-written.
+    let upload = Upload {
+        user: identity.user_id,
+        records: parsed.records,
+        rejected: parsed.rejected,
+        key,
+    };
     let upload = store::bulk::store_upload(
         state.db.clone(),
         state.faults.clone(),
-        identity.user_id,
-        parsed.records,
+        upload,
         state.config.bulk_limits(),
     );
     // The slot goes with the task: a client gone mid-way frees it only when the write is over.
@@ -118,12 +145,40 @@ pub async fn upload(
     let inserted = actix_web::rt::spawn(upload)
         .await
         .map_err(|_| ApiError::new(ErrorCode::Internal, "the upload was interrupted"))??;
+    if state.faults.take_lost_upload_answer() {
+        return Err(ApiError::new(
+            ErrorCode::Internal,
+            "the upload was stored, and its answer lost by fault injection",
+        ));
+    }
     Ok(HttpResponse::Ok().json(IngestAnswer {
         accepted: inserted.accepted,
         rejected: parsed.rejected,
         duplicates: inserted.duplicates,
         details: query.partial.then_some(parsed.errors),
+        replayed: false,
     }))
+}
+
+/// The longest `Idempotency-Key` accepted.
+const MAX_KEY_CHARS: usize = 128;
+
+/// The request's `Idempotency-Key`, if it has one: 1 to 128 visible ASCII characters.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key)
+            if (1..=MAX_KEY_CHARS).contains(&key.len())
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(key.to_owned()))
+        }
+        _ => Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_CHARS} visible ASCII characters"
+        ))),
+    }
 }
 
 /// `?since=&until=` of a summary, epoch ms or RFC 3339; either may be left open.
