@@ -13,7 +13,6 @@ use enclave::config::{Config, parse_duration};
 use enclave::context::UserId;
 use enclave::ingest::IngestOptions;
 use enclave::ingest::checkpoint;
-use enclave::ingest::split::Container;
 use enclave::runtime::pipeline::Pipeline;
 use enclave::server::{Server, open_and_migrate};
 use enclave::usage::record::RowError;
@@ -77,6 +76,11 @@ enum Command {
         /// Start from the top even if a checkpoint says part of the file is stored.
         #[arg(long)]
         restart: bool,
+        /// The file is a provider or gateway export: openai, litellm, helicone, langfuse or
+        /// otel [default: recognised by the server when unambiguous]. An OTLP JSON file (.json)
+        /// is sent whole; OTLP JSON lines (.jsonl) are split like any NDJSON.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Load a running server with simulated WebSocket users, verifying every event they get
     /// (per user `seq` gapless and the same on all sockets, no other user's ids, every run
@@ -222,12 +226,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             part_bytes,
             checkpoint,
             restart,
+            format,
         } => {
             let how = IngestHow {
                 partial,
                 part_bytes,
                 checkpoint,
                 restart,
+                format,
             };
             ingest(&read_config()?, file, user, url, how)
         }
@@ -317,6 +323,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
 
 /// How `enclave ingest` sends its file.
 struct IngestHow {
+    format: Option<String>,
     partial: bool,
     part_bytes: usize,
     checkpoint: Option<std::path::PathBuf>,
@@ -330,12 +337,8 @@ fn ingest(
     url: String,
     how: IngestHow,
 ) -> anyhow::Result<()> {
-    let container = Container::of_path(&file).with_context(|| {
-        format!(
-            "cannot tell the format of {}: name it .ndjson, .jsonl, .csv or .json",
-            file.display()
-        )
-    })?;
+    let container = enclave::ingest::container_for(&file, how.format.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let user = match user.or_else(|| std::env::var("USER").ok()) {
         Some(user) => UserId::parse(&user).context("--user")?,
         None => bail!("say whose records these are with --user ID"),
@@ -356,7 +359,7 @@ fn ingest(
                 .unwrap_or_else(|| checkpoint::default_path(&file)),
             file,
             container,
-            format: None,
+            format: how.format,
             partial: how.partial,
             url,
             user: user.as_str().to_owned(),

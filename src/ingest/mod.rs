@@ -15,7 +15,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::client::{self, Answer, ClientError, UploadOptions};
-use crate::usage::parse::{Format, MAX_REPORTED_ERRORS, parse};
+use crate::usage::import::{ImportFormat, Imported, read_upload};
+use crate::usage::parse::{Format, MAX_REPORTED_ERRORS};
 use crate::usage::record::RowError;
 use checkpoint::{Checkpoint, CheckpointError, IngestTarget};
 use split::{Container, Part, SplitError};
@@ -150,6 +151,25 @@ impl IngestError {
     }
 }
 
+/// How `file` is cut for export `format` (if any): by its name (`.ndjson`/`.jsonl`, `.csv`,
+/// `.json`), except that an OTLP JSON document (`otel`, `.json`) is sent whole.
+pub fn container_for(file: &std::path::Path, format: Option<&str>) -> Result<Container, String> {
+    let container = Container::of_path(file).ok_or_else(|| {
+        format!(
+            "cannot tell the format of {}: name it .ndjson, .jsonl, .csv or .json",
+            file.display()
+        )
+    })?;
+    match format {
+        None => Ok(container),
+        Some(name) if ImportFormat::named(name).is_none() => Err(format!(
+            "--format {name:?} is not one of openai, litellm, helicone, langfuse, otel"
+        )),
+        Some("otel") if container == Container::JsonArray => Ok(Container::Whole),
+        Some(_) => Ok(container),
+    }
+}
+
 /// Runs an ingest: resumes its checkpoint if it is of this file (unless `fresh`), checks the
 /// file (unless `partial`), sends it part by part and removes the checkpoint when done.
 pub async fn run(options: IngestOptions) -> Result<IngestReport, IngestError> {
@@ -244,6 +264,14 @@ async fn check(options: &IngestOptions, bar: ProgressBar) -> Result<(), IngestEr
     let format = match options.container {
         Container::Csv => Format::Csv,
         Container::NdJson | Container::JsonArray => Format::NdJson,
+        Container::Whole => Format::JsonArray,
+    };
+    let export = match options.format.as_deref() {
+        Some(name) => Some(
+            ImportFormat::named(name)
+                .ok_or_else(|| IngestError::Unreadable(format!("unknown format {name:?}")))?,
+        ),
+        None => None,
     };
     let (file, container, budget) = (options.file.clone(), options.container, options.part_bytes);
     actix_web::rt::task::spawn_blocking(move || {
@@ -251,8 +279,8 @@ async fn check(options: &IngestOptions, bar: ProgressBar) -> Result<(), IngestEr
         let mut details = Vec::new();
         let mut unreadable = None;
         let mut sink = |part: Part| {
-            match parse(format, &part.body) {
-                Ok(parsed) => {
+            match read_upload(format, export, &part.body) {
+                Ok((_, Imported { parsed, .. })) => {
                     rejected += parsed.rejected as u64;
                     let room = MAX_REPORTED_ERRORS.saturating_sub(details.len());
                     details.extend(parsed.errors.into_iter().take(room).map(|mut e| {

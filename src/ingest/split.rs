@@ -23,6 +23,8 @@ pub enum Container {
     Csv,
     /// One JSON array of objects.
     JsonArray,
+    /// One JSON document sent whole (an OTLP JSON export request).
+    Whole,
 }
 
 impl Container {
@@ -40,6 +42,7 @@ impl Container {
     pub fn part_content_type(self) -> &'static str {
         match self {
             Self::Csv => "text/csv",
+            Self::Whole => "application/json",
             Self::NdJson | Self::JsonArray => "application/x-ndjson",
         }
     }
@@ -100,6 +103,11 @@ pub fn split(
         Container::NdJson => split_lines(BufReader::with_capacity(1 << 16, file), &mut cutter)?,
         Container::Csv => split_csv(file, &mut cutter)?,
         Container::JsonArray => split_array(file, &mut cutter)?,
+        Container::Whole => {
+            let mut body = Vec::new();
+            BufReader::new(file).read_to_end(&mut body)?;
+            cutter.row(&body);
+        }
     }
     cutter.flush();
     Ok(())

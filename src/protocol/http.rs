@@ -140,6 +140,15 @@ pub struct IngestAnswer {
     /// answered with then, and nothing was stored now.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// The export format read (`format=`, or recognised), absent for enclave's own layout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<&'static str>,
+    /// With `format`: the export's fields mapped to record fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields_used: Option<Vec<String>>,
+    /// With `format`: the export's fields present and not used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields_ignored: Option<Vec<String>>,
 }
 
 /// `GET /api/usage/summary`: totals per model and workload in the window.

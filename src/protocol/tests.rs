@@ -163,6 +163,9 @@ fn http_bodies_keep_their_keys() {
         duplicates: 1,
         details: None,
         replayed: false,
+        format: None,
+        fields_used: None,
+        fields_ignored: None,
     };
     assert_eq!(
         text(&ingest),

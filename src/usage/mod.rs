@@ -3,6 +3,7 @@
 //! in `store::repo::usage`; the HTTP routes in `web::routes::usage`.
 
 pub mod bounds;
+pub mod import;
 pub mod parse;
 pub mod record;
 pub mod synthetic;

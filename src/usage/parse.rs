@@ -44,7 +44,8 @@ pub struct Parsed {
 }
 
 impl Parsed {
-    fn add(&mut self, result: Result<UsageRecord, Vec<RowError>>) {
+    /// Adds one row's outcome: a record, or its errors (the first `MAX_REPORTED_ERRORS` kept).
+    pub fn add(&mut self, result: Result<UsageRecord, Vec<RowError>>) {
         match result {
             Ok(record) => self.records.push(record),
             Err(errors) => {
@@ -55,7 +56,14 @@ impl Parsed {
         }
     }
 
-    fn whole_row(&mut self, row: usize, reason: String) {
+    fn read(&mut self, result: Option<Result<UsageRecord, Vec<RowError>>>) {
+        if let Some(result) = result {
+            self.add(result);
+        }
+    }
+
+    /// Counts `row` as refused as a whole, for `reason`.
+    pub fn whole_row(&mut self, row: usize, reason: String) {
         self.add(Err(vec![RowError {
             row,
             field: String::new(),
@@ -75,37 +83,82 @@ pub enum ParseError {
     Csv(String),
 }
 
+/// One row of an upload as read, before validation.
+#[derive(Debug, Clone, Copy)]
+pub enum Row<'a> {
+    /// A JSON object (an NDJSON line, an array element).
+    Json(&'a Value),
+    /// A CSV record and the header row naming its cells.
+    Csv {
+        /// The header row.
+        headers: &'a csv::StringRecord,
+        /// The record.
+        record: &'a csv::StringRecord,
+    },
+}
+
+impl<'a> Row<'a> {
+    /// The value of `name` as a canonical record spells it (an empty CSV cell is absent).
+    pub fn cell(&self, name: &str) -> Option<Cell<'a>> {
+        match *self {
+            Row::Json(value) => value.get(name).map(Cell::Json),
+            Row::Csv { headers, record } => {
+                let at = headers.iter().position(|h| h == name)?;
+                record.get(at).filter(|v| !v.is_empty()).map(Cell::Text)
+            }
+        }
+    }
+}
+
+/// What is done with each row: `Ok` a record (or `None`: not a row of data, skipped), `Err`
+/// the row's errors.
+pub type RowReader<'r> =
+    dyn FnMut(usize, Row<'_>) -> Option<Result<UsageRecord, Vec<RowError>>> + 'r;
+
 /// Reads an upload's body as `format` into valid records and per-row errors; an `Err` only
 /// when the body cannot be read as that format at all. Blocking: the route runs it off the
 /// arbiters.
 pub fn parse(format: Format, body: &[u8]) -> Result<Parsed, ParseError> {
-    match format {
-        Format::NdJson => parse_ndjson(body),
-        Format::Csv => parse_csv(body),
-        Format::JsonArray => parse_json_array(body),
-    }
+    read_rows(format, body, &mut |row, fields| {
+        Some(validate(row, |name| fields.cell(name)))
+    })
 }
 
-fn parse_ndjson(body: &[u8]) -> Result<Parsed, ParseError> {
-    let text = std::str::from_utf8(body).map_err(|_| ParseError::NotUtf8)?;
+/// Reads each row of `body` (as `format`) with `read`, gathering records and row errors; rows
+/// count from 1 (CSV after the header, NDJSON non-blank lines, array elements).
+pub fn read_rows(
+    format: Format,
+    body: &[u8],
+    read: &mut RowReader<'_>,
+) -> Result<Parsed, ParseError> {
     let mut parsed = Parsed::default();
-    let lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    for (i, line) in lines.enumerate() {
-        let row = i + 1;
-        match serde_json::from_str::<Value>(line) {
-            Ok(value @ Value::Object(_)) => parsed.add(validate_json(row, &value)),
-            Ok(_) => parsed.whole_row(row, "a line must be a JSON object".into()),
-            Err(e) => parsed.whole_row(row, format!("malformed JSON: {e}")),
-        }
+    match format {
+        Format::NdJson => ndjson_rows(body, &mut parsed, read)?,
+        Format::Csv => csv_rows(body, &mut parsed, read)?,
+        Format::JsonArray => array_rows(body, &mut parsed, read)?,
     }
     Ok(parsed)
 }
 
-fn validate_json(row: usize, value: &Value) -> Result<UsageRecord, Vec<RowError>> {
-    validate(row, |name| value.get(name).map(Cell::Json))
+fn ndjson_rows(
+    body: &[u8],
+    parsed: &mut Parsed,
+    read: &mut RowReader<'_>,
+) -> Result<(), ParseError> {
+    let text = std::str::from_utf8(body).map_err(|_| ParseError::NotUtf8)?;
+    let lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    for (i, line) in lines.enumerate() {
+        let row = i + 1;
+        match serde_json::from_str::<Value>(line) {
+            Ok(value @ Value::Object(_)) => parsed.read(read(row, Row::Json(&value))),
+            Ok(_) => parsed.whole_row(row, "a line must be a JSON object".into()),
+            Err(e) => parsed.whole_row(row, format!("malformed JSON: {e}")),
+        }
+    }
+    Ok(())
 }
 
-fn parse_csv(body: &[u8]) -> Result<Parsed, ParseError> {
+fn csv_rows(body: &[u8], parsed: &mut Parsed, read: &mut RowReader<'_>) -> Result<(), ParseError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
@@ -115,7 +168,6 @@ fn parse_csv(body: &[u8]) -> Result<Parsed, ParseError> {
         .headers()
         .map_err(|e| ParseError::Csv(e.to_string()))?
         .clone();
-    let mut parsed = Parsed::default();
     let mut record = csv::StringRecord::new();
     let mut row = 0;
     loop {
@@ -123,11 +175,11 @@ fn parse_csv(body: &[u8]) -> Result<Parsed, ParseError> {
             Ok(false) => break,
             Ok(true) => {
                 row += 1;
-                let cell = |name: &str| {
-                    let at = headers.iter().position(|h| h == name)?;
-                    record.get(at).filter(|v| !v.is_empty()).map(Cell::Text)
+                let fields = Row::Csv {
+                    headers: &headers,
+                    record: &record,
                 };
-                parsed.add(validate(row, cell));
+                parsed.read(read(row, fields));
             }
             Err(e) => {
                 row += 1;
@@ -141,23 +193,28 @@ fn parse_csv(body: &[u8]) -> Result<Parsed, ParseError> {
             }
         }
     }
-    Ok(parsed)
+    Ok(())
 }
 
-/// Validates each element of a JSON array as it is read, keeping no copy of the array.
-fn parse_json_array(body: &[u8]) -> Result<Parsed, ParseError> {
-    let mut parsed = Parsed::default();
+/// Reads each element of a JSON array as it is parsed, keeping no copy of the array.
+fn array_rows(
+    body: &[u8],
+    parsed: &mut Parsed,
+    read: &mut RowReader<'_>,
+) -> Result<(), ParseError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    ArraySeed(&mut parsed)
+    ArraySeed { parsed, read }
         .deserialize(&mut de)
         .and_then(|()| de.end())
-        .map_err(|e| ParseError::JsonArray(e.to_string()))?;
-    Ok(parsed)
+        .map_err(|e| ParseError::JsonArray(e.to_string()))
 }
 
-struct ArraySeed<'p>(&'p mut Parsed);
+struct ArraySeed<'p, 'r, 'q> {
+    parsed: &'p mut Parsed,
+    read: &'q mut RowReader<'r>,
+}
 
-impl<'de> DeserializeSeed<'de> for ArraySeed<'_> {
+impl<'de> DeserializeSeed<'de> for ArraySeed<'_, '_, '_> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -165,7 +222,7 @@ impl<'de> DeserializeSeed<'de> for ArraySeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for ArraySeed<'_> {
+impl<'de> Visitor<'de> for ArraySeed<'_, '_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,9 +234,9 @@ impl<'de> Visitor<'de> for ArraySeed<'_> {
         while let Some(value) = seq.next_element::<Value>()? {
             row += 1;
             match value {
-                Value::Object(_) => self.0.add(validate_json(row, &value)),
+                Value::Object(_) => self.parsed.read((self.read)(row, Row::Json(&value))),
                 _ => self
-                    .0
+                    .parsed
                     .whole_row(row, "an element must be a JSON object".into()),
             }
         }

@@ -294,3 +294,61 @@ fn an_interrupted_ingest_resumes_and_stores_nothing_twice() {
     assert!(!stdout(&out).contains("resumed"), "{}", stdout(&out));
     assert_eq!(stored(&server), 2 * rows as u64);
 }
+
+#[test]
+fn an_export_is_ingested_with_its_format() {
+    let server = Serve::start(Some(SECRET));
+    let samples = format!("{}/tests/samples", env!("CARGO_MANIFEST_DIR"));
+    // An OTLP JSON document goes whole; without --partial its bad span stops it unsent.
+    let otel = PathBuf::from(format!("{samples}/otel.json"));
+    let checkpoint = server.dir.join("otel.checkpoint");
+    let with = |extra: &[&str]| {
+        let mut args = vec![
+            "--format",
+            "otel",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ingest(&server, &otel, &args)
+    };
+    let out = with(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("row 4, model"), "{stderr}");
+    let out = with(&["--partial"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).starts_with("accepted 2, rejected 1"),
+        "{}",
+        stdout(&out)
+    );
+    // A CSV export is recognised without --format.
+    let langfuse = PathBuf::from(format!("{samples}/langfuse.csv"));
+    let out = enclave()
+        .arg("ingest")
+        .arg(&langfuse)
+        .args(["--user", "alice", "--url", &server.url, "--partial"])
+        .args([
+            "--checkpoint",
+            server.dir.join("lf.checkpoint").to_str().unwrap(),
+        ])
+        .env("ENCLAVE_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).starts_with("accepted 2, rejected 1"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(stored(&server), 4);
+}

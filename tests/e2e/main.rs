@@ -18,6 +18,7 @@ mod bulk;
 mod delivery;
 mod http_api;
 mod idempotency;
+mod imports;
 mod isolation;
 mod liveness;
 mod llm;

@@ -21,7 +21,8 @@ use crate::store::bulk::Upload;
 use crate::store::repo::upload_keys;
 use crate::store::user_store::{Window, analyse};
 use crate::store::{self, repo};
-use crate::usage::parse::{Format, parse};
+use crate::usage::import::{self, ImportFormat, Imported};
+use crate::usage::parse::Format;
 use crate::usage::record::parse_time;
 use crate::web::AppState;
 use crate::web::error::ApiError;
@@ -30,11 +31,13 @@ use crate::web::extract::AuthenticatedUser;
 /// Seconds a client is asked to wait when its other upload is still running.
 const RETRY_AFTER_SECS: u32 = 2;
 
-/// `?partial=true` on an upload: store the valid rows instead of refusing the whole batch.
+/// `?partial=true` on an upload: store the valid rows instead of refusing the whole batch;
+/// `?format=`: a provider or gateway export.
 #[derive(Deserialize)]
 pub struct UploadQuery {
     #[serde(default)]
     partial: bool,
+    format: Option<String>,
 }
 
 /// Releases the user's upload slot when the upload ends, however it ends.
@@ -70,6 +73,14 @@ pub async fn upload(
             ),
         )
     })?;
+    let export = match query.format.as_deref() {
+        None => None,
+        Some(name) => Some(ImportFormat::named(name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "format {name:?} is not one of openai, litellm, helicone, langfuse, otel"
+            ))
+        })?),
+    };
     let key = idempotency_key(&req)?;
     let session = state.session_of(&identity.user_id).await?;
     if !session.send(BeginIngest).await? {
@@ -90,6 +101,9 @@ pub async fn upload(
                 duplicates: counts.duplicates,
                 details: None,
                 replayed: true,
+                format: None,
+                fields_used: None,
+                fields_ignored: None,
             }));
         }
     }
@@ -106,10 +120,15 @@ pub async fn upload(
         }
         bytes.extend_from_slice(&chunk);
     }
-    let parsed = web::block(move || parse(format, &bytes))
+    let (export, imported) = web::block(move || import::read_upload(format, export, &bytes))
         .await
         .map_err(|_| ApiError::new(ErrorCode::Internal, "the upload could not be parsed"))?
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Imported {
+        parsed,
+        fields_used,
+        fields_ignored,
+    } = imported;
     if parsed.rejected > 0 && !query.partial {
         return Err(ApiError::new(
             ErrorCode::InvalidRows,
@@ -157,6 +176,9 @@ pub async fn upload(
         duplicates: inserted.duplicates,
         details: query.partial.then_some(parsed.errors),
         replayed: false,
+        format: export.map(ImportFormat::as_str),
+        fields_used: export.map(|_| fields_used),
+        fields_ignored: export.map(|_| fields_ignored),
     }))
 }
 
