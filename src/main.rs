@@ -337,8 +337,8 @@ fn ingest(
     url: String,
     how: IngestHow,
 ) -> anyhow::Result<()> {
-    let container = enclave::ingest::container_for(&file, how.format.as_deref())
-        .map_err(anyhow::Error::msg)?;
+    let container =
+        enclave::ingest::container_for(&file, how.format.as_deref()).map_err(anyhow::Error::msg)?;
     let user = match user.or_else(|| std::env::var("USER").ok()) {
         Some(user) => UserId::parse(&user).context("--user")?,
         None => bail!("say whose records these are with --user ID"),

@@ -66,6 +66,8 @@ pub struct Checkpoint {
     pub target: IngestTarget,
     /// This ingest's id: the prefix of every part's `Idempotency-Key`.
     pub ingest_id: String,
+    /// The most bytes per upload, kept for a resume: the same parts get the same keys.
+    pub part_bytes: usize,
     /// Data rows the server has acknowledged, from the top of the file.
     pub rows_done: u64,
     /// Records stored so far.
@@ -77,12 +79,13 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// A fresh ingest of `target`.
-    pub fn start(target: IngestTarget) -> Self {
+    /// A fresh ingest of `target` in uploads of at most `part_bytes`.
+    pub fn start(target: IngestTarget, part_bytes: usize) -> Self {
         Self {
             version: VERSION,
             target,
             ingest_id: uuid::Uuid::new_v4().simple().to_string(),
+            part_bytes,
             rows_done: 0,
             accepted: 0,
             rejected: 0,

@@ -5,7 +5,10 @@
 //! file goes in whole or not at all, as one upload would.
 
 pub mod checkpoint;
+mod report;
 pub mod split;
+
+pub use report::{IngestError, IngestReport, describe};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,11 +18,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::client::{self, Answer, ClientError, UploadOptions};
-use crate::usage::import::{ImportFormat, Imported, read_upload};
+use crate::usage::import::{ImportFormat, Imported, detect, read_upload};
 use crate::usage::parse::{Format, MAX_REPORTED_ERRORS};
 use crate::usage::record::RowError;
-use checkpoint::{Checkpoint, CheckpointError, IngestTarget};
-use split::{Container, Part, SplitError};
+use checkpoint::{Checkpoint, IngestTarget};
+use split::{Container, Part};
 
 /// Bytes per upload unless told (a quarter of the server's default limit).
 pub const DEFAULT_PART_BYTES: usize = 8 << 20;
@@ -53,102 +56,6 @@ pub struct IngestOptions {
     pub checkpoint: PathBuf,
     /// Start over even when a checkpoint of this file exists.
     pub fresh: bool,
-}
-
-/// What an ingest did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct IngestReport {
-    /// Records stored, this run and earlier runs of the same ingest.
-    pub accepted: u64,
-    /// Rows refused (with `partial`).
-    pub rejected: u64,
-    /// Records already stored (same id).
-    pub duplicates: u64,
-    /// Uploads sent by this run.
-    pub parts: u64,
-    /// Uploads the server had already stored (an answer lost before).
-    pub replayed: u64,
-    /// Rows acknowledged by an earlier run, not sent again.
-    pub resumed_after: u64,
-    /// Why rows were refused (first 100), rows numbered from the top of the file.
-    pub details: Vec<RowError>,
-}
-
-/// What `enclave ingest` prints: "accepted A, rejected R, duplicates D (N uploads)", after a
-/// line saying where it resumed, if it did.
-impl std::fmt::Display for IngestReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.resumed_after > 0 {
-            writeln!(
-                f,
-                "resumed after row {} (stored by an earlier run)",
-                self.resumed_after
-            )?;
-        }
-        let plural = if self.parts == 1 { "" } else { "s" };
-        write!(
-            f,
-            "accepted {}, rejected {}, duplicates {} ({} upload{plural}",
-            self.accepted, self.rejected, self.duplicates, self.parts
-        )?;
-        if self.replayed > 0 {
-            write!(f, ", {} already stored", self.replayed)?;
-        }
-        f.write_str(")")
-    }
-}
-
-/// One row error as `enclave ingest` prints it: "row R, FIELD: REASON".
-pub fn describe(error: &RowError) -> String {
-    let field = if error.field.is_empty() {
-        "row"
-    } else {
-        error.field.as_str()
-    };
-    format!("row {}, {field}: {}", error.row, error.reason)
-}
-
-/// Why an ingest stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error("{0}")]
-    Split(#[from] SplitError),
-    #[error("{0}")]
-    Checkpoint(#[from] CheckpointError),
-    #[error("reading {path}: {source}")]
-    File {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the file cannot be read: {0}")]
-    Unreadable(String),
-    #[error(
-        "{rejected} rows are invalid and nothing was sent; fix them, or use --partial to store \
-         the valid rows"
-    )]
-    InvalidRows {
-        rejected: u64,
-        details: Vec<RowError>,
-    },
-    #[error(
-        "{reason}. The first {rows_done} rows are stored; run the same command again to go on \
-         from there"
-    )]
-    Stopped {
-        reason: String,
-        rows_done: u64,
-        details: Vec<RowError>,
-    },
-}
-
-impl IngestError {
-    /// The row errors to show with this error.
-    pub fn details(&self) -> &[RowError] {
-        match self {
-            Self::InvalidRows { details, .. } | Self::Stopped { details, .. } => details,
-            _ => &[],
-        }
-    }
 }
 
 /// How `file` is cut for export `format` (if any): by its name (`.ndjson`/`.jsonl`, `.csv`,
@@ -185,12 +92,26 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport, IngestError> {
         options.partial,
     )
     .map_err(file_error)?;
-    let mut progress = Checkpoint::start(target.clone());
+    let mut progress = Checkpoint::start(target.clone(), options.part_bytes);
     if !options.fresh
         && let Some(earlier) = checkpoint::load(&options.checkpoint)?
-        && earlier.target == target
     {
+        if earlier.target != target {
+            return Err(IngestError::ForeignCheckpoint {
+                path: options.checkpoint.clone(),
+            });
+        }
+        // The parts of the earlier run, so a part it sent gets the key it had.
         progress = earlier;
+    }
+    let mut options = IngestOptions {
+        part_bytes: progress.part_bytes,
+        ..options
+    };
+    // Recognised once, from the top of the file, and named on every part: a later part whose
+    // first row says less is still read as the same export.
+    if options.format.is_none() {
+        options.format = recognise(&options).await?.map(|f| f.as_str().to_owned());
     }
     let bar = progress_bar(target.file_len);
     let resumed_after = progress.rows_done;
@@ -261,11 +182,7 @@ fn cut(options: &IngestOptions, skip_rows: u64) -> mpsc::Receiver<Result<Part, I
 /// Parses every part as the server will, before anything is sent; the row errors found, rows
 /// numbered from the top of the file.
 async fn check(options: &IngestOptions, bar: ProgressBar) -> Result<(), IngestError> {
-    let format = match options.container {
-        Container::Csv => Format::Csv,
-        Container::NdJson | Container::JsonArray => Format::NdJson,
-        Container::Whole => Format::JsonArray,
-    };
+    let format = part_format(options.container);
     let export = match options.format.as_deref() {
         Some(name) => Some(
             ImportFormat::named(name)
@@ -299,6 +216,31 @@ async fn check(options: &IngestOptions, bar: ProgressBar) -> Result<(), IngestEr
             None if rejected > 0 => Err(IngestError::InvalidRows { rejected, details }),
             None => Ok(()),
         }
+    })
+    .await
+    .map_err(|e| IngestError::Unreadable(e.to_string()))?
+}
+
+/// How the server reads the parts cut from a file held in `container`.
+fn part_format(container: Container) -> Format {
+    match container {
+        Container::Csv => Format::Csv,
+        Container::NdJson | Container::JsonArray => Format::NdJson,
+        Container::Whole => Format::JsonArray,
+    }
+}
+
+/// The export the file's first part is recognised as, if any.
+async fn recognise(options: &IngestOptions) -> Result<Option<ImportFormat>, IngestError> {
+    let (file, container, budget) = (options.file.clone(), options.container, options.part_bytes);
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut first = None;
+        let mut sink = |part: Part| {
+            first = Some(part);
+            false
+        };
+        split::split(&file, container, budget, 0, &mut sink)?;
+        Ok(first.and_then(|part| detect(part_format(container), &part.body)))
     })
     .await
     .map_err(|e| IngestError::Unreadable(e.to_string()))?

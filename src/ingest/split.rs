@@ -152,7 +152,7 @@ impl<'s> Cutter<'s> {
         if self.rows_seen <= self.skip {
             return true;
         }
-        if self.rows > 0 && self.header.len() + self.body.len() + row.len() > self.budget {
+        if self.rows > 0 && self.body.len() + row.len() > self.budget {
             self.flush();
         }
         if self.body.is_empty() {
@@ -231,10 +231,12 @@ fn csv_line(record: &csv::ByteRecord) -> Result<Vec<u8>, SplitError> {
 
 fn split_array(file: CountingReader<File>, cutter: &mut Cutter<'_>) -> Result<(), SplitError> {
     let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 16, file));
-    ArrayRows(cutter)
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .map_err(SplitError::JsonArray)
+    let read = ArrayRows(cutter).deserialize(&mut de);
+    if cutter.stopped {
+        // The sink has what it wanted; the rest is not read.
+        return Ok(());
+    }
+    read.and_then(|()| de.end()).map_err(SplitError::JsonArray)
 }
 
 /// Hands each element of a JSON array to the cutter as an NDJSON line, as it is read.
@@ -259,7 +261,14 @@ impl<'de> Visitor<'de> for ArrayRows<'_, '_> {
         let mut line = Vec::new();
         while let Some(element) = seq.next_element::<Box<RawValue>>()? {
             line.clear();
-            line.extend_from_slice(element.get().as_bytes());
+            // One line per row: a pretty-printed element's line breaks are whitespace between
+            // tokens (a JSON string holds none raw), so they become spaces.
+            line.extend(
+                element
+                    .get()
+                    .bytes()
+                    .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+            );
             line.push(b'\n');
             if !self.0.row(&line) {
                 return Ok(());

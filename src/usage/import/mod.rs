@@ -116,12 +116,33 @@ fn first_row_names(container: Format, body: &[u8]) -> Option<BTreeSet<String>> {
             keys(&serde_json::from_str(line).ok()?)
         }
         Format::JsonArray => {
-            let value: Value = serde_json::from_slice(body).ok()?;
-            match &value {
-                Value::Array(rows) => keys(rows.first()?),
-                object => keys(object),
+            let starts_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+            if !starts_array {
+                // One document (OTLP JSON): its own keys.
+                return keys(&serde_json::from_slice(body).ok()?);
             }
+            // Only the first element is parsed, not the whole array.
+            let mut first = None;
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let _ = serde::Deserializer::deserialize_seq(&mut de, FirstElement(&mut first));
+            keys(&first?)
         }
+    }
+}
+
+/// Keeps the first element of a JSON array and stops reading there.
+struct FirstElement<'f>(&'f mut Option<Value>);
+
+impl<'de> serde::de::Visitor<'de> for FirstElement<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        *self.0 = seq.next_element()?;
+        Ok(())
     }
 }
 

@@ -87,7 +87,20 @@ pub async fn upload(
         return Err(ApiError::from(Refusal::UploadRunning).retry_after(RETRY_AFTER_SECS));
     }
     let slot = IngestSlot(session);
-    // Under the slot, so the same key cannot be in flight twice.
+    let limit = state.config.max_upload_bytes;
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("the upload is over {limit} bytes; split it into smaller files"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    // Under the slot, so the same key cannot be in flight twice; after the body is read, so
+    // the client, still sending, gets the answer rather than a reset connection.
     if let Some(key) = key.clone() {
         let user = identity.user_id.clone();
         let earlier = state
@@ -108,18 +121,6 @@ pub async fn upload(
         }
     }
 
-    let limit = state.config.max_upload_bytes;
-    let mut bytes = web::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                ErrorCode::TooLarge,
-                format!("the upload is over {limit} bytes; split it into smaller files"),
-            ));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
     let (export, imported) = web::block(move || import::read_upload(format, export, &bytes))
         .await
         .map_err(|_| ApiError::new(ErrorCode::Internal, "the upload could not be parsed"))?
