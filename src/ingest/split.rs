@@ -298,12 +298,12 @@ mod tests {
     use super::*;
 
     /// The parts `text` in a file of `container` cuts into, as (first row, rows, body).
-    fn parts(
+    fn try_parts(
         container: Container,
         text: &str,
         budget: usize,
         skip: u64,
-    ) -> Vec<(u64, u64, String)> {
+    ) -> Result<Vec<(u64, u64, String)>, SplitError> {
         let dir = std::env::temp_dir().join(format!("enclave-split-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("file");
@@ -317,9 +317,18 @@ mod tests {
             ));
             true
         };
-        split(&path, container, budget, skip, &mut sink).expect("split");
+        let result = split(&path, container, budget, skip, &mut sink);
         let _ = std::fs::remove_dir_all(dir);
-        out
+        result.map(|()| out)
+    }
+
+    fn parts(
+        container: Container,
+        text: &str,
+        budget: usize,
+        skip: u64,
+    ) -> Vec<(u64, u64, String)> {
+        try_parts(container, text, budget, skip).expect("split")
     }
 
     #[test]
@@ -363,16 +372,28 @@ mod tests {
             got,
             [(0, 3, "{\"a\": [1, 2]}\n{\"b\": \"x\"}\n3\n".to_owned())]
         );
-        let dir = std::env::temp_dir().join(format!("enclave-split-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("bad.json");
-        std::fs::write(&path, "[{\"a\":1},").expect("written");
-        let mut sink = |_: Part| true;
-        let result = split(&path, Container::JsonArray, 1000, 0, &mut sink);
+        // Pretty-printed, as jq or json.dump(indent=2) write it: still one line per element.
+        let pretty =
+            "[\n  {\n    \"a\": [\n      1,\r\n      2\n    ]\n  },\n  {\"b\": \"x y\"}\n]";
+        let got = parts(Container::JsonArray, pretty, 1000, 0);
+        assert_eq!(got.len(), 1);
+        let (_, rows, body) = &got[0];
+        assert_eq!((*rows, body.lines().count()), (2, 2), "{body:?}");
+        let values: Vec<serde_json::Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                serde_json::json!({"a": [1, 2]}),
+                serde_json::json!({"b": "x y"})
+            ]
+        );
+        let result = try_parts(Container::JsonArray, "[{\"a\":1},", 1000, 0);
         assert!(
             matches!(result, Err(SplitError::JsonArray(_))),
             "{result:?}"
         );
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -53,6 +53,22 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Asserts the ingest succeeded; what it printed.
+fn succeeded(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(out)
+}
+
+/// Asserts the ingest succeeded and its summary starts with `summary`.
+fn assert_ingested(out: &Output, summary: &str) {
+    let said = succeeded(out);
+    assert!(said.starts_with(summary), "{said}");
+}
+
 /// `GET path` of the server as alice, over a plain socket.
 fn get(server: &Serve, path: &str) -> Value {
     let token = enclave::auth::Auth::new(SECRET.as_bytes())
@@ -105,12 +121,7 @@ fn a_file_over_the_limit_goes_in_several_uploads() {
     let rows = 1_500;
     let file = write(&server, "big.ndjson", &ndjson_rows(rows));
     let out = ingest(&server, &file, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let said = stdout(&out);
+    let said = succeeded(&out);
     assert!(
         said.starts_with("accepted 1500, rejected 0, duplicates 0 ("),
         "{said}"
@@ -139,32 +150,14 @@ fn a_file_over_the_limit_goes_in_several_uploads() {
     }
     let file = write(&server, "big.csv", &csv);
     let out = ingest(&server, &file, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout(&out).starts_with("accepted 1500, rejected 0"),
-        "{}",
-        stdout(&out)
-    );
+    assert_ingested(&out, "accepted 1500, rejected 0");
     let array = format!(
         "[\n{}\n]",
         ndjson_rows(rows).trim_end().replace('\n', ",\n")
     );
     let file = write(&server, "big.json", &array);
     let out = ingest(&server, &file, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout(&out).starts_with("accepted 1500, rejected 0"),
-        "{}",
-        stdout(&out)
-    );
+    assert_ingested(&out, "accepted 1500, rejected 0");
     assert_eq!(stored(&server), 4_500);
     let summary = get(&server, "/api/usage/summary");
     let workloads: Vec<&str> = summary["groups"]
@@ -192,16 +185,7 @@ fn an_invalid_row_anywhere_stops_the_file_before_anything_is_sent() {
 
     // With --partial the rest goes in, and the bad row is named by its place in the file.
     let out = ingest(&server, &file, &["--partial"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout(&out).starts_with("accepted 1510, rejected 1"),
-        "{}",
-        stdout(&out)
-    );
+    assert_ingested(&out, "accepted 1510, rejected 1");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("row 1501, prompt_tokens"), "{stderr}");
     assert_eq!(stored(&server), 1_510);
@@ -212,12 +196,7 @@ fn an_upload_whose_answer_is_lost_is_stored_once() {
     let server = limited_server("bulk:lose_answer:2");
     let file = write(&server, "lossy.ndjson", &ndjson_rows(1_500));
     let out = ingest(&server, &file, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let said = stdout(&out);
+    let said = succeeded(&out);
     assert!(
         said.starts_with("accepted 1500, rejected 0, duplicates 0"),
         "{said}"
@@ -278,12 +257,7 @@ fn an_interrupted_ingest_resumes_and_stores_nothing_twice() {
     );
 
     let out = ingest(&server, &file, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let said = stdout(&out);
+    let said = succeeded(&out);
     assert!(said.contains("resumed after row"), "{said}");
     assert_eq!(stored(&server), rows as u64, "{said}");
     assert!(!checkpoint.exists());
@@ -317,38 +291,15 @@ fn an_export_is_ingested_with_its_format() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("row 4, model"), "{stderr}");
     let out = with(&["--partial"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout(&out).starts_with("accepted 2, rejected 1"),
-        "{}",
-        stdout(&out)
-    );
+    assert_ingested(&out, "accepted 2, rejected 1");
     // A CSV export is recognised without --format.
     let langfuse = PathBuf::from(format!("{samples}/langfuse.csv"));
-    let out = enclave()
-        .arg("ingest")
-        .arg(&langfuse)
-        .args(["--user", "alice", "--url", &server.url, "--partial"])
-        .args([
-            "--checkpoint",
-            server.dir.join("lf.checkpoint").to_str().unwrap(),
-        ])
-        .env("ENCLAVE_JWT_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let lf_checkpoint = server.dir.join("lf.checkpoint");
+    let out = ingest(
+        &server,
+        &langfuse,
+        &["--partial", "--checkpoint", lf_checkpoint.to_str().unwrap()],
     );
-    assert!(
-        stdout(&out).starts_with("accepted 2, rejected 1"),
-        "{}",
-        stdout(&out)
-    );
+    assert_ingested(&out, "accepted 2, rejected 1");
     assert_eq!(stored(&server), 4);
 }

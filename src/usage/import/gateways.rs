@@ -27,11 +27,7 @@ pub(super) fn litellm(row: &Row<'_>) -> Option<Mapped> {
     }
     if let Some(status) = get(row, "status").and_then(|s| text_of(&s)) {
         let failed = status.eq_ignore_ascii_case("failure");
-        m.set(
-            "status",
-            Raw::Json(Value::from(if failed { "error" } else { "ok" })),
-            "status",
-        );
+        m.outcome(failed, "status");
     }
     Some(m)
 }
@@ -69,11 +65,7 @@ pub(super) fn helicone(row: &Row<'_>) -> Option<Mapped> {
     );
     if let Some(code) = get(row, "status").and_then(|s| number_of(&s)) {
         let failed = !(0.0..400.0).contains(&code);
-        m.set(
-            "status",
-            Raw::Json(Value::from(if failed { "error" } else { "ok" })),
-            "status",
-        );
+        m.outcome(failed, "status");
     }
     Some(m)
 }
@@ -143,11 +135,7 @@ pub(super) fn langfuse(row: &Row<'_>) -> Option<Mapped> {
     );
     if let Some(level) = get(row, "level").and_then(|l| text_of(&l)) {
         let failed = level.eq_ignore_ascii_case("error");
-        m.set(
-            "status",
-            Raw::Json(Value::from(if failed { "error" } else { "ok" })),
-            "level",
-        );
+        m.outcome(failed, "level");
         if failed {
             // A failed generation may report no usage: it used none.
             m.fallback("prompt_tokens", Value::from(0));

@@ -209,11 +209,14 @@ impl FieldLists {
     pub(crate) fn saw(&mut self, row: &Row<'_>) {
         match *row {
             Row::Json(value) => self.saw_json("", value, 3),
-            Row::Csv { headers, .. } => {
-                for h in headers.iter().filter(|h| !h.is_empty()) {
-                    self.note_seen(h.to_owned());
-                }
-            }
+            Row::Csv { headers, .. } => self.saw_names(headers.iter()),
+        }
+    }
+
+    /// Notes fields by their names (empty names aside).
+    pub(crate) fn saw_names<'n>(&mut self, names: impl Iterator<Item = &'n str>) {
+        for name in names.filter(|n| !n.is_empty()) {
+            self.note_seen(name.to_owned());
         }
     }
 
@@ -244,11 +247,7 @@ impl FieldLists {
 
     /// Notes the source fields a mapped row read.
     pub(crate) fn used(&mut self, mapped: &Mapped) {
-        for path in &mapped.used {
-            if !self.used.contains(path) {
-                self.used.insert(path.clone());
-            }
-        }
+        self.used.extend(mapped.used.iter().cloned());
     }
 
     /// (used, ignored): a seen field is used when it, a field under it or one above it was read.

@@ -46,7 +46,7 @@ fn read_request(request: &Value, row: &mut usize, parsed: &mut Parsed, fields: &
     for (resource, span) in spans(request) {
         *row += 1;
         let flat = flatten(resource, span);
-        fields.saw_json("", &Value::Object(flat.clone()), 1);
+        fields.saw_names(flat.keys().map(String::as_str));
         if !flat.keys().any(|k| k.starts_with("gen_ai.")) {
             continue;
         }
@@ -200,10 +200,9 @@ fn map(span: &Map<String, Value>) -> Mapped {
     let error_code = span
         .get("status.code")
         .and_then(|c| number_of(&Raw::Json(c.clone())));
-    if error_code == Some(2.0) || span.contains_key("error.type") {
-        m.set("status", Raw::Json(Value::from("error")), "status.code");
-    } else if error_code.is_some() {
-        m.set("status", Raw::Json(Value::from("ok")), "status.code");
+    let failed = error_code == Some(2.0) || span.contains_key("error.type");
+    if failed || error_code.is_some() {
+        m.outcome(failed, "status.code");
     }
     m
 }

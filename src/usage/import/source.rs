@@ -45,6 +45,12 @@ impl Mapped {
         false
     }
 
+    /// Sets `status` from whether the request failed, as `source` says.
+    pub fn outcome(&mut self, failed: bool, source: &str) {
+        let status = if failed { "error" } else { "ok" };
+        self.set("status", Raw::Json(Value::from(status)), source);
+    }
+
     /// Sets `name` to a value no source field holds (a default, a constant).
     pub fn fallback(&mut self, name: &'static str, value: Value) {
         if !self.fields.iter().any(|(n, ..)| *n == name) {
@@ -85,11 +91,10 @@ impl Mapped {
 pub fn get(row: &Row<'_>, path: &str) -> Option<Raw> {
     match *row {
         Row::Json(value) => json_at(value, path).cloned().map(Raw::Json),
-        Row::Csv { headers, record } => {
-            let at = headers.iter().position(|h| h == path)?;
-            let text = record.get(at)?;
-            (!text.is_empty()).then(|| Raw::Text(text.to_owned()))
-        }
+        Row::Csv { .. } => match row.cell(path)? {
+            Cell::Text(text) => Some(Raw::Text(text.to_owned())),
+            Cell::Json(value) => Some(Raw::Json(value.clone())),
+        },
     }
 }
 
