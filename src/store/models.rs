@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{approvals, events, runs, threads};
+use super::schema::{approvals, events, runs, threads, usage_records};
 use super::status::{ApprovalState, run_status_of};
 use crate::protocol::RunStatus;
 
@@ -109,4 +109,30 @@ impl ApprovalRow {
     pub fn state(&self) -> Option<ApprovalState> {
         ApprovalState::of(&self.status)
     }
+}
+
+/// One stored usage record as the user gave it (and its source), as an export reads it.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = usage_records)]
+pub struct UsageRow {
+    pub record_id: String,
+    pub external_id: Option<String>,
+    pub ts: i64,
+    pub model: String,
+    pub provider: Option<String>,
+    pub workload: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    pub latency_ms: i64,
+    pub max_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub prompt_prefix_hash: Option<String>,
+    /// 1 or 0.
+    pub interactive: i32,
+    /// `ok` or `error`.
+    pub status: String,
+    /// `uploaded` or `synthetic`.
+    pub source: String,
+    pub created_at: i64,
 }

@@ -7,6 +7,7 @@ pub mod connection;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod views;
 pub mod ws;
 
 use std::sync::Arc;
@@ -75,6 +76,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(routes::usage::upload)
     .service(routes::usage::summary)
     .service(routes::usage::delete_usage)
+    .service(routes::export::export)
     .service(ws::upgrade)
     .default_service(web::to(not_found));
 }

@@ -16,6 +16,7 @@ mod approvals;
 mod bad_input;
 mod bulk;
 mod delivery;
+mod export;
 mod http_api;
 mod idempotency;
 mod imports;

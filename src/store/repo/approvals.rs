@@ -53,3 +53,20 @@ pub fn get(
         .first(conn)
         .optional()
 }
+
+/// The user's approvals with `approval_id` after `after` (all from the start with `None`), by
+/// id, at most `limit`: a page of an export.
+pub fn page(
+    conn: &mut DbConnection,
+    user: &UserId,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<ApprovalRow>> {
+    dsl::approvals
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::approval_id.gt(after.unwrap_or("")))
+        .order(dsl::approval_id.asc())
+        .limit(limit)
+        .select(ApprovalRow::as_select())
+        .load(conn)
+}

@@ -3,6 +3,7 @@
 
 pub mod approvals;
 pub mod events;
+pub mod pages;
 pub mod runs;
 pub mod threads;
 pub mod upload_keys;

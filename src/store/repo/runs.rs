@@ -135,3 +135,20 @@ fn run_of<'a>(user: &'a str, run: &'a str) -> _ {
         .filter(dsl::user_id.eq(user))
         .filter(dsl::run_id.eq(run))
 }
+
+/// The user's runs with `run_id` after `after` (all from the start with `None`), by id, at
+/// most `limit`: a page of an export.
+pub fn page(
+    conn: &mut DbConnection,
+    user: &UserId,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<RunRow>> {
+    dsl::runs
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::run_id.gt(after.unwrap_or("")))
+        .order(dsl::run_id.asc())
+        .limit(limit)
+        .select(RunRow::as_select())
+        .load(conn)
+}

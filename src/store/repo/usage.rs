@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use crate::context::UserId;
 use crate::store::StoreError;
 use crate::store::connection::DbConnection;
+use crate::store::models::UsageRow;
 use crate::store::schema::usage_counts::dsl as counts;
 use crate::store::schema::usage_records::dsl;
 use crate::store::schema::{pending_uploads, usage_counts};
@@ -265,4 +266,24 @@ pub fn latest_ts(conn: &mut DbConnection, user: &UserId) -> QueryResult<Option<i
         .filter(visible())
         .select(diesel::dsl::max(dsl::ts))
         .first(conn)
+}
+
+/// The user's visible records after `after` in (`ts`, `record_id`) order (all from the start
+/// with `None`), at most `limit`: a page of an export, read through the `(user_id, ts)` index.
+pub fn page(
+    conn: &mut DbConnection,
+    user: &UserId,
+    after: Option<(i64, &str)>,
+    limit: i64,
+) -> QueryResult<Vec<UsageRow>> {
+    let (ts, id) = after.unwrap_or((i64::MIN, ""));
+    dsl::usage_records
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(visible())
+        .filter(dsl::ts.ge(ts))
+        .filter(dsl::ts.gt(ts).or(dsl::record_id.gt(id)))
+        .order((dsl::ts.asc(), dsl::record_id.asc()))
+        .limit(limit)
+        .select(UsageRow::as_select())
+        .load(conn)
 }

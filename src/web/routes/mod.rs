@@ -1,6 +1,7 @@
 //! The HTTP routes of PROTOCOL.md §3, one file per resource.
 
 pub mod dev_token;
+pub mod export;
 pub mod health;
 pub mod runs;
 pub mod threads;

@@ -2,16 +2,15 @@
 //! its report as markdown. Another user's run is `not_found`.
 
 use actix_web::{HttpResponse, get, web};
-use serde_json::Value;
 
 use crate::context::{RunId, UserId};
 use crate::error::ErrorCode;
-use crate::protocol::http::RunView;
 use crate::store::models::RunRow;
 use crate::store::repo;
 use crate::web::AppState;
 use crate::web::error::ApiError;
 use crate::web::extract::AuthenticatedUser;
+use crate::web::views::run_view;
 
 /// `GET /api/runs/{id}`: one of the caller's runs, its status, times, error, result and report,
 /// for a client that did not watch it on the socket.
@@ -25,29 +24,9 @@ pub async fn get_run(
     let row = users_run(&state, identity.user_id, &raw_id)
         .await?
         .ok_or_else(|| ApiError::not_found("run", &raw_id))?;
-    let Some(status) = row.run_status() else {
-        log::error!("run {raw_id} has the unknown status {:?}", row.status);
-        return Err(ApiError::new(
-            ErrorCode::Internal,
-            "the run could not be read",
-        ));
-    };
-    let result: Value = row
-        .result
-        .as_deref()
-        .and_then(|r| serde_json::from_str(r).ok())
-        .unwrap_or(Value::Null);
-    Ok(HttpResponse::Ok().json(RunView {
-        run_id: row.run_id,
-        thread_id: row.thread_id,
-        status,
-        created_at: row.created_at,
-        started_at: row.started_at,
-        finished_at: row.finished_at,
-        error: row.error,
-        result,
-        report_markdown: row.report_markdown,
-    }))
+    let view = run_view(row)
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the run could not be read"))?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// `GET /api/reports/{id}.md`: the report of one of the caller's runs as markdown; `not_found`

@@ -6,12 +6,13 @@ use actix_web::{HttpResponse, delete, get, web};
 use serde::Deserialize;
 
 use crate::context::ThreadId;
-use crate::protocol::http::{Deleted, EventsPage, ThreadList, ThreadSummary};
+use crate::protocol::http::{Deleted, EventsPage, ThreadList};
 use crate::runtime::session::DeleteThread;
 use crate::store::repo;
 use crate::web::AppState;
 use crate::web::error::ApiError;
 use crate::web::extract::AuthenticatedUser;
+use crate::web::views::thread_summary;
 
 const MAX_EVENTS_PAGE: i64 = 1000;
 const DEFAULT_EVENTS_PAGE: i64 = 200;
@@ -28,16 +29,7 @@ pub async fn list_threads(
         .db
         .read(move |conn| Ok(repo::threads::list(conn, &user)?))
         .await?;
-    let threads = rows
-        .into_iter()
-        .map(|t| ThreadSummary {
-            last_run_status: t.last_status(),
-            thread_id: t.thread_id,
-            title: t.title,
-            created_at: t.created_at,
-            updated_at: t.updated_at,
-        })
-        .collect();
+    let threads = rows.into_iter().map(thread_summary).collect();
     Ok(HttpResponse::Ok().json(ThreadList { threads }))
 }
 
