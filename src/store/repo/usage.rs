@@ -7,8 +7,6 @@
 //! `usage_counts` holds each user's number of stored records, changed in the same transaction
 //! as every insert and delete here, so the per-user cap costs one key lookup per chunk.
 
-use std::collections::HashSet;
-
 use diesel::prelude::*;
 
 use crate::context::UserId;
@@ -20,7 +18,7 @@ use crate::store::schema::usage_records::dsl;
 use crate::store::schema::{pending_uploads, usage_counts};
 use crate::usage::record::UsageRecord;
 
-/// Rows per insert statement and ids per lookup (well under SQLite's bind limit).
+/// Rows per insert statement (well under SQLite's bind limit).
 const CHUNK: usize = 500;
 
 /// How an insert went.
@@ -77,28 +75,8 @@ pub fn insert_new_in(
     now: i64,
 ) -> Result<Inserted, StoreError> {
     let Destination { source, upload, .. } = to;
-    let ids: Vec<&str> = records
-        .iter()
-        .filter_map(|r| r.external_id.as_deref())
-        .collect();
-    let mut seen: HashSet<String> = HashSet::new();
-    for chunk in ids.chunks(CHUNK) {
-        let stored: Vec<Option<String>> = dsl::usage_records
-            .filter(dsl::user_id.eq(user.as_str()))
-            .filter(dsl::external_id.eq_any(chunk))
-            .select(dsl::external_id)
-            .load(conn)?;
-        seen.extend(stored.into_iter().flatten());
-    }
-    let mut duplicates = 0;
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
-        if let Some(id) = &record.external_id
-            && !seen.insert(id.clone())
-        {
-            duplicates += 1;
-            continue;
-        }
         // One stored record: the record, whose user and source it is, and the upload it
         // belongs to (invisible while that upload is pending).
         rows.push((
@@ -125,22 +103,30 @@ pub fn insert_new_in(
             dsl::upload_id.eq(upload),
         ));
     }
-    // MultiConnection has no multi-row INSERT, so each backend gets its own.
+    // An id the user already has (or that came earlier in these records) is skipped by the
+    // unique index on (user_id, external_id) itself: no lookup before the insert, and no plan
+    // for one to go wrong. MultiConnection has no multi-row INSERT, so each backend gets its
+    // own.
+    let mut accepted = 0;
     for chunk in rows.chunks(CHUNK) {
-        let insert = diesel::insert_into(dsl::usage_records).values(chunk);
-        match conn {
+        let insert = diesel::insert_into(dsl::usage_records)
+            .values(chunk)
+            .on_conflict((dsl::user_id, dsl::external_id))
+            .do_nothing();
+        accepted += match conn {
             DbConnection::Sqlite(c) => insert.execute(c)?,
             DbConnection::Pg(c) => insert.execute(c)?,
         };
     }
-    let held = add_to_count(conn, user, rows.len() as i64)?;
+    let duplicates = records.len() - accepted;
+    let held = add_to_count(conn, user, accepted as i64)?;
     if u64::try_from(held).unwrap_or(0) > to.max_records {
         return Err(StoreError::QuotaExceeded {
             limit: to.max_records,
         });
     }
     Ok(Inserted {
-        accepted: rows.len(),
+        accepted,
         duplicates,
     })
 }
