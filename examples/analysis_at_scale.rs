@@ -3,7 +3,8 @@
 //! each run is timed from the message to `run_completed`, with the server's RSS sampled
 //! (peak over the baseline before the first analysis). Meanwhile a second user sends a
 //! trivial message every 100 ms and its run times are reported too. Then
-//! `GET /api/usage/summary` of the big user is timed. With `ANALYSE_USER=NAME` the records of
+//! `GET /api/usage/summary` of the big user is timed, and the largest frame an analysis run
+//! sent is reported. With `ANALYSE_USER=NAME` the records of
 //! that user (generated earlier) are analysed instead of generating new ones.
 //!
 //! `cargo run --release --example analysis_at_scale -- URL SECRET SERVER_PID [RECORDS] [RUNS]`
@@ -32,17 +33,21 @@ fn quantile(values: &[f64], q: f64) -> f64 {
     values[rank - 1]
 }
 
-/// Sends `content` and reads until the run ends; the terminal frame.
-async fn run(ws: &mut Socket, content: &str) -> anyhow::Result<String> {
+/// Sends `content` and reads until the run ends; the terminal frame and the size of the
+/// largest frame of the run.
+async fn run(ws: &mut Socket, content: &str) -> anyhow::Result<(String, usize)> {
     let frame = serde_json::json!({"type": "user_message", "content": content});
     ws.send(Message::text(frame.to_string())).await?;
+    let mut largest = 0;
     while let Some(frame) = ws.next().await {
-        if let Message::Text(text) = frame?
-            && (text.contains(r#""type":"run_completed""#)
+        if let Message::Text(text) = frame? {
+            largest = largest.max(text.len());
+            if text.contains(r#""type":"run_completed""#)
                 || text.contains(r#""type":"run_failed""#)
-                || text.contains(r#""type":"run_cancelled""#))
-        {
-            return Ok(text.to_string());
+                || text.contains(r#""type":"run_cancelled""#)
+            {
+                return Ok((text.to_string(), largest));
+            }
         }
     }
     anyhow::bail!("the socket closed mid-run")
@@ -75,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
     ws.next().await; // connected
     let started = Instant::now();
     if existing.is_none() {
-        let end = run(
+        let (end, _) = run(
             &mut ws,
             &format!("generate {records} synthetic usage records for a chatbot"),
         )
@@ -110,18 +115,20 @@ async fn main() -> anyhow::Result<()> {
     let rss_before = rss_kib(pid).unwrap_or(0);
     let mut rss_peak = rss_before;
     let mut times = Vec::new();
+    let mut largest_frame = 0;
     for _ in 0..runs {
         let sent = Instant::now();
         let analysis = run(&mut ws, "cut my LLM costs by 30%");
         let mut analysis = std::pin::pin!(analysis);
         let mut sample = tokio::time::interval(Duration::from_millis(20));
-        let end = loop {
+        let (end, largest) = loop {
             tokio::select! {
                 end = &mut analysis => break end?,
                 _ = sample.tick() => rss_peak = rss_peak.max(rss_kib(pid).unwrap_or(0)),
             }
         };
         anyhow::ensure!(end.contains("run_completed"), "analysis: {end}");
+        largest_frame = largest_frame.max(largest);
         times.push(sent.elapsed().as_secs_f64() * 1000.0);
     }
     let _ = stop.send(());
@@ -145,7 +152,8 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{{\"records\":{records},\"generated_s\":{generated_s:.1},\"analysis_ms\":{times:?},\
          \"rss_growth_mib\":{:.1},\"summary_ms\":{summary_ms:.0},\"probe_runs\":{},\
-         \"probe_p50_ms\":{:.2},\"probe_p99_ms\":{:.2},\"probe_max_ms\":{:.2}}}",
+         \"probe_p50_ms\":{:.2},\"probe_p99_ms\":{:.2},\"probe_max_ms\":{:.2},\
+         \"largest_frame_bytes\":{largest_frame}}}",
         rss_peak.saturating_sub(rss_before) as f64 / 1024.0,
         probe_times.len(),
         quantile(&probe_times, 0.5),

@@ -31,6 +31,7 @@ impl Agent for WordCount {
                 .to_owned();
             ctx.thinking(format!("{words} words, read as {intent}"));
             let answer = RunAnswer {
+                full_report_markdown: None,
                 summary: format!("{words} words; triage read it as {intent}."),
                 report_markdown: format!(
                     "| words | intent |\n|---:|---|\n| {words} | {intent} |\n"

@@ -36,6 +36,7 @@
 //!             let n = input.message.chars().count();
 //!             ctx.thinking(format!("counting {n} characters"));
 //!             let answer = RunAnswer {
+//!                 full_report_markdown: None,
 //!                 summary: format!("Your message has {n} characters."),
 //!                 report_markdown: format!("**{n}** characters"),
 //!                 result: json!({ "characters": n }),

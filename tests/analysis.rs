@@ -10,7 +10,7 @@ use enclave::analysis::aggregate::{GroupStats, aggregate};
 use enclave::analysis::catalog::Catalog;
 use enclave::analysis::optimize::{Kind, Recommendation, Thresholds, recommend};
 use enclave::analysis::plan::{Goal, choose, plan_savings};
-use enclave::analysis::report_text::{escape_md, money, percent, spend, usage_table};
+use enclave::analysis::report_text::{Rows, escape_md, money, percent, spend, usage_table};
 use enclave::analysis::why_not::{KINDS, Reason, no_data, not_offered, why_not};
 use enclave::analysis::window::{WindowFacts, WindowPass};
 use enclave::usage::record::UsageRecord;
@@ -394,7 +394,7 @@ fn an_unpriced_group_shows_unpriced_not_minus_zero() {
     assert!(a.groups[0].spend_usd == 0.0 && a.groups[0].spend_usd.is_sign_positive());
     assert!(a.totals.spend_usd.is_sign_positive());
     assert_eq!(a.totals.unpriced_requests, 3);
-    let table = usage_table(&a.groups);
+    let table = usage_table(&a.groups, Rows::All);
     assert!(
         table.contains("| homegrown | chat | 3 | 3000 | 300 | unpriced | 100 | 100 | 100 | 0.0% |"),
         "{table}"
@@ -411,7 +411,7 @@ fn the_usage_table_escapes_names_and_keeps_its_columns() {
     ];
     records[2].is_error = true;
     let groups = aggregate(&records, &catalog()).groups;
-    let table = usage_table(&groups);
+    let table = usage_table(&groups, Rows::All);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 2 + 3, "{table}");
     for line in &lines {

@@ -11,29 +11,62 @@ use serde::Serialize;
 
 use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
-use crate::analysis::aggregate::Aggregates;
+use crate::analysis::aggregate::{Aggregates, GroupStats, Totals};
 use crate::analysis::window::WindowFacts;
 use crate::clock::now_ms;
+use crate::protocol::event_lists::{capped, is_zero};
 use crate::store::user_store::Window;
 
 /// The data agent (see the module comment).
 pub struct Data;
 
 /// The data agent's typed result (PROTOCOL.md §4): the window analysed and its aggregates.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// On the wire its aggregates are flattened into the top level, with the first
+/// `EVENT_LIST_LIMIT` groups by spend and `groups_omitted` counting the rest.
+#[derive(Debug, Clone, PartialEq)]
 pub struct UsageAnalysis {
     /// The window's bounds: what the agents after it analyse.
     pub window: WindowBounds,
-    /// Per model × workload and in total; flattened into the result's top level.
-    #[serde(flatten)]
+    /// Per model × workload and in total.
     pub aggregates: Aggregates,
     /// The date of the price catalog the spend was priced with.
     pub catalog_as_of: String,
     /// What the rules and the plan price from, found in the same pass: the agents after it
     /// (optimisations core, actions) work on these, so a run reads its window once. Not on
     /// the wire.
-    #[serde(skip)]
     pub facts: Arc<WindowFacts>,
+}
+
+impl Serialize for UsageAnalysis {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let a = &self.aggregates;
+        let (groups, groups_omitted) = capped(&a.groups);
+        UsageAnalysisWire {
+            window: self.window,
+            totals: &a.totals,
+            groups,
+            groups_omitted,
+            unpriced_models: &a.unpriced_models,
+            window_days: a.window_days,
+            data_sufficiency: a.data_sufficiency,
+            catalog_as_of: &self.catalog_as_of,
+        }
+        .serialize(s)
+    }
+}
+
+/// `UsageAnalysis` as `agent_completed.result` carries it.
+#[derive(Serialize)]
+struct UsageAnalysisWire<'a> {
+    window: WindowBounds,
+    totals: &'a Totals,
+    groups: &'a [GroupStats],
+    #[serde(skip_serializing_if = "is_zero")]
+    groups_omitted: usize,
+    unpriced_models: &'a [String],
+    window_days: f64,
+    data_sufficiency: &'static str,
+    catalog_as_of: &'a str,
 }
 
 /// A window's bounds, epoch milliseconds, both included.

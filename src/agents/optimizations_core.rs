@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::protocol::event_lists::{capped, is_zero};
+
 use super::data::UsageAnalysis;
 use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
@@ -16,13 +18,36 @@ use crate::analysis::optimize::{Kind, Recommendation, Thresholds, recommend};
 /// The optimisations core agent (see the module comment).
 pub struct OptimizationsCore;
 
-/// The optimisations core agent's typed result (PROTOCOL.md §4): every priced candidate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The optimisations core agent's typed result (PROTOCOL.md §4): every priced candidate. On
+/// the wire, the first `EVENT_LIST_LIMIT` with `recommendations_omitted` counting the rest.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Candidates {
-    /// The candidates, numbered `rec-1`, `rec-2`, … in group then kind order.
+    /// The candidates, numbered `rec-1`, `rec-2`, … in group (largest spend first) then kind
+    /// order.
     pub recommendations: Vec<Recommendation>,
     /// The date of the price catalog they were priced with.
     pub catalog_as_of: String,
+}
+
+impl Serialize for Candidates {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (recommendations, recommendations_omitted) = capped(&self.recommendations);
+        CandidatesWire {
+            recommendations,
+            recommendations_omitted,
+            catalog_as_of: &self.catalog_as_of,
+        }
+        .serialize(s)
+    }
+}
+
+/// `Candidates` as `agent_completed.result` carries it.
+#[derive(Serialize)]
+struct CandidatesWire<'a> {
+    recommendations: &'a [Recommendation],
+    #[serde(skip_serializing_if = "is_zero")]
+    recommendations_omitted: usize,
+    catalog_as_of: &'a str,
 }
 
 /// `tool_completed.output` of `find_optimizations` (whose input is the window's bounds): the

@@ -138,12 +138,17 @@ pub fn to_json(value: &impl Serialize) -> Value {
 }
 
 /// The final answer of a run, as `run_completed` carries it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunAnswer {
     /// A paragraph answering the user (`run_completed.summary`).
     pub summary: String,
-    /// The full report (`run_completed.report_markdown`).
+    /// The report (`run_completed.report_markdown`): whole, or with its long tables cut to
+    /// their first rows (`protocol::event_lists`) when `full_report_markdown` has them all.
     pub report_markdown: String,
+    /// The whole report when `report_markdown` is cut: stored with the run and served by
+    /// `GET /api/reports/{run_id}.md`, never put in an event. `None`: `report_markdown` is
+    /// whole.
+    pub full_report_markdown: Option<String>,
     /// The machine-readable answer (`run_completed.result`).
     pub result: Value,
 }

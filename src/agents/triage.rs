@@ -242,6 +242,7 @@ impl Understanding {
         let (summary, report_markdown) = self.answer();
         let output = AgentOutput::typed(self)?;
         let answer = RunAnswer {
+            full_report_markdown: None,
             summary,
             report_markdown,
             result: output.result.clone(),

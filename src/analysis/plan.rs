@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::catalog::Catalog;
 use super::optimize::{Kind, Recommendation, Thresholds};
 use super::window::{CACHE_HIT, FAILED, GroupFacts, NON_INTERACTIVE, WindowFacts};
+use crate::protocol::event_lists::{capped, is_zero};
 
 /// A goal in PROTOCOL.md §4's shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,8 +39,10 @@ pub struct Goal {
     pub rationale: String,
 }
 
-/// The chosen recommendations and what they achieve together.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The chosen recommendations and what they achieve together. On the wire `selected` and
+/// `steps` carry their first `EVENT_LIST_LIMIT` items, `selected_omitted` and `steps_omitted`
+/// counting the rest.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// The ids of the recommendations chosen, in the order taken.
     pub selected: Vec<String>,
@@ -53,6 +56,39 @@ pub struct Plan {
     pub shortfall_pct: f64,
     /// One instruction per chosen recommendation, for the report.
     pub steps: Vec<String>,
+}
+
+impl Serialize for Plan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (selected, selected_omitted) = capped(&self.selected);
+        let (steps, steps_omitted) = capped(&self.steps);
+        PlanWire {
+            selected,
+            selected_omitted,
+            savings_usd: self.savings_usd,
+            savings_pct: self.savings_pct,
+            goals_met: self.goals_met,
+            shortfall_pct: self.shortfall_pct,
+            steps,
+            steps_omitted,
+        }
+        .serialize(s)
+    }
+}
+
+/// `Plan` as events carry it.
+#[derive(Serialize)]
+struct PlanWire<'a> {
+    selected: &'a [String],
+    #[serde(skip_serializing_if = "is_zero")]
+    selected_omitted: usize,
+    savings_usd: f64,
+    savings_pct: f64,
+    goals_met: bool,
+    shortfall_pct: f64,
+    steps: &'a [String],
+    #[serde(skip_serializing_if = "is_zero")]
+    steps_omitted: usize,
 }
 
 /// The kinds of change selected for one group.

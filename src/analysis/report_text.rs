@@ -4,6 +4,7 @@
 //! table per model × workload built from the aggregates. Pure: strings in, strings out.
 
 use super::aggregate::GroupStats;
+use crate::protocol::event_lists::capped;
 
 /// Markdown punctuation escaped wherever it occurs: `|` would add a table column, `<` `>` and
 /// `&` start raw HTML or entities, backticks open code, `*` `_` `~` emphasis, `[` `]` `!`
@@ -72,13 +73,50 @@ pub fn percent(share: f64) -> String {
     format!("{:.1}%", tenths / 10.0)
 }
 
+/// Which rows of its tables a report shows: all (the report stored with the run) or the first
+/// `EVENT_LIST_LIMIT` of each, the rest counted (the report a `run_completed` carries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Every row.
+    All,
+    /// The first `EVENT_LIST_LIMIT`, then a line counting the rest.
+    Capped,
+}
+
+impl Rows {
+    /// The rows of `items` to show, and how many are left out.
+    pub fn of<T>(self, items: &[T]) -> (&[T], usize) {
+        match self {
+            Rows::All => (items, 0),
+            Rows::Capped => capped(items),
+        }
+    }
+
+    /// Whether `items` loses rows here: a report whose tables all fit needs no full copy.
+    pub fn cuts<T>(self, items: &[T]) -> bool {
+        self.of(items).1 > 0
+    }
+}
+
+/// The line after a table that left `omitted` rows of `what` out ("" when none).
+pub fn more_rows(omitted: usize, what: &str) -> String {
+    if omitted == 0 {
+        return String::new();
+    }
+    format!(
+        "\n*… and {omitted} more {what}: the full table is in the report stored with the run \
+         (`GET /api/reports/{{run_id}}.md`).*\n"
+    )
+}
+
 /// The usage table: one row per model × workload with requests, prompt and completion
 /// tokens, spend, p50/p95/p99 latency and error rate; names escaped.
-pub fn usage_table(groups: &[GroupStats]) -> String {
+pub fn usage_table(groups: &[GroupStats], rows: Rows) -> String {
     let mut md = String::from(
         "| model | workload | requests | prompt tokens | completion tokens | spend | p50 ms | \
          p95 ms | p99 ms | error rate |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let (groups, omitted) = rows.of(groups);
     for g in groups {
         md.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -94,5 +132,6 @@ pub fn usage_table(groups: &[GroupStats]) -> String {
             percent(g.error_rate)
         ));
     }
+    md.push_str(&more_rows(omitted, "groups"));
     md
 }

@@ -7,6 +7,7 @@
 mod client;
 mod error;
 mod event;
+pub mod event_lists;
 pub mod export;
 pub mod http;
 pub mod payload;

@@ -138,6 +138,7 @@ impl RunSupervisor {
     fn start_next(&mut self, ctx: &mut Context<Self>) {
         let Some(agent) = self.plan.pop_front() else {
             let answer = self.answer.take().unwrap_or_else(|| RunAnswer {
+                full_report_markdown: None,
                 summary: String::from("The run finished without an answer."),
                 report_markdown: String::new(),
                 result: Value::Object(serde_json::Map::new()),

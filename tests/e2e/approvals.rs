@@ -33,6 +33,7 @@ impl Agent for Consent {
             }
             let decision = outcome.as_str();
             let answer = RunAnswer {
+                full_report_markdown: None,
                 summary: format!("decision: {decision}"),
                 report_markdown: format!("decision: **{decision}**"),
                 result: json!({ "decision": decision }),

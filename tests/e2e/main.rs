@@ -16,6 +16,7 @@ mod approvals;
 mod bad_input;
 mod bulk;
 mod delivery;
+mod event_size;
 mod export;
 mod http_api;
 mod idempotency;

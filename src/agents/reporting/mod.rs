@@ -157,6 +157,7 @@ fn synthetic_report(intent: &str, generated: &Generated) -> RunAnswer {
         ),
     };
     RunAnswer {
+        full_report_markdown: None,
         report_markdown: format!("# Synthetic data\n\n{}\n", escape_md(&summary)),
         result: to_json(&SyntheticResult {
             intent,
@@ -192,6 +193,7 @@ fn no_data_report(
         missing: ["usage_records"],
     });
     Ok(RunAnswer {
+        full_report_markdown: None,
         summary,
         report_markdown: md,
         result,
@@ -205,6 +207,7 @@ fn capabilities_report(intent: &str) -> RunAnswer {
          bill by 30% without hurting p95 latency\".",
     );
     RunAnswer {
+        full_report_markdown: None,
         report_markdown: format!("# What enclave can do\n\n{}\n", escape_md(&summary)),
         result: to_json(&IntentResult { intent }),
         summary,

@@ -14,8 +14,9 @@ use crate::agents::{AgentError, AgentInput, RunAnswer, to_json};
 use crate::analysis::aggregate::GroupStats;
 use crate::analysis::optimize::{Kind, Recommendation};
 use crate::analysis::plan::{Goal, Plan};
-use crate::analysis::report_text::{escape_md, money, usage_table};
+use crate::analysis::report_text::{Rows, escape_md, money, more_rows, usage_table};
 use crate::analysis::why_not::{KINDS, NotOffered, kind_label, not_offered};
+use crate::protocol::event_lists::capped;
 
 /// The (model, workload, kind) of each recommendation.
 fn offered(recs: &[Recommendation]) -> Vec<(String, String, Kind)> {
@@ -56,7 +57,7 @@ fn nothing_applies(groups: &[GroupStats], reasons: Option<&[NotOffered]>) -> Str
 }
 
 /// The "Why not" section: each change not offered, per group, with its reason.
-fn why_not_section(reasons: Option<&[NotOffered]>, substitutions_only: bool) -> String {
+fn why_not_section(reasons: Option<&[NotOffered]>, substitutions_only: bool, rows: Rows) -> String {
     let mut md = String::from("\n## Why not\n\n");
     if substitutions_only {
         md.push_str(
@@ -71,6 +72,7 @@ fn why_not_section(reasons: Option<&[NotOffered]>, substitutions_only: bool) -> 
         Some([]) => md.push_str("Every change considered was offered for every group.\n"),
         Some(reasons) => {
             md.push_str("| model | workload | change | why not |\n|---|---|---|---|\n");
+            let (reasons, omitted) = rows.of(reasons);
             for n in reasons {
                 md.push_str(&format!(
                     "| {} | {} | {} | {} |\n",
@@ -80,6 +82,7 @@ fn why_not_section(reasons: Option<&[NotOffered]>, substitutions_only: bool) -> 
                     escape_md(&n.reason.to_string())
                 ));
             }
+            md.push_str(&more_rows(omitted, "changes not offered"));
         }
     }
     md
@@ -132,11 +135,12 @@ fn plan_words(plan: Option<&Plan>, recs: &[Recommendation], window_days: f64) ->
 }
 
 /// The recommendations table, one row per candidate.
-fn recommendations_table(recs: &[Recommendation]) -> String {
+fn recommendations_table(recs: &[Recommendation], rows: Rows) -> String {
     let mut md = String::from(
         "| id | kind | model | workload | requests | current | savings | % | per month | latency | confidence |\n",
     );
     md.push_str("|---|---|---|---|---:|---:|---:|---:|---:|---|---:|\n");
+    let (recs, omitted) = rows.of(recs);
     for r in recs {
         let kind = match &r.target_model {
             Some(target) => format!("{} → {target}", r.kind.as_str()),
@@ -157,6 +161,7 @@ fn recommendations_table(recs: &[Recommendation]) -> String {
             100.0 * r.confidence
         ));
     }
+    md.push_str(&more_rows(omitted, "recommendations"));
     md
 }
 
@@ -202,64 +207,84 @@ pub(super) fn report(
     } else {
         summary.push_str(&plan_words(plan, recs, window_days));
     }
-    let mut md = String::from("# Optimisation report\n\n");
-    md.push_str(&format!("{}\n\n## Usage analysed\n\n", escape_md(&summary)));
-    md.push_str(&usage_table(groups));
-    md.push_str("\n## Goals\n\n");
-    for goal in &goals {
-        let target = match (goal.target_pct, goal.target_value) {
-            (Some(0.0), _) => String::from("not worse"),
-            (Some(pct), _) => format!("{pct:+}%"),
-            (_, Some(value)) => format!("≤ {value}"),
-            _ => String::from("—"),
-        };
-        md.push_str(&format!(
-            "{}. {} {target}: {}\n",
-            goal.priority,
-            escape_md(&goal.metric),
-            escape_md(&goal.rationale)
+    // Written twice when a table is long: capped for the event, whole for the stored run.
+    let render = |rows: Rows| {
+        let mut md = String::from("# Optimisation report\n\n");
+        md.push_str(&format!("{}\n\n## Usage analysed\n\n", escape_md(&summary)));
+        md.push_str(&usage_table(groups, rows));
+        md.push_str("\n## Goals\n\n");
+        for goal in &goals {
+            let target = match (goal.target_pct, goal.target_value) {
+                (Some(0.0), _) => String::from("not worse"),
+                (Some(pct), _) => format!("{pct:+}%"),
+                (_, Some(value)) => format!("≤ {value}"),
+                _ => String::from("—"),
+            };
+            md.push_str(&format!(
+                "{}. {} {target}: {}\n",
+                goal.priority,
+                escape_md(&goal.metric),
+                escape_md(&goal.rationale)
+            ));
+        }
+        md.push_str("\n## Recommendations\n\n");
+        if recs.is_empty() {
+            md.push_str("None supported by the data (see why below).\n");
+        } else {
+            md.push_str(&recommendations_table(recs, rows));
+        }
+        md.push_str(&why_not_section(
+            reasons.as_deref(),
+            substitutions_only,
+            rows,
         ));
-    }
-    md.push_str("\n## Recommendations\n\n");
-    if recs.is_empty() {
-        md.push_str("None supported by the data (see why below).\n");
-    } else {
-        md.push_str(&recommendations_table(recs));
-    }
-    md.push_str(&why_not_section(reasons.as_deref(), substitutions_only));
-    if let Some(plan) = plan {
-        md.push_str("\n## Plan\n\n");
-        for (i, step) in plan.steps.iter().enumerate() {
-            md.push_str(&format!("{}. {}\n", i + 1, escape_md(step)));
+        if let Some(plan) = plan {
+            md.push_str("\n## Plan\n\n");
+            let (steps, omitted) = rows.of(&plan.steps);
+            for (i, step) in steps.iter().enumerate() {
+                md.push_str(&format!("{}. {}\n", i + 1, escape_md(step)));
+            }
+            md.push_str(&more_rows(omitted, "steps"));
+            md.push_str(&format!(
+                "\nTogether: {} saved ({:.1}% of spend), overlaps counted once.\n",
+                money(plan.savings_usd),
+                plan.savings_pct
+            ));
         }
         md.push_str(&format!(
-            "\nTogether: {} saved ({:.1}% of spend), overlaps counted once.\n",
-            money(plan.savings_usd),
-            plan.savings_pct
+            "\n## Assumptions\n\n- Prices: catalog as of {}; records without a cost are priced \
+             with it.\n- Changes are chosen in increasing order of risk (prompt caching, batching, \
+             retry fixes, model substitution) until the cost goal is met.\n- Per-month figures \
+             scale the window ({}) to 30 days.\n- Percentiles are nearest-rank.\n",
+            escape_md(&data.catalog_as_of),
+            days_words(window_days)
         ));
-    }
-    md.push_str(&format!(
-        "\n## Assumptions\n\n- Prices: catalog as of {}; records without a cost are priced \
-         with it.\n- Changes are chosen in increasing order of risk (prompt caching, batching, \
-         retry fixes, model substitution) until the cost goal is met.\n- Per-month figures \
-         scale the window ({}) to 30 days.\n- Percentiles are nearest-rank.\n",
-        escape_md(&data.catalog_as_of),
-        days_words(window_days)
-    ));
-    if let Some(names) = unpriced_names(&aggregates.unpriced_models) {
-        md.push_str(&format!(
-            "- Not in the price catalog, so not analysed for savings: {names}.\n"
-        ));
-    }
+        if let Some(names) = unpriced_names(&aggregates.unpriced_models) {
+            md.push_str(&format!(
+                "- Not in the price catalog, so not analysed for savings: {names}.\n"
+            ));
+        }
+        md
+    };
+    let report_markdown = render(Rows::Capped);
+    let cut = Rows::Capped;
+    let long = cut.cuts(groups)
+        || cut.cuts(recs)
+        || reasons.as_deref().is_some_and(|r| cut.cuts(r))
+        || plan.is_some_and(|p| cut.cuts(&p.steps));
+    let full_report_markdown = long.then(|| render(Rows::All));
+    let (shown, recommendations_omitted) = capped(recs);
     let result = to_json(&OptimisationResult {
         window: WindowResult::of(intent, data),
         goals: &goals,
-        recommendations: recs,
+        recommendations: shown,
+        recommendations_omitted,
         plan,
     });
     Ok(RunAnswer {
         summary,
-        report_markdown: md,
+        report_markdown,
+        full_report_markdown,
         result,
     })
 }

@@ -9,6 +9,7 @@ use crate::agents::synthetic_data::Generated;
 use crate::analysis::aggregate::GroupStats;
 use crate::analysis::optimize::Recommendation;
 use crate::analysis::plan::{Goal, Plan};
+use crate::protocol::event_lists::is_zero;
 
 /// What every report on a window of usage records carries: flattened into its top level.
 #[derive(Serialize)]
@@ -72,8 +73,11 @@ pub(super) struct UsageResult<'a> {
     /// The window analysed.
     #[serde(flatten)]
     pub(super) window: WindowResult<'a>,
-    /// Per model × workload, largest spend first.
+    /// Per model × workload, largest spend first: the first `EVENT_LIST_LIMIT`.
     pub(super) groups: &'a [GroupStats],
+    /// Groups left out of `groups`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(super) groups_omitted: usize,
 }
 
 /// The result of an optimisation request (cost, latency or model selection).
@@ -84,8 +88,11 @@ pub(super) struct OptimisationResult<'a> {
     pub(super) window: WindowResult<'a>,
     /// The goals the plan was chosen for.
     pub(super) goals: &'a [Goal],
-    /// Every priced candidate.
+    /// The priced candidates: the first `EVENT_LIST_LIMIT`.
     pub(super) recommendations: &'a [Recommendation],
+    /// Candidates left out of `recommendations`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(super) recommendations_omitted: usize,
     /// The plan, `null` when the actions agent did not run.
     pub(super) plan: Option<&'a Plan>,
 }

@@ -5,7 +5,8 @@
 use super::results::{UsageResult, WindowResult};
 use crate::agents::data::UsageAnalysis;
 use crate::agents::{RunAnswer, to_json};
-use crate::analysis::report_text::{escape_md, money, usage_table};
+use crate::analysis::report_text::{Rows, escape_md, money, usage_table};
+use crate::protocol::event_lists::capped;
 
 /// What `requests` requests cost, in words: `$1.20`, `$1.20 plus 3 unpriced requests`, or, when
 /// none could be priced, that their amount is unknown.
@@ -62,25 +63,34 @@ pub(super) fn report(intent: &str, data: &UsageAnalysis) -> RunAnswer {
     if aggregates.data_sufficiency == "partial" {
         summary.push_str(" With this few records the figures are indicative.");
     }
-    let mut md = String::from("# Usage report\n\n");
-    md.push_str(&format!("{}\n\n", escape_md(&summary)));
-    md.push_str(&usage_table(groups));
-    if let Some(names) = unpriced_names(&aggregates.unpriced_models) {
+    // Written twice when the table is long: capped for the event, whole for the stored run.
+    let render = |rows: Rows| {
+        let mut md = String::from("# Usage report\n\n");
+        md.push_str(&format!("{}\n\n", escape_md(&summary)));
+        md.push_str(&usage_table(groups, rows));
+        if let Some(names) = unpriced_names(&aggregates.unpriced_models) {
+            md.push_str(&format!(
+                "\nNot in the price catalog, so counted by tokens only: {names}.\n"
+            ));
+        }
         md.push_str(&format!(
-            "\nNot in the price catalog, so counted by tokens only: {names}.\n"
+            "\nPrices: catalog as of {}. Percentiles are nearest-rank.\n",
+            escape_md(&data.catalog_as_of)
         ));
-    }
-    md.push_str(&format!(
-        "\nPrices: catalog as of {}. Percentiles are nearest-rank.\n",
-        escape_md(&data.catalog_as_of)
-    ));
+        md
+    };
+    let (shown, groups_omitted) = capped(groups);
     let result = to_json(&UsageResult {
         window: WindowResult::of(intent, data),
-        groups,
+        groups: shown,
+        groups_omitted,
     });
+    let report_markdown = render(Rows::Capped);
+    let full_report_markdown = (groups_omitted > 0).then(|| render(Rows::All));
     RunAnswer {
         summary,
-        report_markdown: md,
+        report_markdown,
+        full_report_markdown,
         result,
     }
 }

@@ -305,9 +305,13 @@ impl SessionCore {
         let finished_at = now_ms();
         let (end, ended): (_, EventPayload) = match outcome {
             RunOutcome::Completed(answer) => {
+                // The stored report is the whole one; the event's may have its tables cut.
+                let stored_report = answer
+                    .full_report_markdown
+                    .unwrap_or_else(|| answer.report_markdown.clone());
                 let end = RunEnd {
                     result: Some(answer.result.to_string()),
-                    report_markdown: Some(answer.report_markdown.clone()),
+                    report_markdown: Some(stored_report),
                     ..RunEnd::new(RunStatus::Completed, finished_at)
                 };
                 let completed = payload::RunCompleted {

@@ -292,6 +292,7 @@ impl World {
                 error: "it failed".into(),
             },
             None => RunOutcome::Completed(RunAnswer {
+                full_report_markdown: None,
                 summary: "done".into(),
                 report_markdown: String::new(),
                 result: json!({}),
