@@ -12,6 +12,7 @@ use super::optimizations_core::{CandidateScope, Candidates, candidates};
 use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
 use crate::analysis::optimize::Recommendation;
 use crate::analysis::plan::{Goal, Plan, choose};
+use crate::protocol::event_lists::{capped, is_zero};
 
 /// The actions agent (see the module comment).
 pub struct Actions;
@@ -35,8 +36,12 @@ struct PlanSavingsInput<'a> {
 /// `tool_completed.output` of `plan_savings`: the plan chosen, in brief.
 #[derive(Serialize)]
 struct PlanSavingsOutput<'a> {
-    /// The ids of the recommendations chosen, in the order taken.
+    /// The ids of the recommendations chosen, in the order taken: the first
+    /// `EVENT_LIST_LIMIT`.
     selected: &'a [String],
+    /// Chosen recommendations left out of `selected`.
+    #[serde(skip_serializing_if = "is_zero")]
+    selected_omitted: usize,
     /// What they save together in the window.
     savings_usd: f64,
     /// The saving as a share of the window's spend.
@@ -96,8 +101,10 @@ impl Agent for Actions {
                 )
             });
             let (plan, duration_ms) = ctx.tool("plan_savings", tool_input, work).await?;
+            let (selected, selected_omitted) = capped(&plan.selected);
             let output = PlanSavingsOutput {
-                selected: &plan.selected,
+                selected,
+                selected_omitted,
                 savings_usd: plan.savings_usd,
                 savings_pct: plan.savings_pct,
             };

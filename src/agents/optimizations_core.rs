@@ -3,17 +3,17 @@
 //! reports every priced candidate, computed once per run: the actions agent chooses among
 //! these. For a model-selection request only substitutions are candidates.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
-
-use crate::protocol::event_lists::{capped, is_zero};
 
 use super::data::UsageAnalysis;
 use super::triage::understanding;
 use super::{Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput};
 use crate::analysis::catalog::Catalog;
 use crate::analysis::optimize::{Kind, Recommendation, Thresholds, recommend};
+use crate::protocol::event_lists::{capped, is_zero};
 
 /// The optimisations core agent (see the module comment).
 pub struct OptimizationsCore;
@@ -56,8 +56,8 @@ struct CandidatesWire<'a> {
 struct FindOptimizationsOutput {
     /// How many candidates were priced.
     candidates: usize,
-    /// Each candidate's kind, in the candidates' order.
-    kinds: Vec<Kind>,
+    /// How many of each kind.
+    kinds: BTreeMap<Kind, usize>,
 }
 
 /// The optimisations core agent's result in this run, if it ran (an error if an agent called
@@ -135,12 +135,18 @@ impl Agent for OptimizationsCore {
             let (recs, duration_ms) = ctx
                 .tool("find_optimizations", input, compute_candidates(&ctx, scope))
                 .await?;
+            let mut kinds = BTreeMap::new();
+            for rec in &recs {
+                *kinds.entry(rec.kind).or_insert(0) += 1;
+            }
             let output = FindOptimizationsOutput {
                 candidates: recs.len(),
-                kinds: recs.iter().map(|r| r.kind).collect(),
+                kinds,
             };
             ctx.tool_completed("find_optimizations", output, duration_ms, true);
-            for rec in &recs {
+            // One line per candidate, for the first few: the report has every one.
+            let (told, untold) = capped(&recs);
+            for rec in told {
                 ctx.thinking(format!(
                     "{}: {} for {} on {} saves {} of {} ({:.1}%)",
                     rec.id,
@@ -151,6 +157,9 @@ impl Agent for OptimizationsCore {
                     money(rec.current_cost_usd),
                     rec.savings_pct
                 ));
+            }
+            if untold > 0 {
+                ctx.thinking(format!("… and {untold} more candidates, all in the report"));
             }
             if recs.is_empty() {
                 ctx.thinking("no optimisation is supported by this data");

@@ -66,11 +66,19 @@ impl Agent for Reporting {
     fn execute(&self, ctx: AgentContext, input: AgentInput) -> AgentFuture {
         Box::pin(async move {
             ctx.thinking("writing the report");
-            let rules = Rules {
-                catalog: ctx.catalog(),
-                thresholds: &ctx.config().thresholds,
-            };
-            let mut answer = computed_answer(&input, Some(rules))?;
+            // On the blocking pool: with tens of thousands of groups the report is real work,
+            // and the session's arbiter serves other users meanwhile.
+            let catalog = ctx.catalog().clone();
+            let thresholds = ctx.config().thresholds.clone();
+            let mut answer = ctx
+                .compute(move || {
+                    let rules = Rules {
+                        catalog: &catalog,
+                        thresholds: &thresholds,
+                    };
+                    computed_answer(&input, Some(rules))
+                })
+                .await??;
             let request = LlmRequest {
                 system: WORDING_PROMPT.to_owned(),
                 user: answer.summary.clone(),

@@ -3,6 +3,8 @@
 //! the plan with its joint saving, and the assumptions. Read from the typed results of data,
 //! optimisations core, actions and goals triage.
 
+use std::collections::HashMap;
+
 use super::Rules;
 use super::results::{OptimisationResult, WindowResult};
 use super::usage::{cost_words, days_words, unpriced_names};
@@ -106,10 +108,9 @@ fn plan_words(plan: Option<&Plan>, recs: &[Recommendation], window_days: f64) ->
     let saved = plan.savings_usd;
     let monthly = saved * 30.0 / window_days.max(1.0);
     let mut kinds: Vec<String> = Vec::new();
-    let selected = plan
-        .selected
-        .iter()
-        .filter_map(|id| recs.iter().find(|r| r.id == *id));
+    // By id in a map: a plan may select as many changes as there are groups.
+    let by_id: HashMap<&str, &Recommendation> = recs.iter().map(|r| (r.id.as_str(), r)).collect();
+    let selected = plan.selected.iter().filter_map(|id| by_id.get(id.as_str()));
     for r in selected {
         let kind = r.kind.as_str().replace('_', " ");
         if !kinds.contains(&kind) {
