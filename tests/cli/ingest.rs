@@ -289,7 +289,7 @@ fn an_export_is_ingested_with_its_format() {
     let out = with(&[]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("row 4, model"), "{stderr}");
+    assert!(stderr.contains("row 5, model"), "{stderr}");
     let out = with(&["--partial"]);
     assert_ingested(&out, "accepted 2, rejected 1");
     // A CSV export is recognised without --format.

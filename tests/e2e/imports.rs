@@ -33,11 +33,11 @@ const CASES: [Case; 6] = [
         "openai.ndjson",
         "application/x-ndjson",
         "openai",
-        3,
+        4,
         2,
-        &[(4, "created"), (5, "")],
+        &[(5, "created"), (6, "")],
         "system_fingerprint",
-        2_000,
+        2_700,
     ),
     (
         "litellm.csv",
@@ -85,7 +85,8 @@ const CASES: [Case; 6] = [
         "otel",
         2,
         1,
-        &[(4, "model"), (4, "completion_tokens")],
+        // Span 2 (an agent's turn) and span 3 (no gen_ai.*) are not records.
+        &[(5, "model"), (5, "completion_tokens")],
         "http.url",
         2_520,
     ),
@@ -240,6 +241,26 @@ async fn exports_map_to_the_records_they_describe(db: TestDb) {
         ],
         "{litellm}"
     );
+    // Helicone's response_status 500 marks its request failed.
+    let (status, _, _) = upload(
+        &app,
+        "helicone",
+        "text/csv",
+        "?partial=true",
+        sample("helicone.csv"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, helicone) = app
+        .get("/api/usage/summary", Some(&app.token("helicone")))
+        .await;
+    let gpt4o = helicone["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["model"] == "gpt-4o")
+        .unwrap();
+    assert_eq!(gpt4o["error_rate"], 0.5, "{helicone}");
     let (status, answer, _) = upload(
         &app,
         "x",

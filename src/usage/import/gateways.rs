@@ -3,7 +3,7 @@
 //! `custom_llm_provider`, `prompt_tokens`, `completion_tokens`, `spend`, `status`,
 //! `request_tags`), Helicone's request export (`request_id`, `request_created_at`, `latency`
 //! in ms, `provider`, `model`, `prompt_tokens`, `completion_tokens`,
-//! `prompt_cache_read_tokens`, `cost`, `status` as an HTTP code) and Langfuse's generations
+//! `prompt_cache_read_tokens`, `cost`, `response_status` or `status` as an HTTP code) and Langfuse's generations
 //! (UI export in camelCase or blob export in snake_case: `id`, `startTime`, `endTime`,
 //! `name` as the workload, `model`, input/output usage, total cost, `level`).
 
@@ -63,9 +63,12 @@ pub(super) fn helicone(row: &Row<'_>) -> Option<Mapped> {
             "request_properties.workload",
         ],
     );
-    if let Some(code) = get(row, "status").and_then(|s| number_of(&s)) {
+    let status = ["response_status", "status"]
+        .into_iter()
+        .find_map(|name| Some((name, number_of(&get(row, name)?)?)));
+    if let Some((name, code)) = status {
         let failed = !(0.0..400.0).contains(&code);
-        m.outcome(failed, "status");
+        m.outcome(failed, name);
     }
     Some(m)
 }
@@ -131,6 +134,7 @@ pub(super) fn langfuse(row: &Row<'_>) -> Option<Mapped> {
             "totalCost",
             "total_cost",
             "cost_details.total",
+            "costDetails.total",
         ],
     );
     if let Some(level) = get(row, "level").and_then(|l| text_of(&l)) {

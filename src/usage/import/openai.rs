@@ -30,7 +30,11 @@ pub(super) fn map(row: &Row<'_>) -> Option<Mapped> {
     };
     let mut m = Mapped::default();
     m.first("id", row, &[&at("id"), "custom_id"]);
-    let created = at("created");
+    // `created` of a chat completion, `created_at` of a Responses-API response (seconds).
+    let created = [at("created"), at("created_at")]
+        .into_iter()
+        .find(|path| get(row, path).is_some())
+        .unwrap_or_else(|| at("created"));
     match get(row, &created) {
         Some(raw) => match number_of(&raw) {
             Some(seconds) => m.set(

@@ -47,13 +47,25 @@ fn read_request(request: &Value, row: &mut usize, parsed: &mut Parsed, fields: &
         *row += 1;
         let flat = flatten(resource, span);
         fields.saw_names(flat.keys().map(String::as_str));
-        if !flat.keys().any(|k| k.starts_with("gen_ai.")) {
+        if !is_model_call(&flat) {
             continue;
         }
         let mapped = map(&flat);
         fields.used(&mapped);
         parsed.add(mapped.validate(*row));
     }
+}
+
+/// Operations of the GenAI conventions that are not themselves a model call (an agent's
+/// turn, a tool it ran): their token counts, if any, repeat their model calls'.
+const NOT_MODEL_CALLS: [&str; 3] = ["invoke_agent", "create_agent", "execute_tool"];
+
+/// Whether a span is one request to a model: `gen_ai.*` attributes, and no operation name
+/// saying it is an agent's or a tool's span.
+fn is_model_call(span: &Map<String, Value>) -> bool {
+    let operation = span.get("gen_ai.operation.name").and_then(Value::as_str);
+    span.keys().any(|k| k.starts_with("gen_ai."))
+        && !operation.is_some_and(|op| NOT_MODEL_CALLS.contains(&op))
 }
 
 /// Every (resource, span) pair of one export request.
