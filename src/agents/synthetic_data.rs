@@ -154,6 +154,35 @@ pub fn parse_request(message: &str, models: Vec<String>, start_ms: i64) -> Reque
     }
 }
 
+/// The user's records and cap, when the `count - done` records still to store do not fit.
+async fn over_quota(
+    ctx: &AgentContext,
+    request: &Request,
+    done: u64,
+) -> Result<Option<Quota>, AgentError> {
+    let held = ctx.store().stored_records().await?;
+    let limit = ctx.config().max_records_per_user;
+    let to_store = request.count.saturating_sub(done);
+    if to_store <= limit.saturating_sub(held) {
+        return Ok(None);
+    }
+    ctx.thinking(format!(
+        "you hold {held} usage records and may hold {limit}: {to_store} more do not fit"
+    ));
+    Ok(Some(Quota { held, limit }))
+}
+
+/// Nothing generated: the records would not fit under the user's cap.
+fn over_quota_result(request: Request, quota: Quota) -> Result<AgentOutput, AgentError> {
+    AgentOutput::typed(Generated {
+        request,
+        decision: Decision::OverQuota,
+        generated: 0,
+        duplicates: None,
+        quota: Some(quota),
+    })
+}
+
 impl Agent for SyntheticData {
     fn name(&self) -> &'static str {
         "synthetic_data"
@@ -191,20 +220,8 @@ impl Agent for SyntheticData {
                 .filter(|p| p.request == details)
                 .unwrap_or_default();
             // Refused before asking anyone: what is left to store must fit under the cap.
-            let held = ctx.store().stored_records().await?;
-            let limit = config.max_records_per_user;
-            if request.count.saturating_sub(done) > limit.saturating_sub(held) {
-                ctx.thinking(format!(
-                    "you hold {held} usage records and may hold {limit}: {} more do not fit",
-                    request.count - done
-                ));
-                return AgentOutput::typed(Generated {
-                    request,
-                    decision: Decision::OverQuota,
-                    generated: 0,
-                    duplicates: None,
-                    quota: Some(Quota { held, limit }),
-                });
+            if let Some(quota) = over_quota(&ctx, &request, done).await? {
+                return over_quota_result(request, quota);
             }
             if request.count > config.synthetic_approval_threshold {
                 let summary = format!(
@@ -216,7 +233,12 @@ impl Agent for SyntheticData {
                     .request_approval("generate_synthetic_data", summary, &request)
                     .await;
                 match outcome {
-                    ApprovalOutcome::Approve => {}
+                    ApprovalOutcome::Approve => {
+                        // Checked again: an upload may have filled the room while it waited.
+                        if let Some(quota) = over_quota(&ctx, &request, done).await? {
+                            return over_quota_result(request, quota);
+                        }
+                    }
                     ApprovalOutcome::Cancelled => {
                         return Err(AgentError::Failed("cancelled".into()));
                     }

@@ -142,3 +142,31 @@ async fn synthetic_data_past_the_cap_is_not_generated(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(synthetic_data_past_the_cap_is_not_generated);
+
+async fn room_filled_while_waiting_for_approval_is_checked_again(db: TestDb) {
+    let mut config = test_config(&db);
+    config.max_records_per_user = 20;
+    config.synthetic_approval_threshold = 5;
+    let app = TestApp::spawn_with(config).await;
+    let mut ws = app.ws("alice").await;
+    ws.recv().await;
+    ws.say("generate 10 synthetic chatbot records").await;
+    let asked = ws.recv_until(|f| f["type"] == "approval_required").await;
+    let approval_id = asked.last().unwrap()["data"]["approval_id"].clone();
+    // Meanwhile an upload takes 15 of the 20.
+    let (status, _) = ndjson(&app, "alice", "", records("a", 15)).await;
+    assert_eq!(status, 200);
+    ws.send(serde_json::json!({"type":"approval","approval_id":approval_id,"decision":"approve"}))
+        .await;
+    let frames = ws.recv_runs(1).await;
+    let synthetic = &frames.last().unwrap()["data"]["result"]["synthetic"];
+    assert_eq!(synthetic["decision"], "over_quota", "{synthetic}");
+    assert_eq!(synthetic["quota"]["held"], 15);
+    assert!(
+        !frames.iter().any(|f| f["type"] == "agent_error"),
+        "refused by the check after the approval, not by a failed write and a restart"
+    );
+    assert_eq!(stored(&app, "alice").await, 15);
+    app.stop().await;
+}
+on_both_backends!(room_filled_while_waiting_for_approval_is_checked_again);
