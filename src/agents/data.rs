@@ -22,7 +22,8 @@ pub struct Data;
 
 /// The data agent's typed result (PROTOCOL.md §4): the window analysed and its aggregates.
 /// On the wire its aggregates are flattened into the top level, with the first
-/// `EVENT_LIST_LIMIT` groups by spend and `groups_omitted` counting the rest.
+/// `EVENT_LIST_LIMIT` groups by spend (and unpriced models) and `groups_omitted`
+/// (`unpriced_models_omitted`) counting the rest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageAnalysis {
     /// The window's bounds: what the agents after it analyse.
@@ -41,12 +42,14 @@ impl Serialize for UsageAnalysis {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let a = &self.aggregates;
         let (groups, groups_omitted) = capped(&a.groups);
+        let (unpriced_models, unpriced_models_omitted) = capped(&a.unpriced_models);
         UsageAnalysisWire {
             window: self.window,
             totals: &a.totals,
             groups,
             groups_omitted,
-            unpriced_models: &a.unpriced_models,
+            unpriced_models,
+            unpriced_models_omitted,
             window_days: a.window_days,
             data_sufficiency: a.data_sufficiency,
             catalog_as_of: &self.catalog_as_of,
@@ -64,6 +67,8 @@ struct UsageAnalysisWire<'a> {
     #[serde(skip_serializing_if = "is_zero")]
     groups_omitted: usize,
     unpriced_models: &'a [String],
+    #[serde(skip_serializing_if = "is_zero")]
+    unpriced_models_omitted: usize,
     window_days: f64,
     data_sufficiency: &'static str,
     catalog_as_of: &'a str,

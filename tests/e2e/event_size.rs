@@ -61,6 +61,15 @@ async fn long_lists_are_cut_in_events_and_whole_in_the_report(db: TestDb) {
     assert_eq!(result["recommendations"].as_array().unwrap().len(), 50);
     assert_eq!(result["recommendations_omitted"].as_u64(), Some(omitted));
     let plan = &result["plan"];
+    let listed: Vec<&str> = result["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    for id in plan["selected"].as_array().unwrap() {
+        assert!(listed.contains(&id.as_str().unwrap()), "{id} is listed");
+    }
     let selected = plan["selected"].as_array().unwrap().len() as u64;
     let selected_omitted = plan["selected_omitted"].as_u64().unwrap_or(0);
     assert!(selected <= 50);

@@ -165,6 +165,27 @@ async fn an_export_holds_what_the_routes_show_and_nothing_else(db: TestDb) {
     assert_eq!(usage[1]["prompt_tokens"], 200);
     assert_eq!(usage[1]["source"], "uploaded");
 
+    // A deleted thread takes its runs' approvals with it: the export no longer has them.
+    let approval_thread = runs
+        .iter()
+        .find(|r| r["run_id"] == approvals[0]["run_id"])
+        .unwrap()["thread_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = awc::Client::default()
+        .delete(app.http(&format!("/api/threads/{approval_thread}")))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 200);
+    let (_, after) = export_of(&app, "alice").await;
+    assert!(of_kind(&after, "approval").is_empty());
+    assert_eq!(of_kind(&after, "run").len(), 1);
+
     // Nothing of bob's: not his name, his message, his usage.
     assert!(!text.contains("bob"), "{text}");
 

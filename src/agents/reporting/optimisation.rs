@@ -3,7 +3,7 @@
 //! the plan with its joint saving, and the assumptions. Read from the typed results of data,
 //! optimisations core, actions and goals triage.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::Rules;
 use super::results::{OptimisationResult, WindowResult};
@@ -18,7 +18,7 @@ use crate::analysis::optimize::{Kind, Recommendation};
 use crate::analysis::plan::{Goal, Plan};
 use crate::analysis::report_text::{Rows, escape_md, money, more_rows, usage_table};
 use crate::analysis::why_not::{KINDS, NotOffered, kind_label, not_offered};
-use crate::protocol::event_lists::capped;
+use crate::protocol::event_lists::{EVENT_LIST_LIMIT, capped};
 
 /// The (model, workload, kind) of each recommendation.
 fn offered(recs: &[Recommendation]) -> Vec<(String, String, Kind)> {
@@ -133,6 +133,29 @@ fn plan_words(plan: Option<&Plan>, recs: &[Recommendation], window_days: f64) ->
         ));
     }
     words
+}
+
+/// The recommendations `run_completed.result` lists (at most `EVENT_LIST_LIMIT`): those its
+/// plan's listed `selected` ids name, in the plan's order, then the first of the rest, so every
+/// id a client reads in `plan.selected` is among them.
+fn shown_recommendations<'a>(
+    recs: &'a [Recommendation],
+    plan: Option<&Plan>,
+) -> Vec<&'a Recommendation> {
+    let by_id: HashMap<&str, &Recommendation> = recs.iter().map(|r| (r.id.as_str(), r)).collect();
+    let selected = plan.map_or(&[][..], |p| capped(&p.selected).0);
+    let mut shown: Vec<&Recommendation> = selected
+        .iter()
+        .filter_map(|id| by_id.get(id.as_str()).copied())
+        .collect();
+    let taken: HashSet<&str> = shown.iter().map(|r| r.id.as_str()).collect();
+    let room = EVENT_LIST_LIMIT.saturating_sub(shown.len());
+    shown.extend(
+        recs.iter()
+            .filter(|r| !taken.contains(r.id.as_str()))
+            .take(room),
+    );
+    shown
 }
 
 /// The recommendations table, one row per candidate.
@@ -274,7 +297,8 @@ pub(super) fn report(
         || reasons.as_deref().is_some_and(|r| cut.cuts(r))
         || plan.is_some_and(|p| cut.cuts(&p.steps));
     let full_report_markdown = long.then(|| render(Rows::All));
-    let (shown, recommendations_omitted) = capped(recs);
+    let shown = shown_recommendations(recs, plan);
+    let recommendations_omitted = recs.len() - shown.len();
     let result = to_json(&OptimisationResult {
         window: WindowResult::of(intent, data),
         goals: &goals,

@@ -9,7 +9,7 @@ use crate::agents::synthetic_data::Generated;
 use crate::analysis::aggregate::GroupStats;
 use crate::analysis::optimize::Recommendation;
 use crate::analysis::plan::{Goal, Plan};
-use crate::protocol::event_lists::is_zero;
+use crate::protocol::event_lists::{capped, is_zero};
 
 /// What every report on a window of usage records carries: flattened into its top level.
 #[derive(Serialize)]
@@ -27,6 +27,9 @@ pub(super) struct WindowResult<'a> {
     /// The models the catalog has no price for; absent when the window has no records.
     #[serde(skip_serializing_if = "Option::is_none")]
     unpriced_models: Option<&'a [String]>,
+    /// Unpriced models left out of `unpriced_models`.
+    #[serde(skip_serializing_if = "is_zero")]
+    unpriced_models_omitted: usize,
 }
 
 impl<'a> WindowResult<'a> {
@@ -34,6 +37,7 @@ impl<'a> WindowResult<'a> {
     pub(super) fn of(intent: &'a str, data: &'a UsageAnalysis) -> Self {
         let aggregates = &data.aggregates;
         let totals = &aggregates.totals;
+        let (unpriced, unpriced_models_omitted) = capped(&aggregates.unpriced_models);
         Self {
             intent,
             window: data.window,
@@ -43,7 +47,8 @@ impl<'a> WindowResult<'a> {
             },
             data_sufficiency: aggregates.data_sufficiency,
             catalog_as_of: &data.catalog_as_of,
-            unpriced_models: (totals.requests > 0).then_some(&aggregates.unpriced_models),
+            unpriced_models: (totals.requests > 0).then_some(unpriced),
+            unpriced_models_omitted,
         }
     }
 }
@@ -88,8 +93,9 @@ pub(super) struct OptimisationResult<'a> {
     pub(super) window: WindowResult<'a>,
     /// The goals the plan was chosen for.
     pub(super) goals: &'a [Goal],
-    /// The priced candidates: the first `EVENT_LIST_LIMIT`.
-    pub(super) recommendations: &'a [Recommendation],
+    /// The priced candidates: at most `EVENT_LIST_LIMIT`, those the plan's listed `selected`
+    /// ids name first.
+    pub(super) recommendations: Vec<&'a Recommendation>,
     /// Candidates left out of `recommendations`.
     #[serde(skip_serializing_if = "is_zero")]
     pub(super) recommendations_omitted: usize,

@@ -28,12 +28,17 @@ pub(super) fn days_words(days: f64) -> String {
     }
 }
 
-/// The models without a price, escaped for markdown; `None` when every model has one.
+/// The models without a price, escaped for markdown (the first `EVENT_LIST_LIMIT`, then how
+/// many more); `None` when every model has one.
 pub(super) fn unpriced_names(unpriced_models: &[String]) -> Option<String> {
     if unpriced_models.is_empty() {
         return None;
     }
-    let names: Vec<String> = unpriced_models.iter().map(|m| escape_md(m)).collect();
+    let (shown, omitted) = capped(unpriced_models);
+    let mut names: Vec<String> = shown.iter().map(|m| escape_md(m)).collect();
+    if omitted > 0 {
+        names.push(format!("and {omitted} more"));
+    }
     Some(names.join(", "))
 }
 

@@ -68,7 +68,7 @@ pub fn set_last_run_status(
 /// Deletes the thread and its runs, and erases its events' contents (their `seq`, `ts`,
 /// `thread_id` and `run_id` stay, so the user's sequence has no gap).
 pub fn delete(conn: &mut DbConnection, user: &UserId, thread: ThreadId) -> QueryResult<()> {
-    use crate::store::schema::{events, runs};
+    use crate::store::schema::{approvals, events, runs};
     let thread_text = thread.to_string();
     diesel::update(
         events::table
@@ -80,6 +80,18 @@ pub fn delete(conn: &mut DbConnection, user: &UserId, thread: ThreadId) -> Query
         events::agent.eq(None::<String>),
         events::data.eq("null"),
     ))
+    .execute(conn)?;
+    // The approvals its runs asked for go with the runs.
+    let runs_of_thread: Vec<String> = runs::table
+        .filter(runs::user_id.eq(user.as_str()))
+        .filter(runs::thread_id.eq(&thread_text))
+        .select(runs::run_id)
+        .load(conn)?;
+    diesel::delete(
+        approvals::table
+            .filter(approvals::user_id.eq(user.as_str()))
+            .filter(approvals::run_id.eq_any(&runs_of_thread)),
+    )
     .execute(conn)?;
     diesel::delete(
         runs::table
