@@ -170,3 +170,42 @@ async fn room_filled_while_waiting_for_approval_is_checked_again(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(room_filled_while_waiting_for_approval_is_checked_again);
+
+async fn repeated_ids_are_stored_once_and_counted_once(db: TestDb) {
+    let mut config = test_config(&db);
+    config.max_records_per_user = 5;
+    // Chunks of 3: "a" twice in the first insert, and again in the second.
+    config.bulk_chunk = 3;
+    let app = TestApp::spawn_with(config).await;
+    let row = |id: Option<&str>, i: i64| {
+        let id = id.map_or(String::new(), |id| format!("\"id\":\"{id}\","));
+        format!(
+            "{{{id}\"ts\":{},\"model\":\"gpt-4o\",\"prompt_tokens\":1,\"completion_tokens\":1,\"latency_ms\":1}}",
+            1_793_527_200_000_i64 + i
+        )
+    };
+    let body = [
+        row(Some("a"), 0),
+        row(Some("a"), 1),
+        row(Some("b"), 2),
+        row(Some("a"), 3),
+        row(None, 4),
+        row(None, 5),
+    ]
+    .join("\n");
+    let (status, answer) = ndjson(&app, "alice", "", body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["accepted"].as_u64(), answer["duplicates"].as_u64()),
+        (Some(4), Some(2)),
+        "{answer}"
+    );
+    assert_eq!(stored(&app, "alice").await, 4);
+    // The count kept for the cap is the records stored: one more fits, two do not.
+    let (status, _) = ndjson(&app, "alice", "", row(Some("c"), 6)).await;
+    assert_eq!(status, 200);
+    let (status, _) = ndjson(&app, "alice", "", row(Some("d"), 7)).await;
+    assert_eq!(status, 403);
+    app.stop().await;
+}
+on_both_backends!(repeated_ids_are_stored_once_and_counted_once);
