@@ -109,6 +109,15 @@ pub struct Config {
     pub token_ttl: Duration,
     /// How long a stopping server waits for open connections before it closes them.
     pub shutdown_grace: Duration,
+    /// How often the housekeeper looks for deleted accounts to purge and, with retention set,
+    /// for rows past it (`ENCLAVE_HOUSEKEEPING_MS`).
+    pub housekeeping_interval: Duration,
+    /// How long the events of finished runs are kept (`ENCLAVE_RETAIN_EVENTS`, e.g. `30d`);
+    /// `None`, the default, keeps them forever.
+    pub retain_events: Option<Duration>,
+    /// How long usage records are kept, by their `ts` (`ENCLAVE_RETAIN_USAGE`, e.g. `400d`);
+    /// `None`, the default, keeps them forever.
+    pub retain_usage: Option<Duration>,
     /// A price catalog file replacing the built-in one (`ENCLAVE_PRICES`).
     pub prices_path: Option<String>,
     /// Largest usage upload.
@@ -178,6 +187,9 @@ impl Config {
             agent_timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(5),
+            housekeeping_interval: Duration::from_secs(60),
+            retain_events: None,
+            retain_usage: None,
             prices_path: None,
             max_upload_bytes: 32 * 1024 * 1024,
             max_records_per_user: 10_000_000,
@@ -247,13 +259,12 @@ impl Config {
         env_into("ENCLAVE_MAX_UPLOAD_BYTES", &mut c.max_upload_bytes)?;
         env_into("ENCLAVE_MAX_RECORDS_PER_USER", &mut c.max_records_per_user)?;
         env_ms_into("ENCLAVE_SHUTDOWN_GRACE_MS", &mut c.shutdown_grace)?;
-        if let Ok(ttl) = std::env::var("ENCLAVE_TOKEN_TTL") {
-            c.token_ttl = parse_duration(&ttl).map_err(|reason| ConfigError {
-                name: "ENCLAVE_TOKEN_TTL".into(),
-                value: ttl.clone(),
-                reason,
-            })?;
+        if let Some(ttl) = env_duration("ENCLAVE_TOKEN_TTL")? {
+            c.token_ttl = ttl;
         }
+        env_ms_into("ENCLAVE_HOUSEKEEPING_MS", &mut c.housekeeping_interval)?;
+        c.retain_events = env_duration("ENCLAVE_RETAIN_EVENTS")?;
+        c.retain_usage = env_duration("ENCLAVE_RETAIN_USAGE")?;
         env_into(
             "ENCLAVE_SYNTHETIC_APPROVAL_THRESHOLD",
             &mut c.synthetic_approval_threshold,
@@ -334,6 +345,20 @@ fn env_opt(name: &str) -> Option<String> {
 }
 
 /// `env_into` for a duration given in milliseconds.
+/// The duration (`30s`, `15m`, `24h`, `7d`) in `name`, if it is set.
+fn env_duration(name: &str) -> Result<Option<Duration>, ConfigError> {
+    let Ok(raw) = std::env::var(name) else {
+        return Ok(None);
+    };
+    parse_duration(&raw)
+        .map(Some)
+        .map_err(|reason| ConfigError {
+            name: name.into(),
+            value: raw.clone(),
+            reason,
+        })
+}
+
 fn env_ms_into(name: &str, value: &mut Duration) -> Result<(), ConfigError> {
     let mut ms = value.as_millis() as u64;
     env_into(name, &mut ms)?;

@@ -74,9 +74,53 @@ impl UserId {
         Ok(Self(Arc::from(raw)))
     }
 
-    /// The id as text, as tokens, rows and log lines carry it.
+    /// The id as text, as rows and log lines carry it: the subject, followed by `~` and the
+    /// account's generation once the account has been deleted at least once.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The key of this subject's account at `generation`: the subject itself for the first
+    /// account, `subject~N` after N deletions (`~` is not allowed in a subject, so a key never
+    /// names another user). Rows are stored under the key, so a deleted account's rows are
+    /// unreachable from the moment the generation moves on.
+    pub fn at_generation(&self, generation: i64) -> Self {
+        if generation <= 0 {
+            return Self(Arc::from(self.subject()));
+        }
+        Self(Arc::from(format!("{}~{generation}", self.subject())))
+    }
+
+    /// The token's `sub` this key belongs to (the key without its generation).
+    pub fn subject(&self) -> &str {
+        self.0
+            .split_once('~')
+            .map_or(&self.0, |(subject, _)| subject)
+    }
+
+    /// The generation of the account this key names (0 for the first account).
+    pub fn generation(&self) -> i64 {
+        self.0
+            .split_once('~')
+            .and_then(|(_, generation)| generation.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The subject alone, as the wire names the user (`connected.user_id`).
+    pub fn subject_id(&self) -> Self {
+        self.at_generation(0)
+    }
+
+    /// Reads a key back from a row: a valid subject, optionally with `~` and a generation.
+    pub fn from_stored(raw: &str) -> Result<Self, IdError> {
+        let Some((subject, generation)) = raw.split_once('~') else {
+            return Self::parse(raw);
+        };
+        let subject = Self::parse(subject)?;
+        match generation.parse::<i64>() {
+            Ok(n) if n > 0 && n.to_string() == generation => Ok(subject.at_generation(n)),
+            _ => Err(IdError::UserIdCharacters(raw.to_owned())),
+        }
     }
 }
 
@@ -226,6 +270,34 @@ mod tests {
                 "{p}"
             );
         }
+    }
+
+    #[test]
+    fn account_keys_name_their_subject_and_generation() {
+        let alice = UserId::parse("alice").expect("valid");
+        assert_eq!(alice.generation(), 0);
+        let second = alice.at_generation(1);
+        assert_eq!(second.as_str(), "alice~1");
+        assert_eq!(second.subject(), "alice");
+        assert_eq!(second.generation(), 1);
+        assert_eq!(second.at_generation(2).as_str(), "alice~2");
+        assert_eq!(second.subject_id(), alice);
+        assert_eq!(UserId::from_stored("alice~1"), Ok(second));
+        assert_eq!(UserId::from_stored("alice"), Ok(alice.clone()));
+        for bad in [
+            "alice~0",
+            "alice~",
+            "alice~01",
+            "alice~x",
+            "~1",
+            "alice~1~2",
+        ] {
+            assert!(UserId::from_stored(bad).is_err(), "{bad}");
+        }
+        assert!(
+            UserId::parse("alice~1").is_err(),
+            "a key is never a subject"
+        );
     }
 
     #[test]

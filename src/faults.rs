@@ -214,7 +214,7 @@ impl Faults {
         let mine = self
             .user_store_failures
             .iter()
-            .filter(|(only, _)| only == user.as_str())
+            .filter(|(only, _)| only == user.subject())
             .any(|(_, left)| take_one(left));
         mine || take_one(&self.store_failures)
     }
@@ -254,7 +254,7 @@ impl Faults {
     pub fn add_session_panics(&self, user: &UserId, n: u32) -> bool {
         self.session_panics
             .iter()
-            .find(|(only, _)| only.as_deref() == Some(user.as_str()))
+            .find(|(only, _)| only.as_deref() == Some(user.subject()))
             .map(|(_, left)| left.fetch_add(n, Ordering::SeqCst))
             .is_some()
     }
@@ -270,7 +270,7 @@ impl Faults {
             .iter()
             .find(|r| {
                 r.agent == agent
-                    && r.user.as_deref().is_none_or(|u| u == user.as_str())
+                    && r.user.as_deref().is_none_or(|u| u == user.subject())
                     && r.attempts.is_none_or(|n| attempt <= n)
             })
             .map(|r| r.fault)
@@ -282,7 +282,7 @@ impl Faults {
         let rules = self
             .batch_rules
             .iter()
-            .filter(|r| r.agent == agent && r.user.as_deref().is_none_or(|u| u == user.as_str()));
+            .filter(|r| r.agent == agent && r.user.as_deref().is_none_or(|u| u == user.subject()));
         for rule in rules {
             match rule.fault {
                 BatchFault::Slow(delay) => faults.delay = faults.delay.or(Some(delay)),
@@ -301,7 +301,7 @@ impl Faults {
 fn take_for(counts: &[(Option<String>, AtomicU32)], user: &UserId) -> bool {
     counts
         .iter()
-        .filter(|(only, _)| only.as_deref().is_none_or(|u| u == user.as_str()))
+        .filter(|(only, _)| only.as_deref().is_none_or(|u| u == user.subject()))
         .any(|(_, left)| take_one(left))
 }
 

@@ -19,6 +19,7 @@ use crate::faults::{Faults, FaultsError};
 use crate::llm::LlmProvider;
 use crate::llm::openai::OpenAiCompatible;
 use crate::metrics::Metrics;
+use crate::runtime::housekeeper::Housekeeper;
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::registry::SessionRegistry;
 use crate::runtime::run_slots::RunSlots;
@@ -179,7 +180,10 @@ impl Server {
         let arbiters: Vec<Arbiter> = (0..config.session_arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
+        let housekeeper =
+            Housekeeper::new(db.clone(), config.bulk_chunk, config.housekeeping_interval).start();
         let deps = SessionDeps {
+            housekeeper: housekeeper.recipient(),
             config: config.clone(),
             db: db.clone(),
             faults: faults.clone(),

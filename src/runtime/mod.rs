@@ -4,6 +4,7 @@
 
 pub mod agent_runner;
 pub mod attempt_timer;
+pub mod housekeeper;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod refusal;

@@ -26,6 +26,9 @@ pub enum Refusal {
     /// The server drains for shutdown.
     #[error("the server is shutting down; reconnect in a moment and send it again")]
     ShuttingDown,
+    /// The user's account is being deleted (`DELETE /api/account`).
+    #[error("your account is being deleted; reconnect in a moment to start afresh")]
+    AccountDeleting,
     /// The user's message rate limit.
     #[error(
         "too many messages: at most {per_minute} a minute in bursts of {burst}; try again in \
@@ -71,7 +74,8 @@ impl Refusal {
             | Self::MessageNotStored
             | Self::ReplayUnreadable
             | Self::SessionUnavailable
-            | Self::ShuttingDown => ErrorCode::Unavailable,
+            | Self::ShuttingDown
+            | Self::AccountDeleting => ErrorCode::Unavailable,
             Self::MessageRate { .. } | Self::RunLimit { .. } | Self::UploadRunning => {
                 ErrorCode::RateLimited
             }

@@ -9,6 +9,7 @@ use diesel::Connection;
 use crate::clock::now_ms;
 use crate::context::UserId;
 use crate::faults::Faults;
+use crate::store::repo::accounts;
 use crate::store::repo::upload_keys::{self, UploadCounts};
 use crate::store::repo::usage::{self, Destination, Inserted};
 use crate::store::{Db, DbConnection, StoreError};
@@ -53,8 +54,11 @@ pub async fn store_upload(
     } = upload;
     let upload = uuid::Uuid::new_v4().to_string();
     let (owner, id) = (user.clone(), upload.clone());
-    db.write_with(move |conn| Ok(usage::begin_upload(conn, &owner, &id, now_ms())?))
-        .await?;
+    db.run_as(&user, move |conn| {
+        still_current(conn, &owner)?;
+        Ok(usage::begin_upload(conn, &owner, &id, now_ms())?)
+    })
+    .await?;
     let delay = faults.bulk_chunk_delay();
     let to = Destination {
         source: "uploaded",
@@ -70,7 +74,8 @@ pub async fn store_upload(
                 rejected,
                 duplicates: inserted.duplicates,
             };
-            db.write_with(move |conn| {
+            db.run_as(&user, move |conn| {
+                still_current(conn, &owner)?;
                 usage::finish_upload(conn, &owner, &id)?;
                 if let Some(key) = &key {
                     upload_keys::record(conn, &owner, key, counts, now_ms())?;
@@ -120,7 +125,8 @@ pub async fn insert_in_chunks(
         let (owner, id) = (user.clone(), to.upload.map(str::to_owned));
         let (source, max_records) = (to.source.to_owned(), to.max_records);
         let inserted = db
-            .write_with(move |conn| {
+            .run_as(user, move |conn| {
+                still_current(conn, &owner)?;
                 let to = Destination {
                     source: &source,
                     upload: id.as_deref(),
@@ -134,20 +140,34 @@ pub async fn insert_in_chunks(
     }
 }
 
+/// Refuses a write for an account deleted meanwhile (an agent's write queued after the
+/// deletion on the same writer): it would land after the purge began, under a key nobody reads.
+fn still_current(conn: &mut DbConnection, user: &UserId) -> Result<(), StoreError> {
+    if accounts::is_current(conn, user)? {
+        Ok(())
+    } else {
+        Err(StoreError::AccountDeleted)
+    }
+}
+
 /// Deletes a pending upload's records chunk by chunk, then the upload itself.
 async fn discard(db: &Db, user: &UserId, upload: &str) -> Result<(), StoreError> {
     loop {
         let (owner, id) = (user.clone(), upload.to_owned());
         let deleted = db
-            .write_with(move |conn| Ok(usage::discard_upload_chunk(conn, &owner, &id, 5_000)?))
+            .run_as(user, move |conn| {
+                Ok(usage::discard_upload_chunk(conn, &owner, &id, 5_000)?)
+            })
             .await?;
         if deleted == 0 {
             break;
         }
     }
     let (owner, id) = (user.clone(), upload.to_owned());
-    db.write_with(move |conn| Ok(usage::finish_upload(conn, &owner, &id)?))
-        .await
+    db.run_as(user, move |conn| {
+        Ok(usage::finish_upload(conn, &owner, &id)?)
+    })
+    .await
 }
 
 /// At start-up, before anything else writes: discards the uploads a stopped process left
@@ -155,7 +175,7 @@ async fn discard(db: &Db, user: &UserId, upload: &str) -> Result<(), StoreError>
 pub fn discard_leftover_uploads(conn: &mut DbConnection) -> Result<usize, StoreError> {
     let pending = usage::pending_uploads(conn)?;
     for (raw_user, upload) in &pending {
-        let Ok(user) = UserId::parse(raw_user) else {
+        let Ok(user) = UserId::from_stored(raw_user) else {
             continue;
         };
         conn.transaction(|conn| {

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::store::batch::WriteBatch;
 use crate::store::connection::DbConnection;
 use crate::store::writer::Writer;
-use crate::store::{Pool, StoreError};
+use crate::store::{Pool, StoreError, repo};
 
 /// A query closure, built from `repo` functions.
 type Query<T> = Box<dyn FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send>;
@@ -93,10 +93,12 @@ impl Db {
         })
     }
 
-    /// The writer that applies `user`'s writes.
+    /// The writer that applies `user`'s writes: chosen by the subject, so every account key of
+    /// one subject (`UserId::at_generation`) shares it, and an account's deletion is ordered
+    /// with every write of the account before and after it.
     fn writer_of(&self, user: &UserId) -> &Writer {
         let mut hasher = std::hash::DefaultHasher::new();
-        user.as_str().hash(&mut hasher);
+        user.subject().hash(&mut hasher);
         let slot = (hasher.finish() % self.writers.len() as u64) as usize;
         self.writers.get(slot).unwrap_or(&self.first_writer)
     }
@@ -110,17 +112,38 @@ impl Db {
         self.reader.send(Read(Box::new(query))).await?
     }
 
-    /// Runs `query` on `user`'s writer thread, after every write of `user` sent before it has
-    /// been applied (a restarted session reads its last `seq` so).
-    pub async fn read_after_writes<T, F>(&self, user: &UserId, query: F) -> Result<T, StoreError>
+    /// Runs `query` on a reader thread for the current account of `user` (a token's subject),
+    /// whose key (`repo::accounts::key_of`) it is given: after a deletion, the new account's.
+    pub async fn read_account<T, F>(&self, user: &UserId, query: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection, &UserId) -> Result<T, StoreError> + Send + 'static,
+    {
+        let subject = user.clone();
+        self.read(move |conn| {
+            let key = repo::accounts::key_of(conn, &subject)?;
+            query(conn, &key)
+        })
+        .await
+    }
+
+    /// The key the current account of `user` (a token's subject) stores under.
+    pub async fn account_of(&self, user: &UserId) -> Result<UserId, StoreError> {
+        self.read_account(user, |_, key| Ok(key.clone())).await
+    }
+
+    /// Runs `work` in one transaction on `user`'s writer thread, after every write of `user`
+    /// sent before it has been applied: a restarted session reads its last `seq` so, and a
+    /// user's uploads, usage deletions and account deletion are ordered with their batches.
+    pub async fn run_as<T, F>(&self, user: &UserId, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.writer_of(user).run(query).await
+        self.writer_of(user).run(work).await
     }
 
-    /// Runs `write` in one transaction on a writer thread.
+    /// Runs `write` in one transaction on a writer thread (work of no one user).
     pub async fn write_with<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,

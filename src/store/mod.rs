@@ -66,6 +66,10 @@ pub enum StoreError {
         /// The cap.
         limit: u64,
     },
+    /// The account the write was for has been deleted (`DELETE /api/account`) meanwhile;
+    /// nothing of the write was stored.
+    #[error("the account was deleted")]
+    AccountDeleted,
 }
 
 /// Opens a pool of `size` connections to `backend`.

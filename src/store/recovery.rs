@@ -33,7 +33,7 @@ pub fn interrupt_leftover_runs(conn: &mut DbConnection, own: &str) -> Result<usi
         .load(conn)?;
     let mut interrupted = 0;
     for raw in users {
-        let Ok(user) = UserId::parse(&raw) else {
+        let Ok(user) = UserId::from_stored(&raw) else {
             continue;
         };
         interrupted += conn.transaction(|conn| interrupt_user(conn, &user, &live_nodes))?;

@@ -119,3 +119,18 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(usage_records, pending_uploads);
+
+diesel::table! {
+    accounts (user_id) {
+        user_id -> Text,
+        generation -> BigInt,
+        deleted_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    account_purges (user_key) {
+        user_key -> Text,
+        requested_at -> BigInt,
+    }
+}

@@ -77,6 +77,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(routes::usage::summary)
     .service(routes::usage::delete_usage)
     .service(routes::export::export)
+    .service(routes::account::delete_account)
     .service(ws::upgrade)
     .default_service(web::to(not_found));
 }

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use diesel::prelude::*;
 use serde_json::{Value, json};
 
 use enclave::auth::Auth;
@@ -60,24 +59,7 @@ async fn requests_of(addr: &str, user: &str) -> i64 {
 
 /// Rows stored for `user` in `usage_records`, visible or not, read from the database itself.
 fn stored_rows(db: &TestDb, user: &str) -> i64 {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let query = diesel::sql_query("SELECT COUNT(*) AS n FROM usage_records WHERE user_id = $1")
-        .bind::<diesel::sql_types::Text, _>(user);
-    let counted: Count = if db.url.starts_with("postgres") {
-        let mut conn = diesel::pg::PgConnection::establish(&db.url).unwrap();
-        query.get_result(&mut conn).unwrap()
-    } else {
-        let path = db.url.trim_start_matches("sqlite://");
-        let mut conn = diesel::sqlite::SqliteConnection::establish(path).unwrap();
-        let query = diesel::sql_query("SELECT COUNT(*) AS n FROM usage_records WHERE user_id = ?")
-            .bind::<diesel::sql_types::Text, _>(user);
-        query.get_result(&mut conn).unwrap()
-    };
-    counted.n
+    rows_of(db, "usage_records", user)
 }
 
 async fn an_upload_goes_in_chunks_between_other_runs_and_shows_when_whole(db: TestDb) {

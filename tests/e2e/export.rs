@@ -11,7 +11,7 @@ use crate::on_both_backends;
 use crate::usage::upload;
 
 /// A user's day: usage uploaded, a question answered, a large synthetic request declined.
-async fn use_enclave(app: &TestApp, user: &str, marker: &str) {
+pub(crate) async fn use_enclave(app: &TestApp, user: &str, marker: &str) {
     let rows = format!(
         "{{\"id\":\"{marker}-1\",\"ts\":1793527200000,\"model\":\"{marker}-model\",\"workload\":\"{marker}-work\",\"prompt_tokens\":100,\"completion_tokens\":10,\"latency_ms\":200}}\n\
          {{\"ts\":1793527200001,\"model\":\"gpt-4o\",\"prompt_tokens\":200,\"completion_tokens\":20,\"latency_ms\":300}}\n"
@@ -32,7 +32,7 @@ async fn use_enclave(app: &TestApp, user: &str, marker: &str) {
 }
 
 /// The export of `user`, line by line.
-async fn export_of(app: &TestApp, user: &str) -> (String, Vec<Value>) {
+pub(crate) async fn export_of(app: &TestApp, user: &str) -> (String, Vec<Value>) {
     let mut resp = awc::Client::default()
         .get(app.http("/api/export"))
         .insert_header(("Authorization", format!("Bearer {}", app.token(user))))

@@ -923,3 +923,46 @@ pub async fn metric(app: &TestApp, name: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// `DELETE path` as `user`: the status and the JSON body (null if none).
+pub async fn http_delete(app: &TestApp, path: &str, user: &str) -> (u16, Value) {
+    let mut resp = awc::Client::default()
+        .delete(app.http(path))
+        .insert_header(("Authorization", format!("Bearer {}", app.token(user))))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+}
+
+/// Rows of `table` whose `column` is `value`, counted in the database itself (not through the
+/// server): what is stored, whatever the routes show.
+pub fn rows_where(db: &TestDb, table: &str, column: &str, value: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let placeholder = if db.url.starts_with("postgres") {
+        "$1"
+    } else {
+        "?"
+    };
+    let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE {column} = {placeholder}");
+    let query = diesel::sql_query(sql).bind::<diesel::sql_types::Text, _>(value);
+    let counted: Count = if db.url.starts_with("postgres") {
+        let mut conn = PgConnection::establish(&db.url).unwrap();
+        query.get_result(&mut conn).unwrap()
+    } else {
+        let path = db.url.trim_start_matches("sqlite://");
+        let mut conn = diesel::sqlite::SqliteConnection::establish(path).unwrap();
+        query.get_result(&mut conn).unwrap()
+    };
+    counted.n
+}
+
+/// Rows of `user` stored in `table`.
+pub fn rows_of(db: &TestDb, table: &str, user: &str) -> i64 {
+    rows_where(db, table, "user_id", user)
+}

@@ -12,6 +12,7 @@
 
 mod helpers;
 
+mod account;
 mod approvals;
 mod bad_input;
 mod bulk;

@@ -8,14 +8,7 @@ use crate::helpers::*;
 use crate::on_both_backends;
 
 async fn delete(app: &TestApp, user: &str, thread: &str) -> (u16, Value) {
-    let mut resp = awc::Client::default()
-        .delete(app.http(&format!("/api/threads/{thread}")))
-        .insert_header(("Authorization", format!("Bearer {}", app.token(user))))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    http_delete(app, &format!("/api/threads/{thread}"), user).await
 }
 
 async fn deleting_a_thread_erases_it_without_a_gap(db: TestDb) {

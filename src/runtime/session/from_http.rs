@@ -1,20 +1,25 @@
 //! What the HTTP side (`web/routes/`) asks a user's session, because the session owns what
 //! the request touches: one upload at a time per user (`BeginIngest`/`EndIngest`), thread
-//! deletion (`DeleteThread`, whose `thread_deleted` the session numbers and stores), and the
-//! server's shutdown (`Drain`, from the registry).
+//! deletion (`DeleteThread`, whose `thread_deleted` the session numbers and stores), account
+//! deletion (`DeleteAccount`: the session ends its runs, then moves the account's key on), and
+//! the server's shutdown (`Drain`, from the registry).
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::UserSession;
-use crate::context::ThreadId;
+use crate::clock::now_ms;
+use crate::context::{ThreadId, UserId};
+use crate::runtime::housekeeper::Sweep;
 use crate::runtime::refusal::Refusal;
 use crate::runtime::shutdown::Drain;
+use crate::runtime::socket::close_code;
 use crate::store::repo;
 
-/// An upload wants to start; at most one per user runs at a time. Answers whether it may.
+/// An upload wants to start; at most one per user runs at a time. Answers the key the user's
+/// account stores under, or why it may not.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<UserId, Refusal>")]
 pub struct BeginIngest;
 
 /// The upload that began is over (sent by its guard, however the upload ended).
@@ -30,11 +35,65 @@ pub struct DeleteThread {
     pub thread_id: ThreadId,
 }
 
-impl Handler<BeginIngest> for UserSession {
-    type Result = bool;
+/// `DELETE /api/account`: answered once the account is deleted — its runs ended
+/// `run_cancelled`, every event stored, and the account's key moved on in one short
+/// transaction, so every route answers as for a new user. The session then closes the user's
+/// sockets with 4009 and stops; the housekeeper purges the old key's rows.
+#[derive(Message)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct DeleteAccount;
 
-    fn handle(&mut self, _: BeginIngest, _: &mut Context<Self>) -> bool {
+impl Handler<BeginIngest> for UserSession {
+    type Result = Result<UserId, Refusal>;
+
+    fn handle(&mut self, _: BeginIngest, _: &mut Context<Self>) -> Self::Result {
         self.begin_upload()
+    }
+}
+
+impl Handler<DeleteAccount> for UserSession {
+    type Result = ResponseActFuture<Self, Result<(), Refusal>>;
+
+    fn handle(&mut self, _: DeleteAccount, ctx: &mut Context<Self>) -> Self::Result {
+        if self.deleting {
+            return Box::pin(actix::fut::ready(Err(Refusal::AccountDeleting)));
+        }
+        if self.uploading {
+            // Its chunks are written under the account's key; they must not land after it.
+            return Box::pin(actix::fut::ready(Err(Refusal::UploadRunning)));
+        }
+        self.deleting = true;
+        let drained = self.when_drained();
+        self.core.delete_account();
+        self.perform(ctx);
+        let db = self.deps.db.clone();
+        let key = self.user_id.clone();
+        let delete = async move {
+            let _ = drained.await;
+            let account = key.clone();
+            db.run_as(&key, move |conn| {
+                Ok(repo::accounts::delete(conn, &account, now_ms())?)
+            })
+            .await
+        };
+        Box::pin(delete.into_actor(self).map(|deleted, act, ctx| {
+            // Deleted or not, this session's runs are over and it refuses messages: a fresh
+            // session, started by the user's next request, reads the account anew.
+            act.sockets
+                .close_all(close_code::SESSION_RESTARTED, "account deleted");
+            ctx.stop();
+            match deleted {
+                Ok(_) => {
+                    log::info!("user={} account deleted", act.user_id);
+                    act.deps.housekeeper.do_send(Sweep);
+                    Ok(())
+                }
+                Err(e) => {
+                    log::error!("user={} account deletion failed: {e}", act.user_id);
+                    Err(Refusal::StorageUnavailable)
+                }
+            }
+        }))
     }
 }
 

@@ -20,7 +20,7 @@ mod run_table;
 mod sockets;
 mod storage;
 
-pub use from_http::{BeginIngest, DeleteThread, EndIngest};
+pub use from_http::{BeginIngest, DeleteAccount, DeleteThread, EndIngest};
 pub use from_runs::{Emit, RequestApproval, RunFinished, RunOutcome, SlotGranted};
 pub use from_sockets::{Attach, Detach, ObjectRequest, ObjectRequestKind, Resume, StartRun};
 
@@ -39,7 +39,9 @@ use crate::context::UserId;
 use crate::faults::Faults;
 use crate::llm::Llm;
 use crate::metrics::Metrics;
+use crate::runtime::housekeeper::Sweep;
 use crate::runtime::pipeline::Pipeline;
+use crate::runtime::refusal::Refusal;
 use crate::runtime::run_slots::RunSlots;
 use crate::runtime::socket::close_code;
 use crate::store::{Db, repo};
@@ -64,11 +66,15 @@ pub struct SessionDeps {
     pub llm: Llm,
     /// The Prometheus series.
     pub metrics: Arc<Metrics>,
+    /// Told when an account was deleted, so its rows are purged now.
+    pub housekeeper: Recipient<Sweep>,
 }
 
 /// One user's session.
 pub struct UserSession {
-    /// Whose session this is.
+    /// Whose session this is: the user's id, and once `started` has loaded it, the key their
+    /// current account stores under (`UserId::at_generation`), which every read and write of
+    /// the session uses.
     user_id: UserId,
     /// What it shares with every session.
     deps: SessionDeps,
@@ -80,6 +86,8 @@ pub struct UserSession {
     children: Children,
     /// An upload of this user is in progress (one at a time).
     uploading: bool,
+    /// The user's account is being deleted: no upload may start.
+    deleting: bool,
     /// Since when the session has had nothing to do (for passivation).
     idle_since: Option<Instant>,
     /// Told when draining is complete.
@@ -113,15 +121,23 @@ impl UserSession {
             deps,
             children: Children::default(),
             uploading: false,
+            deleting: false,
             idle_since: None,
             drained: Vec::new(),
             reported_queued: 0,
         }
     }
 
-    /// An upload starts, unless one is in progress (false then).
-    fn begin_upload(&mut self) -> bool {
-        !std::mem::replace(&mut self.uploading, true)
+    /// An upload starts under the account's key, unless the account is being deleted or
+    /// another upload is in progress.
+    fn begin_upload(&mut self) -> Result<UserId, Refusal> {
+        if self.deleting {
+            return Err(Refusal::AccountDeleting);
+        }
+        if std::mem::replace(&mut self.uploading, true) {
+            return Err(Refusal::UploadRunning);
+        }
+        Ok(self.user_id.clone())
     }
 
     /// The upload in progress is over.
@@ -145,7 +161,7 @@ impl UserSession {
 
     /// Nothing would be lost by stopping.
     fn is_idle(&self) -> bool {
-        self.core.is_idle() && self.sockets.is_empty() && !self.uploading
+        self.core.is_idle() && self.sockets.is_empty() && !self.uploading && !self.deleting
     }
 }
 
@@ -157,25 +173,29 @@ impl Actor for UserSession {
         // holds its mailbox (`wait`) for this one read; every later read runs alongside. It is
         // read on the user's writer, after any batch a failed predecessor left there: reading
         // before that batch settles would number events the batch already holds.
+        // The account's key is read there too: after a deletion the user starts afresh under
+        // a new one, and the deletion's transaction is queued on the same writer.
         let db = self.deps.db.clone();
         let user = self.user_id.clone();
         let load = async move {
-            db.read_after_writes(&user.clone(), move |conn| {
-                let last_seq = repo::events::last_seq(conn, &user)?;
-                let orphans = repo::runs::live(conn, &user)?;
-                Ok((last_seq, orphans))
+            db.run_as(&user.clone(), move |conn| {
+                let key = repo::accounts::key_of(conn, &user)?;
+                let last_seq = repo::events::last_seq(conn, &key)?;
+                let orphans = repo::runs::live(conn, &key)?;
+                Ok((key, last_seq, orphans))
             })
             .await
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
-            Ok((last_seq, orphans)) => {
+            Ok((key, last_seq, orphans)) => {
+                act.user_id = key.clone();
                 log::debug!("user={} session active at seq {last_seq}", act.user_id);
                 for (run_id, _) in &orphans {
                     log::warn!("user={} run={run_id} lost with its session", act.user_id);
                 }
                 // Live runs in the database with no session to run them: a previous session
                 // of this user failed. They end `run_interrupted`.
-                act.core.loaded(last_seq, orphans);
+                act.core.loaded(key, last_seq, orphans);
                 act.perform(ctx);
             }
             Err(e) => {

@@ -114,8 +114,10 @@ impl UserSession {
                     runs.with_label_values(&[status.as_str()]).inc();
                 }
                 Effect::Drained => {
-                    self.sockets
-                        .close_all(close_code::GOING_AWAY, "server shutting down");
+                    if !self.deleting {
+                        self.sockets
+                            .close_all(close_code::GOING_AWAY, "server shutting down");
+                    }
                     for drained in self.drained.drain(..) {
                         let _ = drained.send(());
                     }

@@ -1,6 +1,7 @@
 //! Plain functions over a `DbConnection`, one file per table. Each takes the user's id right
 //! after the connection and filters by it, so no query can reach another user's rows.
 
+pub mod accounts;
 pub mod approvals;
 pub mod events;
 pub mod pages;

@@ -173,10 +173,39 @@ pub fn discard_upload_chunk(
         .select(dsl::record_id)
         .limit(limit)
         .load(conn)?;
-    let deleted =
-        diesel::delete(dsl::usage_records.filter(dsl::record_id.eq_any(&ids))).execute(conn)?;
+    delete_records(conn, user, &ids)
+}
+
+/// Deletes up to `limit` of the records of `user`, pending or not (a deleted account's, for
+/// the purge); returns how many.
+pub fn purge_chunk(conn: &mut DbConnection, user: &UserId, limit: i64) -> QueryResult<usize> {
+    let ids: Vec<String> = dsl::usage_records
+        .filter(dsl::user_id.eq(user.as_str()))
+        .select(dsl::record_id)
+        .limit(limit)
+        .load(conn)?;
+    delete_records(conn, user, &ids)
+}
+
+/// Deletes the records of `user` named by `ids` and counts them off; returns how many.
+fn delete_records(conn: &mut DbConnection, user: &UserId, ids: &[String]) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let deleted = diesel::delete(
+        dsl::usage_records
+            .filter(dsl::user_id.eq(user.as_str()))
+            .filter(dsl::record_id.eq_any(ids)),
+    )
+    .execute(conn)?;
     add_to_count(conn, user, -(deleted as i64))?;
     Ok(deleted)
+}
+
+/// Forgets the stored count of `user`, who holds no records any more (a purged account).
+pub fn forget_count(conn: &mut DbConnection, user: &UserId) -> QueryResult<()> {
+    diesel::delete(counts::usage_counts.filter(counts::user_id.eq(user.as_str()))).execute(conn)?;
+    Ok(())
 }
 
 /// Every pending upload, of any user: left by a process that stopped mid-upload.

@@ -35,14 +35,17 @@ pub async fn export(
 ) -> Result<HttpResponse, ApiError> {
     let (pages, receiver) = mpsc::channel::<Bytes>(PAGES_AHEAD);
     let db = state.db.clone();
-    let user = identity.user_id;
+    let subject = identity.user_id;
+    // The account's rows are read under its key, read once: a deletion meanwhile does not
+    // mix a new account's rows into the old one's export.
+    let user = db.account_of(&subject).await?;
     actix_web::rt::spawn(async move {
         let mut out = Lines {
             pages,
             buffer: Vec::new(),
         };
         out.push(&ExportLine::Export {
-            user_id: user.as_str().to_owned(),
+            user_id: subject.as_str().to_owned(),
             exported_at: now_ms(),
             protocol: PROTOCOL_VERSION,
         });

@@ -1,5 +1,6 @@
 //! The HTTP routes of PROTOCOL.md §3, one file per resource.
 
+pub mod account;
 pub mod dev_token;
 pub mod export;
 pub mod health;

@@ -59,6 +59,6 @@ async fn users_run(
     };
     Ok(state
         .db
-        .read(move |conn| Ok(repo::runs::get(conn, &user, run)?))
+        .read_account(&user, move |conn, key| Ok(repo::runs::get(conn, key, run)?))
         .await?)
 }

@@ -27,7 +27,7 @@ pub async fn list_threads(
     let user = identity.user_id;
     let rows = state
         .db
-        .read(move |conn| Ok(repo::threads::list(conn, &user)?))
+        .read_account(&user, |conn, key| Ok(repo::threads::list(conn, key)?))
         .await?;
     let threads = rows.into_iter().map(thread_summary).collect();
     Ok(HttpResponse::Ok().json(ThreadList { threads }))
@@ -64,12 +64,12 @@ pub async fn thread_events(
     let user = identity.user_id;
     let page = state
         .db
-        .read(move |conn| {
-            if !repo::threads::is_owned(conn, &user, thread)? {
+        .read_account(&user, move |conn, key| {
+            if !repo::threads::is_owned(conn, key, thread)? {
                 return Ok(None);
             }
             Ok(Some(repo::events::for_thread(
-                conn, &user, thread, after, limit,
+                conn, key, thread, after, limit,
             )?))
         })
         .await?;

@@ -14,7 +14,6 @@ use serde::Deserialize;
 
 use crate::error::ErrorCode;
 use crate::protocol::http::{Deleted, IngestAnswer, UsageSummary};
-use crate::runtime::refusal::Refusal;
 use crate::runtime::session::UserSession;
 use crate::runtime::session::{BeginIngest, EndIngest};
 use crate::store::bulk::Upload;
@@ -83,9 +82,11 @@ pub async fn upload(
     };
     let key = idempotency_key(&req)?;
     let session = state.session_of(&identity.user_id).await?;
-    if !session.send(BeginIngest).await? {
-        return Err(ApiError::from(Refusal::UploadRunning).retry_after(RETRY_AFTER_SECS));
-    }
+    // The session answers with the key the user's account stores under.
+    let account = session
+        .send(BeginIngest)
+        .await?
+        .map_err(|refusal| ApiError::from(refusal).retry_after(RETRY_AFTER_SECS))?;
     let slot = IngestSlot(session);
     let limit = state.config.max_upload_bytes;
     let mut bytes = web::BytesMut::new();
@@ -102,7 +103,7 @@ pub async fn upload(
     // Under the slot, so the same key cannot be in flight twice; after the body is read, so
     // the client, still sending, gets the answer rather than a reset connection.
     if let Some(key) = key.clone() {
-        let user = identity.user_id.clone();
+        let user = account.clone();
         let earlier = state
             .db
             .read(move |conn| Ok(upload_keys::answered(conn, &user, &key)?))
@@ -145,7 +146,7 @@ pub async fn upload(
     // Written in chunks between other users' event batches, visible only once all are in; a
     // task of its own, so a client that leaves mid-way does not stop it half-written.
     let upload = Upload {
-        user: identity.user_id,
+        user: account,
         records: parsed.records,
         rejected: parsed.rejected,
         key,
@@ -230,9 +231,10 @@ pub async fn summary(
     }
     let window = Window::Between { since, until };
     let thresholds = state.config.thresholds.clone();
+    let account = state.db.account_of(&identity.user_id).await?;
     let analysis = analyse(
         &state.db,
-        identity.user_id,
+        account,
         window,
         state.catalog.clone(),
         thresholds,
@@ -270,10 +272,14 @@ pub async fn delete_usage(
             )));
         }
     };
+    // On the user's writer, so the account's key read is ordered with its deletion.
     let user = identity.user_id;
     let deleted = state
         .db
-        .write_with(move |conn| Ok(repo::usage::delete(conn, &user, source.as_deref())?))
+        .run_as(&user.clone(), move |conn| {
+            let key = repo::accounts::key_of(conn, &user)?;
+            Ok(repo::usage::delete(conn, &key, source.as_deref())?)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(Deleted { deleted }))
 }

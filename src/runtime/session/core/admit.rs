@@ -44,8 +44,8 @@ impl SessionCore {
     /// A validated `user_message` from one of the user's sockets, arriving at `now`.
     pub(crate) fn message(&mut self, conn_id: ConnectionId, message: UserMessage, now: Instant) {
         let key = message.client_msg_id.clone();
-        if self.draining {
-            return self.refuse(conn_id, &Refusal::ShuttingDown, key.as_deref());
+        if let Some(closing) = self.closing.clone() {
+            return self.refuse(conn_id, &closing, key.as_deref());
         }
         if !self.rate.take_at(now) {
             let refusal = Refusal::MessageRate {

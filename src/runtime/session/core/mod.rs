@@ -144,8 +144,9 @@ pub(crate) struct SessionCore {
     threads: HashSet<ThreadId>,
     /// The run being admitted while its first slot request is out.
     acquiring: Option<Acquiring>,
-    /// The server is shutting down: no new messages.
-    draining: bool,
+    /// Why no new messages are admitted, if they are not: the server is shutting down, or the
+    /// user's account is being deleted.
+    closing: Option<Refusal>,
     /// Someone waits for draining to complete.
     drain_wanted: bool,
     /// What the actor has to do, taken by `take_effects`.
@@ -165,15 +166,18 @@ impl SessionCore {
             approvals: Approvals::default(),
             threads: HashSet::new(),
             acquiring: None,
-            draining: false,
+            closing: None,
             drain_wanted: false,
             effects: Vec::new(),
         }
     }
 
-    /// The user's history is loaded: numbering continues after `last_seq`, and the runs a
-    /// failed predecessor left live (`orphans`) end `run_interrupted`.
-    pub(crate) fn loaded(&mut self, last_seq: i64, orphans: Vec<(RunId, ThreadId)>) {
+    /// The user's history is loaded: the session stores under the account `key` (the user's
+    /// id, or a later generation of it after a deletion), numbering continues after
+    /// `last_seq`, and the runs a failed predecessor left live (`orphans`) end
+    /// `run_interrupted`.
+    pub(crate) fn loaded(&mut self, key: UserId, last_seq: i64, orphans: Vec<(RunId, ThreadId)>) {
+        self.user_id = key;
         self.log = EventLog::new(last_seq, self.limits.batch_max);
         self.orphans(orphans);
     }
@@ -188,9 +192,10 @@ impl SessionCore {
         self.log.last_seq()
     }
 
-    /// The server is shutting down: no new messages are admitted.
+    /// The server is shutting down or the account is being deleted: no new messages are
+    /// admitted.
     pub(crate) fn is_draining(&self) -> bool {
-        self.draining
+        self.closing.is_some()
     }
 
     /// Runs waiting in a queue (for the metrics).
@@ -228,7 +233,7 @@ impl SessionCore {
             })
             .collect();
         ServerFrame::Connected {
-            user_id: self.user_id.clone(),
+            user_id: self.user_id.subject_id(),
             connection_id: conn_id.to_string(),
             last_seq: self.last_seq(),
             protocol: PROTOCOL_VERSION,
@@ -326,11 +331,25 @@ impl SessionCore {
     /// The server drains: refuse new messages, and report `Drained` once every run has
     /// ended and every event is stored.
     pub(crate) fn drain(&mut self) {
-        self.draining = true;
+        self.close_to_messages(Refusal::ShuttingDown);
+    }
+
+    /// The user deletes their account: refuse new messages, cancel every run now
+    /// (`run_cancelled`, reason `user`), and report `Drained` once all have ended and every
+    /// event is stored.
+    pub(crate) fn delete_account(&mut self) {
+        self.close_to_messages(Refusal::AccountDeleting);
+        self.cancel_all(CancelReason::User);
+    }
+
+    /// No new message is admitted from now on (those waiting are refused with `refusal`);
+    /// `Drained` is reported once every run has ended and every event is stored.
+    fn close_to_messages(&mut self, refusal: Refusal) {
         self.drain_wanted = true;
         for (conn_id, _) in self.admission.take_waiting() {
-            self.refuse(conn_id, &Refusal::ShuttingDown, None);
+            self.refuse(conn_id, &refusal, None);
         }
+        self.closing.get_or_insert(refusal);
         self.check_drained();
     }
 

@@ -129,6 +129,12 @@ impl SessionCore {
 
     /// The drain's grace period is over: cancel what still runs.
     pub(crate) fn grace_over(&mut self) {
+        self.cancel_all(CancelReason::Shutdown);
+    }
+
+    /// Cancels every live run for `reason`: queued ones end at once, running ones are asked
+    /// to stop.
+    pub(super) fn cancel_all(&mut self, reason: CancelReason) {
         for run_id in self.runs.ids() {
             let Some(run) = self.runs.get(run_id) else {
                 continue;
@@ -136,12 +142,9 @@ impl SessionCore {
             let thread_id = run.thread_id();
             match run.phase() {
                 Phase::Queued(_) | Phase::Starting => {
-                    let outcome = RunOutcome::Cancelled {
-                        reason: CancelReason::Shutdown,
-                    };
-                    self.end_run(run_id, thread_id, outcome);
+                    self.end_run(run_id, thread_id, RunOutcome::Cancelled { reason });
                 }
-                Phase::Running => self.cancel_running(run_id, CancelReason::Shutdown),
+                Phase::Running => self.cancel_running(run_id, reason),
                 Phase::Ending => {}
             }
         }

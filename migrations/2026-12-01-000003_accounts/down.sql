@@ -1,0 +1,2 @@
+DROP TABLE account_purges;
+DROP TABLE accounts;
