@@ -180,8 +180,7 @@ impl Server {
         let arbiters: Vec<Arbiter> = (0..config.session_arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
-        let housekeeper =
-            Housekeeper::new(db.clone(), config.bulk_chunk, config.housekeeping_interval).start();
+        let housekeeper = Housekeeper::new(db.clone(), &config).start();
         let deps = SessionDeps {
             housekeeper: housekeeper.recipient(),
             config: config.clone(),

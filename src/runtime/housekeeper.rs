@@ -1,8 +1,9 @@
 //! `Housekeeper`: the deletions nobody waits for. Deleted accounts' rows (listed in
-//! `account_purges` by `DELETE /api/account`) are purged a chunk per transaction on the
-//! account's writer, so other users' batches go in between and no transaction grows with what
-//! an account held. It sweeps at start (finishing what a stopped process left), every
-//! `housekeeping_interval`, and when told (`Sweep`).
+//! `account_purges` by `DELETE /api/account`) are purged, and with retention configured, events
+//! of ended runs and usage records older than it are removed (`repo::retention`) — each a
+//! chunk per transaction on the user's writer, so other users' batches go in between and no
+//! transaction grows with what a user holds. It sweeps at start (finishing what a stopped
+//! process left), every `housekeeping_interval`, and when told (`Sweep`).
 //!
 //! It owns only whether a sweep is running and whether another was asked for meanwhile.
 
@@ -10,6 +11,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::clock::now_ms;
+use crate::config::Config;
 use crate::context::UserId;
 use crate::store::{Db, StoreError, repo};
 
@@ -18,12 +21,23 @@ use crate::store::{Db, StoreError, repo};
 #[rtype(result = "()")]
 pub struct Sweep;
 
+/// What a sweep does: rows per transaction, and how long events and usage records are kept.
+#[derive(Debug, Clone, Copy)]
+struct Rules {
+    /// Rows deleted per transaction.
+    chunk: i64,
+    /// Events of ended runs older than this go (never, if `None`).
+    retain_events: Option<Duration>,
+    /// Usage records older than this go (never, if `None`).
+    retain_usage: Option<Duration>,
+}
+
 /// The background deleter.
 pub struct Housekeeper {
     /// Where the deletions run.
     db: Db,
-    /// Rows deleted per transaction.
-    chunk: i64,
+    /// What a sweep deletes.
+    rules: Rules,
     /// Time between sweeps.
     every: Duration,
     /// A sweep is in progress.
@@ -33,12 +47,17 @@ pub struct Housekeeper {
 }
 
 impl Housekeeper {
-    /// Sweeps every `every`, deleting at most `chunk` rows per transaction.
-    pub fn new(db: Db, chunk: usize, every: Duration) -> Self {
+    /// Sweeps every `housekeeping_interval`, deleting at most `bulk_chunk` rows per
+    /// transaction, with `config`'s retention.
+    pub fn new(db: Db, config: &Config) -> Self {
         Self {
             db,
-            chunk: chunk.max(1) as i64,
-            every,
+            rules: Rules {
+                chunk: config.bulk_chunk.max(1) as i64,
+                retain_events: config.retain_events,
+                retain_usage: config.retain_usage,
+            },
+            every: config.housekeeping_interval,
             sweeping: false,
             again: false,
         }
@@ -49,14 +68,12 @@ impl Housekeeper {
             self.again = true;
             return;
         }
-        let (db, chunk) = (self.db.clone(), self.chunk);
-        let sweep = async move { purge_deleted_accounts(&db, chunk).await };
+        let (db, rules) = (self.db.clone(), self.rules);
+        let sweep = async move { sweep(&db, rules).await };
         ctx.spawn(sweep.into_actor(self).map(|result, act, ctx| {
             act.sweeping = false;
-            match result {
-                Ok(0) => {}
-                Ok(n) => log::info!("purged {n} row(s) of deleted accounts"),
-                Err(e) => log::error!("purging deleted accounts stopped: {e}; next sweep resumes"),
+            if let Err(e) = result {
+                log::error!("housekeeping stopped: {e}; the next sweep resumes");
             }
             if std::mem::take(&mut act.again) {
                 act.sweep(ctx);
@@ -84,6 +101,109 @@ impl Handler<Sweep> for Housekeeper {
     }
 }
 
+/// One sweep: deleted accounts, then retention.
+async fn sweep(db: &Db, rules: Rules) -> Result<(), StoreError> {
+    let purged = purge_deleted_accounts(db, rules.chunk).await?;
+    if purged > 0 {
+        log::info!("purged {purged} row(s) of deleted accounts");
+    }
+    if let Some(keep) = rules.retain_events {
+        let dropped = drop_old_events(db, cutoff(keep), rules.chunk).await?;
+        if dropped > 0 {
+            log::info!("retention: removed {dropped} event(s) older than {keep:?}");
+        }
+    }
+    if let Some(keep) = rules.retain_usage {
+        let dropped = drop_old_usage(db, cutoff(keep), rules.chunk).await?;
+        if dropped > 0 {
+            log::info!("retention: removed {dropped} usage record(s) older than {keep:?}");
+        }
+    }
+    Ok(())
+}
+
+/// The epoch ms before which rows kept for `keep` have expired.
+fn cutoff(keep: Duration) -> i64 {
+    now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Removes every user's events past retention, user by user; returns how many.
+async fn drop_old_events(db: &Db, cutoff: i64, chunk: i64) -> Result<usize, StoreError> {
+    let mut dropped = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let from = after.take();
+        let next = db
+            .read(move |conn| {
+                Ok(repo::retention::next_user_with_events(
+                    conn,
+                    from.as_deref(),
+                )?)
+            })
+            .await?;
+        let Some(raw) = next else {
+            return Ok(dropped);
+        };
+        if let Ok(user) = UserId::from_stored(&raw) {
+            dropped += until_none(db, &user, move |conn, user| {
+                Ok(repo::retention::drop_old_events(conn, user, cutoff, chunk)?)
+            })
+            .await?;
+        }
+        after = Some(raw);
+    }
+}
+
+/// Removes every user's usage records past retention, user by user; returns how many.
+async fn drop_old_usage(db: &Db, cutoff: i64, chunk: i64) -> Result<usize, StoreError> {
+    let mut dropped = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let from = after.take();
+        let users = db
+            .read(move |conn| {
+                Ok(repo::retention::users_with_usage(
+                    conn,
+                    from.as_deref(),
+                    100,
+                )?)
+            })
+            .await?;
+        let Some(last) = users.last().cloned() else {
+            return Ok(dropped);
+        };
+        for raw in users {
+            if let Ok(user) = UserId::from_stored(&raw) {
+                dropped += until_none(db, &user, move |conn, user| {
+                    Ok(repo::retention::drop_old_usage(conn, user, cutoff, chunk)?)
+                })
+                .await?;
+            }
+        }
+        after = Some(last);
+    }
+}
+
+/// Runs `chunk` for `user` on the user's writer, a transaction each time, until it deletes
+/// nothing; returns the rows deleted.
+async fn until_none<F>(db: &Db, user: &UserId, chunk: F) -> Result<usize, StoreError>
+where
+    F: Fn(&mut crate::store::DbConnection, &UserId) -> Result<usize, StoreError>
+        + Clone
+        + Send
+        + 'static,
+{
+    let mut deleted = 0;
+    loop {
+        let (of, step) = (user.clone(), chunk.clone());
+        let n = db.run_as(user, move |conn| step(conn, &of)).await?;
+        if n == 0 {
+            return Ok(deleted);
+        }
+        deleted += n;
+    }
+}
+
 /// Purges every deleted account listed, a chunk per transaction; returns the rows deleted.
 async fn purge_deleted_accounts(db: &Db, chunk: i64) -> Result<usize, StoreError> {
     let keys = db.read(|conn| Ok(repo::accounts::purges(conn)?)).await?;
@@ -93,19 +213,11 @@ async fn purge_deleted_accounts(db: &Db, chunk: i64) -> Result<usize, StoreError
             log::error!("account_purges holds {raw:?}, which is no account key: left alone");
             continue;
         };
-        loop {
-            let of = key.clone();
-            let deleted = db
-                .run_as(&key, move |conn| {
-                    Ok(repo::accounts::purge_chunk(conn, &of, chunk)?)
-                })
-                .await?;
-            if deleted == 0 {
-                log::info!("user={key} deleted account purged");
-                break;
-            }
-            purged += deleted;
-        }
+        purged += until_none(db, &key, move |conn, key| {
+            Ok(repo::accounts::purge_chunk(conn, key, chunk)?)
+        })
+        .await?;
+        log::info!("user={key} deleted account purged");
     }
     Ok(purged)
 }

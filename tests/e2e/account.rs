@@ -4,8 +4,6 @@
 //! until none is left in any table; another user's data is untouched. A deletion waits for
 //! nothing: an upload in flight makes it answer 429 instead.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use crate::export::{export_of, use_enclave};
@@ -49,19 +47,12 @@ fn rows_of_user(db: &TestDb, user: &str) -> Vec<i64> {
 /// Waits (bounded) until nothing of the account `key` is left in any table, nor in the purge
 /// list: the background purge is done.
 async fn purged(db: &TestDb, key: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(&format!("{key} purged from {TABLES:?}"), || {
         let left = rows_of_user(db, key);
         let listed = rows_where(db, "account_purges", "user_key", key);
-        if left.iter().all(|n| *n == 0) && listed == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{key}: still {left:?} in {TABLES:?}, listed {listed}"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+        (left.iter().all(|n| *n == 0) && listed == 0, (left, listed))
+    })
+    .await;
 }
 
 /// The export's lines without the time it was made.
@@ -197,11 +188,11 @@ async fn a_deletion_during_an_upload_is_refused_until_it_ends(db: TestDb) {
     let sending = upload(&app, "dave", "application/x-ndjson", "", rows);
     let deleting = async {
         // The upload has begun once its pending row is stored; it then takes 12 × 300 ms.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while rows_of(&db, "pending_uploads", "dave") == 0 {
-            assert!(Instant::now() < deadline, "the upload never began");
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually("the upload began", || {
+            let pending = rows_of(&db, "pending_uploads", "dave");
+            (pending > 0, pending)
+        })
+        .await;
         http_delete(&app, "/api/account", "dave").await
     };
     let ((status, answer, _), (refused, why)) = futures_util::future::join(sending, deleting).await;

@@ -924,6 +924,23 @@ pub async fn metric(app: &TestApp, name: &str) -> f64 {
         .unwrap()
 }
 
+/// Waits until `holds` (a look at the database, say) is true of work the server does in the
+/// background, looking every 20 ms; fails after a minute, naming `what` and the last answer.
+pub async fn eventually<T: std::fmt::Debug>(what: &str, mut look: impl FnMut() -> (bool, T)) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (holds, seen) = look();
+        if holds {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: never happened; last seen {seen:?}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `DELETE path` as `user`: the status and the JSON body (null if none).
 pub async fn http_delete(app: &TestApp, path: &str, user: &str) -> (u16, Value) {
     let mut resp = awc::Client::default()

@@ -31,6 +31,7 @@ mod passivation;
 mod quota;
 mod report;
 mod restart;
+mod retention;
 mod runs;
 mod server_cap;
 mod storage_faults;

@@ -3,7 +3,9 @@
 //!
 //! The replay covers `(after_seq, through]`, where `through` is the session's last durable
 //! `seq` when the replay starts; live frames that become durable meanwhile wait in the
-//! socket's `Replay` and follow `resumed {through_seq}`.
+//! socket's `Replay` and follow `resumed {through_seq}`. Events retention removed are a prefix
+//! of the sequence: a replay that starts before the oldest kept is told `truncated
+//! {oldest_seq}` first.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,8 +114,18 @@ impl UserSession {
             };
             let last = events.last().map(|e| e.seq);
             let full_page = events.len() as i64 == limit;
-            if !events.is_empty() {
-                let frames: Frames = events.iter().map(|e| Arc::from(e.to_frame())).collect();
+            if let Some(first) = events.first() {
+                // Retention removed the events before `first` (a prefix: the rest has no hole).
+                let truncated = (first.seq > after + 1).then(|| {
+                    let frame = ServerFrame::Truncated {
+                        oldest_seq: first.seq,
+                    };
+                    Arc::from(frame.to_frame())
+                });
+                let frames: Frames = truncated
+                    .into_iter()
+                    .chain(events.iter().map(|e| Arc::from(e.to_frame())))
+                    .collect();
                 act.sockets.deliver(conn_id, frames);
             }
             let step = match last {

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod approvals;
 pub mod events;
 pub mod pages;
+pub mod retention;
 pub mod runs;
 pub mod threads;
 pub mod upload_keys;

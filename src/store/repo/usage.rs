@@ -187,6 +187,24 @@ pub fn purge_chunk(conn: &mut DbConnection, user: &UserId, limit: i64) -> QueryR
     delete_records(conn, user, &ids)
 }
 
+/// Deletes up to `limit` visible records of `user` whose `ts` is before `cutoff` (retention);
+/// returns how many.
+pub fn delete_older_chunk(
+    conn: &mut DbConnection,
+    user: &UserId,
+    cutoff: i64,
+    limit: i64,
+) -> QueryResult<usize> {
+    let ids: Vec<String> = dsl::usage_records
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::ts.lt(cutoff))
+        .filter(visible())
+        .select(dsl::record_id)
+        .limit(limit)
+        .load(conn)?;
+    delete_records(conn, user, &ids)
+}
+
 /// Deletes the records of `user` named by `ids` and counts them off; returns how many.
 fn delete_records(conn: &mut DbConnection, user: &UserId, ids: &[String]) -> QueryResult<usize> {
     if ids.is_empty() {
