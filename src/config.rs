@@ -264,6 +264,17 @@ impl Config {
         }
         env_ms_into("ENCLAVE_HOUSEKEEPING_MS", &mut c.housekeeping_interval)?;
         c.retain_events = env_duration("ENCLAVE_RETAIN_EVENTS")?;
+        if let Some(keep) = c.retain_events
+            && keep < MIN_RETAIN_EVENTS
+        {
+            return Err(ConfigError {
+                name: "ENCLAVE_RETAIN_EVENTS".into(),
+                value: format!("{keep:?}"),
+                reason: "events must be kept at least a day (1d): a repeated client_msg_id \
+                         is answered from them for 24 hours"
+                    .into(),
+            });
+        }
         c.retain_usage = env_duration("ENCLAVE_RETAIN_USAGE")?;
         env_into(
             "ENCLAVE_SYNTHETIC_APPROVAL_THRESHOLD",
@@ -344,10 +355,13 @@ fn env_opt(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-/// `env_into` for a duration given in milliseconds.
-/// The duration (`30s`, `15m`, `24h`, `7d`) in `name`, if it is set.
+/// The shortest `ENCLAVE_RETAIN_EVENTS`: PROTOCOL.md §2 answers a repeated `client_msg_id`
+/// from its stored acceptance for 24 hours.
+const MIN_RETAIN_EVENTS: Duration = Duration::from_secs(24 * 3600);
+
+/// The duration (`30s`, `15m`, `24h`, `7d`) in `name`, if it is set and not empty.
 fn env_duration(name: &str) -> Result<Option<Duration>, ConfigError> {
-    let Ok(raw) = std::env::var(name) else {
+    let Some(raw) = env_opt(name) else {
         return Ok(None);
     };
     parse_duration(&raw)
@@ -359,6 +373,7 @@ fn env_duration(name: &str) -> Result<Option<Duration>, ConfigError> {
         })
 }
 
+/// `env_into` for a duration given in milliseconds.
 fn env_ms_into(name: &str, value: &mut Duration) -> Result<(), ConfigError> {
     let mut ms = value.as_millis() as u64;
     env_into(name, &mut ms)?;

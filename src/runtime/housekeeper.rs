@@ -63,9 +63,11 @@ impl Housekeeper {
         }
     }
 
-    fn sweep(&mut self, ctx: &mut Context<Self>) {
+    /// Sweeps now, unless a sweep is running: then another follows it if `asked` (a `Sweep`
+    /// message), while a timer's tick is simply skipped.
+    fn sweep(&mut self, ctx: &mut Context<Self>, asked: bool) {
         if std::mem::replace(&mut self.sweeping, true) {
-            self.again = true;
+            self.again |= asked;
             return;
         }
         let (db, rules) = (self.db.clone(), self.rules);
@@ -76,7 +78,7 @@ impl Housekeeper {
                 log::error!("housekeeping stopped: {e}; the next sweep resumes");
             }
             if std::mem::take(&mut act.again) {
-                act.sweep(ctx);
+                act.sweep(ctx, false);
             }
         }));
     }
@@ -86,9 +88,9 @@ impl Actor for Housekeeper {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.sweep(ctx);
+        self.sweep(ctx, false);
         ctx.run_interval(self.every.max(Duration::from_millis(10)), |act, ctx| {
-            act.sweep(ctx)
+            act.sweep(ctx, false)
         });
     }
 }
@@ -97,7 +99,7 @@ impl Handler<Sweep> for Housekeeper {
     type Result = ();
 
     fn handle(&mut self, _: Sweep, ctx: &mut Context<Self>) {
-        self.sweep(ctx);
+        self.sweep(ctx, true);
     }
 }
 
@@ -145,10 +147,18 @@ async fn drop_old_events(db: &Db, cutoff: i64, chunk: i64) -> Result<usize, Stor
             return Ok(dropped);
         };
         if let Ok(user) = UserId::from_stored(&raw) {
-            dropped += until_none(db, &user, move |conn, user| {
-                Ok(repo::retention::drop_old_events(conn, user, cutoff, chunk)?)
-            })
-            .await?;
+            // Looked at on a reader first: most users have nothing to remove most of the time,
+            // and the writer is everyone's.
+            let of = user.clone();
+            let due = db
+                .read(move |conn| Ok(repo::retention::events_due(conn, &of, cutoff)?))
+                .await?;
+            if due {
+                dropped += until_none(db, &user, move |conn, user| {
+                    Ok(repo::retention::drop_old_events(conn, user, cutoff, chunk)?)
+                })
+                .await?;
+            }
         }
         after = Some(raw);
     }
@@ -173,7 +183,14 @@ async fn drop_old_usage(db: &Db, cutoff: i64, chunk: i64) -> Result<usize, Store
             return Ok(dropped);
         };
         for raw in users {
-            if let Ok(user) = UserId::from_stored(&raw) {
+            let Ok(user) = UserId::from_stored(&raw) else {
+                continue;
+            };
+            let of = user.clone();
+            let due = db
+                .read(move |conn| Ok(repo::retention::usage_due(conn, &of, cutoff)?))
+                .await?;
+            if due {
                 dropped += until_none(db, &user, move |conn, user| {
                     Ok(repo::retention::drop_old_usage(conn, user, cutoff, chunk)?)
                 })

@@ -54,6 +54,21 @@ fn token_refuses_without_a_secret_or_with_a_bad_user() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown unit"));
+    // Retention shorter than the 24 hours a client_msg_id is answered for is refused.
+    let out = enclave()
+        .args([
+            "serve",
+            "--database",
+            "sqlite:///nonexistent/never-opened.db",
+        ])
+        .env("ENCLAVE_JWT_SECRET", "cli-secret")
+        .env("ENCLAVE_RETAIN_EVENTS", "12h")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ENCLAVE_RETAIN_EVENTS"), "{stderr}");
+    assert!(stderr.contains("at least a day"), "{stderr}");
 }
 
 #[test]

@@ -63,7 +63,10 @@ async fn export_lines(app: &TestApp, user: &str) -> Vec<Value> {
 }
 
 async fn a_deleted_account_is_gone_at_once_and_purged_in_the_background(db: TestDb) {
-    let app = TestApp::spawn(&db).await;
+    let mut config = test_config(&db);
+    // Two rows per transaction: the purge takes many chunks.
+    config.bulk_chunk = 2;
+    let app = TestApp::spawn_with(config).await;
     use_enclave(&app, "alice", "alice").await;
     use_enclave(&app, "bob", "bob").await;
     upload_keyed(&app, "alice", "part-1").await;
@@ -119,9 +122,9 @@ async fn a_deleted_account_is_gone_at_once_and_purged_in_the_background(db: Test
         }
     }
 
-    // A new start: no history, `seq` from 1, the same ids and upload key are new again.
-    let mut ws = app.ws("alice").await;
-    let connected = ws.recv().await;
+    // A new start: no history, `seq` from 1, the same ids and upload key are new again. (Like
+    // any client after a 4009, it reconnects should the old session still be stopping.)
+    let (mut ws, connected) = WsClient::reconnect_after_restart(&app, "alice").await;
     assert_eq!(connected["user_id"], "alice");
     assert_eq!(connected["last_seq"], 0, "{connected}");
     assert_eq!(connected["active_runs"], json!([]));
@@ -154,8 +157,7 @@ on_both_backends!(a_deleted_account_is_gone_at_once_and_purged_in_the_background
 async fn an_account_deleted_twice_starts_afresh_each_time(db: TestDb) {
     let app = TestApp::spawn(&db).await;
     for generation in 0..3 {
-        let mut ws = app.ws("carol").await;
-        let connected = ws.recv().await;
+        let (mut ws, connected) = WsClient::reconnect_after_restart(&app, "carol").await;
         assert_eq!(
             connected["last_seq"], 0,
             "generation {generation}: {connected}"

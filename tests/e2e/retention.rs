@@ -25,9 +25,25 @@ fn first_seq_of(frames: &[Value], run_id: &Value) -> i64 {
 async fn ended_runs_events_go_and_a_replay_says_truncated(db: TestDb) {
     let mut config = test_config(&db);
     // Everything older than now has expired: only what must stay stays.
+    // (Below the day `ENCLAVE_RETAIN_EVENTS` allows: set here directly.)
     config.retain_events = Some(Duration::ZERO);
     config.housekeeping_interval = Duration::from_millis(20);
+    // Replays of two events a page: the truncated replay spans pages.
+    config.replay_page = 2;
+    config.faults = "triage:slow:600000@bob".into();
     let app = TestApp::spawn_with(config).await;
+    // bob's run stays running (its triage is slow); zed's ends.
+    let mut bob = app.ws("bob").await;
+    bob.recv().await;
+    bob.say("cut my LLM costs by 30%").await;
+    let bobs = bob.recv_until(|f| f["type"] == "agent_started").await;
+    let bobs_run = bobs.last().unwrap()["run_id"].as_str().unwrap().to_owned();
+    let bobs_run_events = bobs.iter().filter(|f| f["run_id"] == bobs_run).count() as i64;
+    let mut zed = app.ws("zed").await;
+    zed.recv().await;
+    zed.say("cut my LLM costs by 30%").await;
+    zed.recv_runs(1).await;
+    zed.close().await;
     let mut ws = app.ws("alice").await;
     ws.recv().await;
     ws.say("cut my LLM costs by 30%").await;
@@ -86,6 +102,19 @@ async fn ended_runs_events_go_and_a_replay_says_truncated(db: TestDb) {
     let next = ws.recv_runs(1).await;
     assert_gapless(&sequenced(&next), end_seq + 1);
     ws.close().await;
+
+    // Users are swept in id order: once zed is down to one event, bob has been swept too, and
+    // every event of his running run is still there.
+    eventually("zed's ended run removed", || {
+        let n = rows_of(&db, "events", "zed");
+        (n == 1, n)
+    })
+    .await;
+    assert_eq!(
+        rows_where(&db, "events", "run_id", &bobs_run),
+        bobs_run_events
+    );
+    bob.close().await;
     other.close().await;
     app.stop().await;
 }

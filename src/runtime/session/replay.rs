@@ -5,7 +5,8 @@
 //! `seq` when the replay starts; live frames that become durable meanwhile wait in the
 //! socket's `Replay` and follow `resumed {through_seq}`. Events retention removed are a prefix
 //! of the sequence: a replay that starts before the oldest kept is told `truncated
-//! {oldest_seq}` first.
+//! {oldest_seq}` first (and, should retention remove the events a later page was about to
+//! read, before that page).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,25 +104,27 @@ impl UserSession {
     ) {
         let limit = self.deps.config.replay_page.max(1);
         let read = move |conn: &mut _, user: &_| {
-            Ok(repo::events::range(conn, user, after, through, limit)?)
+            let oldest = repo::events::oldest_seq(conn, user)?;
+            Ok((
+                oldest,
+                repo::events::range(conn, user, after, through, limit)?,
+            ))
         };
-        self.read_then(ctx, "replay", read, move |act, ctx, events| {
+        self.read_then(ctx, "replay", read, move |act, ctx, page| {
             if !act.sockets.replaying(conn_id, generation) {
                 return;
             }
-            let Ok(events) = events else {
+            let Ok((oldest, events)) = page else {
                 return act.finish_replay(conn_id, Err(Refusal::ReplayUnreadable));
             };
             let last = events.last().map(|e| e.seq);
             let full_page = events.len() as i64 == limit;
-            if let Some(first) = events.first() {
-                // Retention removed the events before `first` (a prefix: the rest has no hole).
-                let truncated = (first.seq > after + 1).then(|| {
-                    let frame = ServerFrame::Truncated {
-                        oldest_seq: first.seq,
-                    };
-                    Arc::from(frame.to_frame())
-                });
+            // Retention removed the events before `oldest` (a prefix: the rest has no hole),
+            // this page's among them: say where the events go on from.
+            let truncated = oldest
+                .filter(|oldest| *oldest > after + 1)
+                .map(|oldest_seq| Arc::from(ServerFrame::Truncated { oldest_seq }.to_frame()));
+            if truncated.is_some() || !events.is_empty() {
                 let frames: Frames = truncated
                     .into_iter()
                     .chain(events.iter().map(|e| Arc::from(e.to_frame())))

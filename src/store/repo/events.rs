@@ -66,6 +66,14 @@ pub fn last_seq(conn: &mut DbConnection, user: &UserId) -> QueryResult<i64> {
     Ok(last.unwrap_or(0))
 }
 
+/// The lowest `seq` of `user`'s stored events (retention removes a prefix), if any.
+pub fn oldest_seq(conn: &mut DbConnection, user: &UserId) -> QueryResult<Option<i64>> {
+    dsl::events
+        .filter(dsl::user_id.eq(user.as_str()))
+        .select(diesel::dsl::min(dsl::seq))
+        .first(conn)
+}
+
 /// Events with `after < seq <= through`, oldest first, at most `limit`.
 pub fn range(
     conn: &mut DbConnection,

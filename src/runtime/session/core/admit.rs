@@ -147,6 +147,17 @@ impl SessionCore {
             }
             return;
         };
+        if let Some(closing) = self.closing.clone() {
+            // The session closed while the slot was asked for (a drain, the account's
+            // deletion): nothing of the message may be stored now.
+            if answer.is_ok() {
+                self.effects.push(Effect::ReleaseSlot(run_id));
+            }
+            let key = acquiring.message.client_msg_id.clone();
+            self.turn_away(acquiring.conn_id, key.as_deref(), &closing);
+            self.admit_next();
+            return self.check_drained();
+        }
         let acceptance = match answer {
             Ok(SlotAnswer::Granted) => Acceptance::Start,
             Ok(SlotAnswer::Waiting) if acquiring.granted => Acceptance::Start,

@@ -353,8 +353,12 @@ impl SessionCore {
         self.check_drained();
     }
 
-    fn check_drained(&mut self) {
-        if self.drain_wanted && self.runs.is_empty() && self.log.is_settled() {
+    pub(super) fn check_drained(&mut self) {
+        let quiet = self.runs.is_empty()
+            && self.approvals.is_empty()
+            && self.acquiring.is_none()
+            && self.log.is_settled();
+        if self.drain_wanted && quiet {
             self.drain_wanted = false;
             self.effects.push(Effect::Drained);
         }

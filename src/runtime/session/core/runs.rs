@@ -158,6 +158,9 @@ impl SessionCore {
         thread_id: ThreadId,
         durable: oneshot::Sender<()>,
     ) -> Result<(), Refusal> {
+        if let Some(closing) = &self.closing {
+            return Err(closing.clone());
+        }
         if self.runs.any_on_thread(thread_id) {
             return Err(Refusal::ThreadActive);
         }
@@ -297,8 +300,11 @@ impl SessionCore {
 
     /// Records how a run ended: its terminal event and its row change, in one batch.
     pub(super) fn end_run(&mut self, run_id: RunId, thread_id: ThreadId, outcome: RunOutcome) {
-        if let Some(approval_id) = self.approvals.of_run(run_id) {
-            self.resolve_approval(approval_id, ApprovalOutcome::Cancelled);
+        // Every approval of the run, should its agent have asked again without waiting.
+        while let Some(approval_id) = self.approvals.of_run(run_id) {
+            if !self.resolve_approval(approval_id, ApprovalOutcome::Cancelled) {
+                break;
+            }
         }
         if let Some(ended) = self.runs.end(run_id)
             && ended.held_slot

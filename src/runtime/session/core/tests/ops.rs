@@ -59,6 +59,8 @@ pub(super) enum Op {
     /// The server drains (`Drain`), and later its grace period ends.
     Drain,
     GraceOver,
+    /// The user deletes their account (`DeleteAccount`): every run is cancelled at once.
+    DeleteAccount,
     Reattach {
         conn: usize,
     },
@@ -85,6 +87,8 @@ pub(super) fn op() -> impl Strategy<Value = Op> {
         1 => (0..SOCKETS).prop_map(|conn| Op::Reattach { conn }),
         1 => proptest::bool::weighted(0.05).prop_map(|drain| if drain { Op::Drain } else { Op::Rested }),
         1 => Just(Op::GraceOver),
+        1 => proptest::bool::weighted(0.05)
+            .prop_map(|delete| if delete { Op::DeleteAccount } else { Op::Rested }),
         2 => Just(Op::OtherTakes),
         2 => Just(Op::OtherFrees),
     ]
@@ -200,6 +204,10 @@ impl World {
                 if self.drain_asked {
                     self.core.grace_over();
                 }
+            }
+            Op::DeleteAccount => {
+                self.drain_asked = true;
+                self.core.delete_account();
             }
         }
         self.perform();

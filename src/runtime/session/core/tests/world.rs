@@ -120,6 +120,8 @@ impl World {
             match effect {
                 Effect::Write(batch) => {
                     assert!(self.in_flight.is_none(), "one batch in flight");
+                    // What a drained session writes would land after a deletion's transaction.
+                    assert!(!self.drained, "nothing is written once drained");
                     self.in_flight = Some(batch);
                 }
                 Effect::Rest(_) => self.resting = true,
