@@ -212,3 +212,25 @@ async fn a_deletion_during_an_upload_is_refused_until_it_ends(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(a_deletion_during_an_upload_is_refused_until_it_ends);
+
+async fn a_purge_left_by_a_stopped_server_is_finished_at_the_next_start(db: TestDb) {
+    let app = TestApp::spawn(&db).await;
+    use_enclave(&app, "frank", "frank").await;
+    app.stop().await;
+    // The process stopped right after a deletion's transaction, before its purge.
+    execute(
+        &db,
+        "INSERT INTO accounts (user_id, generation, deleted_at) VALUES ('frank', 1, 0)",
+    );
+    execute(
+        &db,
+        "INSERT INTO account_purges (user_key, requested_at) VALUES ('frank', 0)",
+    );
+    assert!(rows_of(&db, "events", "frank") > 0);
+    let app = TestApp::spawn(&db).await;
+    purged(&db, "frank").await;
+    let (_, threads) = app.get("/api/threads", Some(&app.token("frank"))).await;
+    assert_eq!(threads, json!({"threads": []}));
+    app.stop().await;
+}
+on_both_backends!(a_purge_left_by_a_stopped_server_is_finished_at_the_next_start);

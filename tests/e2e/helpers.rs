@@ -979,6 +979,23 @@ pub fn rows_where(db: &TestDb, table: &str, column: &str, value: &str) -> i64 {
     counted.n
 }
 
+/// Runs `sql` (no binds) on the database itself, as an operator or a crashed process would
+/// have left it.
+pub fn execute(db: &TestDb, sql: &str) {
+    if db.url.starts_with("postgres") {
+        let mut conn = PgConnection::establish(&db.url).unwrap();
+        diesel::sql_query(sql).execute(&mut conn).unwrap();
+    } else {
+        let path = db.url.trim_start_matches("sqlite://");
+        let mut conn = diesel::sqlite::SqliteConnection::establish(path).unwrap();
+        // The stopped server's connections may still be closing.
+        diesel::sql_query("PRAGMA busy_timeout = 10000")
+            .execute(&mut conn)
+            .unwrap();
+        diesel::sql_query(sql).execute(&mut conn).unwrap();
+    }
+}
+
 /// Rows of `user` stored in `table`.
 pub fn rows_of(db: &TestDb, table: &str, user: &str) -> i64 {
     rows_where(db, table, "user_id", user)
