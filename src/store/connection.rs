@@ -148,10 +148,13 @@ impl r2d2::ManageConnection for ConnectionManager {
         match &self.backend {
             Backend::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
+                // `temp_store = MEMORY`: a multi-row insert inside a transaction keeps a
+                // statement journal (to undo just that statement); on disk that was a temporary
+                // file created, written page by page and deleted for every chunk of an upload.
                 conn.batch_execute(&format!(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
                      PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; \
-                     PRAGMA cache_size = -{SQLITE_CACHE_KIB};",
+                     PRAGMA cache_size = -{SQLITE_CACHE_KIB}; PRAGMA temp_store = MEMORY;",
                     self.sync.pragma(),
                     self.busy_timeout.as_millis()
                 ))?;

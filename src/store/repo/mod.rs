@@ -11,3 +11,4 @@ pub mod threads;
 pub mod upload_keys;
 pub mod usage;
 pub mod usage_pass;
+pub mod usage_pg;

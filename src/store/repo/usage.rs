@@ -75,14 +75,47 @@ pub fn insert_new_in(
     now: i64,
 ) -> Result<Inserted, StoreError> {
     let Destination { source, upload, .. } = to;
+    // Time-ordered ids, so new records go at the end of the primary key's B-tree instead of at
+    // random pages of it.
+    let ids: Vec<String> = records
+        .iter()
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    let accepted = match conn {
+        DbConnection::Pg(c) => {
+            super::usage_pg::insert(c, user, records, ids, (source, now, upload))?
+        }
+        DbConnection::Sqlite(_) => insert_values(conn, user, records, &ids, to, now)?,
+    };
+    let duplicates = records.len() - accepted;
+    let held = add_to_count(conn, user, accepted as i64)?;
+    if u64::try_from(held).unwrap_or(0) > to.max_records {
+        return Err(StoreError::QuotaExceeded {
+            limit: to.max_records,
+        });
+    }
+    Ok(Inserted {
+        accepted,
+        duplicates,
+    })
+}
+
+/// The records as multi-row `INSERT`s of `CHUNK` rows (SQLite); returns how many were stored.
+fn insert_values(
+    conn: &mut DbConnection,
+    user: &UserId,
+    records: &[UsageRecord],
+    ids: &[String],
+    to: Destination<'_>,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let Destination { source, upload, .. } = to;
     let mut rows = Vec::with_capacity(records.len());
-    for record in records {
+    for (record, id) in records.iter().zip(ids) {
         // One stored record: the record, whose user and source it is, and the upload it
         // belongs to (invisible while that upload is pending).
         rows.push((
-            // Time-ordered, so new records go at the end of the primary key's B-tree instead
-            // of at random pages of it.
-            dsl::record_id.eq(uuid::Uuid::now_v7().to_string()),
+            dsl::record_id.eq(id.as_str()),
             dsl::user_id.eq(user.as_str()),
             dsl::external_id.eq(record.external_id.as_deref()),
             dsl::ts.eq(record.ts),
@@ -105,8 +138,7 @@ pub fn insert_new_in(
     }
     // An id the user already has (or that came earlier in these records) is skipped by the
     // unique index on (user_id, external_id) itself: no lookup before the insert, and no plan
-    // for one to go wrong. MultiConnection has no multi-row INSERT, so each backend gets its
-    // own.
+    // for one to go wrong. MultiConnection has no multi-row INSERT, so the backend is named.
     let mut accepted = 0;
     for chunk in rows.chunks(CHUNK) {
         let insert = diesel::insert_into(dsl::usage_records)
@@ -118,17 +150,7 @@ pub fn insert_new_in(
             DbConnection::Pg(c) => insert.execute(c)?,
         };
     }
-    let duplicates = records.len() - accepted;
-    let held = add_to_count(conn, user, accepted as i64)?;
-    if u64::try_from(held).unwrap_or(0) > to.max_records {
-        return Err(StoreError::QuotaExceeded {
-            limit: to.max_records,
-        });
-    }
-    Ok(Inserted {
-        accepted,
-        duplicates,
-    })
+    Ok(accepted)
 }
 
 /// Lists `upload` as pending: its records stay invisible until `finish_upload`.
