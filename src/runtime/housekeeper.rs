@@ -14,7 +14,7 @@ use actix::prelude::*;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::context::UserId;
-use crate::store::{Db, StoreError, repo};
+use crate::store::{Db, DbConnection, StoreError, repo};
 
 /// Sweep now (an account was just deleted); a sweep already running is followed by another.
 #[derive(Message, Clone, Copy)]
@@ -147,18 +147,13 @@ async fn drop_old_events(db: &Db, cutoff: i64, chunk: i64) -> Result<usize, Stor
             return Ok(dropped);
         };
         if let Ok(user) = UserId::from_stored(&raw) {
-            // Looked at on a reader first: most users have nothing to remove most of the time,
-            // and the writer is everyone's.
-            let of = user.clone();
-            let due = db
-                .read(move |conn| Ok(repo::retention::events_due(conn, &of, cutoff)?))
-                .await?;
-            if due {
-                dropped += until_none(db, &user, move |conn, user| {
-                    Ok(repo::retention::drop_old_events(conn, user, cutoff, chunk)?)
-                })
-                .await?;
-            }
+            let due = move |conn: &mut DbConnection, user: &UserId| {
+                repo::retention::events_due(conn, user, cutoff)
+            };
+            dropped += drop_if_due(db, &user, due, move |conn, user| {
+                Ok(repo::retention::drop_old_events(conn, user, cutoff, chunk)?)
+            })
+            .await?;
         }
         after = Some(raw);
     }
@@ -186,29 +181,37 @@ async fn drop_old_usage(db: &Db, cutoff: i64, chunk: i64) -> Result<usize, Store
             let Ok(user) = UserId::from_stored(&raw) else {
                 continue;
             };
-            let of = user.clone();
-            let due = db
-                .read(move |conn| Ok(repo::retention::usage_due(conn, &of, cutoff)?))
-                .await?;
-            if due {
-                dropped += until_none(db, &user, move |conn, user| {
-                    Ok(repo::retention::drop_old_usage(conn, user, cutoff, chunk)?)
-                })
-                .await?;
-            }
+            let due = move |conn: &mut DbConnection, user: &UserId| {
+                repo::retention::usage_due(conn, user, cutoff)
+            };
+            dropped += drop_if_due(db, &user, due, move |conn, user| {
+                Ok(repo::retention::drop_old_usage(conn, user, cutoff, chunk)?)
+            })
+            .await?;
         }
         after = Some(last);
     }
+}
+
+/// Asks a reader whether `user` has anything `due` — most users have nothing to remove most of
+/// the time, and the writer is everyone's — and if so runs `chunk` until none is left.
+async fn drop_if_due<D, F>(db: &Db, user: &UserId, due: D, chunk: F) -> Result<usize, StoreError>
+where
+    D: FnOnce(&mut DbConnection, &UserId) -> diesel::QueryResult<bool> + Send + 'static,
+    F: Fn(&mut DbConnection, &UserId) -> Result<usize, StoreError> + Clone + Send + 'static,
+{
+    let of = user.clone();
+    if !db.read(move |conn| Ok(due(conn, &of)?)).await? {
+        return Ok(0);
+    }
+    until_none(db, user, chunk).await
 }
 
 /// Runs `chunk` for `user` on the user's writer, a transaction each time, until it deletes
 /// nothing; returns the rows deleted.
 async fn until_none<F>(db: &Db, user: &UserId, chunk: F) -> Result<usize, StoreError>
 where
-    F: Fn(&mut crate::store::DbConnection, &UserId) -> Result<usize, StoreError>
-        + Clone
-        + Send
-        + 'static,
+    F: Fn(&mut DbConnection, &UserId) -> Result<usize, StoreError> + Clone + Send + 'static,
 {
     let mut deleted = 0;
     loop {
