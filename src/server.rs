@@ -19,7 +19,7 @@ use crate::faults::{Faults, FaultsError};
 use crate::llm::LlmProvider;
 use crate::llm::openai::OpenAiCompatible;
 use crate::metrics::Metrics;
-use crate::runtime::housekeeper::Housekeeper;
+use crate::runtime::housekeeper::{Housekeeper, StopSweeping};
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::registry::SessionRegistry;
 use crate::runtime::run_slots::RunSlots;
@@ -83,6 +83,8 @@ pub struct Server {
     grace: std::time::Duration,
     /// Renews this node's lease on the database every third of it.
     renewing: actix_web::rt::task::JoinHandle<()>,
+    /// The background deletions, stopped before the lease is given up.
+    housekeeper: Addr<Housekeeper>,
     addr: SocketAddr,
     faults: Arc<Faults>,
     arbiters: Vec<Arbiter>,
@@ -182,7 +184,7 @@ impl Server {
             .collect();
         let housekeeper = Housekeeper::new(db.clone(), &config).start();
         let deps = SessionDeps {
-            housekeeper: housekeeper.recipient(),
+            housekeeper: housekeeper.clone().recipient(),
             config: config.clone(),
             db: db.clone(),
             faults: faults.clone(),
@@ -252,6 +254,7 @@ impl Server {
             signals,
             grace,
             renewing,
+            housekeeper,
             addr,
             faults,
             arbiters,
@@ -323,6 +326,7 @@ impl Server {
         };
         let result = joined.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         self.renewing.abort();
+        let _ = self.housekeeper.send(StopSweeping).await;
         let node_id = self.ownership.node_id().to_owned();
         if let Err(e) = self
             .db

@@ -21,6 +21,12 @@ use crate::store::{Db, DbConnection, StoreError, repo};
 #[rtype(result = "()")]
 pub struct Sweep;
 
+/// The server is stopping: no sweep from now on (a transaction already handed to a writer
+/// still completes; every chunk is whole on its own).
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopSweeping;
+
 /// What a sweep does: rows per transaction, and how long events and usage records are kept.
 #[derive(Debug, Clone, Copy)]
 struct Rules {
@@ -92,6 +98,14 @@ impl Actor for Housekeeper {
         ctx.run_interval(self.every.max(Duration::from_millis(10)), |act, ctx| {
             act.sweep(ctx, false)
         });
+    }
+}
+
+impl Handler<StopSweeping> for Housekeeper {
+    type Result = ();
+
+    fn handle(&mut self, _: StopSweeping, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
