@@ -5,7 +5,10 @@
 //! trivial message every 100 ms and its run times are reported too. Then
 //! `GET /api/usage/summary` of the big user is timed, and the largest frame an analysis run
 //! sent is reported. With `ANALYSE_USER=NAME` the records of
-//! that user (generated earlier) are analysed instead of generating new ones.
+//! that user (generated earlier) are analysed instead of generating new ones. The second user
+//! starts before the generation, so its run times are reported for the generation and for the
+//! analyses apart. With `PROBE_SECS=N` only the second user runs, for N seconds (to measure
+//! it while something else — `enclave ingest` — loads the server).
 //!
 //! `cargo run --release --example analysis_at_scale -- URL SECRET SERVER_PID [RECORDS] [RUNS]`
 //! against `ENCLAVE_JWT_SECRET=SECRET ENCLAVE_SYNTHETIC_APPROVAL_THRESHOLD=100000000
@@ -71,6 +74,37 @@ async fn main() -> anyhow::Result<()> {
             token(user)?
         ))
     };
+    // The second user: a trivial message every 100 ms, from before the generation to the end.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let (mut probe, _) =
+        tokio_tungstenite::connect_async(ws_of(&format!("probe-{}", &tag[..8]))?).await?;
+    probe.next().await; // connected
+    let prober = actix_web::rt::spawn(async move {
+        let mut times = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                _ = tick.tick() => {
+                    let sent = Instant::now();
+                    if run(&mut probe, "hello").await.is_err() {
+                        break;
+                    }
+                    times.push((sent, sent.elapsed().as_secs_f64() * 1000.0));
+                }
+            }
+        }
+        times
+    });
+    if let Ok(secs) = std::env::var("PROBE_SECS") {
+        tokio::time::sleep(Duration::from_secs(secs.parse()?)).await;
+        let _ = stop.send(());
+        let mut times: Vec<f64> = prober.await?.into_iter().map(|(_, ms)| ms).collect();
+        times.sort_by(f64::total_cmp);
+        println!("{{\"probe\":{}}}", stats(&times));
+        return Ok(());
+    }
+
     // ANALYSE_USER names a user whose records are already there (no generation).
     let existing = std::env::var("ANALYSE_USER").ok();
     let big = existing
@@ -88,29 +122,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(end.contains("run_completed"), "generation: {end}");
     }
     let generated_s = started.elapsed().as_secs_f64();
-
-    // The second user: a trivial message every 100 ms while the analyses run.
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let (mut probe, _) =
-        tokio_tungstenite::connect_async(ws_of(&format!("probe-{}", &tag[..8]))?).await?;
-    probe.next().await; // connected
-    let prober = actix_web::rt::spawn(async move {
-        let mut times = Vec::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tokio::select! {
-                _ = &mut stopped => break,
-                _ = tick.tick() => {
-                    let sent = Instant::now();
-                    if run(&mut probe, "hello").await.is_err() {
-                        break;
-                    }
-                    times.push(sent.elapsed().as_secs_f64() * 1000.0);
-                }
-            }
-        }
-        times
-    });
+    let generated_at = Instant::now();
 
     let rss_before = rss_kib(pid).unwrap_or(0);
     let mut rss_peak = rss_before;
@@ -132,7 +144,16 @@ async fn main() -> anyhow::Result<()> {
         times.push(sent.elapsed().as_secs_f64() * 1000.0);
     }
     let _ = stop.send(());
-    let mut probe_times = prober.await?;
+    let probe_times = prober.await?;
+    let phase = |during_generation: bool| {
+        let mut times: Vec<f64> = probe_times
+            .iter()
+            .filter(|(sent, _)| (*sent < generated_at) == during_generation)
+            .map(|(_, ms)| *ms)
+            .collect();
+        times.sort_by(f64::total_cmp);
+        stats(&times)
+    };
     let summary_started = Instant::now();
     let response = awc::Client::default()
         .get(format!("{url}/api/usage/summary"))
@@ -148,17 +169,25 @@ async fn main() -> anyhow::Result<()> {
     );
     let summary_ms = summary_started.elapsed().as_secs_f64() * 1000.0;
     times.sort_by(f64::total_cmp);
-    probe_times.sort_by(f64::total_cmp);
     println!(
         "{{\"records\":{records},\"generated_s\":{generated_s:.1},\"analysis_ms\":{times:?},\
-         \"rss_growth_mib\":{:.1},\"summary_ms\":{summary_ms:.0},\"probe_runs\":{},\
-         \"probe_p50_ms\":{:.2},\"probe_p99_ms\":{:.2},\"probe_max_ms\":{:.2},\
+         \"rss_growth_mib\":{:.1},\"summary_ms\":{summary_ms:.0},\
+         \"probe_during_generation\":{},\"probe_during_analysis\":{},\
          \"largest_frame_bytes\":{largest_frame}}}",
         rss_peak.saturating_sub(rss_before) as f64 / 1024.0,
-        probe_times.len(),
-        quantile(&probe_times, 0.5),
-        quantile(&probe_times, 0.99),
-        quantile(&probe_times, 1.0),
+        phase(true),
+        phase(false),
     );
     Ok(())
+}
+
+/// Run times (sorted, ms) as `{"runs","p50_ms","p99_ms","max_ms"}`.
+fn stats(sorted: &[f64]) -> String {
+    format!(
+        "{{\"runs\":{},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2}}}",
+        sorted.len(),
+        quantile(sorted, 0.5),
+        quantile(sorted, 0.99),
+        quantile(sorted, 1.0)
+    )
 }

@@ -146,7 +146,7 @@ impl Server {
         let node_id = ownership.node_id().to_owned();
         log::info!("node {node_id}");
         // Renewed from now on, however long the rest of start-up takes.
-        let renewing = actix_web::rt::spawn(renew_lease(
+        let renewing = actix_web::rt::spawn(store::ownership::renew_lease(
             pool.clone(),
             node_id.clone(),
             config.node_lease,
@@ -171,8 +171,20 @@ impl Server {
         } else {
             config.db_writer_threads.max(1)
         };
+        let (opening, writing) = (config.clone(), backend.clone());
+        let writer_pool = web::block(move || {
+            store::open_writer_pool(
+                &writing,
+                writers as u32 + 1,
+                opening.db_timeout,
+                opening.sqlite_synchronous,
+            )
+        })
+        .await
+        .map_err(|_| ServerError::Interrupted)??;
         let db = Db::start(
             pool,
+            writer_pool,
             config.db_reader_threads,
             writers,
             faults.clone(),
@@ -339,28 +351,6 @@ impl Server {
             arbiter.stop();
         }
         result
-    }
-}
-
-/// Renews this node's lease every third of it, on the blocking pool (not behind the writer's
-/// queue of batches and bulk chunks).
-async fn renew_lease(pool: store::Pool, node_id: String, lease: std::time::Duration) {
-    let mut every =
-        actix_web::rt::time::interval((lease / 3).max(std::time::Duration::from_millis(10)));
-    loop {
-        every.tick().await;
-        let (pool, node_id) = (pool.clone(), node_id.clone());
-        let renewed =
-            web::block(move || store::ownership::renew(&mut *pool.get()?, &node_id, lease)).await;
-        match renewed {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => log::error!(
-                "this node's lease on the database is gone (another server may take it over): \
-                 stop this server"
-            ),
-            Ok(Err(e)) => log::warn!("could not renew this node's lease: {e}"),
-            Err(e) => log::warn!("could not renew this node's lease: {e}"),
-        }
     }
 }
 

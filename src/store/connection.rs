@@ -83,10 +83,11 @@ pub enum ConnectError {
     Query(#[from] diesel::result::Error),
 }
 
-/// Each SQLite connection's page cache, in KiB (SQLite's default is 2 MiB): room for the
-/// upper levels of the usage table's indexes, so a bulk insert does not read them back from
-/// the OS for every row. Filled only as pages are used.
-const SQLITE_CACHE_KIB: u32 = 16 * 1024;
+/// A SQLite writer connection's page cache, in KiB (SQLite's default, which the readers keep,
+/// is 2 MiB): room for the upper levels of the usage table's indexes, so a bulk insert does
+/// not read them back from the OS for every row. Filled only as pages are used. Readers mostly
+/// stream a table once, which a big cache would only hold on to (per reader).
+const SQLITE_WRITER_CACHE_KIB: u32 = 16 * 1024;
 
 /// How hard SQLite makes a commit durable (`PRAGMA synchronous`). `Full`, the default, syncs
 /// the WAL at every commit, so an event a client has seen survives a power loss and its `seq`
@@ -127,6 +128,9 @@ pub struct ConnectionManager {
     /// How long a SQLite connection waits for the file's write lock before failing.
     busy_timeout: Duration,
     sync: SqliteSync,
+    /// The connections are the writers' (SQLite: a bigger page cache, statement journals in
+    /// memory).
+    for_writers: bool,
 }
 
 impl ConnectionManager {
@@ -136,6 +140,15 @@ impl ConnectionManager {
             backend,
             busy_timeout,
             sync,
+            for_writers: false,
+        }
+    }
+
+    /// The same, for the writer threads' connections.
+    pub fn for_writers(self) -> Self {
+        Self {
+            for_writers: true,
+            ..self
         }
     }
 }
@@ -148,16 +161,22 @@ impl r2d2::ManageConnection for ConnectionManager {
         match &self.backend {
             Backend::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
-                // `temp_store = MEMORY`: a multi-row insert inside a transaction keeps a
-                // statement journal (to undo just that statement); on disk that was a temporary
-                // file created, written page by page and deleted for every chunk of an upload.
                 conn.batch_execute(&format!(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
-                     PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; \
-                     PRAGMA cache_size = -{SQLITE_CACHE_KIB}; PRAGMA temp_store = MEMORY;",
+                     PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
                     self.sync.pragma(),
                     self.busy_timeout.as_millis()
                 ))?;
+                if self.for_writers {
+                    // `temp_store = MEMORY`: a multi-row insert inside a transaction keeps a
+                    // statement journal (to undo just that statement); on disk that was a
+                    // temporary file created, written page by page and deleted for every chunk
+                    // of an upload. (Readers keep the default: a big sort spills to a file.)
+                    conn.batch_execute(&format!(
+                        "PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB}; \
+                         PRAGMA temp_store = MEMORY;"
+                    ))?;
+                }
                 Ok(DbConnection::Sqlite(conn))
             }
             Backend::Postgres(url) => Ok(DbConnection::Pg(PgConnection::establish(url)?)),

@@ -58,10 +58,12 @@ pub struct Db {
 }
 
 impl Db {
-    /// Starts `readers` reader threads and `writers` writer threads on `pool`; call inside a
-    /// running actix system (the readers are a `SyncArbiter`). `node_id` is recorded on the runs the writers create.
+    /// Starts `readers` reader threads on `pool` and `writers` writer threads on `writer_pool`;
+    /// call inside a running actix system (the readers are a `SyncArbiter`). `node_id` is
+    /// recorded on the runs the writers create.
     pub fn start(
         pool: Pool,
+        writer_pool: Pool,
         readers: usize,
         writers: usize,
         faults: Arc<Faults>,
@@ -76,7 +78,13 @@ impl Db {
         let start_writer = |n: usize| {
             let name = format!("db-writer-{n}");
             let metrics = Arc::clone(&metrics);
-            Writer::start(name, pool.clone(), faults.clone(), node_id.clone(), metrics)
+            Writer::start(
+                name,
+                writer_pool.clone(),
+                faults.clone(),
+                node_id.clone(),
+                metrics,
+            )
         };
         let writers: Arc<[Writer]> = (0..writers.max(1))
             .map(start_writer)

@@ -80,6 +80,26 @@ pub fn open_pool(
     sync: SqliteSync,
 ) -> Result<Pool, StoreError> {
     let manager = connection::ConnectionManager::new(backend.clone(), timeout, sync);
+    pool_of(manager, size, timeout)
+}
+
+/// Opens a pool of `size` connections for the writer threads (on SQLite: a bigger page cache
+/// and statement journals in memory, `connection.rs`).
+pub fn open_writer_pool(
+    backend: &Backend,
+    size: u32,
+    timeout: Duration,
+    sync: SqliteSync,
+) -> Result<Pool, StoreError> {
+    let manager = connection::ConnectionManager::new(backend.clone(), timeout, sync);
+    pool_of(manager.for_writers(), size, timeout)
+}
+
+fn pool_of(
+    manager: connection::ConnectionManager,
+    size: u32,
+    timeout: Duration,
+) -> Result<Pool, StoreError> {
     Ok(r2d2::Pool::builder()
         .max_size(size.max(2))
         .min_idle(Some(1))

@@ -198,3 +198,25 @@ pub fn forget_lost_nodes(conn: &mut DbConnection, own: &str) -> Result<(), Store
     .execute(conn)?;
     Ok(())
 }
+
+/// Renews this node's lease every third of it, on the blocking pool (not behind the writer's
+/// queue of batches and bulk chunks).
+pub async fn renew_lease(pool: crate::store::Pool, node_id: String, lease: std::time::Duration) {
+    let mut every =
+        actix_web::rt::time::interval((lease / 3).max(std::time::Duration::from_millis(10)));
+    loop {
+        every.tick().await;
+        let (pool, node_id) = (pool.clone(), node_id.clone());
+        let renewed =
+            actix_web::web::block(move || renew(&mut *pool.get()?, &node_id, lease)).await;
+        match renewed {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => log::error!(
+                "this node's lease on the database is gone (another server may take it over): \
+                 stop this server"
+            ),
+            Ok(Err(e)) => log::warn!("could not renew this node's lease: {e}"),
+            Err(e) => log::warn!("could not renew this node's lease: {e}"),
+        }
+    }
+}

@@ -12,18 +12,22 @@ async fn a_thousand_users_past_the_server_cap_all_finish(db: TestDb) {
     let mut config = test_config(&db);
     config.max_running_total = 50;
     let app = TestApp::spawn_with(config).await;
-    let users = (0..1000).map(|i| {
-        let app = &app;
-        async move {
-            let mut socket = app.ws(&format!("cap{i}")).await;
-            socket.recv().await;
-            for _ in 0..3 {
-                socket.say(ASK).await;
-            }
-            let frames = sequenced(&socket.drain_runs(3).await);
-            socket.close().await;
-            frames
+    // The sockets open one after another (a thousand connects at once can overflow the
+    // listener's backlog on a loaded machine; connecting is not what this test is about), then
+    // every user talks at once.
+    let mut sockets = Vec::new();
+    for i in 0..1000 {
+        let mut socket = app.ws(&format!("cap{i}")).await;
+        socket.recv().await;
+        sockets.push(socket);
+    }
+    let users = sockets.into_iter().map(|mut socket| async move {
+        for _ in 0..3 {
+            socket.say(ASK).await;
         }
+        let frames = sequenced(&socket.drain_runs(3).await);
+        socket.close().await;
+        frames
     });
     let all = join_all(users).await;
 
