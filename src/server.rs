@@ -137,6 +137,24 @@ impl Server {
         if migrations > 0 {
             log::info!("applied {migrations} migration(s) to {}", backend.display());
         }
+        // The writers' connections (`open_writer_pool`), opened before the claim so that a
+        // failure here leaves no lease behind.
+        let writers = if backend.is_sqlite() {
+            1
+        } else {
+            config.db_writer_threads.max(1)
+        };
+        let (opening, writing) = (config.clone(), backend.clone());
+        let writer_pool = web::block(move || {
+            store::open_writer_pool(
+                &writing,
+                writers as u32 + 1,
+                opening.db_timeout,
+                opening.sqlite_synchronous,
+            )
+        })
+        .await
+        .map_err(|_| ServerError::Interrupted)??;
         // One server per database: claimed before anything of it is touched.
         let (claiming, claim_backend, lease) = (pool.clone(), backend.clone(), config.node_lease);
         let ownership =
@@ -166,22 +184,6 @@ impl Server {
         if interrupted > 0 {
             log::warn!("{interrupted} run(s) left unfinished by the last process: run_interrupted");
         }
-        let writers = if backend.is_sqlite() {
-            1
-        } else {
-            config.db_writer_threads.max(1)
-        };
-        let (opening, writing) = (config.clone(), backend.clone());
-        let writer_pool = web::block(move || {
-            store::open_writer_pool(
-                &writing,
-                writers as u32 + 1,
-                opening.db_timeout,
-                opening.sqlite_synchronous,
-            )
-        })
-        .await
-        .map_err(|_| ServerError::Interrupted)??;
         let db = Db::start(
             pool,
             writer_pool,
@@ -339,6 +341,9 @@ impl Server {
         let result = joined.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         self.renewing.abort();
         let _ = self.housekeeper.send(StopSweeping).await;
+        // A chunk the housekeeper handed to a writer before it stopped commits before the lease
+        // goes.
+        self.db.settle_writers().await;
         let node_id = self.ownership.node_id().to_owned();
         if let Err(e) = self
             .db

@@ -160,6 +160,12 @@ impl Db {
         self.first_writer.run(write).await
     }
 
+    /// Waits until every writer has applied what was queued on it so far.
+    pub async fn settle_writers(&self) {
+        let settled = self.writers.iter().map(|writer| writer.run(|_| Ok(())));
+        futures_util::future::join_all(settled).await;
+    }
+
     /// Applies `batch` on its user's writer thread.
     /// The batch is queued when this is called, so a user's batches keep the calls' order.
     pub fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), StoreError>> + use<> {

@@ -1,6 +1,7 @@
 //! The server-wide cap on executing runs (`RunSlots`, issue 9 point 1): under a thousand users
 //! every admitted run gets its slot in turn and ends, and each user's `seq` stays gapless.
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
 
 use crate::helpers::*;
@@ -12,15 +13,21 @@ async fn a_thousand_users_past_the_server_cap_all_finish(db: TestDb) {
     let mut config = test_config(&db);
     config.max_running_total = 50;
     let app = TestApp::spawn_with(config).await;
-    // The sockets open one after another (a thousand connects at once can overflow the
+    // The sockets open fifty at a time (a thousand connects at once can overflow the
     // listener's backlog on a loaded machine; connecting is not what this test is about), then
     // every user talks at once.
-    let mut sockets = Vec::new();
-    for i in 0..1000 {
-        let mut socket = app.ws(&format!("cap{i}")).await;
-        socket.recv().await;
-        sockets.push(socket);
-    }
+    let sockets: Vec<WsClient> = futures_util::stream::iter(0..1000)
+        .map(|i| {
+            let app = &app;
+            async move {
+                let mut socket = app.ws(&format!("cap{i}")).await;
+                socket.recv().await;
+                socket
+            }
+        })
+        .buffer_unordered(50)
+        .collect()
+        .await;
     let users = sockets.into_iter().map(|mut socket| async move {
         for _ in 0..3 {
             socket.say(ASK).await;
