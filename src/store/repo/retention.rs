@@ -12,8 +12,8 @@ use diesel::prelude::*;
 
 use crate::context::UserId;
 use crate::store::DbConnection;
-use crate::store::schema::{approvals, events, runs, usage_counts, usage_records};
-use crate::store::status::{ApprovalState, live_run_status_texts};
+use crate::store::schema::{approvals, events, usage_counts, usage_records};
+use crate::store::status::ApprovalState;
 
 use super::usage;
 
@@ -73,12 +73,9 @@ pub fn usage_due(conn: &mut DbConnection, user: &UserId, cutoff: i64) -> QueryRe
 /// Runs of `user` whose events must stay: those that have not ended, and those with an
 /// approval not yet answered.
 fn runs_in_use(conn: &mut DbConnection, user: &UserId) -> QueryResult<HashSet<String>> {
-    let mut in_use: HashSet<String> = runs::table
-        .filter(runs::user_id.eq(user.as_str()))
-        .filter(runs::status.eq_any(live_run_status_texts()))
-        .select(runs::run_id)
-        .load::<String>(conn)?
+    let mut in_use: HashSet<String> = super::runs::live(conn, user)?
         .into_iter()
+        .map(|(run, _)| run.to_string())
         .collect();
     let awaiting: Vec<String> = approvals::table
         .filter(approvals::user_id.eq(user.as_str()))
@@ -131,12 +128,7 @@ pub fn drop_old_usage(
     cutoff: i64,
     limit: i64,
 ) -> QueryResult<usize> {
-    let live: i64 = runs::table
-        .filter(runs::user_id.eq(user.as_str()))
-        .filter(runs::status.eq_any(live_run_status_texts()))
-        .count()
-        .get_result(conn)?;
-    if live > 0 {
+    if !super::runs::live(conn, user)?.is_empty() {
         return Ok(0);
     }
     usage::delete_older_chunk(conn, user, cutoff, limit)

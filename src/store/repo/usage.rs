@@ -85,7 +85,7 @@ pub fn insert_new_in(
         DbConnection::Pg(c) => {
             super::usage_pg::insert(c, user, records, ids, (source, now, upload))?
         }
-        DbConnection::Sqlite(_) => insert_values(conn, user, records, &ids, to, now)?,
+        DbConnection::Sqlite(c) => insert_values(c, user, records, &ids, to, now)?,
     };
     let duplicates = records.len() - accepted;
     let held = add_to_count(conn, user, accepted as i64)?;
@@ -102,7 +102,7 @@ pub fn insert_new_in(
 
 /// The records as multi-row `INSERT`s of `CHUNK` rows (SQLite); returns how many were stored.
 fn insert_values(
-    conn: &mut DbConnection,
+    conn: &mut diesel::sqlite::SqliteConnection,
     user: &UserId,
     records: &[UsageRecord],
     ids: &[String],
@@ -138,17 +138,14 @@ fn insert_values(
     }
     // An id the user already has (or that came earlier in these records) is skipped by the
     // unique index on (user_id, external_id) itself: no lookup before the insert, and no plan
-    // for one to go wrong. MultiConnection has no multi-row INSERT, so the backend is named.
+    // for one to go wrong. (MultiConnection has no multi-row INSERT: the SQLite connection.)
     let mut accepted = 0;
     for chunk in rows.chunks(CHUNK) {
-        let insert = diesel::insert_into(dsl::usage_records)
+        accepted += diesel::insert_into(dsl::usage_records)
             .values(chunk)
             .on_conflict((dsl::user_id, dsl::external_id))
-            .do_nothing();
-        accepted += match conn {
-            DbConnection::Sqlite(c) => insert.execute(c)?,
-            DbConnection::Pg(c) => insert.execute(c)?,
-        };
+            .do_nothing()
+            .execute(conn)?;
     }
     Ok(accepted)
 }

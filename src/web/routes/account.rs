@@ -9,9 +9,7 @@ use crate::runtime::session::DeleteAccount;
 use crate::web::AppState;
 use crate::web::error::ApiError;
 use crate::web::extract::AuthenticatedUser;
-
-/// When to try again after a refusal (an upload of the user's still running).
-const RETRY_AFTER_SECS: u32 = 2;
+use crate::web::routes::usage::RETRY_AFTER_SECS;
 
 /// `DELETE /api/account`: `202 {"deleted": true}` once every route answers the caller as a new
 /// user; the user's sockets are closed with 4009.

@@ -27,8 +27,9 @@ use crate::web::AppState;
 use crate::web::error::ApiError;
 use crate::web::extract::AuthenticatedUser;
 
-/// Seconds a client is asked to wait when its other upload is still running.
-const RETRY_AFTER_SECS: u32 = 2;
+/// Seconds a client is asked to wait after a refusal that passes (another upload of the
+/// user's still running, the account being deleted).
+pub(crate) const RETRY_AFTER_SECS: u32 = 2;
 
 /// `?partial=true` on an upload: store the valid rows instead of refusing the whole batch;
 /// `?format=`: a provider or gateway export.
