@@ -5,11 +5,15 @@
 //! overrides a few fields after loading. Tests build one with `Config::for_database` and shorten
 //! what they need.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::analysis::optimize::Thresholds;
 use crate::store::SqliteSync;
+
+mod env_vars;
+
+pub use env_vars::parse_duration;
+use env_vars::{env_duration, env_into, env_ms_into, env_opt};
 
 /// Where enclave keeps its data when nothing is configured: a SQLite file in the working
 /// directory.
@@ -74,9 +78,14 @@ pub struct Config {
     /// How long a server's claim on a PostgreSQL database lasts unless renewed (every third of
     /// it); a server killed without a clean stop holds the database this long.
     pub node_lease: Duration,
-    /// Records per transaction of a bulk write (an upload), so other users' event batches go
-    /// in between.
+    /// The most records per transaction of a bulk write (an upload, synthetic data), and rows
+    /// per transaction of a background deletion.
     pub bulk_chunk: usize,
+    /// How long one transaction of a bulk write should take: its chunks are sized to it, since
+    /// other users' event batches wait for the chunk in progress. Unset: 1 ms on SQLite (one
+    /// writer for everyone), 3 ms on PostgreSQL (each writer serves a share of the users, and
+    /// every statement costs a round trip of its own).
+    pub bulk_chunk_time: Option<Duration>,
     /// SQLite's `PRAGMA synchronous`: `full` (default: durable means on disk) or `normal`.
     pub sqlite_synchronous: SqliteSync,
     /// Arbiters the user sessions are spread over (default: one per core).
@@ -172,6 +181,7 @@ impl Config {
             sqlite_synchronous: SqliteSync::Full,
             node_lease: Duration::from_secs(10),
             bulk_chunk: 500,
+            bulk_chunk_time: None,
             session_arbiters: cores,
             max_running_per_user: 5,
             max_queued_per_user: 20,
@@ -205,11 +215,17 @@ impl Config {
         }
     }
 
-    /// How uploads and synthetic data are written: `bulk_chunk` records per transaction, up
-    /// to `max_records_per_user`.
+    /// How uploads and synthetic data are written: transactions of about `bulk_chunk_time` (or
+    /// the backend's default) and at most `bulk_chunk` records, up to `max_records_per_user`.
     pub fn bulk_limits(&self) -> crate::store::bulk::BulkLimits {
         crate::store::bulk::BulkLimits {
             chunk: self.bulk_chunk,
+            chunk_time: self.bulk_chunk_time.unwrap_or_else(
+                || match crate::store::Backend::from_url(&self.database_url) {
+                    Ok(crate::store::Backend::Postgres(_)) => Duration::from_millis(3),
+                    _ => Duration::from_millis(1),
+                },
+            ),
             max_records: self.max_records_per_user,
         }
     }
@@ -240,6 +256,11 @@ impl Config {
         env_into("ENCLAVE_DB_WRITERS", &mut c.db_writer_threads)?;
         env_ms_into("ENCLAVE_DB_TIMEOUT_MS", &mut c.db_timeout)?;
         env_into("ENCLAVE_BULK_CHUNK", &mut c.bulk_chunk)?;
+        if env_opt("ENCLAVE_BULK_CHUNK_MS").is_some() {
+            let mut chunk_time = Duration::ZERO;
+            env_ms_into("ENCLAVE_BULK_CHUNK_MS", &mut chunk_time)?;
+            c.bulk_chunk_time = Some(chunk_time);
+        }
         env_ms_into("ENCLAVE_NODE_LEASE_MS", &mut c.node_lease)?;
         env_into("ENCLAVE_SQLITE_SYNCHRONOUS", &mut c.sqlite_synchronous)?;
         env_into("ENCLAVE_SESSION_ARBITERS", &mut c.session_arbiters)?;
@@ -313,84 +334,22 @@ impl Config {
     }
 }
 
-/// Parses `24h`, `90m`, `30s`, `7d` or a bare number of seconds.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (digits, unit) = raw.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a duration like 30s, 15m, 24h or 7d"))?;
-    let secs = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {raw:?}; use s, m, h or d"
-            ));
-        }
-    };
-    Ok(Duration::from_secs(n * secs))
-}
-
-/// Replaces `value` with variable `name`'s, parsed, when that is set and not empty.
-fn env_into<T: FromStr>(name: &str, value: &mut T) -> Result<(), ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    if let Some(raw) = env_opt(name) {
-        *value = raw.parse().map_err(|e: T::Err| ConfigError {
-            name: name.to_owned(),
-            reason: e.to_string(),
-            value: raw,
-        })?;
-    }
-    Ok(())
-}
-
-/// A variable that is set and not empty.
-fn env_opt(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.is_empty())
-}
-
 /// The shortest `ENCLAVE_RETAIN_EVENTS`: PROTOCOL.md §2 answers a repeated `client_msg_id`
 /// from its stored acceptance for 24 hours.
 const MIN_RETAIN_EVENTS: Duration = Duration::from_secs(24 * 3600);
-
-/// The duration (`30s`, `15m`, `24h`, `7d`) in `name`, if it is set and not empty.
-fn env_duration(name: &str) -> Result<Option<Duration>, ConfigError> {
-    let Some(raw) = env_opt(name) else {
-        return Ok(None);
-    };
-    parse_duration(&raw)
-        .map(Some)
-        .map_err(|reason| ConfigError {
-            name: name.into(),
-            value: raw.clone(),
-            reason,
-        })
-}
-
-/// `env_into` for a duration given in milliseconds.
-fn env_ms_into(name: &str, value: &mut Duration) -> Result<(), ConfigError> {
-    let mut ms = value.as_millis() as u64;
-    env_into(name, &mut ms)?;
-    *value = Duration::from_millis(ms);
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("5y").is_err());
+    fn bulk_chunks_take_a_millisecond_on_sqlite_and_three_on_postgresql() {
+        let sqlite = Config::for_database("sqlite:///tmp/x.db");
+        assert_eq!(sqlite.bulk_limits().chunk_time, Duration::from_millis(1));
+        let mut pg = Config::for_database("postgres://u@h/db");
+        assert_eq!(pg.bulk_limits().chunk_time, Duration::from_millis(3));
+        pg.bulk_chunk_time = Some(Duration::from_millis(7));
+        assert_eq!(pg.bulk_limits().chunk_time, Duration::from_millis(7));
+        assert_eq!(pg.bulk_limits().chunk, 500);
     }
 }

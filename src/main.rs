@@ -184,17 +184,15 @@ fn main() {
     exit_now(code)
 }
 
-/// Ends the process without running the C libraries' exit handlers. The connection pools'
-/// worker threads may still be connecting to PostgreSQL when `main` is done (r2d2 keeps an
-/// idle connection in reserve and opens it in the background); libpq's OpenSSL frees its
-/// global state in an `atexit` handler, and such a thread then crashed the process with
-/// SIGSEGV after a clean shutdown. Everything enclave stores is committed by now, and stdout
-/// is flushed here.
+/// Ends the process without the C libraries' exit handlers: r2d2's workers may still be
+/// connecting to PostgreSQL (it keeps an idle connection in reserve), and libpq's OpenSSL frees
+/// its global state in an `atexit` handler, which crashed such a thread (SIGSEGV) after a
+/// clean shutdown. Everything stored is committed by now; stdout is flushed here.
 fn exit_now(code: i32) -> ! {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    // SAFETY: `_exit` takes no pointers and never returns; skipping the exit handlers is the
-    // point (no Rust destructor holds anything that must be flushed beyond the two above).
+    // SAFETY: `_exit` takes no pointers and never returns; no destructor holds anything that
+    // must be flushed beyond the two streams above.
     unsafe { libc::_exit(code) }
 }
 

@@ -15,11 +15,14 @@ use crate::store::repo::usage::{self, Destination, Inserted};
 use crate::store::{Db, DbConnection, StoreError};
 use crate::usage::record::UsageRecord;
 
-/// How bulk records are written: records per transaction, and the most a user may hold.
+/// How bulk records are written: how big a transaction may be, and the most a user may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct BulkLimits {
-    /// Records per transaction.
+    /// The most records in one transaction.
     pub chunk: usize,
+    /// How long one transaction's inserts should take: chunks are sized to it as the writes
+    /// go (`ChunkSizer`), since another user's event batch waits for the chunk in progress.
+    pub chunk_time: std::time::Duration,
     /// The user's cap on stored records (`StoreError::QuotaExceeded` beyond it).
     pub max_records: u64,
 }
@@ -65,7 +68,7 @@ pub async fn store_upload(
         upload: Some(&upload),
         max_records: limits.max_records,
     };
-    let chunks = insert_in_chunks(&db, delay, &user, records, to, limits.chunk);
+    let chunks = insert_in_chunks(&db, delay, &user, records, to, limits);
     let stored = match chunks.await {
         Ok(inserted) => {
             let (owner, id) = (user.clone(), upload.clone());
@@ -98,24 +101,25 @@ pub async fn store_upload(
     }
 }
 
-/// Stores `records` of `user` at `to` in transactions of at most `chunk` records each, so
-/// other users' event batches go in between; `chunk_delay` (fault injection) slows each chunk.
-/// Stops at the first chunk that fails (one over the cap included), keeping those before it.
+/// Stores `records` of `user` at `to` in short transactions (`ChunkSizer`), so other users'
+/// event batches go in between; `chunk_delay` (fault injection) slows each chunk. Stops at the
+/// first chunk that fails (one over the cap included), keeping those before it.
 pub async fn insert_in_chunks(
     db: &Db,
     chunk_delay: Option<std::time::Duration>,
     user: &UserId,
     records: Vec<UsageRecord>,
     to: Destination<'_>,
-    chunk: usize,
+    limits: BulkLimits,
 ) -> Result<Inserted, StoreError> {
     let mut total = Inserted {
         accepted: 0,
         duplicates: 0,
     };
+    let mut sizer = ChunkSizer::new(limits);
     let mut rest = records.into_iter();
     loop {
-        let part: Vec<UsageRecord> = rest.by_ref().take(chunk.max(1)).collect();
+        let part: Vec<UsageRecord> = rest.by_ref().take(sizer.size()).collect();
         if part.is_empty() {
             return Ok(total);
         }
@@ -124,19 +128,72 @@ pub async fn insert_in_chunks(
         }
         let (owner, id) = (user.clone(), to.upload.map(str::to_owned));
         let (source, max_records) = (to.source.to_owned(), to.max_records);
-        let inserted = db
+        let records = part.len();
+        let sent = std::time::Instant::now();
+        let (inserted, took) = db
             .run_as(user, move |conn| {
+                let started = std::time::Instant::now();
                 still_current(conn, &owner)?;
                 let to = Destination {
                     source: &source,
                     upload: id.as_deref(),
                     max_records,
                 };
-                usage::insert_new_in(conn, &owner, &part, to, now_ms())
+                let inserted = usage::insert_new_in(conn, &owner, &part, to, now_ms())?;
+                Ok((inserted, started.elapsed()))
             })
             .await?;
+        log::debug!(
+            "user={user} chunk of {records} records: inserted in {took:?}, {:?} with the commit \
+             and the queue",
+            sent.elapsed()
+        );
+        sizer.took(records, took);
         total.accepted += inserted.accepted;
         total.duplicates += inserted.duplicates;
+    }
+}
+
+/// Sizes a bulk write's chunks so each one's inserts take about `BulkLimits::chunk_time`
+/// whatever the machine and the database: the chunk in progress is what another user's event
+/// batch waits for on the writer, while each commit costs the same whatever its size. Starts
+/// small, then follows the time the last chunk took, at most doubling or halving at a step.
+#[derive(Debug)]
+pub struct ChunkSizer {
+    size: usize,
+    max: usize,
+    target: std::time::Duration,
+}
+
+impl ChunkSizer {
+    /// The first chunk's size (or the most allowed, if that is less).
+    const FIRST: usize = 100;
+    /// No chunk smaller than this (unless the most allowed is): a commit per few records
+    /// would cost more than it saves.
+    const LEAST: usize = 10;
+
+    /// A sizer for `limits`.
+    pub fn new(limits: BulkLimits) -> Self {
+        let max = limits.chunk.max(1);
+        Self {
+            size: Self::FIRST.min(max),
+            max,
+            target: limits.chunk_time,
+        }
+    }
+
+    /// The next chunk's size.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The last chunk, of `records` records, took `took` to insert.
+    pub fn took(&mut self, records: usize, took: std::time::Duration) {
+        let (records, took) = (records.max(1) as f64, took.as_secs_f64().max(1e-6));
+        let fits = records * self.target.as_secs_f64() / took;
+        let size = self.size as f64;
+        let next = fits.clamp(size / 2.0, size * 2.0) as usize;
+        self.size = next.clamp(Self::LEAST.min(self.max), self.max);
     }
 }
 
@@ -184,4 +241,58 @@ pub fn discard_leftover_uploads(conn: &mut DbConnection) -> Result<usize, StoreE
         })?;
     }
     Ok(pending.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sizer(chunk: usize, target_ms: u64) -> ChunkSizer {
+        ChunkSizer::new(BulkLimits {
+            chunk,
+            chunk_time: Duration::from_millis(target_ms),
+            max_records: 1,
+        })
+    }
+
+    #[test]
+    fn chunks_follow_the_time_they_take_within_their_bounds() {
+        let mut s = sizer(500, 3);
+        assert_eq!(s.size(), 100);
+        // 100 records in 1 ms: 300 would fit, but a step at most doubles.
+        s.took(100, Duration::from_millis(1));
+        assert_eq!(s.size(), 200);
+        s.took(200, Duration::from_micros(1500));
+        assert_eq!(s.size(), 400);
+        // Never past the most allowed.
+        s.took(400, Duration::from_micros(100));
+        assert_eq!(s.size(), 500);
+        // A slow chunk: 500 records in 10 ms, 150 would fit; a step at most halves.
+        s.took(500, Duration::from_millis(10));
+        assert_eq!(s.size(), 250);
+        // At the target it stays.
+        s.took(250, Duration::from_micros(3000));
+        assert_eq!(s.size(), 250);
+        // Very slow storage: down to the least, not below.
+        for _ in 0..20 {
+            let size = s.size();
+            s.took(size, Duration::from_secs(1));
+        }
+        assert_eq!(s.size(), ChunkSizer::LEAST);
+    }
+
+    #[test]
+    fn a_small_most_allowed_bounds_every_chunk() {
+        let mut s = sizer(3, 3);
+        assert_eq!(s.size(), 3);
+        s.took(3, Duration::from_secs(1));
+        assert_eq!(
+            s.size(),
+            3,
+            "the least is the most allowed when that is smaller"
+        );
+        s.took(3, Duration::ZERO);
+        assert_eq!(s.size(), 3);
+    }
 }

@@ -82,8 +82,8 @@ impl UserStore {
         analyse(&self.db, self.user.clone(), window, catalog, thresholds).await
     }
 
-    /// Stores generated records (`source = synthetic`) in transactions of at most
-    /// `limits.chunk` records each, so other users' event batches go in between; ids the user
+    /// Stores generated records (`source = synthetic`) in short transactions (see
+    /// `bulk::ChunkSizer`), so other users' event batches go in between; ids the user
     /// already has are counted as duplicates, not stored again. A chunk that would take the
     /// user over `limits.max_records` is not stored (`StoreError::QuotaExceeded`).
     pub async fn store_synthetic(
@@ -96,7 +96,7 @@ impl UserStore {
             upload: None,
             max_records: limits.max_records,
         };
-        bulk::insert_in_chunks(&self.db, None, &self.user, records, to, limits.chunk).await
+        bulk::insert_in_chunks(&self.db, None, &self.user, records, to, limits).await
     }
 
     /// How many usage records the user has stored (one key lookup).

@@ -64,8 +64,10 @@ fn stored_rows(db: &TestDb, user: &str) -> i64 {
 
 async fn an_upload_goes_in_chunks_between_other_runs_and_shows_when_whole(db: TestDb) {
     let mut config = test_config(&db);
+    // 20 chunks of 100 (whatever they take: the time target is a second), each after 200 ms:
+    // the upload takes at least 4 s.
     config.bulk_chunk = 100;
-    // 20 chunks, each after 200 ms: the upload takes at least 4 s.
+    config.bulk_chunk_time = Some(Duration::from_secs(1));
     config.faults = "bulk:slow_chunk:200".into();
     let app = TestApp::spawn_with(config).await;
     let addr = app.addr.to_string();
@@ -102,6 +104,7 @@ on_both_backends!(an_upload_goes_in_chunks_between_other_runs_and_shows_when_who
 async fn an_interrupted_upload_leaves_nothing(db: TestDb) {
     let env = [
         ("ENCLAVE_BULK_CHUNK", "100"),
+        ("ENCLAVE_BULK_CHUNK_MS", "1000"),
         ("ENCLAVE_FAULTS", "bulk:slow_chunk:200"),
     ];
     let first = ServerProcess::spawn_with_env(&db, &env).await;
