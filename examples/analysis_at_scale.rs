@@ -183,6 +183,9 @@ async fn main() -> anyhow::Result<()> {
 
 /// Run times (sorted, ms) as `{"runs","p50_ms","p99_ms","max_ms"}`.
 fn stats(sorted: &[f64]) -> String {
+    if sorted.is_empty() {
+        return String::from("{\"runs\":0}");
+    }
     format!(
         "{{\"runs\":{},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2}}}",
         sorted.len(),

@@ -249,6 +249,14 @@ mod tests {
         rows.first().expect("one row").synchronous
     }
 
+    /// `.cargo/config.toml` builds SQLite without its per-call connection lock: each
+    /// connection is used by one thread at a time.
+    #[test]
+    fn sqlite_is_built_multi_threaded() {
+        // SAFETY: a plain query of a compile-time setting.
+        assert_eq!(unsafe { libsqlite3_sys::sqlite3_threadsafe() }, 2);
+    }
+
     #[test]
     fn sqlite_commits_are_synced_unless_configured_otherwise() {
         assert_eq!(

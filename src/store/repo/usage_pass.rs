@@ -1,12 +1,14 @@
 //! A window's usage records read for analysis, in one pass and in bounded memory: first the
 //! prompt prefix hashes (a `GROUP BY` the database does), then the records themselves, in no
 //! particular order — SQLite steps one statement, PostgreSQL fetches from a cursor a page at a
-//! time — each fed to a `WindowPass` and dropped. On SQLite a window that is a large part of
-//! the table is read by scanning the table in storage order (`Reach`): through the index every
-//! record is a random page read, six times slower. Both reads see one snapshot (one transaction; read-only and repeatable read
-//! on PostgreSQL), so a concurrent upload is in all of the analysis or none of it. Runs on a reader
-//! thread; every page it asks `go_on` whether anyone still waits for the answer, so a cancelled
-//! or timed-out run stops the work, not just the wait.
+//! time — each fed to a `WindowPass` and dropped. Records are read in the table's order where
+//! that is cheaper: through the index every record is a random page read. On SQLite a window
+//! that is a large part of the table is read by scanning the table (`Reach`, six times faster);
+//! PostgreSQL reads them with a bitmap scan (five times faster than its index scan). Both reads
+//! see one snapshot (one transaction; read-only and repeatable read on PostgreSQL), so a
+//! concurrent upload is in all of the analysis or none of it. Runs on a reader thread; every
+//! page it asks `go_on` whether anyone still waits for the answer, so a cancelled or timed-out
+//! run stops the work, not just the wait.
 
 use diesel::connection::SimpleConnection;
 use diesel::dsl::sql;
@@ -145,8 +147,14 @@ pub fn analyse_window(
     let postgres = matches!(conn, DbConnection::Pg(_));
     let pass = conn.transaction(|conn| {
         if postgres {
-            // The first statement of the transaction: one snapshot for both reads.
-            conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            // The first statement of the transaction: one snapshot for both reads. Then the
+            // records in the table's order (a bitmap scan), never the index's: through the
+            // index each record of a big window is a random heap read (1.9 s against 0.36 s
+            // for 1,000,000 records), and a small window reads few pages either way.
+            conn.batch_execute(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+                 SET LOCAL enable_indexscan = off",
+            )?;
         }
         pass(conn, request, go_on)
     })?;
