@@ -14,7 +14,7 @@ FILE=$1 RECORDS=$2 DB=$3
 BIN=${BIN:-target/release/enclave}
 SECRET=bench-secret-bench-secret-bench-secret
 WORK=$(mktemp -d)
-case $DB in sqlite://*) rm -f "${DB#sqlite://}"* ;; esac
+case $DB in sqlite://?*) rm -f "${DB#sqlite://}" "${DB#sqlite://}"-wal "${DB#sqlite://}"-shm ;; esac
 ENCLAVE_JWT_SECRET=$SECRET RUST_LOG=warn "$BIN" serve --bind 127.0.0.1:0 --database "$DB" \
   > "$WORK/out" 2> "$WORK/err" &
 SERVER=$!

@@ -15,7 +15,7 @@ FILE=$1 DB=$2 SECS=$3
 BIN=${BIN:-target/release/enclave}
 SECRET=bench-secret-bench-secret-bench-secret
 WORK=$(mktemp -d)
-case $DB in sqlite://*) rm -f "${DB#sqlite://}"* ;; esac
+case $DB in sqlite://?*) rm -f "${DB#sqlite://}" "${DB#sqlite://}"-wal "${DB#sqlite://}"-shm ;; esac
 ENCLAVE_JWT_SECRET=$SECRET ENCLAVE_MESSAGE_BURST=10000 ENCLAVE_MESSAGES_PER_MINUTE=100000 \
   RUST_LOG=warn "$BIN" serve --bind 127.0.0.1:0 --database "$DB" > "$WORK/out" 2> "$WORK/err" &
 SERVER=$!
@@ -25,7 +25,7 @@ URL=$(head -1 "$WORK/out" | sed 's/listening on //')
 START=$(date +%s.%N)
 (
   ENCLAVE_JWT_SECRET=$SECRET "$BIN" ingest "$FILE" --user bench --url "$URL" \
-    --checkpoint "$WORK/checkpoint" > "$WORK/ingest" 2>&1
+    --checkpoint "$WORK/checkpoint" > "$WORK/ingest" 2>&1 || echo "ingest failed" >> "$WORK/ingest"
   echo "ingest_seconds $(echo "$(date +%s.%N) - $START" | bc)" >> "$WORK/ingest"
 ) &
 INGEST=$!
@@ -33,4 +33,4 @@ INGEST=$!
 sleep "${DELAY:-1}"
 PROBE_SECS=$SECS target/release/examples/analysis_at_scale "$URL" $SECRET $SERVER
 wait $INGEST
-tail -2 "$WORK/ingest"
+tail -3 "$WORK/ingest"

@@ -2,7 +2,9 @@
 //! from killing it; the registry asks every session in memory to drain; each session refuses
 //! new messages (`unavailable`), lets its runs finish for the grace period, then cancels the
 //! rest (`run_cancelled` `shutdown`), waits until every event is stored and closes its sockets
-//! with 1001 (`session/from_http.rs`); then the HTTP server stops and the process exits 0.
+//! with 1001 (`session/from_http.rs`); then the HTTP server stops, the housekeeper stops, the
+//! writers settle, the lease is released (`server.rs`), and the process exits 0 with `_exit`
+//! (`main.rs`: no C exit handlers racing the pools' threads).
 
 use std::time::Duration;
 

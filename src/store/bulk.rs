@@ -40,8 +40,8 @@ pub struct Upload {
     pub key: Option<String>,
 }
 
-/// Stores an upload's records as one all-or-nothing upload in transactions of
-/// `limits.chunk` records; an upload that would take the user over `limits.max_records` stores
+/// Stores an upload's records as one all-or-nothing upload in short transactions
+/// (`ChunkSizer`); an upload that would take the user over `limits.max_records` stores
 /// nothing. Its key, if any, is recorded in the transaction that makes the records visible.
 pub async fn store_upload(
     db: Db,
@@ -132,13 +132,13 @@ pub async fn insert_in_chunks(
         let sent = std::time::Instant::now();
         let (inserted, took) = db
             .run_as(user, move |conn| {
-                let started = std::time::Instant::now();
                 still_current(conn, &owner)?;
                 let to = Destination {
                     source: &source,
                     upload: id.as_deref(),
                     max_records,
                 };
+                let started = std::time::Instant::now();
                 let inserted = usage::insert_new_in(conn, &owner, &part, to, now_ms())?;
                 Ok((inserted, started.elapsed()))
             })
@@ -156,12 +156,17 @@ pub async fn insert_in_chunks(
 
 /// Sizes a bulk write's chunks so each one's inserts take about `BulkLimits::chunk_time`
 /// whatever the machine and the database: the chunk in progress is what another user's event
-/// batch waits for on the writer, while each commit costs the same whatever its size. Starts
-/// small, then follows the time the last chunk took, at most doubling or halving at a step.
+/// batch waits for on the writer. Only the inserts are timed (the records and the count they
+/// add); what a chunk costs whatever its size — the account check, the commit, on PostgreSQL a
+/// round trip per statement — comes on top and is not shrunk by smaller chunks. Starts small,
+/// then follows the time the last chunk took, at most doubling or halving at a step.
 #[derive(Debug)]
 pub struct ChunkSizer {
+    /// Records in the next chunk.
     size: usize,
+    /// The most records in one chunk (`BulkLimits::chunk`).
     max: usize,
+    /// How long a chunk's inserts should take.
     target: std::time::Duration,
 }
 

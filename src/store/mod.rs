@@ -100,9 +100,15 @@ fn pool_of(
     size: u32,
     timeout: Duration,
 ) -> Result<Pool, StoreError> {
+    // No background work in the pool: a connection is opened only while a checkout waits for
+    // it, and none is closed on a timer (a broken one is found at checkout). r2d2 otherwise
+    // opens a spare and reaps idle ones on its own threads, and a libpq connect racing the
+    // process's exit crashed it (OpenSSL's exit handler; `main.rs` ends with `_exit` too).
     Ok(r2d2::Pool::builder()
         .max_size(size.max(2))
-        .min_idle(Some(1))
+        .min_idle(Some(0))
+        .idle_timeout(None)
+        .max_lifetime(None)
         .connection_timeout(timeout)
         .build(manager)?)
 }
