@@ -85,6 +85,8 @@ pub struct ThreadSummary {
 pub struct ThreadList {
     /// Newest first.
     pub threads: Vec<ThreadSummary>,
+    /// The `updated_at` to ask the next page `before`; `None` on the last page.
+    pub next_before: Option<i64>,
 }
 
 /// `GET /api/threads/{id}/events`: one page of a thread's stored events.

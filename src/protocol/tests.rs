@@ -203,8 +203,16 @@ fn http_bodies_keep_their_keys() {
     };
     assert_eq!(
         text(&ThreadList {
-            threads: vec![thread]
+            threads: vec![thread],
+            next_before: Some(2),
         }),
-        r#"{"threads":[{"thread_id":"t","title":"hi","created_at":1,"updated_at":2,"last_run_status":"awaiting_approval"}]}"#
+        r#"{"threads":[{"thread_id":"t","title":"hi","created_at":1,"updated_at":2,"last_run_status":"awaiting_approval"}],"next_before":2}"#
+    );
+    assert_eq!(
+        text(&ThreadList {
+            threads: vec![],
+            next_before: None,
+        }),
+        r#"{"threads":[],"next_before":null}"#
     );
 }

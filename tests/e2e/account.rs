@@ -108,7 +108,10 @@ async fn a_deleted_account_is_gone_at_once_and_purged_in_the_background(db: Test
     // Every route answers as for a new user, at once.
     let token = app.token("alice");
     let (status, threads) = app.get("/api/threads", Some(&token)).await;
-    assert_eq!((status, threads), (200, json!({"threads": []})));
+    assert_eq!(
+        (status, threads),
+        (200, json!({"threads": [], "next_before": null}))
+    );
     let (status, _) = app.get(&format!("/api/runs/{run_id}"), Some(&token)).await;
     assert_eq!(status, 404);
     let (_, summary) = app.get("/api/usage/summary", Some(&token)).await;
@@ -230,7 +233,7 @@ async fn a_purge_left_by_a_stopped_server_is_finished_at_the_next_start(db: Test
     let app = TestApp::spawn(&db).await;
     purged(&db, "frank").await;
     let (_, threads) = app.get("/api/threads", Some(&app.token("frank"))).await;
-    assert_eq!(threads, json!({"threads": []}));
+    assert_eq!(threads, json!({"threads": [], "next_before": null}));
     app.stop().await;
 }
 on_both_backends!(a_purge_left_by_a_stopped_server_is_finished_at_the_next_start);

@@ -98,3 +98,80 @@ async fn deleting_a_thread_erases_it_without_a_gap(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(deleting_a_thread_erases_it_without_a_gap);
+
+/// `GET /api/threads?before=&limit=` pages through every thread exactly once, newest first,
+/// also where several were updated in the same millisecond (a page never ends inside such a
+/// group); a bad `limit` is `bad_request`; another user's threads never show.
+async fn threads_are_listed_a_page_at_a_time(db: TestDb) {
+    let app = TestApp::spawn(&db).await;
+    let mut alice = app.ws("alice").await;
+    alice.recv().await;
+    for n in 0..7 {
+        alice.say(&format!("thread {n}")).await;
+    }
+    let frames = alice.recv_runs(7).await;
+    let mut threads: Vec<String> = Vec::new();
+    for frame in &frames {
+        if let Some(id) = frame["thread_id"].as_str()
+            && !threads.iter().any(|t| t == id)
+        {
+            threads.push(id.to_owned());
+        }
+    }
+    assert_eq!(threads.len(), 7);
+    threads.sort();
+    // Three threads share a millisecond, and two others another.
+    let times = [500, 400, 400, 400, 300, 200, 200];
+    for (thread, at) in threads.iter().zip(times) {
+        execute(
+            &db,
+            &format!("UPDATE threads SET updated_at = {at} WHERE thread_id = '{thread}'"),
+        );
+    }
+    let mut bob = app.ws("bob").await;
+    bob.recv().await;
+    bob.say("bob's thread").await;
+    bob.recv_runs(1).await;
+
+    let token = app.token("alice");
+    let mut seen: Vec<(String, i64)> = Vec::new();
+    let mut pages = Vec::new();
+    let mut before: Option<i64> = None;
+    loop {
+        let path = match before {
+            Some(b) => format!("/api/threads?limit=2&before={b}"),
+            None => String::from("/api/threads?limit=2"),
+        };
+        let (status, page) = app.get(&path, Some(&token)).await;
+        assert_eq!(status, 200, "{page}");
+        let listed = page["threads"].as_array().unwrap();
+        pages.push(listed.len());
+        for t in listed {
+            seen.push((
+                t["thread_id"].as_str().unwrap().to_owned(),
+                t["updated_at"].as_i64().unwrap(),
+            ));
+        }
+        match page["next_before"].as_i64() {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+        assert!(pages.len() < 10, "pages never end: {pages:?}");
+    }
+    // The group of three comes whole on one page; the page before it ends early.
+    assert_eq!(pages, vec![1, 3, 1, 2]);
+    let expected: Vec<(String, i64)> = threads.iter().cloned().zip(times).collect();
+    assert_eq!(seen, expected, "every thread once, newest first");
+
+    // The default page holds them all; limits outside 1-200 are refused.
+    let (_, all) = app.get("/api/threads", Some(&token)).await;
+    assert_eq!(all["threads"].as_array().unwrap().len(), 7);
+    assert_eq!(all["next_before"], Value::Null);
+    for bad in ["limit=0", "limit=201", "limit=x", "before=soon"] {
+        let (status, body) = app.get(&format!("/api/threads?{bad}"), Some(&token)).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{bad}: {body}");
+    }
+    app.stop().await;
+}
+on_both_backends!(threads_are_listed_a_page_at_a_time);

@@ -39,13 +39,54 @@ pub fn is_owned(conn: &mut DbConnection, user: &UserId, thread: ThreadId) -> Que
     Ok(found > 0)
 }
 
-/// The user's threads, most recently updated first.
+/// All of the user's threads, most recently updated first (for the export).
 pub fn list(conn: &mut DbConnection, user: &UserId) -> QueryResult<Vec<ThreadRow>> {
     dsl::threads
         .filter(dsl::user_id.eq(user.as_str()))
         .order((dsl::updated_at.desc(), dsl::thread_id.asc()))
         .select(ThreadRow::as_select())
         .load(conn)
+}
+
+/// One page of the user's threads, most recently updated first: about `limit` of those updated
+/// before `before` (all of them when `None`), and the `updated_at` to ask the next page
+/// before, while more may follow. A page never ends inside a group of threads updated in the
+/// same millisecond (the next page, "updated before", would skip the rest of the group): it
+/// ends before the group, or — when the whole page is one group — holds all of it.
+pub fn page(
+    conn: &mut DbConnection,
+    user: &UserId,
+    before: Option<i64>,
+    limit: usize,
+) -> QueryResult<(Vec<ThreadRow>, Option<i64>)> {
+    let mut rows: Vec<ThreadRow> = dsl::threads
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::updated_at.lt(before.unwrap_or(i64::MAX)))
+        .order((dsl::updated_at.desc(), dsl::thread_id.asc()))
+        .limit(limit as i64 + 1)
+        .select(ThreadRow::as_select())
+        .load(conn)?;
+    let Some(first_left_out) = rows.get(limit).map(|row| row.updated_at) else {
+        return Ok((rows, None));
+    };
+    rows.truncate(limit);
+    while rows
+        .last()
+        .is_some_and(|row| row.updated_at == first_left_out)
+    {
+        rows.pop();
+    }
+    if let Some(last) = rows.last() {
+        let next = last.updated_at;
+        return Ok((rows, Some(next)));
+    }
+    let group = dsl::threads
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::updated_at.eq(first_left_out))
+        .order(dsl::thread_id.asc())
+        .select(ThreadRow::as_select())
+        .load(conn)?;
+    Ok((group, Some(first_left_out)))
 }
 
 /// Records the status of the thread's latest run.

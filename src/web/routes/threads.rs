@@ -17,20 +17,45 @@ use crate::web::views::thread_summary;
 const MAX_EVENTS_PAGE: i64 = 1000;
 const DEFAULT_EVENTS_PAGE: i64 = 200;
 
-/// `GET /api/threads`: the caller's threads, most recently updated first, each with its latest
-/// run's status, so a client can show its history.
+const MAX_THREADS_PAGE: usize = 200;
+const DEFAULT_THREADS_PAGE: usize = 50;
+
+/// `?before=&limit=` of a threads page: the `updated_at` the last page ended at, and how many
+/// to send.
+#[derive(Deserialize)]
+pub struct ThreadsQuery {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/threads`: a page of the caller's threads, most recently updated first, each with
+/// its latest run's status, so a client can show its history; `next_before` asks for the next.
 #[get("/api/threads")]
 pub async fn list_threads(
     state: web::Data<AppState>,
     AuthenticatedUser(identity): AuthenticatedUser,
+    query: web::Query<ThreadsQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_THREADS_PAGE as i64);
+    let limit = usize::try_from(limit)
+        .ok()
+        .filter(|n| (1..=MAX_THREADS_PAGE).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("limit must be 1-{MAX_THREADS_PAGE}, got {limit}"))
+        })?;
+    let before = query.before;
     let user = identity.user_id;
-    let rows = state
+    let (rows, next_before) = state
         .db
-        .read_account(&user, |conn, key| Ok(repo::threads::list(conn, key)?))
+        .read_account(&user, move |conn, key| {
+            Ok(repo::threads::page(conn, key, before, limit)?)
+        })
         .await?;
     let threads = rows.into_iter().map(thread_summary).collect();
-    Ok(HttpResponse::Ok().json(ThreadList { threads }))
+    Ok(HttpResponse::Ok().json(ThreadList {
+        threads,
+        next_before,
+    }))
 }
 
 /// `?after_seq=&limit=` of an events page: where the last page ended and how many to send.
