@@ -53,6 +53,8 @@ pub struct Metrics {
     pub batches_per_commit: Histogram,
     /// Groups whose transaction failed and were stored batch by batch instead.
     pub group_retries: IntCounter,
+    /// Violations of the page's Content-Security-Policy that browsers reported.
+    pub csp_reports: IntCounter,
 }
 
 impl Metrics {
@@ -115,6 +117,10 @@ impl Metrics {
             fallbacks: counter_vec("agent_fallbacks_total", "agent fallbacks", "agent"),
             persist_seconds,
             slow_sockets: counter("slow_sockets_closed_total", "sockets closed with 4008"),
+            csp_reports: counter(
+                "csp_reports_total",
+                "violations of the page's policy that browsers reported",
+            ),
             lost_batches: counter(
                 "write_batches_lost_total",
                 "write batches lost after retries",

@@ -6,6 +6,8 @@
 pub mod connection;
 pub mod error;
 pub mod extract;
+pub mod markdown;
+pub mod page;
 pub mod routes;
 pub mod views;
 pub mod ws;
@@ -64,6 +66,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default()
             .error_handler(|e, _| ApiError::bad_request(format!("invalid path: {e}")).into()),
     )
+    .service(page::index)
+    .service(page::asset)
+    .service(page::csp_report)
     .service(routes::health::healthz)
     .service(routes::health::readyz)
     .service(routes::health::metrics)
@@ -72,6 +77,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(routes::threads::thread_events)
     .service(routes::runs::get_run)
     .service(routes::runs::get_report)
+    .service(routes::runs::get_report_html)
     .service(routes::threads::delete_thread)
     .service(routes::usage::upload)
     .service(routes::usage::summary)

@@ -680,6 +680,7 @@ pub async fn assert_cross_user_not_found(
         format!("/api/threads/{thread}/events"),
         format!("/api/runs/{run}"),
         format!("/api/reports/{run}.md"),
+        format!("/api/reports/{run}.html"),
     ];
     for path in gets {
         let (status, body) = app.get(&path, Some(&token)).await;

@@ -27,6 +27,7 @@ mod liveness;
 mod llm;
 mod one_server;
 mod optimize;
+mod page;
 mod passivation;
 mod quota;
 mod report;

@@ -313,3 +313,65 @@ async fn user_strings_render_as_their_literal_text(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(user_strings_render_as_their_literal_text);
+
+/// `GET /api/reports/{run_id}.html` (issue 13): the report as sanitised HTML — markup in model
+/// and workload names arrives as text, no script, handler or `javascript:` link survives, the
+/// tables are tables — served so nothing in it can run if opened alone; another user's run and
+/// an unknown id are `not_found`.
+async fn the_html_report_shows_markup_from_data_as_text(db: TestDb) {
+    let app = TestApp::spawn(&db).await;
+    let img = "<img src=x onerror=alert(1)>";
+    let link = "[x](javascript:alert(1))";
+    let records = vec![
+        rec(0, SCRIPT, img, 100, 10),
+        rec(1, "gpt-4o", link, 1_000, 200),
+        rec(2, "gpt-4o", link, 1_000, 200),
+    ];
+    let (status, _, _) = upload(&app, "erin", "application/x-ndjson", "", ndjson(&records)).await;
+    assert_eq!(status, 200);
+    let mut socket = app.ws("erin").await;
+    socket.recv().await;
+    socket.say(ASK).await;
+    let frames = socket.recv_runs(1).await;
+    let end = frames.last().unwrap();
+    assert_eq!(end["type"], "run_completed", "{end}");
+    let run_id = end["run_id"].as_str().unwrap().to_owned();
+    let mut resp = awc::Client::default()
+        .get(app.http(&format!("/api/reports/{run_id}.html")))
+        .insert_header(("Authorization", format!("Bearer {}", app.token("erin"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    assert!(header("content-type").starts_with("text/html"));
+    assert!(header("content-security-policy").contains("default-src 'none'"));
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    let html = String::from_utf8(resp.body().limit(16 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(html.contains("<table>") && html.contains("<h2>"), "{html}");
+    for text in [
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "&lt;img src=x onerror=alert(1)&gt;",
+        "[x](javascript:alert(1))",
+    ] {
+        assert!(html.contains(text), "{text} as text in {html}");
+    }
+    let lower = html.to_ascii_lowercase();
+    for banned in ["<script", "<img", "href=\"javascript", "style="] {
+        assert!(!lower.contains(banned), "{banned} in {html}");
+    }
+    for (user, id) in [("mallory", run_id.as_str()), ("erin", "no-such-run")] {
+        let (status, body) = app
+            .get(&format!("/api/reports/{id}.html"), Some(&app.token(user)))
+            .await;
+        assert_eq!(status, 404, "{user} {id}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+    app.stop().await;
+}
+on_both_backends!(the_html_report_shows_markup_from_data_as_text);

@@ -1,5 +1,5 @@
-//! `GET /api/runs/{id}` and `GET /api/reports/{run_id}.md`: one run's status and answer, and
-//! its report as markdown. Another user's run is `not_found`.
+//! `GET /api/runs/{id}`, `GET /api/reports/{run_id}.md` and `.html`: one run's status and
+//! answer, and its report as markdown or as sanitised HTML. Another user's run is `not_found`.
 
 use actix_web::{HttpResponse, get, web};
 
@@ -37,14 +37,40 @@ pub async fn get_report(
     AuthenticatedUser(identity): AuthenticatedUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let raw_id = path.into_inner();
-    let report = users_run(&state, identity.user_id, &raw_id)
-        .await?
-        .and_then(|row| row.report_markdown)
-        .ok_or_else(|| ApiError::not_found("report", &raw_id))?;
+    let report = users_report(&state, identity.user_id, &path.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/markdown; charset=utf-8")
         .body(report))
+}
+
+/// `GET /api/reports/{id}.html`: the same report as a sanitised HTML fragment, for the page to
+/// insert (`web/markdown.rs`); served so that, opened on its own, nothing in it can run.
+#[get("/api/reports/{id}.html")]
+pub async fn get_report_html(
+    state: web::Data<AppState>,
+    AuthenticatedUser(identity): AuthenticatedUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let report = users_report(&state, identity.user_id, &path.into_inner()).await?;
+    let html = web::block(move || crate::web::markdown::report_html(&report))
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the report could not be rendered"))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .body(html))
+}
+
+/// The report of the user's run named `raw_id`; `not_found` while there is none.
+async fn users_report(state: &AppState, user: UserId, raw_id: &str) -> Result<String, ApiError> {
+    users_run(state, user, raw_id)
+        .await?
+        .and_then(|row| row.report_markdown)
+        .ok_or_else(|| ApiError::not_found("report", raw_id))
 }
 
 /// The user's run named `raw_id`; `None` when the id is not a run id, or names no run of

@@ -1,0 +1,86 @@
+//! The bundled web page: `GET /` and `GET /assets/{name}`, HTML, CSS and JavaScript modules of
+//! the project's own (`web/page/`), embedded in the binary — no CDN, no build step — and
+//! `POST /api/csp-report`, where browsers report what the page's policy blocked. Every page
+//! response carries the page's security headers: a strict Content-Security-Policy (scripts,
+//! styles and connections from this origin only, nothing inline, no framing, violations
+//! reported), `nosniff` and no referrer.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, get, post, web};
+
+use crate::web::AppState;
+use crate::web::error::ApiError;
+
+/// The page's policy: everything from this origin, nothing inline (so a string that slipped
+/// into the document as markup could not run), WebSockets back to this origin only.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'; report-uri /api/csp-report";
+
+/// The page.
+const INDEX_HTML: &str = include_str!("page/index.html");
+
+/// The page's files by name: content type and contents.
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("page/app.css"),
+    ),
+];
+
+/// The largest violation report read (a browser's are a few hundred bytes).
+const MAX_CSP_REPORT_BYTES: usize = 16 * 1024;
+
+/// `GET /`: the page.
+#[get("/")]
+pub async fn index() -> HttpResponse {
+    page_response("text/html; charset=utf-8", INDEX_HTML)
+}
+
+/// `GET /assets/{name}`: one of the page's files; `not_found` for any other name.
+#[get("/assets/{name}")]
+pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    ASSETS
+        .iter()
+        .find(|(file, _, _)| *file == name)
+        .map(|(_, content_type, body)| page_response(content_type, body))
+        .ok_or_else(|| ApiError::not_found("asset", &name))
+}
+
+/// `POST /api/csp-report`: a browser says the policy blocked something on the page. Counted
+/// (`csp_reports_total`) and logged, cut to a bounded length; answered 204 whatever it says.
+#[post("/api/csp-report")]
+pub async fn csp_report(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    state.metrics.csp_reports.inc();
+    let shown = body.get(..MAX_CSP_REPORT_BYTES).unwrap_or(&body);
+    log::warn!(
+        "the page's Content-Security-Policy blocked something: {}",
+        String::from_utf8_lossy(shown)
+    );
+    HttpResponse::NoContent().finish()
+}
+
+/// `body` with the page's security headers.
+fn page_response(content_type: &'static str, body: &'static str) -> HttpResponse {
+    let mut response = HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(body);
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}

@@ -1,0 +1,133 @@
+// enclave's page: sign in (a dev-mode user name or a pasted token), then one WebSocket to
+// /ws that reconnects with backoff and resumes after the last `seq` it saw (PROTOCOL.md §2).
+// User strings only ever reach the document as text (`textContent`), never as markup.
+
+const state = { token: null, user: null, socket: null, lastSeq: 0, retry: 0, timer: null };
+
+const $ = (id) => document.getElementById(id);
+
+function showConnection(text, name) {
+  const el = $("connection");
+  el.textContent = text;
+  el.dataset.state = name;
+}
+
+function showSignedIn(signedIn) {
+  $("sign-in").hidden = signedIn;
+  $("signed-in").hidden = !signedIn;
+  $("user-label").textContent = signedIn ? state.user ?? "" : "";
+}
+
+async function devSignIn(event) {
+  event.preventDefault();
+  const user = $("user-name").value.trim();
+  $("sign-in-error").textContent = "";
+  try {
+    const response = await fetch("/api/dev/token", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user }),
+    });
+    const body = await response.json();
+    if (!response.ok) {
+      throw new Error(body?.error?.message ?? `the server answered ${response.status}`);
+    }
+    signIn(body.token);
+  } catch (error) {
+    $("sign-in-error").textContent = `Could not sign in: ${error.message}`;
+  }
+}
+
+function tokenSignIn(event) {
+  event.preventDefault();
+  signIn($("token").value.trim());
+}
+
+function signIn(token) {
+  state.token = token;
+  state.lastSeq = 0;
+  sessionStorage.setItem("enclave-token", token);
+  connect();
+}
+
+function signOut() {
+  sessionStorage.removeItem("enclave-token");
+  state.token = null;
+  state.user = null;
+  clearTimeout(state.timer);
+  if (state.socket) {
+    const socket = state.socket;
+    state.socket = null;
+    socket.close(1000);
+  }
+  showSignedIn(false);
+  showConnection("signed out", "signed-out");
+}
+
+// Checks the token over HTTP first: a refused token fails the WebSocket upgrade with a 401 the
+// page cannot read, which would look like a lost connection and be retried for ever.
+async function connect() {
+  let check;
+  try {
+    check = await fetch("/api/threads?limit=1", {
+      headers: { Authorization: `Bearer ${state.token}` },
+    });
+  } catch {
+    return retryLater();
+  }
+  if (!state.token) return;
+  if (check.status === 401) {
+    signOut();
+    $("sign-in-error").textContent = "The server refused the token: sign in again.";
+    return;
+  }
+  if (!check.ok) return retryLater();
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const query = new URLSearchParams({ token: state.token });
+  if (state.lastSeq > 0) query.set("after_seq", String(state.lastSeq));
+  const socket = new WebSocket(`${scheme}//${location.host}/ws?${query}`);
+  state.socket = socket;
+  showConnection("connecting…", "connecting");
+  socket.addEventListener("message", (message) => {
+    if (socket !== state.socket) return;
+    const frame = JSON.parse(message.data);
+    if (typeof frame.seq === "number" && frame.seq > state.lastSeq) state.lastSeq = frame.seq;
+    if (frame.type === "connected") {
+      state.retry = 0;
+      state.user = frame.user_id;
+      showSignedIn(true);
+      showConnection(`connected as ${frame.user_id}`, "connected");
+    }
+  });
+  socket.addEventListener("close", (closed) => {
+    if (socket !== state.socket) return;
+    state.socket = null;
+    if (closed.code === 4001) {
+      // The token expired: signing in again is the way on.
+      signOut();
+      $("sign-in-error").textContent = "Your token expired: sign in again.";
+      return;
+    }
+    retryLater();
+  });
+}
+
+// Reconnects after a growing pause (0.5 s doubling to 30 s), saying so.
+function retryLater() {
+  if (!state.token) return;
+  const wait = Math.min(30_000, 500 * 2 ** state.retry);
+  state.retry += 1;
+  showConnection(`disconnected — retrying in ${Math.round(wait / 1000)} s`, "disconnected");
+  clearTimeout(state.timer);
+  state.timer = setTimeout(connect, wait);
+}
+
+function start() {
+  $("dev-sign-in").addEventListener("submit", devSignIn);
+  $("token-sign-in").addEventListener("submit", tokenSignIn);
+  $("sign-out").addEventListener("click", signOut);
+  const saved = sessionStorage.getItem("enclave-token");
+  if (saved) signIn(saved);
+}
+
+start();
