@@ -32,6 +32,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/css; charset=utf-8",
         include_str!("page/app.css"),
     ),
+    ("icon.svg", "image/svg+xml", include_str!("page/icon.svg")),
 ];
 
 /// The largest violation report read (a browser's are a few hundred bytes).

@@ -1,0 +1,280 @@
+//! What the browser tests stand on: a real `enclave serve` in dev mode on a fresh SQLite file,
+//! a `chromedriver` with headless Chromium, and small waits on the page's state (the DOM is
+//! polled: WebDriver offers no event to await).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// How long a page state may take to appear (a loaded CI machine included).
+const PAGE_WAIT: Duration = Duration::from_secs(20);
+
+/// One browser at a time, whatever the test threads.
+static TURN: Mutex<()> = Mutex::const_new(());
+
+/// The caller's turn with the browser; `None` (and a line saying the test is skipped) when
+/// this machine has no chromium — never under CI, where that fails the test.
+pub async fn browser_turn() -> Option<MutexGuard<'static, ()>> {
+    let present = which("chromium") && which("chromedriver");
+    if !present {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must install chromium and chromium-driver"
+        );
+        eprintln!("skipped: chromium and chromedriver are not installed");
+        return None;
+    }
+    Some(TURN.lock().await)
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// A real `enclave serve`: dev mode (no secret, loopback) on a fresh SQLite file.
+pub struct Server {
+    addr: String,
+    _child: Child,
+    _dir: TempDir,
+}
+
+impl Server {
+    pub async fn start() -> Self {
+        let dir = TempDir::new();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--database"])
+            .arg(format!("sqlite://{}", dir.0.join("enclave.db").display()))
+            .env_remove("ENCLAVE_JWT_SECRET")
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("enclave starts");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(PAGE_WAIT, lines.next_line())
+            .await
+            .expect("the server prints its address")
+            .unwrap()
+            .unwrap();
+        let addr = first
+            .strip_prefix("listening on http://")
+            .unwrap()
+            .to_owned();
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            addr,
+            _child: child,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A dev-mode token for `user`.
+    pub async fn dev_token(&self, user: &str) -> String {
+        let answer: Value = post_json(&self.url("/api/dev/token"), &json!({ "user": user })).await;
+        answer["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A counter or gauge of `/metrics` (name without the `enclave_` prefix).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = http(&self.url("/metrics"), "GET", None).await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("enclave_{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Headless Chromium behind its own `chromedriver`, and the WebDriver session on it.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    driver_url: String,
+}
+
+impl Browser {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let driver_url = format!("http://127.0.0.1:{port}");
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        // Ready when its status says so (bounded).
+        let mut ready = false;
+        for _ in 0..200 {
+            if let Some(status) = try_http(&format!("{driver_url}/status")).await {
+                ready = status.contains("\"ready\":true");
+                if ready {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ready, "chromedriver did not get ready");
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-background-networking",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--window-size=1200,900",
+                ],
+            },
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&driver_url)
+            .await
+            .expect("a WebDriver session");
+        Self {
+            client,
+            driver,
+            driver_url,
+        }
+    }
+
+    /// The browser console's errors so far (chromedriver's log of the page: script errors,
+    /// policy violations, failed loads), each as `source: message`.
+    pub async fn console_errors(&self) -> Vec<String> {
+        let session = self.client.session_id().await.unwrap().unwrap();
+        let url = format!("{}/session/{session}/se/log", self.driver_url);
+        let answer: Value = post_json(&url, &json!({ "type": "browser" })).await;
+        answer["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .map(|entry| format!("{}: {}", entry["source"], entry["message"]))
+            .collect()
+    }
+
+    /// Writes the page as it looks now to `target/screenshots/NAME.png`.
+    pub async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+/// The text of the element `css` selects.
+pub async fn text_of(page: &Client, css: &str) -> String {
+    page.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Types `text` into the (cleared) input `css` selects.
+pub async fn fill(page: &Client, css: &str, text: &str) {
+    let input = page.find(Locator::Css(css)).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(text).await.unwrap();
+}
+
+pub async fn click(page: &Client, css: &str) {
+    page.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits (bounded) until the element `css` selects shows exactly `expected`.
+pub async fn wait_for_text(page: &Client, css: &str, expected: &str) {
+    let deadline = tokio::time::Instant::now() + PAGE_WAIT;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(element) = page.find(Locator::Css(css)).await {
+            last = element.text().await.unwrap_or_default();
+            if last == expected {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{css} shows {last:?}, not {expected:?}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn post_json(url: &str, body: &Value) -> Value {
+    serde_json::from_str(&http(url, "POST", Some(body.to_string())).await).unwrap()
+}
+
+async fn try_http(url: &str) -> Option<String> {
+    let mut resp = awc::Client::default().get(url).send().await.ok()?;
+    Some(String::from_utf8(resp.body().await.ok()?.to_vec()).unwrap())
+}
+
+async fn http(url: &str, method: &str, body: Option<String>) -> String {
+    let client = awc::Client::default();
+    let request = match method {
+        "POST" => client
+            .post(url)
+            .insert_header(("Content-Type", "application/json")),
+        _ => client.get(url),
+    };
+    let mut resp = match body {
+        Some(body) => request.send_body(body).await.unwrap(),
+        None => request.send().await.unwrap(),
+    };
+    String::from_utf8(resp.body().limit(8 << 20).await.unwrap().to_vec()).unwrap()
+}
+
+/// A temporary directory, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("enclave-browser-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
