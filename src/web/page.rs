@@ -28,6 +28,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("page/app.js"),
     ),
     (
+        "chat.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/chat.js"),
+    ),
+    (
         "app.css",
         "text/css; charset=utf-8",
         include_str!("page/app.css"),

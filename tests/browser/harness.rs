@@ -86,6 +86,18 @@ impl Server {
         answer["token"].as_str().unwrap().to_owned()
     }
 
+    /// `path` read with a dev-mode token of `user`, as JSON.
+    pub async fn get_json(&self, path: &str, user: &str) -> Value {
+        let token = self.dev_token(user).await;
+        let mut resp = awc::Client::default()
+            .get(self.url(path))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_slice(&resp.body().limit(8 << 20).await.unwrap()).unwrap()
+    }
+
     /// A counter or gauge of `/metrics` (name without the `enclave_` prefix).
     pub async fn metric(&self, name: &str) -> f64 {
         let text = http(&self.url("/metrics"), "GET", None).await;
@@ -174,12 +186,19 @@ impl Browser {
             .collect()
     }
 
-    /// Writes the page as it looks now to `target/screenshots/NAME.png`.
+    /// Writes the page as it looks now to `target/screenshots/NAME.png`, and with
+    /// `UPDATE_SCREENSHOTS=1` to `docs/screenshots/` too (so CI leaves the checkout clean).
     pub async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut dirs = vec![root.join("target/screenshots")];
+        if std::env::var("UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+            dirs.push(root.join("docs/screenshots"));
+        }
+        for dir in dirs {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
+        }
     }
 
     pub async fn stop(mut self) {
@@ -212,6 +231,31 @@ pub async fn click(page: &Client, css: &str) {
         .click()
         .await
         .unwrap();
+}
+
+/// The texts of every element `css` selects, in document order.
+pub async fn texts_of(page: &Client, css: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    for element in page.find_all(Locator::Css(css)).await.unwrap() {
+        texts.push(element.text().await.unwrap());
+    }
+    texts
+}
+
+/// Presses Enter in the element `css` selects.
+pub async fn press_enter(page: &Client, css: &str) {
+    let enter = char::from(fantoccini::key::Key::Enter).to_string();
+    let input = page.find(Locator::Css(css)).await.unwrap();
+    input.send_keys(&enter).await.unwrap();
+}
+
+/// Waits (bounded) until the element `css` selects exists; returns it.
+pub async fn wait_for(page: &Client, css: &str) -> fantoccini::elements::Element {
+    page.wait()
+        .at_most(PAGE_WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
 }
 
 /// Waits (bounded) until the element `css` selects shows exactly `expected`.

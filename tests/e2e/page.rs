@@ -35,7 +35,9 @@ async fn the_page_and_its_assets_come_with_a_strict_policy() {
     for (path, kind) in [
         ("/", "text/html"),
         ("/assets/app.js", "text/javascript"),
+        ("/assets/chat.js", "text/javascript"),
         ("/assets/app.css", "text/css"),
+        ("/assets/icon.svg", "image/svg+xml"),
     ] {
         let (status, headers, body) = fetch(&app, path).await;
         assert_eq!(status, 200, "{path}");
@@ -73,16 +75,19 @@ async fn the_page_and_its_assets_come_with_a_strict_policy() {
             "a label for {id}"
         );
     }
-    // The script writes user strings as text only.
-    let (_, _, js) = fetch(&app, "/assets/app.js").await;
-    for sink in [
+    // The scripts write user strings as text only.
+    let sinks = [
         "innerHTML",
         "outerHTML",
         "insertAdjacentHTML",
         "document.write",
         "eval(",
-    ] {
-        assert!(!js.contains(sink), "{sink} in app.js");
+    ];
+    for script in ["/assets/app.js", "/assets/chat.js"] {
+        let (_, _, js) = fetch(&app, script).await;
+        for sink in sinks {
+            assert!(!js.contains(sink), "{sink} in {script}");
+        }
     }
 
     let (status, _, body) = fetch(&app, "/assets/nothing.js").await;

@@ -1,8 +1,39 @@
 // enclave's page: sign in (a dev-mode user name or a pasted token), then one WebSocket to
-// /ws that reconnects with backoff and resumes after the last `seq` it saw (PROTOCOL.md §2).
-// User strings only ever reach the document as text (`textContent`), never as markup.
+// /ws that reconnects with backoff and resumes after the last `seq` it saw (PROTOCOL.md §2),
+// handing each event once to the chat (`chat.js`). User strings only ever reach the document
+// as text (`textContent`), never as markup.
+
+import { createChat } from "./chat.js";
 
 const state = { token: null, user: null, socket: null, lastSeq: 0, retry: 0, timer: null };
+
+// A request with the token; its JSON answer, or null after showing what went wrong.
+async function authorized(path, init = {}) {
+  const response = await fetch(path, {
+    ...init,
+    headers: { ...(init.headers ?? {}), Authorization: `Bearer ${state.token}` },
+  });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const message = body?.error?.message ?? `the server answered ${response.status}`;
+    document.getElementById("chat-error").textContent = message;
+    return null;
+  }
+  return body;
+}
+
+// Sends a client frame; false (and says so) while disconnected.
+function send(frame) {
+  if (state.socket?.readyState !== WebSocket.OPEN) {
+    document.getElementById("chat-error").textContent = "Not connected: try again in a moment.";
+    return false;
+  }
+  document.getElementById("chat-error").textContent = "";
+  state.socket.send(JSON.stringify(frame));
+  return true;
+}
+
+const chat = createChat({ send, authorized });
 
 const $ = (id) => document.getElementById(id);
 
@@ -60,6 +91,8 @@ function signOut() {
     state.socket = null;
     socket.close(1000);
   }
+  state.lastSeq = 0;
+  chat.reset();
   showSignedIn(false);
   showConnection("signed out", "signed-out");
 }
@@ -91,12 +124,24 @@ async function connect() {
   socket.addEventListener("message", (message) => {
     if (socket !== state.socket) return;
     const frame = JSON.parse(message.data);
-    if (typeof frame.seq === "number" && frame.seq > state.lastSeq) state.lastSeq = frame.seq;
+    if (typeof frame.seq === "number") {
+      // Copies of events already seen (a replay meeting live ones) are dropped.
+      if (frame.seq <= state.lastSeq) return;
+      state.lastSeq = frame.seq;
+      chat.onEvent(frame);
+      return;
+    }
+    if (frame.type === "error") chat.onError(frame);
     if (frame.type === "connected") {
       state.retry = 0;
       state.user = frame.user_id;
       showSignedIn(true);
       showConnection(`connected as ${frame.user_id}`, "connected");
+      if (state.lastSeq === 0) {
+        // A first connection: history comes from the thread pages, live events from here.
+        state.lastSeq = frame.last_seq;
+        chat.loadThreads(false);
+      }
     }
   });
   socket.addEventListener("close", (closed) => {
@@ -126,6 +171,7 @@ function start() {
   $("dev-sign-in").addEventListener("submit", devSignIn);
   $("token-sign-in").addEventListener("submit", tokenSignIn);
   $("sign-out").addEventListener("click", signOut);
+  chat.start();
   const saved = sessionStorage.getItem("enclave-token");
   if (saved) signIn(saved);
 }
