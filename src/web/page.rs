@@ -33,6 +33,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("page/chat.js"),
     ),
     (
+        "report.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/report.js"),
+    ),
+    (
         "app.css",
         "text/css; charset=utf-8",
         include_str!("page/app.css"),

@@ -98,6 +98,19 @@ impl Server {
         serde_json::from_slice(&resp.body().limit(8 << 20).await.unwrap()).unwrap()
     }
 
+    /// Uploads NDJSON `rows` as `user`'s usage records; the server's answer.
+    pub async fn upload(&self, user: &str, rows: String) -> Value {
+        let token = self.dev_token(user).await;
+        let mut resp = awc::Client::default()
+            .post(self.url("/api/usage"))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .insert_header(("Content-Type", "application/x-ndjson"))
+            .send_body(rows)
+            .await
+            .unwrap();
+        serde_json::from_slice(&resp.body().await.unwrap()).unwrap()
+    }
+
     /// A counter or gauge of `/metrics` (name without the `enclave_` prefix).
     pub async fn metric(&self, name: &str) -> f64 {
         let text = http(&self.url("/metrics"), "GET", None).await;

@@ -7,6 +7,9 @@
 
 mod harness;
 
+use fantoccini::Locator;
+use serde_json::json;
+
 use harness::*;
 
 /// Signing in with a dev-mode user name connects the page's socket; the page loads with no
@@ -80,6 +83,17 @@ async fn a_message_runs_live_and_its_thread_reloads() {
     let run = wait_for(page, ".run[data-state=run_completed]").await;
     let run_id = run.attr("data-run-id").await.unwrap().unwrap();
     assert_eq!(text_of(page, ".message.user").await, "analyse my usage");
+    // The ended run's timeline is folded; opened, it shows every step.
+    assert_eq!(
+        page.find(Locator::Css(".run details.steps"))
+            .await
+            .unwrap()
+            .attr("open")
+            .await
+            .unwrap(),
+        None
+    );
+    click(page, ".run details.steps summary").await;
     let steps = texts_of(page, ".run .timeline li").await;
     assert!(
         steps.iter().any(|s| s.starts_with("triage: started")),
@@ -120,10 +134,87 @@ async fn a_message_runs_live_and_its_thread_reloads() {
     wait_for(page, "#thread-list .thread").await;
     click(page, "#thread-list .thread").await;
     wait_for(page, ".run[data-state=run_completed]").await;
+    click(page, ".run details.steps summary").await;
     assert_eq!(texts_of(page, ".run .timeline li").await, steps);
     assert_eq!(text_of(page, ".run .summary").await, summary);
 
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.stop().await;
+}
+
+/// Markup in the user's data — a `<script>`, an `<img onerror>`, a `javascript:` link in model
+/// and workload names — shows as text in the timeline, the chart and the report, and runs
+/// nothing; the report has its table and a chart of the savings.
+#[actix_web::test]
+async fn markup_in_the_data_shows_as_text_and_runs_nothing() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    let server = Server::start().await;
+    let script = "<script>window.__xss=1</script>";
+    let img = "<img src=x onerror=\"window.__xss=2\">";
+    let link = "[x](javascript:window.__xss=3)";
+    let mut rows = String::new();
+    for i in 0..20_i64 {
+        let (model, workload) = if i < 4 {
+            (script, img)
+        } else {
+            ("gpt-4o", link)
+        };
+        let record = json!({
+            "ts": 1_793_000_000_000_i64 + i * 60_000,
+            "model": model,
+            "workload": workload,
+            "prompt_tokens": 1_000,
+            "completion_tokens": 200,
+            "latency_ms": 100,
+            "interactive": false,
+        });
+        rows.push_str(&format!("{record}\n"));
+    }
+    let answer = server.upload("mallory", rows).await;
+    assert_eq!(answer["accepted"], 20, "{answer}");
+
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    page.goto(&server.url("/")).await.unwrap();
+    fill(page, "#user-name", "mallory").await;
+    click(page, "#dev-sign-in button[type=submit]").await;
+    wait_for_text(page, "#connection", "connected as mallory").await;
+    fill(page, "#composer-input", "cut my LLM costs by 30%").await;
+    press_enter(page, "#composer-input").await;
+    wait_for(page, ".run[data-state=run_completed] .report-body table").await;
+    wait_for(page, ".run .chart .bar").await;
+
+    let report = text_of(page, ".report-body").await;
+    for name in [script, img, link] {
+        assert!(report.contains(name), "{name} as text in the report");
+    }
+    click(page, ".run details.steps summary").await;
+    let timeline = texts_of(page, ".run .timeline li").await.join("\n");
+    assert!(timeline.contains(link), "{timeline}");
+    assert!(
+        page.find_all(Locator::Css("#messages img, #messages script"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let ran = page
+        .execute("return window.__xss === undefined;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(ran, json!(true), "nothing of the data ran");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    // Folded again, with the report in view, for the screenshot.
+    click(page, ".run details.steps summary").await;
+    page.execute(
+        "document.querySelector('.report').scrollIntoView();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    browser.screenshot("report-with-chart").await;
     browser.stop().await;
 }

@@ -36,6 +36,7 @@ async fn the_page_and_its_assets_come_with_a_strict_policy() {
         ("/", "text/html"),
         ("/assets/app.js", "text/javascript"),
         ("/assets/chat.js", "text/javascript"),
+        ("/assets/report.js", "text/javascript"),
         ("/assets/app.css", "text/css"),
         ("/assets/icon.svg", "image/svg+xml"),
     ] {
@@ -83,7 +84,7 @@ async fn the_page_and_its_assets_come_with_a_strict_policy() {
         "document.write",
         "eval(",
     ];
-    for script in ["/assets/app.js", "/assets/chat.js"] {
+    for script in ["/assets/app.js", "/assets/chat.js", "/assets/report.js"] {
         let (_, _, js) = fetch(&app, script).await;
         for sink in sinks {
             assert!(!js.contains(sink), "{sink} in {script}");

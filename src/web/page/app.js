@@ -33,7 +33,17 @@ function send(frame) {
   return true;
 }
 
-const chat = createChat({ send, authorized });
+// A text answer (a report) with the token; null after showing what went wrong.
+async function fetchText(path) {
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` } });
+  if (!response.ok) {
+    document.getElementById("chat-error").textContent = `the server answered ${response.status}`;
+    return null;
+  }
+  return response.text();
+}
+
+const chat = createChat({ send, authorized, fetchText });
 
 const $ = (id) => document.getElementById(id);
 

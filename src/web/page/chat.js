@@ -2,6 +2,8 @@
 // live), the user's messages and the runs they start, each run a live timeline of its agents,
 // with cancel while it is queued or running. Everything from the server is written as text.
 
+import { showReport } from "./report.js";
+
 const TERMINAL = ["run_completed", "run_failed", "run_cancelled", "run_interrupted"];
 
 const $ = (id) => document.getElementById(id);
@@ -41,12 +43,14 @@ function describe(event) {
   }
 }
 
-export function createChat({ send, authorized }) {
+export function createChat({ send, authorized, fetchText }) {
   const threads = new Map(); // thread_id -> {thread_id, title, updated_at}
   const history = new Map(); // thread_id -> Map(seq -> event), once loaded
   let current = null; // the thread shown; null: the next message starts a new one
   let nextBefore = null;
   let pendingNew = null; // client_msg_id of a message sent for a new thread
+  const reports = new Map(); // run_id -> its report's element
+  const openTimelines = new Set(); // ended runs whose timeline the user opened
 
   function renderThreads() {
     const list = $("thread-list");
@@ -136,21 +140,47 @@ export function createChat({ send, authorized }) {
       if (!event.run_id || event.type === "thread_created") continue;
       let run = runs.get(event.run_id);
       if (!run) {
-        run = { card: el("article", "run"), steps: el("ol", "timeline"), status: el("p", "status"), ended: false };
+        run = {
+          card: el("article", "run"),
+          timeline: el("details", "steps"),
+          heading: el("summary"),
+          steps: el("ol", "timeline"),
+          status: el("p", "status"),
+          ended: false,
+        };
         run.card.dataset.runId = event.run_id;
-        run.card.append(run.status, run.steps);
+        run.timeline.append(run.heading, run.steps);
+        run.card.append(run.status, run.timeline);
         runs.set(event.run_id, run);
         log.append(run.card);
       }
       run.steps.append(el("li", `step ${event.type}`, describe(event)));
+      run.heading.textContent = `Timeline (${run.steps.childElementCount} steps)`;
       if (event.type === "run_completed") {
         run.card.append(el("p", "summary", event.data.summary));
+        // Built once per run (one fetch), then moved into each new rendering.
+        let report = reports.get(event.run_id);
+        if (!report) {
+          report = el("section", "report");
+          report.setAttribute("aria-label", "Report");
+          reports.set(event.run_id, report);
+          showReport(report, event.run_id, event.data.result, fetchText);
+        }
+        run.card.append(report);
       }
       if (TERMINAL.includes(event.type)) run.ended = event.type;
       run.status.textContent = run.ended ? describe(event) : "working…";
       run.card.dataset.state = run.ended || "running";
     }
     for (const [runId, run] of runs) {
+      // Open while the run works, folded once it has ended; what the user opens stays open
+      // across renderings. (A click on the summary, not `toggle`: setting `open` here fires
+      // `toggle` too.)
+      run.timeline.open = !run.ended || openTimelines.has(runId);
+      run.heading.addEventListener("click", () => {
+        if (run.timeline.open) openTimelines.delete(runId);
+        else openTimelines.add(runId);
+      });
       if (run.ended) continue;
       const cancel = el("button", "cancel", "Cancel");
       cancel.type = "button";
@@ -209,6 +239,7 @@ export function createChat({ send, authorized }) {
   function reset() {
     threads.clear();
     history.clear();
+    reports.clear();
     current = null;
     nextBefore = null;
     renderThreads();
