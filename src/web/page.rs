@@ -45,7 +45,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("icon.svg", "image/svg+xml", include_str!("page/icon.svg")),
 ];
 
-/// The largest violation report read (a browser's are a few hundred bytes).
+/// The largest violation report looked into (a browser's are a few hundred bytes).
 const MAX_CSP_REPORT_BYTES: usize = 16 * 1024;
 
 /// `GET /`: the page.
@@ -66,14 +66,32 @@ pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
 }
 
 /// `POST /api/csp-report`: a browser says the policy blocked something on the page. Counted
-/// (`csp_reports_total`) and logged, cut to a bounded length; answered 204 whatever it says.
+/// (`csp_reports_total`) and logged — only the directive and what was blocked, quoted and cut
+/// short, since anyone can post here; answered 204 whatever it says.
 #[post("/api/csp-report")]
 pub async fn csp_report(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     state.metrics.csp_reports.inc();
-    let shown = body.get(..MAX_CSP_REPORT_BYTES).unwrap_or(&body);
+    let report: serde_json::Value = if body.len() <= MAX_CSP_REPORT_BYTES {
+        serde_json::from_slice(&body).unwrap_or_default()
+    } else {
+        serde_json::Value::Null
+    };
+    // The report-uri format (`csp-report`), or the Reporting API's (`body`).
+    let fields = report
+        .get("csp-report")
+        .or_else(|| report.get(0).and_then(|r| r.get("body")))
+        .or_else(|| report.get("body"));
+    let field = |names: &[&str]| -> String {
+        let value = names
+            .iter()
+            .find_map(|name| fields.and_then(|f| f.get(*name)).and_then(|v| v.as_str()))
+            .unwrap_or("?");
+        value.chars().take(200).collect()
+    };
     log::warn!(
-        "the page's Content-Security-Policy blocked something: {}",
-        String::from_utf8_lossy(shown)
+        "the page's Content-Security-Policy blocked {:?} under {:?}",
+        field(&["blocked-uri", "blockedURL"]),
+        field(&["violated-directive", "effectiveDirective"]),
     );
     HttpResponse::NoContent().finish()
 }

@@ -111,6 +111,18 @@ impl Server {
         serde_json::from_slice(&resp.body().await.unwrap()).unwrap()
     }
 
+    /// `DELETE /api/account` for `user`; the status.
+    pub async fn delete_account(&self, user: &str) -> u16 {
+        let token = self.dev_token(user).await;
+        let resp = awc::Client::default()
+            .delete(self.url("/api/account"))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send()
+            .await
+            .unwrap();
+        resp.status().as_u16()
+    }
+
     /// A counter or gauge of `/metrics` (name without the `enclave_` prefix).
     pub async fn metric(&self, name: &str) -> f64 {
         let text = http(&self.url("/metrics"), "GET", None).await;
@@ -123,15 +135,28 @@ impl Server {
     }
 }
 
-/// Headless Chromium behind its own `chromedriver`, and the WebDriver session on it.
+/// Headless Chromium behind its own `chromedriver`, and the WebDriver session on it. Dropped
+/// (a failed test included), it kills the browser by its own profile directory — killing
+/// chromedriver alone would leave Chromium running — and removes the directory.
 pub struct Browser {
     pub client: Client,
     driver: Child,
     driver_url: String,
+    profile: TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .arg("-f")
+            .arg(self.profile.0.display().to_string())
+            .status();
+    }
 }
 
 impl Browser {
     pub async fn start() -> Self {
+        let profile = TempDir::new();
         let port = free_port();
         let driver_url = format!("http://127.0.0.1:{port}");
         let driver = Command::new("chromedriver")
@@ -164,6 +189,7 @@ impl Browser {
                     "--disable-gpu",
                     "--disable-dev-shm-usage",
                     "--window-size=1200,900",
+                    format!("--user-data-dir={}", profile.0.display()),
                 ],
             },
             "goog:loggingPrefs": { "browser": "ALL" },
@@ -181,6 +207,7 @@ impl Browser {
             client,
             driver,
             driver_url,
+            profile,
         }
     }
 
@@ -215,7 +242,7 @@ impl Browser {
     }
 
     pub async fn stop(mut self) {
-        let _ = self.client.close().await;
+        let _ = self.client.clone().close().await;
         let _ = self.driver.kill().await;
     }
 }
@@ -269,6 +296,18 @@ pub async fn wait_for(page: &Client, css: &str) -> fantoccini::elements::Element
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css}: {e}"))
+}
+
+/// Waits (bounded) until nothing matches `css`.
+pub async fn wait_for_gone(page: &Client, css: &str) {
+    let deadline = tokio::time::Instant::now() + PAGE_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if page.find_all(Locator::Css(css)).await.unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{css} is still there");
 }
 
 /// Waits (bounded) until the element `css` selects shows exactly `expected`.

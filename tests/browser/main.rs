@@ -62,11 +62,11 @@ async fn the_page_signs_in_and_connects_with_no_error() {
     browser.stop().await;
 }
 
-/// A message sent with Enter starts a thread and a run whose timeline shows live and ends with
-/// the run's summary, the one the API stores; after a reload the thread's history shows the
+/// A message sent with Enter starts a thread and a run whose timeline ends with the run's
+/// summary, the one the API stores; after a reload the thread's history shows the
 /// same run from the server's pages.
 #[actix_web::test]
-async fn a_message_runs_live_and_its_thread_reloads() {
+async fn a_message_runs_and_its_thread_reloads() {
     let Some(_turn) = browser_turn().await else {
         return;
     };
@@ -216,5 +216,44 @@ async fn markup_in_the_data_shows_as_text_and_runs_nothing() {
     .await
     .unwrap();
     browser.screenshot("report-with-chart").await;
+    browser.stop().await;
+}
+
+/// When the server's history is shorter than the page's (here the account was deleted: the
+/// socket closes 4009 and the new account's `seq` starts again at 1), the page starts over
+/// instead of dropping every new event as a copy of one it had.
+#[actix_web::test]
+async fn a_page_whose_history_the_server_forgot_starts_over() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    let server = Server::start().await;
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    page.goto(&server.url("/")).await.unwrap();
+    fill(page, "#user-name", "dave").await;
+    click(page, "#dev-sign-in button[type=submit]").await;
+    wait_for_text(page, "#connection", "connected as dave").await;
+    fill(page, "#composer-input", "first thread").await;
+    press_enter(page, "#composer-input").await;
+    wait_for(page, ".run[data-state=run_completed]").await;
+
+    assert_eq!(server.delete_account("dave").await, 202);
+    // The page reconnects to an account with no events: its old thread goes.
+    wait_for_text(page, "#connection", "connected as dave").await;
+    wait_for_gone(page, "#thread-list .thread").await;
+    fill(page, "#composer-input", "after the deletion").await;
+    press_enter(page, "#composer-input").await;
+    wait_for(page, ".run[data-state=run_completed]").await;
+    assert_eq!(
+        texts_of(page, "#thread-list .thread").await,
+        vec!["after the deletion"]
+    );
+    assert_eq!(
+        texts_of(page, ".message.user").await,
+        vec!["after the deletion"]
+    );
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
     browser.stop().await;
 }

@@ -85,22 +85,36 @@ function tokenSignIn(event) {
 }
 
 function signIn(token) {
+  closeSocket();
   state.token = token;
   state.lastSeq = 0;
   sessionStorage.setItem("enclave-token", token);
   connect();
 }
 
-function signOut() {
-  sessionStorage.removeItem("enclave-token");
-  state.token = null;
-  state.user = null;
+// Closes the socket and stops a pending reconnect, so a second sign-in leaves no socket behind.
+function closeSocket() {
   clearTimeout(state.timer);
   if (state.socket) {
     const socket = state.socket;
     state.socket = null;
     socket.close(1000);
   }
+}
+
+// The server's history is shorter than ours (a reset database, a deleted account): PROTOCOL.md
+// §2 says reload; keeping our last seq would drop every new event as a copy.
+function startOver(lastSeq) {
+  state.lastSeq = lastSeq;
+  chat.reset();
+  chat.loadThreads(false);
+}
+
+function signOut() {
+  sessionStorage.removeItem("enclave-token");
+  state.token = null;
+  state.user = null;
+  closeSocket();
   state.lastSeq = 0;
   chat.reset();
   showSignedIn(false);
@@ -142,15 +156,16 @@ async function connect() {
       return;
     }
     if (frame.type === "error") chat.onError(frame);
+    if (frame.type === "resumed" && frame.through_seq < state.lastSeq) startOver(frame.through_seq);
     if (frame.type === "connected") {
       state.retry = 0;
       state.user = frame.user_id;
       showSignedIn(true);
       showConnection(`connected as ${frame.user_id}`, "connected");
-      if (state.lastSeq === 0) {
-        // A first connection: history comes from the thread pages, live events from here.
-        state.lastSeq = frame.last_seq;
-        chat.loadThreads(false);
+      if (state.lastSeq === 0 || frame.last_seq < state.lastSeq) {
+        // A first connection (or a server that forgot ours): history comes from the thread
+        // pages, live events from here.
+        startOver(frame.last_seq);
       }
     }
   });

@@ -94,7 +94,10 @@ export function createChat({ send, authorized, fetchText }) {
       let after = 0;
       for (;;) {
         const page = await authorized(`/api/threads/${threadId}/events?after_seq=${after}&limit=1000`);
-        if (!page) break;
+        if (!page) {
+          history.delete(threadId); // asked again at the next selection
+          return;
+        }
         for (const e of page.events) events.set(e.seq, e);
         if (page.next_after_seq === null) break;
         after = page.next_after_seq;
@@ -127,6 +130,7 @@ export function createChat({ send, authorized, fetchText }) {
 
   function renderThread() {
     const log = $("messages");
+    const follow = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
     log.replaceChildren();
     $("thread-title").textContent = current ? threads.get(current)?.title ?? "" : "New thread";
     if (!current) return;
@@ -187,7 +191,8 @@ export function createChat({ send, authorized, fetchText }) {
       cancel.addEventListener("click", () => send({ type: "cancel_run", run_id: runId }));
       run.status.append(" ", cancel);
     }
-    log.lastElementChild?.scrollIntoView({ block: "end" });
+    // Follow the end only for a reader already there, not one who scrolled up to read.
+    if (follow) log.lastElementChild?.scrollIntoView({ block: "end" });
   }
 
   function onEvent(event) {
@@ -206,7 +211,10 @@ export function createChat({ send, authorized, fetchText }) {
     }
     if (event.type === "thread_deleted") return forget(event.thread_id);
     const thread = threads.get(event.thread_id);
-    if (thread) thread.updated_at = event.ts;
+    if (thread && thread.updated_at !== event.ts) {
+      thread.updated_at = event.ts;
+      renderThreads();
+    }
     history.get(event.thread_id)?.set(event.seq, event);
     if (event.thread_id === current) renderThread();
   }
@@ -216,7 +224,11 @@ export function createChat({ send, authorized, fetchText }) {
     const input = $("composer-input");
     const content = input.value.trim();
     if (!content) return;
-    const clientMsgId = crypto.randomUUID();
+    // Random hex (crypto.randomUUID exists only in secure contexts: not on plain http to a
+    // LAN address).
+    const clientMsgId = [...crypto.getRandomValues(new Uint8Array(16))]
+      .map((b) => b.toString(16).padStart(2, "0"))
+      .join("");
     const message = { type: "user_message", content, client_msg_id: clientMsgId };
     if (current) message.thread_id = current;
     else pendingNew = clientMsgId;
@@ -240,6 +252,10 @@ export function createChat({ send, authorized, fetchText }) {
     threads.clear();
     history.clear();
     reports.clear();
+    openTimelines.clear();
+    pendingNew = null;
+    $("chat-error").textContent = "";
+    $("composer-input").value = "";
     current = null;
     nextBefore = null;
     renderThreads();
