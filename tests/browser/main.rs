@@ -257,3 +257,71 @@ async fn a_page_whose_history_the_server_forgot_starts_over() {
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     browser.stop().await;
 }
+
+/// A synthetic request above the approval threshold: the card (what will happen, Approve /
+/// Reject, time left) shows in two tabs of the same user, is approved in one, and shows
+/// resolved in both; the run then completes.
+#[actix_web::test]
+async fn an_approval_shows_in_two_tabs_and_resolves_in_both() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    let server = Server::start().await;
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    let first = page.window().await.unwrap();
+    page.goto(&server.url("/")).await.unwrap();
+    fill(page, "#user-name", "erin").await;
+    click(page, "#dev-sign-in button[type=submit]").await;
+    wait_for_text(page, "#connection", "connected as erin").await;
+    let second = page.new_window(true).await.unwrap().handle;
+    page.switch_to_window(second.clone()).await.unwrap();
+    page.goto(&server.url("/")).await.unwrap();
+    fill(page, "#user-name", "erin").await;
+    click(page, "#dev-sign-in button[type=submit]").await;
+    wait_for_text(page, "#connection", "connected as erin").await;
+
+    page.switch_to_window(first.clone()).await.unwrap();
+    fill(
+        page,
+        "#composer-input",
+        "generate 20000 synthetic chatbot records",
+    )
+    .await;
+    press_enter(page, "#composer-input").await;
+    wait_for(page, ".approval .approve").await;
+    let summary = text_of(page, ".approval-summary").await;
+    assert!(
+        summary.contains("20000") || summary.contains("20,000"),
+        "{summary}"
+    );
+    assert!(
+        text_of(page, ".approval .time-left")
+            .await
+            .starts_with("expires in ")
+    );
+    browser.screenshot("approval-card").await;
+
+    // The other tab sees the new thread, opens it, and approves.
+    page.switch_to_window(second.clone()).await.unwrap();
+    wait_for(page, "#thread-list .thread").await;
+    click(page, "#thread-list .thread").await;
+    wait_for(page, ".approval .approve").await;
+    assert_eq!(text_of(page, ".approval-summary").await, summary);
+    click(page, ".approval .approve").await;
+    wait_for(page, ".approval[data-decision=approve]").await;
+
+    page.switch_to_window(first).await.unwrap();
+    wait_for(page, ".approval[data-decision=approve]").await;
+    assert_eq!(text_of(page, ".approval .decision").await, "approved");
+    assert!(
+        page.find_all(Locator::Css(".approval button"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    wait_for(page, ".run[data-state=run_completed]").await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.stop().await;
+}

@@ -136,6 +136,7 @@ export function createChat({ send, authorized, fetchText }) {
     if (!current) return;
     const events = [...(history.get(current)?.values() ?? [])].sort((a, b) => a.seq - b.seq);
     const runs = new Map();
+    const approvals = new Map(); // approval_id -> its card
     for (const event of events) {
       if (event.type === "message_received") {
         log.append(el("p", "message user", event.data.content));
@@ -157,6 +158,15 @@ export function createChat({ send, authorized, fetchText }) {
         run.card.append(run.status, run.timeline);
         runs.set(event.run_id, run);
         log.append(run.card);
+      }
+      if (event.type === "approval_required") {
+        const card = approvalCard(event.data);
+        approvals.set(event.data.approval_id, card);
+        run.card.insertBefore(card, run.timeline);
+      }
+      if (event.type === "approval_resolved") {
+        const card = approvals.get(event.data.approval_id);
+        if (card) resolveCard(card, event.data.decision);
       }
       run.steps.append(el("li", `step ${event.type}`, describe(event)));
       run.heading.textContent = `Timeline (${run.steps.childElementCount} steps)`;
@@ -193,6 +203,43 @@ export function createChat({ send, authorized, fetchText }) {
     }
     // Follow the end only for a reader already there, not one who scrolled up to read.
     if (follow) log.lastElementChild?.scrollIntoView({ block: "end" });
+  }
+
+  // A card for an `approval_required`: what will happen, Approve / Reject, the time left.
+  function approvalCard(data) {
+    const card = el("section", "approval");
+    card.setAttribute("aria-label", "Approval needed");
+    card.dataset.approvalId = data.approval_id;
+    card.append(el("p", "approval-summary", data.summary));
+    card.append(el("pre", "approval-details", JSON.stringify(data.details, null, 2)));
+    const left = el("p", "time-left");
+    left.dataset.expires = String(data.expires_at);
+    card.append(left);
+    const buttons = el("p", "approval-buttons");
+    for (const [decision, label] of [["approve", "Approve"], ["reject", "Reject"]]) {
+      const button = el("button", decision, label);
+      button.type = "button";
+      button.addEventListener("click", () => {
+        send({ type: "approval", approval_id: data.approval_id, decision });
+      });
+      buttons.append(button);
+    }
+    card.append(buttons);
+    showTimeLeft(left);
+    return card;
+  }
+
+  // An answered (or expired, or cancelled) approval: its decision instead of the buttons.
+  function resolveCard(card, decision) {
+    card.dataset.decision = decision;
+    const words = { approve: "approved", reject: "rejected", expired: "expired", cancelled: "cancelled" };
+    card.querySelector(".approval-buttons")?.replaceWith(el("p", "decision", words[decision] ?? decision));
+    card.querySelector(".time-left")?.remove();
+  }
+
+  function showTimeLeft(node) {
+    const seconds = Math.max(0, Math.round((Number(node.dataset.expires) - Date.now()) / 1000));
+    node.textContent = `expires in ${Math.floor(seconds / 60)} min ${seconds % 60} s`;
   }
 
   function onEvent(event) {
@@ -246,6 +293,7 @@ export function createChat({ send, authorized, fetchText }) {
     });
     $("new-thread").addEventListener("click", newThread);
     $("more-threads").addEventListener("click", () => loadThreads(true));
+    setInterval(() => document.querySelectorAll(".approval .time-left").forEach(showTimeLeft), 1000);
   }
 
   function reset() {
