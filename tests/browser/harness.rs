@@ -38,41 +38,38 @@ fn which(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// A real `enclave serve`: dev mode (no secret, loopback) on a fresh SQLite file.
+/// A real `enclave serve` in dev mode (`--dev` with a fixed secret, so a restarted server
+/// takes the page's token) on a fresh SQLite file.
 pub struct Server {
     addr: String,
-    _child: Child,
-    _dir: TempDir,
+    child: Child,
+    dir: TempDir,
 }
+
+/// The servers' secret (a restarted server must accept the tokens of the first).
+const SECRET: &str = "browser-tests-secret-browser-tests-secret";
 
 impl Server {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// The server with extra environment (`ENCLAVE_FAULTS`, …).
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--database"])
-            .arg(format!("sqlite://{}", dir.0.join("enclave.db").display()))
-            .env_remove("ENCLAVE_JWT_SECRET")
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("enclave starts");
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(PAGE_WAIT, lines.next_line())
-            .await
-            .expect("the server prints its address")
-            .unwrap()
-            .unwrap();
-        let addr = first
-            .strip_prefix("listening on http://")
-            .unwrap()
-            .to_owned();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (addr, child) = spawn_server(&dir, "127.0.0.1:0", env).await;
+        Self { addr, child, dir }
+    }
+
+    /// Kills the server (`kill -9`) and starts another on the same address and database.
+    pub async fn kill_and_restart(mut self, env: &[(&str, &str)]) -> Self {
+        self.child.kill().await.unwrap();
+        let (addr, child) = spawn_server(&self.dir, &self.addr, env).await;
+        assert_eq!(addr, self.addr);
         Self {
             addr,
-            _child: child,
-            _dir: dir,
+            child,
+            dir: self.dir,
         }
     }
 
@@ -133,6 +130,35 @@ impl Server {
             .parse()
             .unwrap()
     }
+}
+
+/// Starts `enclave serve` on `bind` with its database in `dir`; its address and process.
+async fn spawn_server(dir: &TempDir, bind: &str, env: &[(&str, &str)]) -> (String, Child) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_enclave"));
+    command
+        .args(["serve", "--dev", "--bind", bind, "--database"])
+        .arg(format!("sqlite://{}", dir.0.join("enclave.db").display()))
+        .env("ENCLAVE_JWT_SECRET", SECRET)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("enclave starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(PAGE_WAIT, lines.next_line())
+        .await
+        .expect("the server prints its address")
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (addr, child)
 }
 
 /// Headless Chromium behind its own `chromedriver`, and the WebDriver session on it. Dropped
