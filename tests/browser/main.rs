@@ -321,6 +321,20 @@ async fn an_approval_shows_in_two_tabs_and_resolves_in_both() {
             .is_empty()
     );
     wait_for(page, ".run[data-state=run_completed]").await;
+    // The generation's progress shows as a bar, full at the end.
+    let bar = page.find(Locator::Css(".run progress")).await.unwrap();
+    let filled = page
+        .execute(
+            "const bar = document.querySelector('.run progress'); return [bar.value, bar.max];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(filled, json!([20000, 20000]));
+    assert_eq!(
+        bar.attr("aria-label").await.unwrap().as_deref(),
+        Some("synthetic_data: 20000 of 20000 records")
+    );
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     browser.stop().await;

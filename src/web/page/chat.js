@@ -182,8 +182,21 @@ export function createChat({ send, authorized, fetchText }) {
         }
         run.card.append(report);
       }
+      if (event.type === "progress") {
+        if (!run.progress) {
+          run.progress = el("progress", "progress");
+          run.card.insertBefore(run.progress, run.timeline);
+        }
+        run.progress.max = event.data.total;
+        run.progress.value = event.data.done;
+        run.progress.setAttribute("aria-label", describe(event));
+      }
+      if (event.type === "run_queued") run.queued = event.data.position;
+      if (event.type === "run_started") run.queued = null;
       if (TERMINAL.includes(event.type)) run.ended = event.type;
-      run.status.textContent = run.ended ? describe(event) : "working…";
+      if (run.ended) run.status.textContent = describe(event);
+      else if (run.queued) run.status.textContent = `queued — position ${run.queued}`;
+      else run.status.textContent = "working…";
       run.card.dataset.state = run.ended || "running";
     }
     for (const [runId, run] of runs) {
