@@ -83,12 +83,24 @@ impl Server {
         answer["token"].as_str().unwrap().to_owned()
     }
 
+    /// A request to `path` with a dev-mode token of `user`.
+    async fn as_user(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        user: &str,
+    ) -> awc::ClientRequest {
+        let token = self.dev_token(user).await;
+        awc::Client::default()
+            .request(method, self.url(path))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+    }
+
     /// `path` read with a dev-mode token of `user`, as JSON.
     pub async fn get_json(&self, path: &str, user: &str) -> Value {
-        let token = self.dev_token(user).await;
-        let mut resp = awc::Client::default()
-            .get(self.url(path))
-            .insert_header(("Authorization", format!("Bearer {token}")))
+        let mut resp = self
+            .as_user(awc::http::Method::GET, path, user)
+            .await
             .send()
             .await
             .unwrap();
@@ -97,10 +109,9 @@ impl Server {
 
     /// Uploads NDJSON `rows` as `user`'s usage records; the server's answer.
     pub async fn upload(&self, user: &str, rows: String) -> Value {
-        let token = self.dev_token(user).await;
-        let mut resp = awc::Client::default()
-            .post(self.url("/api/usage"))
-            .insert_header(("Authorization", format!("Bearer {token}")))
+        let mut resp = self
+            .as_user(awc::http::Method::POST, "/api/usage", user)
+            .await
             .insert_header(("Content-Type", "application/x-ndjson"))
             .send_body(rows)
             .await
@@ -110,10 +121,9 @@ impl Server {
 
     /// `DELETE /api/account` for `user`; the status.
     pub async fn delete_account(&self, user: &str) -> u16 {
-        let token = self.dev_token(user).await;
-        let resp = awc::Client::default()
-            .delete(self.url("/api/account"))
-            .insert_header(("Authorization", format!("Bearer {token}")))
+        let resp = self
+            .as_user(awc::http::Method::DELETE, "/api/account", user)
+            .await
             .send()
             .await
             .unwrap();
@@ -271,6 +281,20 @@ impl Browser {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill().await;
     }
+}
+
+/// Opens the page and signs in as `user` by name (dev mode); returns once it is connected.
+pub async fn sign_in(page: &Client, server: &Server, user: &str) {
+    page.goto(&server.url("/")).await.unwrap();
+    fill(page, "#user-name", user).await;
+    click(page, "#dev-sign-in button[type=submit]").await;
+    wait_for_text(page, "#connection", &format!("connected as {user}")).await;
+}
+
+/// Sends `text` from the composer with Enter.
+pub async fn say(page: &Client, text: &str) {
+    fill(page, "#composer-input", text).await;
+    press_enter(page, "#composer-input").await;
 }
 
 /// The text of the element `css` selects.

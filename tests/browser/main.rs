@@ -73,13 +73,9 @@ async fn a_message_runs_and_its_thread_reloads() {
     let server = Server::start().await;
     let browser = Browser::start().await;
     let page = &browser.client;
-    page.goto(&server.url("/")).await.unwrap();
-    fill(page, "#user-name", "carol").await;
-    click(page, "#dev-sign-in button[type=submit]").await;
-    wait_for_text(page, "#connection", "connected as carol").await;
+    sign_in(page, &server, "carol").await;
 
-    fill(page, "#composer-input", "analyse my usage").await;
-    press_enter(page, "#composer-input").await;
+    say(page, "analyse my usage").await;
     let run = wait_for(page, ".run[data-state=run_completed]").await;
     let run_id = run.attr("data-run-id").await.unwrap().unwrap();
     assert_eq!(text_of(page, ".message.user").await, "analyse my usage");
@@ -178,12 +174,8 @@ async fn markup_in_the_data_shows_as_text_and_runs_nothing() {
 
     let browser = Browser::start().await;
     let page = &browser.client;
-    page.goto(&server.url("/")).await.unwrap();
-    fill(page, "#user-name", "mallory").await;
-    click(page, "#dev-sign-in button[type=submit]").await;
-    wait_for_text(page, "#connection", "connected as mallory").await;
-    fill(page, "#composer-input", "cut my LLM costs by 30%").await;
-    press_enter(page, "#composer-input").await;
+    sign_in(page, &server, "mallory").await;
+    say(page, "cut my LLM costs by 30%").await;
     wait_for(page, ".run[data-state=run_completed] .report-body table").await;
     wait_for(page, ".run .chart .bar").await;
 
@@ -230,20 +222,15 @@ async fn a_page_whose_history_the_server_forgot_starts_over() {
     let server = Server::start().await;
     let browser = Browser::start().await;
     let page = &browser.client;
-    page.goto(&server.url("/")).await.unwrap();
-    fill(page, "#user-name", "dave").await;
-    click(page, "#dev-sign-in button[type=submit]").await;
-    wait_for_text(page, "#connection", "connected as dave").await;
-    fill(page, "#composer-input", "first thread").await;
-    press_enter(page, "#composer-input").await;
+    sign_in(page, &server, "dave").await;
+    say(page, "first thread").await;
     wait_for(page, ".run[data-state=run_completed]").await;
 
     assert_eq!(server.delete_account("dave").await, 202);
     // The page reconnects to an account with no events: its old thread goes.
     wait_for_text(page, "#connection", "connected as dave").await;
     wait_for_gone(page, "#thread-list .thread").await;
-    fill(page, "#composer-input", "after the deletion").await;
-    press_enter(page, "#composer-input").await;
+    say(page, "after the deletion").await;
     wait_for(page, ".run[data-state=run_completed]").await;
     assert_eq!(
         texts_of(page, "#thread-list .thread").await,
@@ -270,25 +257,13 @@ async fn an_approval_shows_in_two_tabs_and_resolves_in_both() {
     let browser = Browser::start().await;
     let page = &browser.client;
     let first = page.window().await.unwrap();
-    page.goto(&server.url("/")).await.unwrap();
-    fill(page, "#user-name", "erin").await;
-    click(page, "#dev-sign-in button[type=submit]").await;
-    wait_for_text(page, "#connection", "connected as erin").await;
+    sign_in(page, &server, "erin").await;
     let second = page.new_window(true).await.unwrap().handle;
     page.switch_to_window(second.clone()).await.unwrap();
-    page.goto(&server.url("/")).await.unwrap();
-    fill(page, "#user-name", "erin").await;
-    click(page, "#dev-sign-in button[type=submit]").await;
-    wait_for_text(page, "#connection", "connected as erin").await;
+    sign_in(page, &server, "erin").await;
 
     page.switch_to_window(first.clone()).await.unwrap();
-    fill(
-        page,
-        "#composer-input",
-        "generate 20000 synthetic chatbot records",
-    )
-    .await;
-    press_enter(page, "#composer-input").await;
+    say(page, "generate 20000 synthetic chatbot records").await;
     wait_for(page, ".approval .approve").await;
     let summary = text_of(page, ".approval-summary").await;
     assert!(
@@ -353,12 +328,8 @@ async fn after_a_server_restart_every_event_shows_exactly_once() {
     let server = Server::start_with(&[("ENCLAVE_FAULTS", "triage:slow:60000")]).await;
     let browser = Browser::start().await;
     let page = &browser.client;
-    page.goto(&server.url("/")).await.unwrap();
-    fill(page, "#user-name", "frank").await;
-    click(page, "#dev-sign-in button[type=submit]").await;
-    wait_for_text(page, "#connection", "connected as frank").await;
-    fill(page, "#composer-input", "analyse my usage").await;
-    press_enter(page, "#composer-input").await;
+    sign_in(page, &server, "frank").await;
+    say(page, "analyse my usage").await;
     wait_for(page, ".run .step.agent_started").await;
 
     let server = server.kill_and_restart(&[]).await;
