@@ -142,6 +142,10 @@ pub struct IngestAnswer {
     /// answered with then, and nothing was stored now.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// `true` for `?check=true`: the rows were read and checked, nothing was stored, and
+    /// `accepted` counts the valid rows (stored ones are not looked up: `duplicates` is 0).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub checked: bool,
     /// The export format read (`format=`, or recognised), absent for enclave's own layout.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<&'static str>,
@@ -151,6 +155,19 @@ pub struct IngestAnswer {
     /// With `format`: the export's fields present and not used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields_ignored: Option<Vec<String>>,
+}
+
+/// `GET /api/limits`: the server's limits a client shapes its requests by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// The largest upload body, in bytes (bigger files go in several uploads).
+    pub max_upload_bytes: usize,
+    /// The largest WebSocket message, in bytes.
+    pub max_message_bytes: usize,
+    /// The most characters in a `user_message`'s `content`.
+    pub max_content_chars: usize,
+    /// The most usage records stored per user.
+    pub max_records_per_user: u64,
 }
 
 /// `GET /api/usage/summary`: totals per model and workload in the window.

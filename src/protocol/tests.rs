@@ -163,6 +163,7 @@ fn http_bodies_keep_their_keys() {
         duplicates: 1,
         details: None,
         replayed: false,
+        checked: false,
         format: None,
         fields_used: None,
         fields_ignored: None,
@@ -181,11 +182,19 @@ fn http_bodies_keep_their_keys() {
     );
     let replayed = IngestAnswer {
         replayed: true,
-        ..ingest
+        ..ingest.clone()
     };
     assert_eq!(
         text(&replayed),
         r#"{"accepted":3,"rejected":0,"duplicates":1,"replayed":true}"#
+    );
+    let checked = IngestAnswer {
+        checked: true,
+        ..ingest
+    };
+    assert_eq!(
+        text(&checked),
+        r#"{"accepted":3,"rejected":0,"duplicates":1,"checked":true}"#
     );
     assert_eq!(text(&Deleted { deleted: 7 }), r#"{"deleted":7}"#);
     assert_eq!(

@@ -79,6 +79,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(routes::runs::get_report)
     .service(routes::runs::get_report_html)
     .service(routes::threads::delete_thread)
+    .service(routes::limits::limits)
     .service(routes::usage::upload)
     .service(routes::usage::summary)
     .service(routes::usage::delete_usage)

@@ -422,3 +422,75 @@ async fn a_fixture_catalog_reprices_old_records(db: TestDb) {
     let _ = std::fs::remove_dir_all(dir);
 }
 on_both_backends!(a_fixture_catalog_reprices_old_records);
+
+/// `?check=true` reads and checks an upload as a real one would be, answers what would be
+/// stored and stores nothing — the page checks every part of a big file this way before it
+/// stores any; `GET /api/limits` names the upload limit the page cuts files to.
+async fn a_check_reads_the_rows_and_stores_nothing(db: TestDb) {
+    let mut config = test_config(&db);
+    config.max_upload_bytes = 4096;
+    let app = TestApp::spawn_with(config).await;
+    let (status, answer, _) =
+        upload(&app, "alice", "application/x-ndjson", "?check=true", NDJSON.into()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"accepted":4,"rejected":0,"duplicates":0,"checked":true})
+    );
+    assert_eq!(summary_of(&app, "alice").await["totals"]["requests"], 0);
+
+    let bad = CSV.replace("a2,1793527200000,", "a2,yesterday,");
+    let (status, answer, _) = upload(&app, "alice", "text/csv", "?check=true", bad.clone()).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        answer["error"]["details"],
+        json!([{"row":2,"field":"ts","reason":"must be epoch milliseconds or RFC 3339, got \"yesterday\""}])
+    );
+    let (status, answer, _) =
+        upload(&app, "alice", "text/csv", "?check=true&partial=true", bad).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&answer["accepted"], &answer["rejected"], &answer["checked"]),
+        (&json!(3), &json!(1), &json!(true))
+    );
+    assert_eq!(answer["details"].as_array().unwrap().len(), 1);
+    assert_eq!(summary_of(&app, "alice").await["totals"]["requests"], 0);
+    let (status, answer, _) = upload(
+        &app,
+        "alice",
+        "application/x-ndjson",
+        "?check=true",
+        NDJSON.repeat(20),
+    )
+    .await;
+    assert_eq!((status, &answer["error"]["code"]), (413, &json!("too_large")));
+
+    // A check under an idempotency key does not use the key up.
+    let keyed = |query: &str| {
+        awc::Client::default()
+            .post(app.http(&format!("/api/usage{query}")))
+            .insert_header(("Authorization", format!("Bearer {}", app.token("alice"))))
+            .insert_header(("Content-Type", "application/x-ndjson"))
+            .insert_header(("Idempotency-Key", "part-1"))
+            .send_body(NDJSON)
+    };
+    let checked: Value = keyed("?check=true").await.unwrap().json().await.unwrap();
+    assert_eq!(checked["checked"], true);
+    let stored: Value = keyed("").await.unwrap().json().await.unwrap();
+    assert_eq!(stored, json!({"accepted":4,"rejected":0,"duplicates":0}));
+    assert_eq!(summary_of(&app, "alice").await["totals"]["requests"], 4);
+
+    let (status, limits) = app.get("/api/limits", Some(&app.token("alice"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(limits["max_upload_bytes"], 4096);
+    assert_eq!(
+        limits["max_content_chars"],
+        test_config(&db).max_content_chars
+    );
+    assert!(limits["max_message_bytes"].as_u64().unwrap() > 0);
+    assert!(limits["max_records_per_user"].as_u64().unwrap() > 0);
+    let (status, _) = app.get("/api/limits", None).await;
+    assert_eq!(status, 401);
+    app.stop().await;
+}
+on_both_backends!(a_check_reads_the_rows_and_stores_nothing);

@@ -4,6 +4,7 @@ pub mod account;
 pub mod dev_token;
 pub mod export;
 pub mod health;
+pub mod limits;
 pub mod runs;
 pub mod threads;
 pub mod usage;

@@ -12,17 +12,19 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use crate::context::UserId;
 use crate::error::ErrorCode;
 use crate::protocol::http::{Deleted, IngestAnswer, UsageSummary};
 use crate::runtime::session::UserSession;
 use crate::runtime::session::{BeginIngest, EndIngest};
 use crate::store::bulk::Upload;
+use crate::store::repo::usage::Inserted;
 use crate::store::repo::upload_keys;
 use crate::store::user_store::{Window, analyse};
 use crate::store::{self, repo};
 use crate::usage::import::{self, ImportFormat, Imported};
 use crate::usage::parse::Format;
-use crate::usage::record::parse_time;
+use crate::usage::record::{UsageRecord, parse_time};
 use crate::web::AppState;
 use crate::web::error::ApiError;
 use crate::web::extract::AuthenticatedUser;
@@ -32,12 +34,15 @@ use crate::web::extract::AuthenticatedUser;
 pub(crate) const RETRY_AFTER_SECS: u32 = 2;
 
 /// `?partial=true` on an upload: store the valid rows instead of refusing the whole batch;
-/// `?format=`: a provider or gateway export.
+/// `?format=`: a provider or gateway export; `?check=true`: read and check the rows, store
+/// nothing (a client cutting a big file checks every part before it stores any).
 #[derive(Deserialize)]
 pub struct UploadQuery {
     #[serde(default)]
     partial: bool,
     format: Option<String>,
+    #[serde(default)]
+    check: bool,
 }
 
 /// Releases the user's upload slot when the upload ends, however it ends.
@@ -51,6 +56,7 @@ impl Drop for IngestSlot {
 
 /// `POST /api/usage`: ingests the caller's usage records (NDJSON, CSV or a JSON array) and
 /// answers how many were accepted, rejected and already stored; one upload per user at a time.
+/// With `?check=true` it stops before storing and answers what it would have.
 #[post("/api/usage")]
 pub async fn upload(
     req: HttpRequest,
@@ -81,7 +87,8 @@ pub async fn upload(
             ))
         })?),
     };
-    let key = idempotency_key(&req)?;
+    // A check stores nothing, so it has nothing to de-duplicate.
+    let key = idempotency_key(&req)?.filter(|_| !query.check);
     let session = state.session_of(&identity.user_id).await?;
     // The session answers with the key the user's account stores under.
     let account = session
@@ -116,6 +123,7 @@ pub async fn upload(
                 duplicates: counts.duplicates,
                 details: None,
                 replayed: true,
+                checked: false,
                 format: None,
                 fields_used: None,
                 fields_ignored: None,
@@ -144,27 +152,56 @@ pub async fn upload(
         )
         .with_details(parsed.errors));
     }
-    // Written in chunks between other users' event batches, visible only once all are in; a
-    // task of its own, so a client that leaves mid-way does not stop it half-written.
-    let upload = Upload {
-        user: account,
-        records: parsed.records,
+    let (accepted, duplicates) = if query.check {
+        (parsed.records.len(), 0)
+    } else {
+        let inserted =
+            store_records(&state, account, parsed.records, parsed.rejected, key, slot).await?;
+        (inserted.accepted, inserted.duplicates)
+    };
+    Ok(HttpResponse::Ok().json(IngestAnswer {
+        accepted,
         rejected: parsed.rejected,
+        duplicates,
+        details: query.partial.then_some(parsed.errors),
+        replayed: false,
+        checked: query.check,
+        format: export.map(ImportFormat::as_str),
+        fields_used: export.map(|_| fields_used),
+        fields_ignored: export.map(|_| fields_ignored),
+    }))
+}
+
+/// Stores an upload's valid records. Written in chunks between other users' event batches,
+/// visible only once all are in; a task of its own, so a client that leaves mid-way does not
+/// stop it half-written.
+async fn store_records(
+    state: &AppState,
+    account: UserId,
+    records: Vec<UsageRecord>,
+    rejected: usize,
+    key: Option<String>,
+    slot: IngestSlot,
+) -> Result<Inserted, ApiError> {
+    let writing = Upload {
+        user: account,
+        records,
+        rejected,
         key,
     };
-    let upload = store::bulk::store_upload(
+    let writing = store::bulk::store_upload(
         state.db.clone(),
         state.faults.clone(),
-        upload,
+        writing,
         state.config.bulk_limits(),
     );
     // The slot goes with the task: a client gone mid-way frees it only when the write is over.
-    let upload = async move {
-        let inserted = upload.await;
+    let writing = async move {
+        let inserted = writing.await;
         drop(slot);
         inserted
     };
-    let inserted = actix_web::rt::spawn(upload)
+    let inserted = actix_web::rt::spawn(writing)
         .await
         .map_err(|_| ApiError::new(ErrorCode::Internal, "the upload was interrupted"))??;
     if state.faults.take_lost_upload_answer() {
@@ -173,16 +210,7 @@ pub async fn upload(
             "the upload was stored, and its answer lost by fault injection",
         ));
     }
-    Ok(HttpResponse::Ok().json(IngestAnswer {
-        accepted: inserted.accepted,
-        rejected: parsed.rejected,
-        duplicates: inserted.duplicates,
-        details: query.partial.then_some(parsed.errors),
-        replayed: false,
-        format: export.map(ImportFormat::as_str),
-        fields_used: export.map(|_| fields_used),
-        fields_ignored: export.map(|_| fields_ignored),
-    }))
+    Ok(inserted)
 }
 
 /// The longest `Idempotency-Key` accepted.
