@@ -430,8 +430,14 @@ async fn a_check_reads_the_rows_and_stores_nothing(db: TestDb) {
     let mut config = test_config(&db);
     config.max_upload_bytes = 4096;
     let app = TestApp::spawn_with(config).await;
-    let (status, answer, _) =
-        upload(&app, "alice", "application/x-ndjson", "?check=true", NDJSON.into()).await;
+    let (status, answer, _) = upload(
+        &app,
+        "alice",
+        "application/x-ndjson",
+        "?check=true",
+        NDJSON.into(),
+    )
+    .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         answer,
@@ -463,7 +469,10 @@ async fn a_check_reads_the_rows_and_stores_nothing(db: TestDb) {
         NDJSON.repeat(20),
     )
     .await;
-    assert_eq!((status, &answer["error"]["code"]), (413, &json!("too_large")));
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (413, &json!("too_large"))
+    );
 
     // A check under an idempotency key does not use the key up.
     let keyed = |query: &str| {
