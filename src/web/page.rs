@@ -33,9 +33,24 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("page/chat.js"),
     ),
     (
+        "chart.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/chart.js"),
+    ),
+    (
         "report.js",
         "text/javascript; charset=utf-8",
         include_str!("page/report.js"),
+    ),
+    (
+        "usage.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/usage.js"),
+    ),
+    (
+        "upload.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/upload.js"),
     ),
     (
         "app.css",

@@ -291,6 +291,25 @@ pub async fn sign_in(page: &Client, server: &Server, user: &str) {
     wait_for_text(page, "#connection", &format!("connected as {user}")).await;
 }
 
+/// Uploads the file at `path` from the page's usage panel (opened if folded) and waits until
+/// the page says how it went; that text.
+pub async fn upload_file(page: &Client, path: &std::path::Path) -> String {
+    let panel = page.find(Locator::Css("#usage-panel")).await.unwrap();
+    if panel.attr("open").await.unwrap().is_none() {
+        click(page, "#usage-panel > summary").await;
+    }
+    let input = page.find(Locator::Css("#usage-file")).await.unwrap();
+    input
+        .send_keys(&path.canonicalize().unwrap().to_string_lossy())
+        .await
+        .unwrap();
+    click(page, "#upload-form button[type=submit]").await;
+    wait_for_text_that(page, "#upload-status", "the upload's end", |status| {
+        status.starts_with("Stored") || status.starts_with("Upload failed")
+    })
+    .await
+}
+
 /// Sends `text` from the composer with Enter.
 pub async fn say(page: &Client, text: &str) {
     fill(page, "#composer-input", text).await;
@@ -362,18 +381,29 @@ pub async fn wait_for_gone(page: &Client, css: &str) {
 
 /// Waits (bounded) until the element `css` selects shows exactly `expected`.
 pub async fn wait_for_text(page: &Client, css: &str, expected: &str) {
+    wait_for_text_that(page, css, &format!("{expected:?}"), |text| text == expected).await;
+}
+
+/// Waits (bounded) until the text of the element `css` selects passes `done` (`wanted` says
+/// what that is, for the failure); returns the text.
+pub async fn wait_for_text_that(
+    page: &Client,
+    css: &str,
+    wanted: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
     let deadline = tokio::time::Instant::now() + PAGE_WAIT;
     let mut last = String::new();
     while tokio::time::Instant::now() < deadline {
         if let Ok(element) = page.find(Locator::Css(css)).await {
             last = element.text().await.unwrap_or_default();
-            if last == expected {
-                return;
+            if done(&last) {
+                return last;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{css} shows {last:?}, not {expected:?}");
+    panic!("{css} shows {last:?}, not {wanted}");
 }
 
 fn free_port() -> u16 {

@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod fake_llm;
 mod harness;
+mod usage;
 
 use fantoccini::Locator;
 use serde_json::json;

@@ -4,15 +4,21 @@
 // as text (`textContent`), never as markup.
 
 import { createChat } from "./chat.js";
+import { createUsage } from "./usage.js";
 
 const state = { token: null, user: null, socket: null, lastSeq: 0, retry: 0, timer: null };
 
-// A request with the token; its JSON answer, or null after showing what went wrong.
-async function authorized(path, init = {}) {
-  const response = await fetch(path, {
+// A request with the token.
+function withToken(path, init = {}) {
+  return fetch(path, {
     ...init,
     headers: { ...(init.headers ?? {}), Authorization: `Bearer ${state.token}` },
   });
+}
+
+// A request with the token; its JSON answer, or null after showing what went wrong.
+async function authorized(path, init = {}) {
+  const response = await withToken(path, init);
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const message = body?.error?.message ?? `the server answered ${response.status}`;
@@ -35,7 +41,7 @@ function send(frame) {
 
 // A text answer (a report) with the token; null after showing what went wrong.
 async function fetchText(path) {
-  const response = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` } });
+  const response = await withToken(path);
   if (!response.ok) {
     document.getElementById("chat-error").textContent = `the server answered ${response.status}`;
     return null;
@@ -44,6 +50,7 @@ async function fetchText(path) {
 }
 
 const chat = createChat({ send, authorized, fetchText });
+const usage = createUsage({ withToken });
 
 const $ = (id) => document.getElementById(id);
 
@@ -117,6 +124,7 @@ function signOut() {
   closeSocket();
   state.lastSeq = 0;
   chat.reset();
+  usage.reset();
   showSignedIn(false);
   showConnection("signed out", "signed-out");
 }
@@ -197,6 +205,7 @@ function start() {
   $("token-sign-in").addEventListener("submit", tokenSignIn);
   $("sign-out").addEventListener("click", signOut);
   chat.start();
+  usage.start();
   const saved = sessionStorage.getItem("enclave-token");
   if (saved) signIn(saved);
 }

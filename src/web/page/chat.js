@@ -168,7 +168,15 @@ export function createChat({ send, authorized, fetchText }) {
         const card = approvals.get(event.data.approval_id);
         if (card) resolveCard(card, event.data.decision);
       }
-      run.steps.append(el("li", `step ${event.type}`, describe(event)));
+      const last = run.steps.lastElementChild;
+      if (event.type === "agent_stream" && last?.dataset.streamOf === event.agent) {
+        // A streamed answer reads as one line, not one line per piece.
+        last.textContent += event.data.delta;
+      } else {
+        const step = el("li", `step ${event.type}`, describe(event));
+        if (event.type === "agent_stream") step.dataset.streamOf = event.agent;
+        run.steps.append(step);
+      }
       run.heading.textContent = `Timeline (${run.steps.childElementCount} steps)`;
       if (event.type === "run_completed") {
         run.card.append(el("p", "summary", event.data.summary));

@@ -3,45 +3,14 @@
 // sanitises it (`GET /api/reports/{id}.html`: no script, handler or style can be in it), and
 // a download of the markdown, fetched with the token.
 
-const SVG = "http://www.w3.org/2000/svg";
-const MAX_BARS = 10;
+import { barChart } from "./chart.js";
 
-function svg(tag, attributes) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
-  return node;
-}
-
-// Bars of `savings_usd` per recommendation, largest first; labels are text nodes.
+// Bars of `savings_usd` per recommendation, largest first.
 export function savingsChart(recommendations) {
-  const bars = [...recommendations]
-    .filter((r) => Number.isFinite(r.savings_usd) && r.savings_usd > 0)
-    .sort((a, b) => b.savings_usd - a.savings_usd)
-    .slice(0, MAX_BARS);
-  if (bars.length === 0) return null;
-  const rowHeight = 22;
-  const width = 560;
-  const labelWidth = 200;
-  const most = bars[0].savings_usd;
-  const chart = svg("svg", {
-    class: "chart",
-    viewBox: `0 0 ${width} ${bars.length * rowHeight + 4}`,
-    role: "img",
-  });
-  const title = svg("title", {});
-  title.textContent = "Savings by recommendation (USD in the window)";
-  chart.append(title);
-  bars.forEach((r, i) => {
-    const y = i * rowHeight + 2;
-    const barWidth = Math.max(1, ((width - labelWidth - 90) * r.savings_usd) / most);
-    const label = svg("text", { x: 0, y: y + 15, class: "label" });
-    label.textContent = `${r.id} ${r.model} / ${r.workload}`.slice(0, 32);
-    const bar = svg("rect", { x: labelWidth, y, width: barWidth, height: rowHeight - 6, class: "bar" });
-    const value = svg("text", { x: labelWidth + barWidth + 6, y: y + 15, class: "value" });
-    value.textContent = `$${r.savings_usd.toFixed(2)}`;
-    chart.append(label, bar, value);
-  });
-  return chart;
+  return barChart(
+    "Savings by recommendation (USD in the window)",
+    recommendations.map((r) => ({ label: `${r.id} ${r.model} / ${r.workload}`, value: r.savings_usd })),
+  );
 }
 
 // Fills `container` with the report of `runId`: the chart, the sanitised report, a download.

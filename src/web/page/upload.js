@@ -1,0 +1,171 @@
+// A usage file of any size cut into uploads under the server's limit, as `enclave ingest` cuts
+// it: NDJSON by lines, CSV by records (each part with the header row; quoted newlines kept), a
+// JSON array by elements (each part a smaller array), any other JSON document whole. The file
+// is read once per pass as a stream, so its size does not matter; a part is a slice of the
+// file (`Blob.slice`), not a copy. Rows are counted as the server counts them (blank lines
+// skipped), so its row numbers, offset by the part's first row, name rows of the whole file.
+
+const NEWLINE = 0x0a;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_ARRAY = 0x5d;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_OBJECT = 0x7d;
+
+const isSpace = (byte) => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
+
+// How a file holds its rows, by its name and (for .json) its first byte.
+export async function containerOf(file) {
+  const name = file.name.toLowerCase();
+  if (name.endsWith(".ndjson") || name.endsWith(".jsonl")) return "ndjson";
+  if (name.endsWith(".csv")) return "csv";
+  if (name.endsWith(".json")) {
+    const head = new Uint8Array(await file.slice(0, 4096).arrayBuffer());
+    const first = head.find((byte) => !isSpace(byte));
+    return first === OPEN_ARRAY ? "array" : "whole";
+  }
+  return null;
+}
+
+export const CONTENT_TYPES = {
+  ndjson: "application/x-ndjson",
+  csv: "text/csv",
+  array: "application/json",
+  whole: "application/json",
+};
+
+// The file's bytes, chunk by chunk, with each chunk's offset in the file.
+async function* chunks(file) {
+  const reader = file.stream().getReader();
+  let offset = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    yield { bytes: value, offset };
+    offset += value.length;
+  }
+}
+
+// Row spans [start, end) of an NDJSON file: its non-blank lines.
+async function* ndjsonRows(file) {
+  let start = 0;
+  let blank = true;
+  for await (const { bytes, offset } of chunks(file)) {
+    for (let i = 0; i < bytes.length; i += 1) {
+      const byte = bytes[i];
+      if (byte === NEWLINE) {
+        if (!blank) yield { start, end: offset + i + 1 };
+        start = offset + i + 1;
+        blank = true;
+      } else if (!isSpace(byte)) {
+        blank = false;
+      }
+    }
+  }
+  if (!blank) yield { start, end: file.size };
+}
+
+// Record spans of a CSV file, the header first (`header: true`); a newline inside quotes is
+// part of its record.
+async function* csvRows(file) {
+  let start = 0;
+  let blank = true;
+  let quoted = false;
+  let header = true;
+  for await (const { bytes, offset } of chunks(file)) {
+    for (let i = 0; i < bytes.length; i += 1) {
+      const byte = bytes[i];
+      if (byte === QUOTE) quoted = !quoted;
+      if (byte === NEWLINE && !quoted) {
+        if (!blank) {
+          yield { start, end: offset + i + 1, header };
+          header = false;
+        }
+        start = offset + i + 1;
+        blank = true;
+      } else if (!isSpace(byte)) {
+        blank = false;
+      }
+    }
+  }
+  if (!blank) yield { start, end: file.size, header };
+}
+
+// Element spans of a JSON array (whitespace around them left out).
+async function* arrayRows(file) {
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  let start = -1;
+  let lastByte = -1;
+  for await (const { bytes, offset } of chunks(file)) {
+    for (let i = 0; i < bytes.length; i += 1) {
+      const byte = bytes[i];
+      const at = offset + i;
+      if (inString) {
+        if (escaped) escaped = false;
+        else if (byte === BACKSLASH) escaped = true;
+        else if (byte === QUOTE) inString = false;
+        lastByte = at;
+        continue;
+      }
+      if (isSpace(byte)) continue;
+      if (depth === 1 && (byte === COMMA || byte === CLOSE_ARRAY)) {
+        if (start >= 0) yield { start, end: lastByte + 1 };
+        start = -1;
+        if (byte === CLOSE_ARRAY) depth = 0;
+        continue;
+      }
+      if (depth === 1 && start < 0) start = at;
+      if (byte === QUOTE) inString = true;
+      else if (byte === OPEN_ARRAY || byte === OPEN_OBJECT) depth += 1;
+      else if (byte === CLOSE_ARRAY || byte === CLOSE_OBJECT) depth -= 1;
+      lastByte = at;
+    }
+  }
+}
+
+// The file's parts of at most `budget` bytes (a single bigger row aside): `{body, firstRow,
+// rows, end}` — `firstRow` counts the file's data rows before the part, `end` is how far into
+// the file the part reaches (for progress).
+export async function* parts(file, container, budget) {
+  if (container === "whole") {
+    yield { body: file, firstRow: 0, rows: 1, end: file.size };
+    return;
+  }
+  const rows = { ndjson: ndjsonRows, csv: csvRows, array: arrayRows }[container](file);
+  const wrap = container === "array" ? 2 : 0;
+  let header = null;
+  let part = null;
+  let firstRow = 0;
+  const cut = () => {
+    const span = file.slice(part.start, part.end);
+    const body =
+      container === "array"
+        ? new Blob(["[", span, "]"])
+        : header
+          ? new Blob([header, span])
+          : span;
+    const done = { body, firstRow, rows: part.rows, end: part.end };
+    firstRow += part.rows;
+    part = null;
+    return done;
+  };
+  for await (const row of rows) {
+    if (row.header) {
+      header = file.slice(row.start, row.end);
+      continue;
+    }
+    const headerSize = header?.size ?? 0;
+    if (part && headerSize + wrap + row.end - part.start > budget) yield cut();
+    if (part) {
+      part.end = row.end;
+      part.rows += 1;
+    } else {
+      part = { start: row.start, end: row.end, rows: 1 };
+    }
+  }
+  if (part) yield cut();
+}

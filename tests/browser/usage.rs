@@ -1,0 +1,185 @@
+//! The page's usage data: a file uploaded from the page, cut into uploads under the server's
+//! limit, then an optimisation run over it watched live and its report checked against the
+//! API; a file with invalid rows refused whole with its rows named.
+
+use fantoccini::Locator;
+use serde_json::Value;
+
+use crate::fake_llm::{FakeLlm, HELD_WORD};
+use crate::harness::*;
+
+/// `1500` as the page writes it (`toLocaleString("en")`): `1,500`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn money(value: &Value) -> String {
+    format!("${:.2}", value.as_f64().unwrap())
+}
+
+/// `examples/sample-usage.ndjson` (264 KB) uploaded from the page to a server whose upload
+/// limit is 64 KiB, so the page must cut it; the summary shows what the API sums. Then "cut
+/// my costs by 30%": the run is held mid-way by the fake LLM while its live timeline is
+/// checked, then completes with the report, whose chart and numbers are the API's.
+#[actix_web::test]
+async fn the_sample_uploads_in_parts_and_its_report_matches_the_api() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    let mut llm = FakeLlm::start();
+    let mut env = llm.env();
+    env.push(("ENCLAVE_MAX_UPLOAD_BYTES", "65536".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_with(&env).await;
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    sign_in(page, &server, "erin").await;
+
+    let sample =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample-usage.ndjson");
+    assert!(std::fs::metadata(&sample).unwrap().len() > 4 * 65536);
+    let status = upload_file(page, &sample).await;
+    assert_eq!(status, "Stored 1500 records from sample-usage.ndjson.");
+    let summary = server.get_json("/api/usage/summary", "erin").await;
+    assert_eq!(summary["totals"]["requests"], 1500);
+    let totals = format!(
+        "{} requests, {} spent (prices of {}).",
+        grouped(1500),
+        money(&summary["totals"]["spend_usd"]),
+        summary["catalog_as_of"].as_str().unwrap()
+    );
+    wait_for_text(page, "#usage-summary .totals", &totals).await;
+    // Spend by model: the API's groups summed per model, largest first.
+    let mut by_model: Vec<(String, f64)> = Vec::new();
+    for group in summary["groups"].as_array().unwrap() {
+        let model = group["model"].as_str().unwrap().to_owned();
+        let spend = group["spend_usd"].as_f64().unwrap();
+        match by_model.iter_mut().find(|(m, _)| *m == model) {
+            Some((_, sum)) => *sum += spend,
+            None => by_model.push((model, spend)),
+        }
+    }
+    by_model.retain(|(_, spend)| *spend > 0.0);
+    by_model.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let charts = page
+        .find_all(Locator::Css("#usage-summary .chart"))
+        .await
+        .unwrap();
+    assert_eq!(charts.len(), 2, "spend by model and by workload");
+    assert_eq!(
+        texts_of(page, "#usage-summary figcaption").await,
+        ["Spend by model (USD)", "Spend by workload (USD)"]
+    );
+    let first = "#usage-summary figure:first-of-type";
+    let labels = texts_of(page, &format!("{first} .label")).await;
+    let values = texts_of(page, &format!("{first} .value")).await;
+    let expected: Vec<(String, String)> = by_model
+        .iter()
+        .take(10)
+        .map(|(model, spend)| (model.clone(), format!("${spend:.2}")))
+        .collect();
+    assert_eq!(labels.into_iter().zip(values).collect::<Vec<_>>(), expected);
+    browser.screenshot("usage-summary").await;
+
+    // Folded, so the chat is in view.
+    click(page, "#usage-panel > summary").await;
+    say(page, "Where can I cut my LLM costs by 30%?").await;
+    // Held in the reporting agent: the run is live, its timeline open, its steps so far shown.
+    llm.held(1).await;
+    let held = format!("reporting: {HELD_WORD}");
+    wait_for_text_that(page, ".run .timeline", &held, |t| t.contains(&held)).await;
+    let run = wait_for(page, ".run[data-state=running]").await;
+    assert_eq!(
+        run.attr("data-state").await.unwrap().as_deref(),
+        Some("running")
+    );
+    let steps = page.find(Locator::Css(".run details.steps")).await.unwrap();
+    assert_eq!(steps.attr("open").await.unwrap().as_deref(), Some("true"));
+    let timeline = texts_of(page, ".run .timeline li").await;
+    for agent in [
+        "triage",
+        "goals_triage",
+        "data",
+        "optimizations_core",
+        "actions",
+    ] {
+        assert!(
+            timeline.iter().any(|s| s == &format!("{agent}: done")),
+            "{agent} done in {timeline:#?}"
+        );
+    }
+    assert_eq!(text_of(page, ".run .status").await, "working… Cancel");
+    browser.screenshot("chat-mid-run").await;
+
+    llm.open();
+    let run = wait_for(page, ".run[data-state=run_completed] .report-body table").await;
+    drop(run);
+    let run_id = page
+        .find(Locator::Css(".run"))
+        .await
+        .unwrap()
+        .attr("data-run-id")
+        .await
+        .unwrap()
+        .unwrap();
+    let view = server
+        .get_json(&format!("/api/runs/{run_id}"), "erin")
+        .await;
+    assert_eq!(view["status"], "completed");
+    let result = &view["result"];
+    let summary_text = text_of(page, ".run .summary").await;
+    assert!(summary_text.starts_with(HELD_WORD), "{summary_text}");
+    // The wording streamed piece by piece reads as one line of the timeline.
+    click(page, ".run details.steps summary").await;
+    let timeline = texts_of(page, ".run .timeline li").await;
+    let streamed: Vec<_> = timeline
+        .iter()
+        .filter(|s| s.starts_with("reporting: Drafting"))
+        .collect();
+    assert_eq!(streamed, [&format!("reporting: {summary_text}")]);
+    click(page, ".run details.steps summary").await;
+    // The chart: the API's recommendations by savings, largest first.
+    let mut recommendations: Vec<&Value> = result["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["savings_usd"].as_f64().unwrap() > 0.0)
+        .collect();
+    assert!(recommendations.len() >= 3, "{result}");
+    recommendations.sort_by(|a, b| {
+        b["savings_usd"]
+            .as_f64()
+            .unwrap()
+            .total_cmp(&a["savings_usd"].as_f64().unwrap())
+    });
+    let values = texts_of(page, ".run .chart .value").await;
+    let expected: Vec<String> = recommendations
+        .iter()
+        .take(10)
+        .map(|r| money(&r["savings_usd"]))
+        .collect();
+    assert_eq!(values, expected);
+    // The report: every recommendation, the plan's savings.
+    let report = text_of(page, ".report-body").await;
+    for r in &recommendations {
+        assert!(
+            report.contains(r["id"].as_str().unwrap()),
+            "{r} in {report}"
+        );
+    }
+    let plan_savings = money(&result["plan"]["savings_usd"]);
+    assert!(report.contains(&plan_savings), "{plan_savings} in {report}");
+
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    assert_eq!(server.metric("csp_reports_total").await, 0.0);
+    browser.stop().await;
+}
