@@ -303,6 +303,13 @@ pub async fn upload_file(page: &Client, path: &std::path::Path) -> String {
         .send_keys(&path.canonicalize().unwrap().to_string_lossy())
         .await
         .unwrap();
+    // Cleared first, so the last upload's words are not taken for this one's.
+    page.execute(
+        "document.getElementById('upload-status').textContent = '';",
+        vec![],
+    )
+    .await
+    .unwrap();
     click(page, "#upload-form button[type=submit]").await;
     wait_for_text_that(page, "#upload-status", "the upload's end", |status| {
         status.starts_with("Stored") || status.starts_with("Upload failed")

@@ -183,3 +183,124 @@ async fn the_sample_uploads_in_parts_and_its_report_matches_the_api() {
     assert_eq!(server.metric("csp_reports_total").await, 0.0);
     browser.stop().await;
 }
+
+/// A usage file in the test's directory, removed with it.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("enclave-upload-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn file(&self, name: &str, contents: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Files with invalid rows, cut into many uploads (a 4 KiB limit): a CSV whose every record
+/// holds a quoted newline, and a pretty-printed JSON array. Each is refused whole, its bad
+/// rows named by their place in the file, nothing stored; with "keep the valid rows" the rest
+/// is stored and the same rows listed.
+#[actix_web::test]
+async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    let server = Server::start_with(&[("ENCLAVE_MAX_UPLOAD_BYTES", "4096")]).await;
+    let scratch = Scratch::new();
+    let mut csv = String::from("id,ts,model,workload,prompt_tokens,completion_tokens,latency_ms\n");
+    for i in 1..=200 {
+        let ts = if i == 3 {
+            "yesterday".to_owned()
+        } else {
+            (1_793_000_000_000_i64 + i).to_string()
+        };
+        let prompt = if i == 150 { "lots" } else { "100" };
+        csv.push_str(&format!(
+            "c{i},{ts},gpt-4o,\"two\nlines {i}\",{prompt},20,300\n"
+        ));
+    }
+    let csv = scratch.file("bad rows.csv", &csv);
+    let rows: Vec<Value> = (1..=300)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("j{i}"),
+                "ts": 1_793_000_000_000_i64 + i,
+                "model": "gpt-4o-mini",
+                "workload": "batch",
+                "prompt_tokens": 10,
+                "completion_tokens": 5,
+                "latency_ms": if i == 250 { -5 } else { 40 },
+            })
+        })
+        .collect();
+    let array = scratch.file("export.json", &serde_json::to_string_pretty(&rows).unwrap());
+    let other = scratch.file("usage.txt", "not a usage file");
+
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    sign_in(page, &server, "frank").await;
+    let status = upload_file(page, &csv).await;
+    assert_eq!(
+        status,
+        "Upload failed: 2 rows are invalid and nothing was stored: fix them, or tick \
+         \"Keep the valid rows\"."
+    );
+    assert_eq!(
+        texts_of(page, "#upload-errors tbody td").await,
+        [
+            "3",
+            "ts",
+            "must be epoch milliseconds or RFC 3339, got \"yesterday\"",
+            "150",
+            "prompt_tokens",
+            "must be a whole number, got \"lots\"",
+        ]
+    );
+    let stored = server.get_json("/api/usage/summary", "frank").await;
+    assert_eq!(stored["totals"]["requests"], 0, "nothing stored");
+    browser.screenshot("upload-errors").await;
+
+    click(page, "#usage-partial").await;
+    let status = upload_file(page, &csv).await;
+    assert_eq!(status, "Stored 198 records from bad rows.csv; 2 refused.");
+    assert_eq!(
+        texts_of(page, "#upload-errors tbody td:first-child").await,
+        ["3", "150"]
+    );
+    let stored = server.get_json("/api/usage/summary", "frank").await;
+    assert_eq!(stored["totals"]["requests"], 198);
+
+    let status = upload_file(page, &array).await;
+    assert!(
+        status.starts_with("Upload failed: 1 row is invalid"),
+        "{status}"
+    );
+    assert_eq!(
+        texts_of(page, "#upload-errors tbody td:nth-child(-n+2)").await,
+        ["250", "latency_ms"]
+    );
+    let stored = server.get_json("/api/usage/summary", "frank").await;
+    assert_eq!(stored["totals"]["requests"], 198, "nothing more stored");
+
+    let status = upload_file(page, &other).await;
+    assert_eq!(
+        status,
+        "Upload failed: usage.txt: name it .ndjson, .jsonl, .csv or .json"
+    );
+    let errors = browser.console_errors().await;
+    // The refusals' 413/422 answers are not among them: every part was within the limit, and
+    // checks answer 200.
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.stop().await;
+}

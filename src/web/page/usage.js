@@ -129,6 +129,7 @@ export function createUsage({ withToken }) {
     if ($("usage-format").value) query.format = $("usage-format").value;
     const button = $("upload-form").querySelector("button[type=submit]");
     button.disabled = true;
+    delete $("upload-status").dataset.state;
     showErrors([]);
     const stored = { accepted: 0, duplicates: 0, rejected: 0, errors: [] };
     try {
@@ -142,7 +143,8 @@ export function createUsage({ withToken }) {
         const found = await check(file, container, budget, query);
         if (found.rejected > 0) {
           showErrors(found.errors);
-          throw new UploadError(`${found.rejected} rows are invalid and nothing was stored: fix them, or tick "Keep the valid rows".`);
+          const rows = found.rejected === 1 ? "1 row is" : `${found.rejected} rows are`;
+          throw new UploadError(`${rows} invalid and nothing was stored: fix them, or tick "Keep the valid rows".`);
         }
       }
       if (partial) query.partial = "true";
@@ -171,6 +173,7 @@ export function createUsage({ withToken }) {
     } catch (error) {
       const already = stored.accepted > 0 ? ` ${stored.accepted} records were stored before this.` : "";
       $("upload-status").textContent = `Upload failed: ${error.message}${already}`;
+      $("upload-status").dataset.state = "failed";
       if (error.details?.length) showErrors(error.details);
     } finally {
       button.disabled = false;
