@@ -77,6 +77,11 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// `host:port`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     /// A dev-mode token for `user`.
     pub async fn dev_token(&self, user: &str) -> String {
         let answer: Value = post_json(&self.url("/api/dev/token"), &json!({ "user": user })).await;
@@ -285,7 +290,12 @@ impl Browser {
 
 /// Opens the page and signs in as `user` by name (dev mode); returns once it is connected.
 pub async fn sign_in(page: &Client, server: &Server, user: &str) {
-    page.goto(&server.url("/")).await.unwrap();
+    sign_in_at(page, &server.url("/"), user).await;
+}
+
+/// Opens the page at `url` (the server's, or a proxy's in front of it) and signs in as `user`.
+pub async fn sign_in_at(page: &Client, url: &str, user: &str) {
+    page.goto(url).await.unwrap();
     fill(page, "#user-name", user).await;
     click(page, "#dev-sign-in button[type=submit]").await;
     wait_for_text(page, "#connection", &format!("connected as {user}")).await;
@@ -315,6 +325,52 @@ pub async fn upload_file(page: &Client, path: &std::path::Path) -> String {
         status.starts_with("Stored") || status.starts_with("Upload failed")
     })
     .await
+}
+
+/// The `seq` of each line of the runs' timelines on the page, in order (a streamed answer's
+/// line by its first piece).
+pub async fn shown_seqs(page: &Client) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    for step in page
+        .find_all(Locator::Css(".run .timeline li"))
+        .await
+        .unwrap()
+    {
+        seqs.push(
+            step.attr("data-seq")
+                .await
+                .unwrap()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        );
+    }
+    seqs
+}
+
+/// The `seq`s the page's timelines should show for `user`'s newest thread, from the server's
+/// pages: each run event once, the pieces of a streamed answer after its first left out.
+pub async fn stored_seqs(server: &Server, user: &str) -> Vec<i64> {
+    let threads = server.get_json("/api/threads", user).await;
+    let thread = threads["threads"][0]["thread_id"].as_str().unwrap();
+    let stored = server
+        .get_json(&format!("/api/threads/{thread}/events?limit=1000"), user)
+        .await;
+    let mut seqs = Vec::new();
+    let mut streaming: Option<String> = None;
+    for event in stored["events"].as_array().unwrap() {
+        let kind = event["type"].as_str().unwrap();
+        if !event["run_id"].is_string() || ["thread_created", "message_received"].contains(&kind) {
+            continue;
+        }
+        let agent = event["agent"].as_str().map(str::to_owned);
+        if kind == "agent_stream" && streaming.is_some() && streaming == agent {
+            continue;
+        }
+        streaming = if kind == "agent_stream" { agent } else { None };
+        seqs.push(event["seq"].as_i64().unwrap());
+    }
+    seqs
 }
 
 /// Sends `text` from the composer with Enter.

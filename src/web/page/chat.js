@@ -174,6 +174,7 @@ export function createChat({ send, authorized, fetchText }) {
         last.textContent += event.data.delta;
       } else {
         const step = el("li", `step ${event.type}`, describe(event));
+        step.dataset.seq = String(event.seq);
         if (event.type === "agent_stream") step.dataset.streamOf = event.agent;
         run.steps.append(step);
       }

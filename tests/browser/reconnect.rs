@@ -1,0 +1,127 @@
+//! Connections lost mid-run: the socket cut under the page while the server runs on, and the
+//! server killed and started again. Each time the page reconnects by itself, resumes after its
+//! last `seq` and shows every event of the run exactly once, as the server's pages list them.
+
+use crate::fake_llm::{FakeLlm, HELD_WORD};
+use crate::harness::*;
+use crate::proxy::Proxy;
+
+/// The page's connection (socket and HTTP) cut while a run is held mid-way, and refused until
+/// the run has completed on the server: the page misses the run's end, reconnects, and shows
+/// the run completed with every event once.
+#[actix_web::test]
+async fn after_the_socket_is_cut_every_event_shows_exactly_once() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    let mut llm = FakeLlm::start();
+    let env = llm.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_with(&env).await;
+    let sample = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample-usage.ndjson"),
+    )
+    .unwrap();
+    assert_eq!(server.upload("gina", sample).await["accepted"], 1500);
+    let proxy = Proxy::start(server.addr().to_owned()).await;
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    sign_in_at(page, &proxy.url("/"), "gina").await;
+    say(page, "cut my LLM costs by 30%").await;
+    llm.held(1).await;
+    let held = format!("reporting: {HELD_WORD}");
+    wait_for_text_that(page, ".run .timeline", &held, |t| t.contains(&held)).await;
+    let run_id = wait_for(page, ".run[data-state=running]")
+        .await
+        .attr("data-run-id")
+        .await
+        .unwrap()
+        .unwrap();
+
+    proxy.cut_and_refuse();
+    llm.open();
+    // The run ends on the server while the page cannot hear of it.
+    let mut status = String::new();
+    for _ in 0..400 {
+        let view = server
+            .get_json(&format!("/api/runs/{run_id}"), "gina")
+            .await;
+        status = view["status"].as_str().unwrap().to_owned();
+        if status == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "completed");
+    assert_eq!(
+        page.find(fantoccini::Locator::Css(".run"))
+            .await
+            .unwrap()
+            .attr("data-state")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("running"),
+        "the page has not heard of the end"
+    );
+    proxy.resume();
+
+    wait_for(page, ".run[data-state=run_completed]").await;
+    wait_for_text(page, "#connection", "connected as gina").await;
+    assert_eq!(shown_seqs(page).await, stored_seqs(&server, "gina").await);
+    click(page, ".run details.steps summary").await;
+    let shown = texts_of(page, ".run .timeline li").await;
+    assert_eq!(shown.last().map(String::as_str), Some("completed"));
+    let errors = browser.console_errors().await;
+    // The cut itself is logged by the browser as failed requests; nothing else may be.
+    let unexpected: Vec<_> = errors
+        .iter()
+        .filter(|line| !line.contains("ERR_CONNECTION") && !line.contains("ERR_EMPTY_RESPONSE"))
+        .collect();
+    assert!(unexpected.is_empty(), "console errors: {unexpected:#?}");
+    browser.stop().await;
+}
+
+/// The server killed mid-run and started again on the same address and database: the page
+/// reconnects by itself, resumes after its last `seq`, and shows every event of the run
+/// exactly once — those before the kill, then the `run_interrupted` the new server records —
+/// as the server's own pages list them.
+#[actix_web::test]
+async fn after_a_server_restart_every_event_shows_exactly_once() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    // Triage takes a minute: the run is mid-way when the server dies.
+    let server = Server::start_with(&[("ENCLAVE_FAULTS", "triage:slow:60000")]).await;
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    sign_in(page, &server, "frank").await;
+    say(page, "analyse my usage").await;
+    wait_for(page, ".run .step.agent_started").await;
+
+    let server = server.kill_and_restart(&[]).await;
+    wait_for(page, ".run[data-state=run_interrupted]").await;
+    wait_for_text(page, "#connection", "connected as frank").await;
+    click(page, ".run details.steps summary").await;
+    let shown = texts_of(page, ".run .timeline li").await;
+
+    // The thread's events as the server stores them, one line each.
+    assert_eq!(
+        shown_seqs(page).await,
+        stored_seqs(&server, "frank").await,
+        "{shown:#?}"
+    );
+    assert_eq!(
+        shown.last().map(String::as_str),
+        Some("interrupted (crash)")
+    );
+    assert_eq!(
+        shown
+            .iter()
+            .filter(|s| s.as_str() == "triage: started")
+            .count(),
+        1,
+        "{shown:#?}"
+    );
+    browser.stop().await;
+}
