@@ -267,6 +267,14 @@ impl Browser {
             .collect()
     }
 
+    /// Runs a Chrome DevTools Protocol command (`Emulation.…`) through chromedriver; its
+    /// answer.
+    pub async fn devtools(&self, command: &str, params: Value) -> Value {
+        let session = self.client.session_id().await.unwrap().unwrap();
+        let url = format!("{}/session/{session}/goog/cdp/execute", self.driver_url);
+        post_json(&url, &json!({ "cmd": command, "params": params })).await
+    }
+
     /// Writes the page as it looks now to `target/screenshots/NAME.png`, and with
     /// `UPDATE_SCREENSHOTS=1` to `docs/screenshots/` too (so CI leaves the checkout clean).
     pub async fn screenshot(&self, name: &str) {

@@ -196,6 +196,21 @@ async fn markup_in_the_data_shows_as_text_and_runs_nothing() {
             .unwrap()
             .is_empty()
     );
+    // The usage summary's charts label the bars with the same names, as text.
+    click(page, "#usage-panel > summary").await;
+    wait_for(page, "#usage-summary figure .label").await;
+    // The summary's chart labels and its list of models not in the catalog are text.
+    let labels = texts_of(page, "#usage-summary .label").await;
+    assert!(labels.iter().any(|l| l == link), "{labels:#?}");
+    let unpriced = text_of(page, "#usage-summary .unpriced").await;
+    assert!(unpriced.ends_with(script), "{unpriced}");
+    assert!(
+        page.find_all(Locator::Css("#usage-summary img, #usage-summary script"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    click(page, "#usage-panel > summary").await;
     let ran = page
         .execute("return window.__xss === undefined;", vec![])
         .await
@@ -314,6 +329,78 @@ async fn an_approval_shows_in_two_tabs_and_resolves_in_both() {
         bar.attr("aria-label").await.unwrap().as_deref(),
         Some("synthetic_data: 20000 of 20000 records")
     );
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.stop().await;
+}
+
+/// At a phone's width the page fits the screen (nothing wider than the viewport, the thread
+/// list above the chat); with the system's dark preference it turns dark.
+#[actix_web::test]
+async fn the_page_fits_a_phone_and_follows_the_dark_preference() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    let server = Server::start().await;
+    let sample = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample-usage.ndjson"),
+    )
+    .unwrap();
+    assert_eq!(server.upload("hana", sample).await["accepted"], 1500);
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    browser
+        .devtools(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
+        )
+        .await;
+    sign_in(page, &server, "hana").await;
+    say(page, "cut my LLM costs by 30%").await;
+    wait_for(page, ".run[data-state=run_completed] .report-body table").await;
+    let fits = page
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits[1], 390, "{fits}");
+    assert!(
+        fits[0].as_u64().unwrap() <= 390,
+        "the page is wider than the phone: {fits}"
+    );
+    // One column: the thread list above the chat.
+    let column = page
+        .execute(
+            "const nav = document.querySelector('nav').getBoundingClientRect(); \
+             const chat = document.querySelector('.chat').getBoundingClientRect(); \
+             return nav.bottom <= chat.top;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(column, json!(true));
+    page.execute(
+        "document.querySelector('.message.user').scrollIntoView();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    browser.screenshot("phone-width").await;
+
+    let background = "return getComputedStyle(document.body).backgroundColor;";
+    let light = page.execute(background, vec![]).await.unwrap();
+    assert_eq!(light, "rgb(251, 251, 250)");
+    browser
+        .devtools(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+        )
+        .await;
+    let dark = page.execute(background, vec![]).await.unwrap();
+    assert_eq!(dark, "rgb(22, 22, 24)");
+    browser.screenshot("dark-theme").await;
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     browser.stop().await;

@@ -4,10 +4,14 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const MAX_BARS = 10;
-const ROW_HEIGHT = 22;
-const WIDTH = 560;
-const LABEL_WIDTH = 200;
-const LABEL_CHARS = 32;
+// Each bar: its label on a line above it, then the bar with its value beside it. Heights in
+// CSS pixels and widths in percent (no viewBox), so the text keeps the page's size at any
+// width, a phone's included.
+const LABEL_HEIGHT = 16;
+const BAR_HEIGHT = 14;
+const ROW_HEIGHT = LABEL_HEIGHT + BAR_HEIGHT + 8;
+const LONGEST_BAR_PCT = 78;
+const LABEL_CHARS = 60;
 
 function svg(tag, attributes) {
   const node = document.createElementNS(SVG, tag);
@@ -28,7 +32,8 @@ export function barChart(title, rows, format = usd) {
   const most = bars[0].value;
   const chart = svg("svg", {
     class: "chart",
-    viewBox: `0 0 ${WIDTH} ${bars.length * ROW_HEIGHT + 4}`,
+    width: "100%",
+    height: bars.length * ROW_HEIGHT,
     role: "img",
     "aria-label": title,
   });
@@ -36,12 +41,12 @@ export function barChart(title, rows, format = usd) {
   heading.textContent = title;
   chart.append(heading);
   bars.forEach((row, i) => {
-    const y = i * ROW_HEIGHT + 2;
-    const barWidth = Math.max(1, ((WIDTH - LABEL_WIDTH - 90) * row.value) / most);
-    const label = svg("text", { x: 0, y: y + 15, class: "label" });
+    const top = i * ROW_HEIGHT;
+    const pct = Math.max(0.5, (LONGEST_BAR_PCT * row.value) / most);
+    const label = svg("text", { x: 0, y: top + LABEL_HEIGHT - 4, class: "label" });
     label.textContent = row.label.slice(0, LABEL_CHARS);
-    const bar = svg("rect", { x: LABEL_WIDTH, y, width: barWidth, height: ROW_HEIGHT - 6, class: "bar" });
-    const value = svg("text", { x: LABEL_WIDTH + barWidth + 6, y: y + 15, class: "value" });
+    const bar = svg("rect", { x: 0, y: top + LABEL_HEIGHT, width: `${pct}%`, height: BAR_HEIGHT, class: "bar" });
+    const value = svg("text", { x: `${pct + 1}%`, y: top + LABEL_HEIGHT + BAR_HEIGHT - 2, class: "value" });
     value.textContent = format(row.value);
     chart.append(label, bar, value);
   });

@@ -211,6 +211,7 @@ export function createUsage({ withToken }) {
     chart(view, "Spend by workload (USD)", totalsBy(summary.groups, (g) => g.workload, (g) => g.spend_usd));
     if (summary.unpriced_models.length > 0) {
       const unpriced = document.createElement("p");
+      unpriced.className = "unpriced";
       unpriced.textContent = `Not in the price catalog (counted by tokens only): ${summary.unpriced_models.join(", ")}`;
       view.append(unpriced);
     }
