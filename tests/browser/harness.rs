@@ -335,8 +335,8 @@ pub async fn upload_file(page: &Client, path: &std::path::Path) -> String {
     .await
 }
 
-/// The `seq` of each line of the runs' timelines on the page, in order (a streamed answer's
-/// line by its first piece).
+/// The `seq` of each line of the runs' timelines on the page (a streamed answer's line by its
+/// first piece), sorted: the page groups lines by run. A line shown twice is there twice.
 pub async fn shown_seqs(page: &Client) -> Vec<i64> {
     let mut seqs = Vec::new();
     for step in page
@@ -353,6 +353,7 @@ pub async fn shown_seqs(page: &Client) -> Vec<i64> {
                 .unwrap(),
         );
     }
+    seqs.sort_unstable();
     seqs
 }
 

@@ -125,3 +125,49 @@ async fn after_a_server_restart_every_event_shows_exactly_once() {
     );
     browser.stop().await;
 }
+
+/// With one run at a time per user, a second message's run waits in the queue and the page
+/// says where; Cancel takes it out of the queue, and Cancel on the running one (held mid-way
+/// by the fake LLM) ends it too.
+#[actix_web::test]
+async fn a_queued_run_shows_its_place_and_both_runs_cancel() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    let mut llm = FakeLlm::start();
+    let mut env = llm.env();
+    env.push(("ENCLAVE_MAX_RUNNING_PER_USER", "1".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_with(&env).await;
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    sign_in(page, &server, "ivan").await;
+    say(page, "cut my LLM costs by 30%").await;
+    llm.held(1).await;
+    wait_for(page, ".run[data-state=running]").await;
+    say(page, "and what about latency?").await;
+    wait_for_text(
+        page,
+        ".run:nth-of-type(2) .status",
+        "queued — position 1 Cancel",
+    )
+    .await;
+    assert_eq!(
+        text_of(page, ".run:nth-of-type(1) .status").await,
+        "working… Cancel"
+    );
+    browser.screenshot("queued-run").await;
+
+    click(page, ".run:nth-of-type(2) .status .cancel").await;
+    wait_for_text(page, ".run:nth-of-type(2) .status", "cancelled (user)").await;
+    assert_eq!(
+        text_of(page, ".run:nth-of-type(1) .status").await,
+        "working… Cancel"
+    );
+    click(page, ".run:nth-of-type(1) .status .cancel").await;
+    wait_for_text(page, ".run:nth-of-type(1) .status", "cancelled (user)").await;
+    assert_eq!(shown_seqs(page).await, stored_seqs(&server, "ivan").await);
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.stop().await;
+}
