@@ -382,6 +382,23 @@ pub async fn stored_seqs(server: &Server, user: &str) -> Vec<i64> {
     seqs
 }
 
+/// The controls on the page (buttons, inputs, selects, text areas, summaries) that a screen
+/// reader would have no name for: no label, no `aria-label`, no text. Each as the start of
+/// its markup.
+pub async fn unnamed_controls(page: &Client) -> Vec<String> {
+    let found = page
+        .execute(
+            "return [...document.querySelectorAll('button, input, select, textarea, summary')]
+               .filter((c) => !(c.labels?.length || c.getAttribute('aria-label')?.trim()
+                                || c.textContent.trim()))
+               .map((c) => c.outerHTML.slice(0, 120));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
 /// Sends `text` from the composer with Enter.
 pub async fn say(page: &Client, text: &str) {
     fill(page, "#composer-input", text).await;

@@ -12,6 +12,7 @@ mod reconnect;
 mod usage;
 
 use fantoccini::Locator;
+use fantoccini::key::Key;
 use serde_json::json;
 
 use harness::*;
@@ -79,10 +80,40 @@ async fn a_message_runs_and_its_thread_reloads() {
     let page = &browser.client;
     sign_in(page, &server, "carol").await;
 
-    say(page, "analyse my usage").await;
+    // Shift+Enter starts a new line; Enter sends.
+    let shift_enter = [Key::Shift, Key::Enter, Key::Null]
+        .into_iter()
+        .map(char::from)
+        .collect::<String>();
+    fill(
+        page,
+        "#composer-input",
+        &format!("analyse{shift_enter}my usage"),
+    )
+    .await;
+    let draft = page
+        .execute(
+            "return document.getElementById('composer-input').value;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(draft, "analyse\nmy usage");
+    assert!(
+        page.find_all(Locator::Css(".message"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    press_enter(page, "#composer-input").await;
     let run = wait_for(page, ".run[data-state=run_completed]").await;
     let run_id = run.attr("data-run-id").await.unwrap().unwrap();
-    assert_eq!(text_of(page, ".message.user").await, "analyse my usage");
+    assert_eq!(text_of(page, ".message.user").await, "analyse\nmy usage");
+    let unnamed = unnamed_controls(page).await;
+    assert!(
+        unnamed.is_empty(),
+        "controls with no accessible name: {unnamed:#?}"
+    );
     // The ended run's timeline is folded; opened, it shows every step.
     assert_eq!(
         page.find(Locator::Css(".run details.steps"))
