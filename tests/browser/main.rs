@@ -413,7 +413,7 @@ async fn the_page_fits_a_phone_and_follows_the_dark_preference() {
         .unwrap();
     assert_eq!(column, json!(true));
     page.execute(
-        "document.querySelector('.message.user').scrollIntoView();",
+        "window.scrollTo(0, 0);",
         vec![],
     )
     .await
