@@ -352,6 +352,7 @@ async fn the_html_report_shows_markup_from_data_as_text(db: TestDb) {
     assert!(header("content-type").starts_with("text/html"));
     assert!(header("content-security-policy").contains("default-src 'none'"));
     assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("referrer-policy"), "no-referrer");
     let html = String::from_utf8(resp.body().limit(16 << 20).await.unwrap().to_vec()).unwrap();
     assert!(html.contains("<table>") && html.contains("<h2>"), "{html}");
     for text in [

@@ -62,6 +62,7 @@ pub async fn get_report_html(
             "default-src 'none'; frame-ancestors 'none'",
         ))
         .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
         .body(html))
 }
 
