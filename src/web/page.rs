@@ -48,6 +48,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("page/usage.js"),
     ),
     (
+        "ingest.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/ingest.js"),
+    ),
+    (
         "upload.js",
         "text/javascript; charset=utf-8",
         include_str!("page/upload.js"),

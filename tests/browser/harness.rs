@@ -51,18 +51,18 @@ const SECRET: &str = "browser-tests-secret-browser-tests-secret";
 
 impl Server {
     pub async fn start() -> Self {
-        Self::start_with(&[]).await
+        Self::start_with::<&str>(&[]).await
     }
 
     /// The server with extra environment (`ENCLAVE_FAULTS`, …).
-    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+    pub async fn start_with<V: AsRef<str>>(env: &[(&str, V)]) -> Self {
         let dir = TempDir::new();
         let (addr, child) = spawn_server(&dir, "127.0.0.1:0", env).await;
         Self { addr, child, dir }
     }
 
     /// Kills the server (`kill -9`) and starts another on the same address and database.
-    pub async fn kill_and_restart(mut self, env: &[(&str, &str)]) -> Self {
+    pub async fn kill_and_restart<V: AsRef<str>>(mut self, env: &[(&str, V)]) -> Self {
         self.child.kill().await.unwrap();
         let (addr, child) = spawn_server(&self.dir, &self.addr, env).await;
         assert_eq!(addr, self.addr);
@@ -148,7 +148,11 @@ impl Server {
 }
 
 /// Starts `enclave serve` on `bind` with its database in `dir`; its address and process.
-async fn spawn_server(dir: &TempDir, bind: &str, env: &[(&str, &str)]) -> (String, Child) {
+async fn spawn_server(
+    dir: &TempDir,
+    bind: &str,
+    env: &[(&str, impl AsRef<str>)],
+) -> (String, Child) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_enclave"));
     command
         .args(["serve", "--dev", "--bind", bind, "--database"])
@@ -159,7 +163,7 @@ async fn spawn_server(dir: &TempDir, bind: &str, env: &[(&str, &str)]) -> (Strin
         .stdout(Stdio::piped())
         .kill_on_drop(true);
     for (key, value) in env {
-        command.env(key, value);
+        command.env(key, value.as_ref());
     }
     let mut child = command.spawn().expect("enclave starts");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -528,14 +532,26 @@ async fn http(url: &str, method: &str, body: Option<String>) -> String {
 }
 
 /// A temporary directory, removed when dropped.
-struct TempDir(std::path::PathBuf);
+pub struct TempDir(std::path::PathBuf);
 
 impl TempDir {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("enclave-browser-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
+
+    /// Writes `contents` to the file `name` in the directory; its path.
+    pub fn file(&self, name: &str, contents: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+/// `examples/sample-usage.ndjson`: a month of usage, 1,500 records.
+pub fn sample_usage_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample-usage.ndjson")
 }
 
 impl Drop for TempDir {

@@ -373,10 +373,7 @@ async fn the_page_fits_a_phone_and_follows_the_dark_preference() {
         return;
     };
     let server = Server::start().await;
-    let sample = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample-usage.ndjson"),
-    )
-    .unwrap();
+    let sample = std::fs::read_to_string(sample_usage_path()).unwrap();
     assert_eq!(server.upload("hana", sample).await["accepted"], 1500);
     let browser = Browser::start().await;
     let page = &browser.client;
@@ -412,12 +409,9 @@ async fn the_page_fits_a_phone_and_follows_the_dark_preference() {
         .await
         .unwrap();
     assert_eq!(column, json!(true));
-    page.execute(
-        "window.scrollTo(0, 0);",
-        vec![],
-    )
-    .await
-    .unwrap();
+    page.execute("window.scrollTo(0, 0);", vec![])
+        .await
+        .unwrap();
     browser.screenshot("phone-width").await;
 
     let background = "return getComputedStyle(document.body).backgroundColor;";

@@ -15,13 +15,8 @@ async fn after_the_socket_is_cut_every_event_shows_exactly_once() {
         return;
     };
     let mut llm = FakeLlm::start();
-    let env = llm.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Server::start_with(&env).await;
-    let sample = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample-usage.ndjson"),
-    )
-    .unwrap();
+    let server = Server::start_with(&llm.env()).await;
+    let sample = std::fs::read_to_string(sample_usage_path()).unwrap();
     assert_eq!(server.upload("gina", sample).await["accepted"], 1500);
     let proxy = Proxy::start(server.addr().to_owned()).await;
     let browser = Browser::start().await;
@@ -39,6 +34,10 @@ async fn after_the_socket_is_cut_every_event_shows_exactly_once() {
         .unwrap();
 
     proxy.cut_and_refuse();
+    wait_for_text_that(page, "#connection", "disconnected", |t| {
+        t.starts_with("disconnected")
+    })
+    .await;
     llm.open();
     // The run ends on the server while the page cannot hear of it.
     let mut status = String::new();
@@ -72,6 +71,13 @@ async fn after_the_socket_is_cut_every_event_shows_exactly_once() {
     click(page, ".run details.steps summary").await;
     let shown = texts_of(page, ".run .timeline li").await;
     assert_eq!(shown.last().map(String::as_str), Some("completed"));
+    // The streamed answer's pieces (which carry no line of their own) are all there: its
+    // line reads as the run's summary.
+    let summary = text_of(page, ".run .summary").await;
+    assert!(
+        shown.contains(&format!("reporting: {summary}")),
+        "{summary:?} in {shown:#?}"
+    );
     let errors = browser.console_errors().await;
     // The cut itself is logged by the browser as failed requests; nothing else may be.
     let unexpected: Vec<_> = errors
@@ -99,7 +105,7 @@ async fn after_a_server_restart_every_event_shows_exactly_once() {
     say(page, "analyse my usage").await;
     wait_for(page, ".run .step.agent_started").await;
 
-    let server = server.kill_and_restart(&[]).await;
+    let server = server.kill_and_restart::<&str>(&[]).await;
     wait_for(page, ".run[data-state=run_interrupted]").await;
     wait_for_text(page, "#connection", "connected as frank").await;
     click(page, ".run details.steps summary").await;
@@ -137,7 +143,6 @@ async fn a_queued_run_shows_its_place_and_both_runs_cancel() {
     let mut llm = FakeLlm::start();
     let mut env = llm.env();
     env.push(("ENCLAVE_MAX_RUNNING_PER_USER", "1".to_owned()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = Server::start_with(&env).await;
     let browser = Browser::start().await;
     let page = &browser.client;

@@ -37,14 +37,12 @@ async fn the_sample_uploads_in_parts_and_its_report_matches_the_api() {
     let mut llm = FakeLlm::start();
     let mut env = llm.env();
     env.push(("ENCLAVE_MAX_UPLOAD_BYTES", "65536".to_owned()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = Server::start_with(&env).await;
     let browser = Browser::start().await;
     let page = &browser.client;
     sign_in(page, &server, "erin").await;
 
-    let sample =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample-usage.ndjson");
+    let sample = sample_usage_path();
     assert!(std::fs::metadata(&sample).unwrap().len() > 4 * 65536);
     let status = upload_file(page, &sample).await;
     assert_eq!(status, "Stored 1500 records from sample-usage.ndjson.");
@@ -96,11 +94,7 @@ async fn the_sample_uploads_in_parts_and_its_report_matches_the_api() {
     llm.held(1).await;
     let held = format!("reporting: {HELD_WORD}");
     wait_for_text_that(page, ".run .timeline", &held, |t| t.contains(&held)).await;
-    let run = wait_for(page, ".run[data-state=running]").await;
-    assert_eq!(
-        run.attr("data-state").await.unwrap().as_deref(),
-        Some("running")
-    );
+    wait_for(page, ".run[data-state=running]").await;
     let steps = page.find(Locator::Css(".run details.steps")).await.unwrap();
     assert_eq!(steps.attr("open").await.unwrap().as_deref(), Some("true"));
     let timeline = texts_of(page, ".run .timeline li").await;
@@ -184,29 +178,6 @@ async fn the_sample_uploads_in_parts_and_its_report_matches_the_api() {
     browser.stop().await;
 }
 
-/// A usage file in the test's directory, removed with it.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("enclave-upload-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str, contents: &str) -> std::path::PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Files with invalid rows, cut into many uploads (a 4 KiB limit): a CSV whose every record
 /// holds a quoted newline, and a pretty-printed JSON array. Each is refused whole, its bad
 /// rows named by their place in the file, nothing stored; with "keep the valid rows" the rest
@@ -217,7 +188,7 @@ async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
         return;
     };
     let server = Server::start_with(&[("ENCLAVE_MAX_UPLOAD_BYTES", "4096")]).await;
-    let scratch = Scratch::new();
+    let scratch = TempDir::new();
     let mut csv = String::from("id,ts,model,workload,prompt_tokens,completion_tokens,latency_ms\n");
     for i in 1..=200 {
         let ts = if i == 3 {
@@ -226,9 +197,14 @@ async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
             (1_793_000_000_000_i64 + i).to_string()
         };
         let prompt = if i == 150 { "lots" } else { "100" };
-        csv.push_str(&format!(
-            "c{i},{ts},gpt-4o,\"two\nlines {i}\",{prompt},20,300\n"
-        ));
+        // Row 2's workload holds a quote mid-field: a plain character there, not a quoted
+        // field's start (a cutter that took it for one would misnumber every later row).
+        let workload = if i == 2 {
+            "12\" screens".to_owned()
+        } else {
+            format!("\"two\nlines {i}\"")
+        };
+        csv.push_str(&format!("c{i},{ts},gpt-4o,{workload},{prompt},20,300\n"));
     }
     let csv = scratch.file("bad rows.csv", &csv);
     let rows: Vec<Value> = (1..=300)
@@ -246,6 +222,8 @@ async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
         .collect();
     let array = scratch.file("export.json", &serde_json::to_string_pretty(&rows).unwrap());
     let other = scratch.file("usage.txt", "not a usage file");
+    let text = serde_json::to_string(&rows).unwrap();
+    let truncated = scratch.file("cut short.json", &text[..text.len() - 40]);
 
     let browser = Browser::start().await;
     let page = &browser.client;
@@ -293,14 +271,98 @@ async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
     let stored = server.get_json("/api/usage/summary", "frank").await;
     assert_eq!(stored["totals"]["requests"], 198, "nothing more stored");
 
+    // A JSON array cut short: refused, not stored up to the cut.
+    let status = upload_file(page, &truncated).await;
+    assert_eq!(
+        status,
+        format!(
+            "Upload failed: not a JSON array at byte {}: the file ends inside it.",
+            text.len() - 40
+        )
+    );
+    let stored = server.get_json("/api/usage/summary", "frank").await;
+    assert_eq!(stored["totals"]["requests"], 198, "nothing more stored");
+
     let status = upload_file(page, &other).await;
     assert_eq!(
         status,
-        "Upload failed: usage.txt: name it .ndjson, .jsonl, .csv or .json"
+        "Upload failed: usage.txt: name it .ndjson, .jsonl, .csv or .json."
     );
     let errors = browser.console_errors().await;
     // The refusals' 413/422 answers are not among them: every part was within the limit, and
     // checks answer 200.
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.stop().await;
+}
+
+/// An upload that stops part-way goes on where it stopped: a lost answer is sent again under
+/// its key and stored once; a part over the user's record quota stops the upload, and once
+/// there is room (the server restarted with a larger quota) the same file uploaded again
+/// stores only what was missing. The rows have no ids, so a part stored twice would show.
+#[actix_web::test]
+async fn an_upload_stopped_part_way_goes_on_where_it_stopped() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    let small = [
+        ("ENCLAVE_MAX_UPLOAD_BYTES", "4096"),
+        ("ENCLAVE_MAX_RECORDS_PER_USER", "150"),
+        ("ENCLAVE_FAULTS", "bulk:lose_answer:1"),
+    ];
+    let server = Server::start_with(&small).await;
+    let scratch = TempDir::new();
+    let mut rows = String::new();
+    for i in 0..200_i64 {
+        let row = serde_json::json!({
+            "ts": 1_793_000_000_000_i64 + i,
+            "model": "gpt-4o-mini",
+            "workload": "resume",
+            "prompt_tokens": 10,
+            "completion_tokens": 5,
+            "latency_ms": 40,
+        });
+        rows.push_str(&format!("{row}\n"));
+    }
+    let file = scratch.file("no ids.ndjson", &rows);
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    sign_in(page, &server, "judy").await;
+
+    let status = upload_file(page, &file).await;
+    assert!(status.starts_with("Upload failed: "), "{status}");
+    assert!(
+        status.ends_with("records were stored before this; upload the same file again to go on."),
+        "{status}"
+    );
+    let held = server.get_json("/api/usage/summary", "judy").await["totals"]["requests"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (100..=150).contains(&held),
+        "{held}: the parts before the quota, once each"
+    );
+    assert!(
+        status.contains(&format!(" {held} records were stored")),
+        "{status}"
+    );
+
+    let server = server
+        .kill_and_restart(&[("ENCLAVE_MAX_UPLOAD_BYTES", "4096")])
+        .await;
+    wait_for_text(page, "#connection", "connected as judy").await;
+    let status = upload_file(page, &file).await;
+    assert_eq!(
+        status,
+        "Stored 200 records from no ids.ndjson (going on from the earlier upload of this file)."
+    );
+    let stored = server.get_json("/api/usage/summary", "judy").await;
+    assert_eq!(stored["totals"]["requests"], 200, "every row once");
+    let errors = browser.console_errors().await;
+    // The lost answer's 500 and the quota's 403 are logged by the browser as failed requests.
+    let unexpected: Vec<_> = errors
+        .iter()
+        .filter(|e| !e.contains("/api/usage?") || !(e.contains("500") || e.contains("403")))
+        .collect();
+    assert!(unexpected.is_empty(), "console errors: {unexpected:#?}");
     browser.stop().await;
 }

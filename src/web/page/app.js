@@ -8,11 +8,11 @@ import { createUsage } from "./usage.js";
 
 const state = { token: null, user: null, socket: null, lastSeq: 0, retry: 0, timer: null };
 
-// A request with the token.
-function withToken(path, init = {}) {
+// A request with a token: the signed-in one unless given.
+function withToken(path, init = {}, token = state.token) {
   return fetch(path, {
     ...init,
-    headers: { ...(init.headers ?? {}), Authorization: `Bearer ${state.token}` },
+    headers: { ...(init.headers ?? {}), Authorization: `Bearer ${token}` },
   });
 }
 
@@ -50,7 +50,7 @@ async function fetchText(path) {
 }
 
 const chat = createChat({ send, authorized, fetchText });
-const usage = createUsage({ withToken });
+const usage = createUsage({ withToken, session: () => ({ user: state.user, token: state.token }) });
 
 const $ = (id) => document.getElementById(id);
 

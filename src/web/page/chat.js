@@ -169,7 +169,7 @@ export function createChat({ send, authorized, fetchText }) {
         if (card) resolveCard(card, event.data.decision);
       }
       const last = run.steps.lastElementChild;
-      if (event.type === "agent_stream" && last?.dataset.streamOf === event.agent) {
+      if (event.type === "agent_stream" && event.agent && last?.dataset.streamOf === event.agent) {
         // A streamed answer reads as one line, not one line per piece.
         last.textContent += event.data.delta;
       } else {

@@ -15,6 +15,8 @@ const OPEN_OBJECT = 0x7b;
 const CLOSE_OBJECT = 0x7d;
 
 const isSpace = (byte) => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
+// A UTF-8 byte order mark, which some tools write at a file's start.
+const BOM = [0xef, 0xbb, 0xbf];
 
 // How a file holds its rows, by its name and (for .json) its first byte.
 export async function containerOf(file) {
@@ -23,7 +25,7 @@ export async function containerOf(file) {
   if (name.endsWith(".csv")) return "csv";
   if (name.endsWith(".json")) {
     const head = new Uint8Array(await file.slice(0, 4096).arrayBuffer());
-    const first = head.find((byte) => !isSpace(byte));
+    const first = head.find((byte, at) => !isSpace(byte) && !(at < 3 && BOM[at] === byte));
     return first === OPEN_ARRAY ? "array" : "whole";
   }
   return null;
@@ -67,39 +69,66 @@ async function* ndjsonRows(file) {
   if (!blank) yield { start, end: file.size };
 }
 
-// Record spans of a CSV file, the header first (`header: true`); a newline inside quotes is
-// part of its record.
+// Record spans of a CSV file, the header first (`header: true`), as the server's CSV reader
+// reads them: a record ends at a line break (`\n`, `\r` or both) outside quotes; a quote opens
+// a quoted field only at a field's start (elsewhere it is a plain character), where `""` is a
+// quote and a line break is part of the field; only empty lines are skipped.
+const FIELD_START = 0;
+const UNQUOTED = 1;
+const QUOTED = 2;
+const QUOTE_IN_QUOTED = 3;
+const CR = 0x0d;
+
 async function* csvRows(file) {
   let start = 0;
-  let blank = true;
-  let quoted = false;
+  let empty = true;
+  let state = FIELD_START;
   let header = true;
   for await (const { bytes, offset } of chunks(file)) {
     for (let i = 0; i < bytes.length; i += 1) {
       const byte = bytes[i];
-      if (byte === QUOTE) quoted = !quoted;
-      if (byte === NEWLINE && !quoted) {
-        if (!blank) {
+      if (state === QUOTED) {
+        if (byte === QUOTE) state = QUOTE_IN_QUOTED;
+        continue;
+      }
+      if (state === QUOTE_IN_QUOTED && byte === QUOTE) {
+        state = QUOTED;
+        continue;
+      }
+      if (byte === NEWLINE || byte === CR) {
+        if (!empty) {
           yield { start, end: offset + i + 1, header };
           header = false;
         }
         start = offset + i + 1;
-        blank = true;
-      } else if (!isSpace(byte)) {
-        blank = false;
+        empty = true;
+        state = FIELD_START;
+        continue;
       }
+      empty = false;
+      if (byte === COMMA) state = FIELD_START;
+      else if (state === FIELD_START) state = byte === QUOTE ? QUOTED : UNQUOTED;
+      else state = UNQUOTED;
     }
   }
-  if (!blank) yield { start, end: file.size, header };
+  if (!empty) yield { start, end: file.size, header };
 }
 
-// Element spans of a JSON array (whitespace around them left out).
+// The file is not the JSON array it says it is.
+export class MalformedFile extends Error {}
+
+// Element spans of a JSON array (whitespace around them left out). Refuses what is not one
+// array: text before or after it, an empty element (`[1,,2]`, `[1,]`), a file that ends
+// inside it — an element's own syntax the server checks.
 async function* arrayRows(file) {
   let depth = 0;
+  let opened = false;
   let inString = false;
   let escaped = false;
   let start = -1;
+  let afterComma = false;
   let lastByte = -1;
+  const malformed = (at, what) => new MalformedFile(`not a JSON array at byte ${at}: ${what}`);
   for await (const { bytes, offset } of chunks(file)) {
     for (let i = 0; i < bytes.length; i += 1) {
       const byte = bytes[i];
@@ -111,10 +140,19 @@ async function* arrayRows(file) {
         lastByte = at;
         continue;
       }
-      if (isSpace(byte)) continue;
+      if (isSpace(byte) || (at < 3 && BOM[at] === byte)) continue;
+      if (depth === 0) {
+        if (opened) throw malformed(at, "text after the array's end");
+        if (byte !== OPEN_ARRAY) throw malformed(at, "it does not start with [");
+        opened = true;
+        depth = 1;
+        continue;
+      }
       if (depth === 1 && (byte === COMMA || byte === CLOSE_ARRAY)) {
         if (start >= 0) yield { start, end: lastByte + 1 };
+        else if (byte === COMMA || afterComma) throw malformed(at, "an empty element");
         start = -1;
+        afterComma = byte === COMMA;
         if (byte === CLOSE_ARRAY) depth = 0;
         continue;
       }
@@ -125,6 +163,7 @@ async function* arrayRows(file) {
       lastByte = at;
     }
   }
+  if (!opened || depth !== 0 || inString) throw malformed(file.size, "the file ends inside it");
 }
 
 // The file's parts of at most `budget` bytes (a single bigger row aside): `{body, firstRow,

@@ -1,47 +1,23 @@
-// The usage panel: upload a usage file of any size and see what is stored. A file is cut into
-// parts under the server's upload limit (`upload.js`); unless "keep the valid rows" is ticked
-// every part is first checked (`?check=true`), so a file with an invalid row stores nothing,
-// as one upload would; then the parts are stored, each under an `Idempotency-Key`, so one
-// sent again after a lost answer is not stored twice. Progress and the refused rows (numbered
-// in the whole file) are shown; the summary charts spend by model and by workload.
+// The usage panel: a usage file of any size uploaded (`ingest.js`: cut under the server's
+// limit, checked whole before anything is stored unless "keep the valid rows" is ticked,
+// resumed after a stop), with its progress and the refused rows numbered in the file; and the
+// summary of what is stored, spend by model and by workload as charts.
 
-import { CONTENT_TYPES, containerOf, parts } from "./upload.js";
+import { Abandoned, UploadError, ingestFile, megabytes } from "./ingest.js";
 import { barChart, totalsBy, usd } from "./chart.js";
 
-// Bytes per upload at most, as `enclave ingest` (a quarter of the server's default limit).
-const MAX_PART_BYTES = 8 << 20;
 // Refused rows listed at most.
 const MAX_SHOWN_ERRORS = 100;
-// Times a part is sent again after no answer, a 429 or a 5xx.
-const RETRIES = 5;
 
 const $ = (id) => document.getElementById(id);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const megabytes = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 
-// An upload that cannot go on; `details` are refused rows, numbered in the file.
-class UploadError extends Error {
-  constructor(message, details = []) {
-    super(message);
-    this.details = details;
-  }
-}
-
-// `?a=b&…` of the fields that have a value.
-const queryString = (query) =>
-  new URLSearchParams(Object.entries(query).filter(([, value]) => value != null));
-
-function randomId() {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-// Row errors of a part, renumbered from the part's rows to the file's.
-const inFile = (details, part) =>
-  (details ?? []).map((d) => ({ ...d, row: d.row + part.firstRow }));
-
-export function createUsage({ withToken }) {
+// `withToken(path, init, token)` fetches with a token (the signed-in one unless given);
+// `session()` is the signed-in `{user, token}`.
+export function createUsage({ withToken, session }) {
   let limits = null;
+  // Bumped by `reset`: an upload of an earlier sign-in stops instead of going on under the
+  // next user's token.
+  let generation = 0;
 
   function showProgress(verb, done, total) {
     const bar = $("upload-progress");
@@ -69,111 +45,59 @@ export function createUsage({ withToken }) {
     table.hidden = errors.length === 0;
   }
 
-  async function serverLimits() {
+  async function serverLimits(token) {
     if (limits) return limits;
-    const response = await withToken("/api/limits");
-    if (!response.ok) throw new UploadError(`the server answered ${response.status}`);
+    const response = await withToken("/api/limits", {}, token);
+    if (!response.ok) throw new UploadError(`the server answered ${response.status} for its limits`);
     limits = await response.json();
     return limits;
-  }
-
-  // Sends one part; its answer. Sent again (same key) after no answer, a 429 or a 5xx.
-  async function send(part, container, query, key) {
-    const headers = { "Content-Type": CONTENT_TYPES[container] };
-    if (key) headers["Idempotency-Key"] = key;
-    for (let attempt = 0; ; attempt += 1) {
-      let response = null;
-      try {
-        response = await withToken(`/api/usage?${queryString(query)}`, {
-          method: "POST",
-          headers,
-          body: part.body,
-        });
-      } catch {
-        // No answer: sent again below.
-      }
-      if (response?.ok) return response.json();
-      const body = response ? await response.json().catch(() => null) : null;
-      const passing = !response || response.status === 429 || response.status >= 500;
-      if (!passing || attempt >= RETRIES) {
-        const message = body?.error?.message ?? (response
-          ? `the server answered ${response.status}`
-          : "the server could not be reached");
-        throw new UploadError(message, inFile(body?.error?.details, part));
-      }
-      const asked = Number(response?.headers.get("Retry-After"));
-      await sleep(asked > 0 ? asked * 1000 : 500 * 2 ** attempt);
-    }
-  }
-
-  // Every part checked, nothing stored: the refused rows and how many there are.
-  async function check(file, container, budget, query) {
-    const found = { rejected: 0, errors: [] };
-    for await (const part of parts(file, container, budget)) {
-      const answer = await send(part, container, { ...query, check: "true", partial: "true" });
-      // The layout the server recognised in the first part is named for the rest.
-      query.format ??= answer.format;
-      found.rejected += answer.rejected;
-      found.errors.push(...inFile(answer.details, part));
-      showProgress("Checking rows", part.end, file.size);
-    }
-    return found;
   }
 
   async function upload(event) {
     event.preventDefault();
     const file = $("usage-file").files[0];
     if (!file) return;
-    const partial = $("usage-partial").checked;
-    const query = {};
-    if ($("usage-format").value) query.format = $("usage-format").value;
+    const mine = generation;
+    const { user, token } = session();
+    const status = $("upload-status");
     const button = $("upload-form").querySelector("button[type=submit]");
     button.disabled = true;
-    delete $("upload-status").dataset.state;
+    delete status.dataset.state;
     showErrors([]);
-    const stored = { accepted: 0, duplicates: 0, rejected: 0, errors: [] };
     try {
-      const container = await containerOf(file);
-      if (!container) throw new UploadError(`${file.name}: name it .ndjson, .jsonl, .csv or .json`);
-      const budget = Math.min(MAX_PART_BYTES, (await serverLimits()).max_upload_bytes);
-      if (container === "whole" && file.size > budget) {
-        throw new UploadError(`${file.name} is one JSON document over the upload limit (${megabytes(budget)})`);
-      }
-      if (!partial) {
-        const found = await check(file, container, budget, query);
-        if (found.rejected > 0) {
-          showErrors(found.errors);
-          const rows = found.rejected === 1 ? "1 row is" : `${found.rejected} rows are`;
-          throw new UploadError(`${rows} invalid and nothing was stored: fix them, or tick "Keep the valid rows".`);
-        }
-      }
-      if (partial) query.partial = "true";
-      const batch = randomId();
-      let index = 0;
-      for await (const part of parts(file, container, budget)) {
-        const answer = await send(part, container, query, `page-${batch}-${index}`);
-        index += 1;
-        query.format ??= answer.format;
-        stored.accepted += answer.accepted;
-        stored.duplicates += answer.duplicates;
-        stored.rejected += answer.rejected;
-        stored.errors.push(...inFile(answer.details, part));
-        showProgress("Storing", part.end, file.size);
-      }
+      const stored = await ingestFile({
+        file,
+        partial: $("usage-partial").checked,
+        format: $("usage-format").value || null,
+        user,
+        token,
+        limits: await serverLimits(token),
+        request: withToken,
+        wanted: () => generation === mine,
+        progress: (verb, done, total) => {
+          if (generation === mine) showProgress(verb, done, total);
+        },
+      });
+      if (generation !== mine) return;
       const notes = [];
       if (stored.duplicates > 0) notes.push(`${stored.duplicates} already stored`);
       if (stored.rejected > 0) notes.push(`${stored.rejected} refused`);
-      const as = query.format ? ` (read as a ${query.format} export)` : "";
-      $("upload-status").textContent =
-        `Stored ${stored.accepted} records from ${file.name}${as}` +
+      const as = stored.format ? ` (read as a ${stored.format} export)` : "";
+      const again = stored.resumed ? " (going on from the earlier upload of this file)" : "";
+      status.textContent =
+        `Stored ${stored.accepted} records from ${file.name}${as}${again}` +
         (notes.length ? `; ${notes.join(", ")}.` : ".");
       showErrors(stored.errors);
       $("upload-form").reset();
       refresh();
     } catch (error) {
-      const already = stored.accepted > 0 ? ` ${stored.accepted} records were stored before this.` : "";
-      $("upload-status").textContent = `Upload failed: ${error.message}${already}`;
-      $("upload-status").dataset.state = "failed";
+      if (error instanceof Abandoned || generation !== mine) return;
+      const already = error.stored > 0
+        ? ` ${error.stored} records were stored before this; upload the same file again to go on.`
+        : "";
+      const said = /[.!?]$/.test(error.message) ? error.message : `${error.message}.`;
+      status.textContent = `Upload failed: ${said}${already}`;
+      status.dataset.state = "failed";
       if (error.details?.length) showErrors(error.details);
     } finally {
       button.disabled = false;
@@ -198,7 +122,11 @@ export function createUsage({ withToken }) {
       view.textContent = "The summary could not be loaded.";
       return;
     }
-    const summary = await response.json();
+    const summary = await response.json().catch(() => null);
+    if (!summary) {
+      view.textContent = "The summary could not be loaded.";
+      return;
+    }
     const totals = summary.totals;
     const line = document.createElement("p");
     line.className = "totals";
@@ -227,6 +155,7 @@ export function createUsage({ withToken }) {
     },
     // Forgets the signed-in user's view.
     reset() {
+      generation += 1;
       limits = null;
       $("usage-panel").open = false;
       $("usage-summary").replaceChildren();

@@ -1,0 +1,135 @@
+// One file's way into the server, as `enclave ingest` does it: cut into parts under the upload
+// limit (`upload.js`); unless valid rows are to be kept, every part first checked with
+// `?check=true` so a file with an invalid row stores nothing; then each part stored under an
+// `Idempotency-Key`, sent again with the same key after no answer or a 5xx, and after a 429
+// when the server asks. An upload that stops part-way (a lost connection, the quota) is
+// remembered for the tab, so uploading the same file again goes on where it stopped: the
+// parts already stored answer as they did (`replayed`) and are not stored twice.
+
+import { CONTENT_TYPES, containerOf, parts } from "./upload.js";
+
+// Bytes per upload at most, as `enclave ingest` (a quarter of the server's default limit).
+const MAX_PART_BYTES = 8 << 20;
+// Times a part is sent again after no answer or a 5xx.
+const RETRIES = 5;
+// The longest a part waits out 429s (the user's other upload, an account being deleted).
+const MAX_BUSY_WAIT_MS = 5 * 60_000;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+export const megabytes = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+// An upload that cannot go on; `details` are refused rows, numbered in the file.
+export class UploadError extends Error {
+  constructor(message, details = []) {
+    super(message);
+    this.details = details;
+  }
+}
+
+// The user signed out or in as someone else: the upload stops, saying nothing.
+export class Abandoned extends Error {}
+
+// `?a=b&…` of the fields that have a value.
+const queryString = (query) =>
+  new URLSearchParams(Object.entries(query).filter(([, value]) => value != null));
+
+function randomId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// Row errors of a part, renumbered from the part's rows to the file's.
+export const inFile = (details, part) =>
+  (details ?? []).map((d) => ({ ...d, row: d.row + part.firstRow }));
+
+// Takes `file` in for the user of `token`. `request(path, init, token)` is a fetch with the
+// token; `wanted()` turns false when the page moved on (sign-out); `progress(verb, done,
+// total)` is told how far it got. Answers `{accepted, duplicates, rejected, errors, format,
+// resumed}`; throws `UploadError` (or `Abandoned`).
+export async function ingestFile({ file, partial, format, user, token, limits, request, wanted, progress }) {
+  const container = await containerOf(file);
+  if (!container) throw new UploadError(`${file.name}: name it .ndjson, .jsonl, .csv or .json`);
+  const limit = limits.max_upload_bytes;
+  const budget = Math.min(MAX_PART_BYTES, limit);
+  const query = { format };
+
+  // Sends one part; its answer.
+  async function send(part, partQuery, key) {
+    if (part.body.size > limit) {
+      throw new UploadError(
+        `row ${part.firstRow + 1} alone is ${megabytes(part.body.size)}, over the upload limit ` +
+        `(${megabytes(limit)})`,
+      );
+    }
+    const headers = { "Content-Type": CONTENT_TYPES[container] };
+    if (key) headers["Idempotency-Key"] = key;
+    let failures = 0;
+    const busySince = Date.now();
+    for (;;) {
+      if (!wanted()) throw new Abandoned();
+      let response = null;
+      try {
+        response = await request(`/api/usage?${queryString(partQuery)}`, { method: "POST", headers, body: part.body }, token);
+      } catch {
+        // No answer: sent again below.
+      }
+      if (response?.ok) return response.json();
+      const body = response ? await response.json().catch(() => null) : null;
+      const busy = response?.status === 429 && Date.now() - busySince < MAX_BUSY_WAIT_MS;
+      const failed = !response || response.status >= 500;
+      if (!busy && !(failed && failures < RETRIES)) {
+        const message = body?.error?.message ??
+          (response ? `the server answered ${response.status}` : "the server could not be reached");
+        throw new UploadError(message, inFile(body?.error?.details, part));
+      }
+      const asked = Number(response?.headers.get("Retry-After"));
+      await sleep(asked > 0 ? asked * 1000 : 500 * 2 ** failures);
+      if (failed) failures += 1;
+    }
+  }
+
+  if (!partial) {
+    let rejected = 0;
+    const errors = [];
+    for await (const part of parts(file, container, budget)) {
+      const answer = await send(part, { ...query, check: "true", partial: "true" });
+      // The layout the server recognised in the first part is named for the rest.
+      query.format ??= answer.format;
+      rejected += answer.rejected;
+      errors.push(...inFile(answer.details, part));
+      progress("Checking rows", part.end, file.size);
+    }
+    if (rejected > 0) {
+      const rows = rejected === 1 ? "1 row is" : `${rejected} rows are`;
+      throw new UploadError(`${rows} invalid and nothing was stored: fix them, or tick "Keep the valid rows".`, errors);
+    }
+  }
+  if (partial) query.partial = "true";
+
+  // The same file, cut the same way, as an earlier upload that stopped part-way: its keys.
+  const identity = JSON.stringify([file.name, file.size, file.lastModified, budget, partial, query.format]);
+  const memory = `enclave-upload:${user}`;
+  const earlier = JSON.parse(sessionStorage.getItem(memory) ?? "null");
+  const resumed = earlier?.identity === identity;
+  const batch = resumed ? earlier.batch : randomId();
+  sessionStorage.setItem(memory, JSON.stringify({ identity, batch }));
+
+  const stored = { accepted: 0, duplicates: 0, rejected: 0, errors: [], resumed };
+  try {
+    for await (const part of parts(file, container, budget)) {
+      const answer = await send(part, query, `page-${batch}-${part.firstRow}-${part.rows}`);
+      query.format ??= answer.format;
+      stored.accepted += answer.accepted;
+      stored.duplicates += answer.duplicates;
+      stored.rejected += answer.rejected;
+      stored.errors.push(...inFile(answer.details, part));
+      progress("Storing", part.end, file.size);
+    }
+  } catch (error) {
+    error.stored = stored.accepted;
+    throw error;
+  }
+  sessionStorage.removeItem(memory);
+  stored.format = query.format;
+  return stored;
+}
