@@ -114,11 +114,22 @@ impl Server {
 
     /// Uploads NDJSON `rows` as `user`'s usage records; the server's answer.
     pub async fn upload(&self, user: &str, rows: String) -> Value {
+        self.upload_as(user, "", "application/x-ndjson", rows).await
+    }
+
+    /// `POST /api/usage{query}` of `body` as `content_type` for `user`; the server's answer.
+    pub async fn upload_as(
+        &self,
+        user: &str,
+        query: &str,
+        content_type: &str,
+        body: String,
+    ) -> Value {
         let mut resp = self
-            .as_user(awc::http::Method::POST, "/api/usage", user)
+            .as_user(awc::http::Method::POST, &format!("/api/usage{query}"), user)
             .await
-            .insert_header(("Content-Type", "application/x-ndjson"))
-            .send_body(rows)
+            .insert_header(("Content-Type", content_type))
+            .send_body(body)
             .await
             .unwrap();
         serde_json::from_slice(&resp.body().await.unwrap()).unwrap()
@@ -313,13 +324,18 @@ pub async fn sign_in_at(page: &Client, url: &str, user: &str) {
     wait_for_text(page, "#connection", &format!("connected as {user}")).await;
 }
 
-/// Uploads the file at `path` from the page's usage panel (opened if folded) and waits until
-/// the page says how it went; that text.
-pub async fn upload_file(page: &Client, path: &std::path::Path) -> String {
+/// Opens the page's usage panel if it is folded.
+pub async fn open_usage_panel(page: &Client) {
     let panel = page.find(Locator::Css("#usage-panel")).await.unwrap();
     if panel.attr("open").await.unwrap().is_none() {
         click(page, "#usage-panel > summary").await;
     }
+}
+
+/// Uploads the file at `path` from the page's usage panel (opened if folded) and waits until
+/// the page says how it went; that text.
+pub async fn upload_file(page: &Client, path: &std::path::Path) -> String {
+    open_usage_panel(page).await;
     let input = page.find(Locator::Css("#usage-file")).await.unwrap();
     input
         .send_keys(&path.canonicalize().unwrap().to_string_lossy())

@@ -366,3 +366,76 @@ async fn an_upload_stopped_part_way_goes_on_where_it_stopped() {
     assert!(unexpected.is_empty(), "console errors: {unexpected:#?}");
     browser.stop().await;
 }
+
+/// Provider and gateway exports (`tests/samples/`, each with malformed rows) uploaded from the
+/// page with "keep the valid rows", their layout recognised from the file, cut into several
+/// uploads where they are bigger than the 1 KiB limit: each stores what one whole upload of
+/// the file stores, and lists the same refused rows; an OTLP document over the limit, which
+/// cannot be cut, is refused saying so.
+#[actix_web::test]
+async fn provider_exports_upload_as_one_upload_would() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    let server = Server::start_with(&[("ENCLAVE_MAX_UPLOAD_BYTES", "1024")]).await;
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    sign_in(page, &server, "kim").await;
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/samples");
+    let mut cut = 0;
+    for (name, content_type) in [
+        ("openai.ndjson", "application/x-ndjson"),
+        ("litellm.csv", "text/csv"),
+        ("litellm.json", "application/json"),
+        ("helicone.csv", "text/csv"),
+        ("langfuse.csv", "text/csv"),
+    ] {
+        let path = samples.join(name);
+        let body = std::fs::read_to_string(&path).unwrap();
+        if body.len() > 1024 {
+            cut += 1;
+        }
+        // The same file in one upload (another user, a server whose limit takes it whole).
+        let whole = Server::start().await;
+        let answer = whole
+            .upload_as("lee", "?partial=true", content_type, body)
+            .await;
+        let accepted = answer["accepted"].as_u64().unwrap();
+        let rejected = answer["rejected"].as_u64().unwrap();
+        assert!(accepted > 0 && rejected > 0, "{name}: {answer}");
+
+        open_usage_panel(page).await;
+        click(page, "#usage-partial").await;
+        let status = upload_file(page, &path).await;
+        assert_eq!(
+            status,
+            format!(
+                "Stored {accepted} records from {name} (read as a {} export); {rejected} refused.",
+                answer["format"].as_str().unwrap()
+            )
+        );
+        let rows: Vec<String> = answer["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["row"].to_string())
+            .collect();
+        assert_eq!(
+            texts_of(page, "#upload-errors tbody td:first-child").await,
+            rows,
+            "{name}"
+        );
+    }
+    assert!(cut >= 1, "at least one sample is cut into several uploads");
+
+    let status = upload_file(page, &samples.join("otel.json")).await;
+    assert!(
+        status
+            == "Upload failed: otel.json is one JSON document of 2.8 kB, over the upload limit \
+                (1.0 kB), and cannot be cut.",
+        "{status}"
+    );
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.stop().await;
+}

@@ -16,7 +16,8 @@ const RETRIES = 5;
 const MAX_BUSY_WAIT_MS = 5 * 60_000;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-export const megabytes = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+export const megabytes = (bytes) =>
+  bytes < 1e6 ? `${(bytes / 1e3).toFixed(1)} kB` : `${(bytes / 1e6).toFixed(1)} MB`;
 
 // An upload that cannot go on; `details` are refused rows, numbered in the file.
 export class UploadError extends Error {
@@ -52,6 +53,12 @@ export async function ingestFile({ file, partial, format, user, token, limits, r
   const limit = limits.max_upload_bytes;
   const budget = Math.min(MAX_PART_BYTES, limit);
   const query = { format };
+  if (container === "whole" && file.size > limit) {
+    throw new UploadError(
+      `${file.name} is one JSON document of ${megabytes(file.size)}, over the upload limit ` +
+      `(${megabytes(limit)}), and cannot be cut`,
+    );
+  }
 
   // Sends one part; its answer.
   async function send(part, partQuery, key) {
