@@ -135,6 +135,35 @@ impl Server {
         serde_json::from_slice(&resp.body().await.unwrap()).unwrap()
     }
 
+    /// Starts one thread per text for `user` over a WebSocket of its own (each a message with
+    /// no thread) and waits until every run has ended.
+    pub async fn start_threads(&self, user: &str, texts: &[String]) {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let token = self.dev_token(user).await;
+        let url = format!("ws://{}/ws?token={token}", self.addr);
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        for text in texts {
+            let frame = json!({"type": "user_message", "content": text});
+            socket.send(Message::text(frame.to_string())).await.unwrap();
+        }
+        let mut ended = 0;
+        while ended < texts.len() {
+            let frame = tokio::time::timeout(PAGE_WAIT, socket.next())
+                .await
+                .expect("the runs end")
+                .unwrap()
+                .unwrap();
+            let Message::Text(text) = frame else { continue };
+            let event: Value = serde_json::from_str(&text).unwrap();
+            assert_ne!(event["type"], "error", "{event}");
+            if event["type"] == "run_completed" {
+                ended += 1;
+            }
+        }
+        socket.close(None).await.unwrap();
+    }
+
     /// `DELETE /api/account` for `user`; the status.
     pub async fn delete_account(&self, user: &str) -> u16 {
         let resp = self

@@ -13,7 +13,7 @@ mod usage;
 
 use fantoccini::Locator;
 use fantoccini::key::Key;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use harness::*;
 
@@ -426,6 +426,80 @@ async fn the_page_fits_a_phone_and_follows_the_dark_preference() {
     let dark = page.execute(background, vec![]).await.unwrap();
     assert_eq!(dark, "rgb(22, 22, 24)");
     browser.screenshot("dark-theme").await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.stop().await;
+}
+
+/// Threads: the list comes in pages (up to 50, then the older ones on request), a thread opens with
+/// its history, Delete removes it (from the server too), New thread starts another at the top.
+#[actix_web::test]
+async fn threads_page_switch_delete_and_start() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    let server = Server::start_with(&[
+        ("ENCLAVE_MESSAGES_PER_MINUTE", "600"),
+        ("ENCLAVE_MESSAGE_BURST", "100"),
+        ("ENCLAVE_MAX_QUEUED_PER_USER", "100"),
+    ])
+    .await;
+    let texts: Vec<String> = (1..=55).map(|i| format!("question {i:02}")).collect();
+    server.start_threads("lena", &texts).await;
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    sign_in(page, &server, "lena").await;
+
+    // The server's order: the most recently active first.
+    let titles = |listed: Value| -> Vec<String> {
+        listed["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let expected = titles(server.get_json("/api/threads?limit=200", "lena").await);
+    assert_eq!(expected.len(), 55);
+    wait_for(page, "#thread-list .thread").await;
+    let first_page = texts_of(page, "#thread-list .thread").await;
+    // At most 50 (fewer when the 50th shares its millisecond with the next: a page never
+    // ends inside such a group).
+    assert!((40..=50).contains(&first_page.len()), "{first_page:?}");
+    assert_eq!(first_page[..], expected[..first_page.len()]);
+    click(page, "#more-threads").await;
+    wait_for_gone(page, "#more-threads:not([hidden])").await;
+    assert_eq!(texts_of(page, "#thread-list .thread").await, expected);
+
+    // Open one: its history from the server.
+    let third = &expected[2];
+    click(page, "#thread-list li:nth-child(3) .thread").await;
+    wait_for_text(page, "#thread-title", third).await;
+    wait_for(page, ".run[data-state=run_completed]").await;
+    assert_eq!(&text_of(page, ".message.user").await, third);
+
+    // Delete it.
+    click(page, "#thread-list li:nth-child(3) .delete").await;
+    wait_for_text(page, "#thread-title", "New thread").await;
+    let left = titles(server.get_json("/api/threads?limit=200", "lena").await);
+    let mut without: Vec<String> = expected.clone();
+    without.remove(2);
+    assert_eq!(left, without);
+    assert_eq!(texts_of(page, "#thread-list .thread").await, without);
+
+    // A new thread goes to the top.
+    click(page, "#thread-list li:nth-child(1) .thread").await;
+    wait_for_text(page, "#thread-title", &expected[0]).await;
+    click(page, "#new-thread").await;
+    wait_for_text(page, "#thread-title", "New thread").await;
+    say(page, "a fresh start").await;
+    wait_for_text(
+        page,
+        "#thread-list li:nth-child(1) .thread",
+        "a fresh start",
+    )
+    .await;
+    wait_for_text(page, "#thread-title", "a fresh start").await;
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     browser.stop().await;
