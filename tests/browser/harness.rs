@@ -103,13 +103,18 @@ impl Server {
 
     /// `path` read with a dev-mode token of `user`, as JSON.
     pub async fn get_json(&self, path: &str, user: &str) -> Value {
+        serde_json::from_str(&self.get_text(path, user).await).unwrap()
+    }
+
+    /// `path` read with a dev-mode token of `user`, as text.
+    pub async fn get_text(&self, path: &str, user: &str) -> String {
         let mut resp = self
             .as_user(awc::http::Method::GET, path, user)
             .await
             .send()
             .await
             .unwrap();
-        serde_json::from_slice(&resp.body().limit(8 << 20).await.unwrap()).unwrap()
+        String::from_utf8(resp.body().limit(8 << 20).await.unwrap().to_vec()).unwrap()
     }
 
     /// Uploads NDJSON `rows` as `user`'s usage records; the server's answer.
@@ -584,6 +589,10 @@ impl TempDir {
         let dir = std::env::temp_dir().join(format!("enclave-browser-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
     }
 
     /// Writes `contents` to the file `name` in the directory; its path.

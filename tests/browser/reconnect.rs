@@ -176,3 +176,41 @@ async fn a_queued_run_shows_its_place_and_both_runs_cancel() {
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     browser.stop().await;
 }
+
+/// An agent that fails and is restarted, and one that keeps failing and falls back, show in
+/// the run's timeline as they happen, and the run still completes.
+#[actix_web::test]
+async fn restarts_and_fallbacks_show_in_the_timeline() {
+    let Some(_turn) = browser_turn().await else {
+        return;
+    };
+    let server =
+        Server::start_with(&[("ENCLAVE_FAULTS", "data:fail:1,goals_triage:panic:9")]).await;
+    let sample = std::fs::read_to_string(sample_usage_path()).unwrap();
+    assert_eq!(server.upload("mona", sample).await["accepted"], 1500);
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    sign_in(page, &server, "mona").await;
+    say(page, "cut my LLM costs by 30%").await;
+    wait_for(page, ".run[data-state=run_completed]").await;
+    click(page, ".run details.steps summary").await;
+    let timeline = texts_of(page, ".run .timeline li").await;
+    let has = |prefix: &str| timeline.iter().any(|line| line.starts_with(prefix));
+    assert!(has("data: error: "), "{timeline:#?}");
+    assert!(has("data: restarting after "), "{timeline:#?}");
+    assert!(has("data: started (attempt 2)"), "{timeline:#?}");
+    assert!(
+        has("goals_triage: gave up after 4 attempts: fallback"),
+        "{timeline:#?}"
+    );
+    assert_eq!(
+        timeline.last().map(String::as_str),
+        Some("completed"),
+        "the run goes on"
+    );
+    assert_eq!(shown_seqs(page).await, stored_seqs(&server, "mona").await);
+    browser.screenshot("restarts-and-fallback").await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.stop().await;
+}

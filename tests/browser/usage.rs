@@ -172,6 +172,26 @@ async fn the_sample_uploads_in_parts_and_its_report_matches_the_api() {
     let plan_savings = money(&result["plan"]["savings_usd"]);
     assert!(report.contains(&plan_savings), "{plan_savings} in {report}");
 
+    // The report's download is the markdown the API serves (fetched with the token).
+    let downloads = TempDir::new();
+    browser
+        .devtools(
+            "Browser.setDownloadBehavior",
+            serde_json::json!({"behavior": "allow", "downloadPath": downloads.path()}),
+        )
+        .await;
+    click(page, ".run .download").await;
+    let saved = downloads.path().join(format!("enclave-report-{run_id}.md"));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !saved.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let markdown = server
+        .get_text(&format!("/api/reports/{run_id}.md"), "erin")
+        .await;
+    assert!(markdown.contains("rec-1"), "{markdown}");
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), markdown);
+
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     assert_eq!(server.metric("csp_reports_total").await, 0.0);
