@@ -93,9 +93,15 @@ impl FakeLlm {
         ]
     }
 
-    /// Waits until `count` answers are being held (or were).
+    /// Waits (bounded) until `count` answers are being held (or were).
     pub async fn held(&mut self, count: usize) {
-        self.held.wait_for(|held| *held >= count).await.unwrap();
+        tokio::time::timeout(
+            crate::harness::PAGE_WAIT,
+            self.held.wait_for(|held| *held >= count),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the LLM was not called {count} times"))
+        .unwrap();
     }
 
     /// Lets every held answer, and every later one, finish.

@@ -12,7 +12,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// How long a page state may take to appear (a loaded CI machine included).
-const PAGE_WAIT: Duration = Duration::from_secs(20);
+pub const PAGE_WAIT: Duration = Duration::from_secs(20);
 
 /// One browser at a time, whatever the test threads.
 static TURN: Mutex<()> = Mutex::const_new(());
@@ -392,21 +392,15 @@ pub async fn upload_file(page: &Client, path: &std::path::Path) -> String {
 /// The `seq` of each line of the runs' timelines on the page (a streamed answer's line by its
 /// first piece), sorted: the page groups lines by run. A line shown twice is there twice.
 pub async fn shown_seqs(page: &Client) -> Vec<i64> {
-    let mut seqs = Vec::new();
-    for step in page
-        .find_all(Locator::Css(".run .timeline li"))
+    let seqs = page
+        .execute(
+            "return [...document.querySelectorAll('.run .timeline li')]
+               .map((step) => Number(step.dataset.seq));",
+            vec![],
+        )
         .await
-        .unwrap()
-    {
-        seqs.push(
-            step.attr("data-seq")
-                .await
-                .unwrap()
-                .unwrap()
-                .parse()
-                .unwrap(),
-        );
-    }
+        .unwrap();
+    let mut seqs: Vec<i64> = serde_json::from_value(seqs).unwrap();
     seqs.sort_unstable();
     seqs
 }
@@ -487,11 +481,15 @@ pub async fn click(page: &Client, css: &str) {
 
 /// The texts of every element `css` selects, in document order.
 pub async fn texts_of(page: &Client, css: &str) -> Vec<String> {
-    let mut texts = Vec::new();
-    for element in page.find_all(Locator::Css(css)).await.unwrap() {
-        texts.push(element.text().await.unwrap());
-    }
-    texts
+    // Read in one script, so a rendering between two reads cannot leave a stale element.
+    let texts = page
+        .execute(
+            "return [...document.querySelectorAll(arguments[0])].map((e) => (e.innerText ?? e.textContent).trim());",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(texts).unwrap()
 }
 
 /// Presses Enter in the element `css` selects.

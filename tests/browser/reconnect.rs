@@ -40,15 +40,15 @@ async fn after_the_socket_is_cut_every_event_shows_exactly_once() {
     .await;
     llm.open();
     // The run ends on the server while the page cannot hear of it.
+    // Bounded well under the page's growing retry pause (0.5 s doubling), so its next try
+    // after the proxy lets it through comes within the page waits below.
     let mut status = String::new();
-    for _ in 0..400 {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(12);
+    while status != "completed" && tokio::time::Instant::now() < deadline {
         let view = server
             .get_json(&format!("/api/runs/{run_id}"), "gina")
             .await;
         status = view["status"].as_str().unwrap().to_owned();
-        if status == "completed" {
-            break;
-        }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(status, "completed");
@@ -209,6 +209,26 @@ async fn restarts_and_fallbacks_show_in_the_timeline() {
         "the run goes on"
     );
     assert_eq!(shown_seqs(page).await, stored_seqs(&server, "mona").await);
+    // Errors and fallbacks in the bad colour.
+    let colours = page
+        .execute(
+            "const bad = getComputedStyle(document.documentElement).getPropertyValue('--bad');
+             const probe = document.createElement('span');
+             probe.style.color = bad;
+             document.body.append(probe);
+             const want = getComputedStyle(probe).color;
+             probe.remove();
+             return [...document.querySelectorAll('.timeline .agent_error, .timeline .agent_fallback')]
+               .map((step) => getComputedStyle(step).color === want);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(colours.as_array().unwrap().len(), 6, "{colours}");
+    assert!(
+        colours.as_array().unwrap().iter().all(|c| c == true),
+        "{colours}"
+    );
     browser.screenshot("restarts-and-fallback").await;
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");

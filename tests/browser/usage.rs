@@ -46,6 +46,20 @@ async fn the_sample_uploads_in_parts_and_its_report_matches_the_api() {
     assert!(std::fs::metadata(&sample).unwrap().len() > 4 * 65536);
     let status = upload_file(page, &sample).await;
     assert_eq!(status, "Stored 1500 records from sample-usage.ndjson.");
+    let bar = page
+        .execute(
+            "const bar = document.getElementById('upload-progress');
+             return [bar.hidden, bar.value, bar.max];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let size = std::fs::metadata(&sample).unwrap().len();
+    assert_eq!(
+        bar,
+        serde_json::json!([false, size, size]),
+        "the progress bar full"
+    );
     let summary = server.get_json("/api/usage/summary", "erin").await;
     assert_eq!(summary["totals"]["requests"], 1500);
     let totals = format!(
@@ -98,6 +112,19 @@ async fn the_sample_uploads_in_parts_and_its_report_matches_the_api() {
     let steps = page.find(Locator::Css(".run details.steps")).await.unwrap();
     assert_eq!(steps.attr("open").await.unwrap().as_deref(), Some("true"));
     let timeline = texts_of(page, ".run .timeline li").await;
+    // Tool calls with their inputs and outputs.
+    assert!(
+        timeline
+            .iter()
+            .any(|s| s.starts_with("data: usage_aggregates ← {")),
+        "{timeline:#?}"
+    );
+    assert!(
+        timeline
+            .iter()
+            .any(|s| s.starts_with("data: usage_aggregates → {\"groups\":")),
+        "{timeline:#?}"
+    );
     for agent in [
         "triage",
         "goals_triage",
@@ -244,6 +271,7 @@ async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
     let other = scratch.file("usage.txt", "not a usage file");
     let text = serde_json::to_string(&rows).unwrap();
     let truncated = scratch.file("cut short.json", &text[..text.len() - 40]);
+    let mismatched = scratch.file("mismatched.json", &format!("{}}}", &text[..text.len() - 1]));
 
     let browser = Browser::start().await;
     let page = &browser.client;
@@ -302,6 +330,21 @@ async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
     );
     let stored = server.get_json("/api/usage/summary", "frank").await;
     assert_eq!(stored["totals"]["requests"], 198, "nothing more stored");
+    // Its last bracket the wrong kind: refused too, even when valid rows are to be kept
+    // (nothing before the damage is stored).
+    open_usage_panel(page).await;
+    click(page, "#usage-partial").await;
+    let status = upload_file(page, &mismatched).await;
+    assert_eq!(
+        status,
+        format!(
+            "Upload failed: not a JSON array at byte {}: a bracket closed by the wrong kind.",
+            text.len() - 1
+        )
+    );
+    let stored = server.get_json("/api/usage/summary", "frank").await;
+    assert_eq!(stored["totals"]["requests"], 198, "nothing more stored");
+    click(page, "#usage-partial").await;
 
     let status = upload_file(page, &other).await;
     assert_eq!(

@@ -39,6 +39,37 @@ function randomId() {
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// Unfinished uploads remembered per tab and user, at most this many.
+const MAX_UNFINISHED = 20;
+
+// The user's unfinished uploads: file identity → batch.
+function unfinished(user) {
+  const saved = JSON.parse(sessionStorage.getItem(`enclave-uploads:${user}`) ?? "[]");
+  return new Map(Array.isArray(saved) ? saved : []);
+}
+
+// Remembers (or, with `batch` null, forgets) an unfinished upload; the oldest go first.
+function remember(user, identity, batch) {
+  const uploads = unfinished(user);
+  uploads.delete(identity);
+  if (batch) uploads.set(identity, batch);
+  const kept = [...uploads].slice(-MAX_UNFINISHED);
+  sessionStorage.setItem(`enclave-uploads:${user}`, JSON.stringify(kept));
+}
+
+// A 64-bit digest of `bytes` as hex (two 32-bit multiplicative hashes; it tells a changed part
+// from the one stored before, it is no defence against anyone).
+function hash(bytes) {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ bytes.length;
+  for (let i = 0; i < bytes.length; i += 1) {
+    a = Math.imul(a ^ bytes[i], 0x01000193);
+    b = Math.imul(b ^ bytes[i], 0x5bd1e995);
+  }
+  const hex = (n) => (n >>> 0).toString(16).padStart(8, "0");
+  return hex(a) + hex(b ^ (b >>> 15));
+}
+
 // Row errors of a part, renumbered from the part's rows to the file's.
 export const inFile = (details, part) =>
   (details ?? []).map((d) => ({ ...d, row: d.row + part.firstRow }));
@@ -111,20 +142,27 @@ export async function ingestFile({ file, partial, format, user, token, limits, r
       throw new UploadError(`${rows} invalid and nothing was stored: fix them, or tick "Keep the valid rows".`, errors);
     }
   }
-  if (partial) query.partial = "true";
+  if (partial) {
+    query.partial = "true";
+    // A damaged JSON array is refused before any part of it is stored (unchecked parts
+    // would otherwise go in up to the damage).
+    if (container === "array") for await (const part of parts(file, container, budget)) progress("Reading", part.end, file.size);
+  }
 
-  // The same file, cut the same way, as an earlier upload that stopped part-way: its keys.
-  const identity = JSON.stringify([file.name, file.size, file.lastModified, budget, partial, query.format]);
-  const memory = `enclave-upload:${user}`;
-  const earlier = JSON.parse(sessionStorage.getItem(memory) ?? "null");
-  const resumed = earlier?.identity === identity;
-  const batch = resumed ? earlier.batch : randomId();
-  sessionStorage.setItem(memory, JSON.stringify({ identity, batch }));
+  // An earlier upload of this file, cut the same way, that stopped part-way: its batch, so
+  // the parts it stored are answered again instead of stored twice. A part's key also holds
+  // a digest of its bytes, so a part that changed since is stored.
+  const identity = JSON.stringify([file.name, file.size, file.lastModified, budget, query.format]);
+  const earlier = unfinished(user);
+  const resumed = earlier.has(identity);
+  const batch = earlier.get(identity) ?? randomId();
+  remember(user, identity, batch);
 
   const stored = { accepted: 0, duplicates: 0, rejected: 0, errors: [], resumed };
   try {
     for await (const part of parts(file, container, budget)) {
-      const answer = await send(part, query, `page-${batch}-${part.firstRow}-${part.rows}`);
+      const digest = hash(new Uint8Array(await part.body.arrayBuffer()));
+      const answer = await send(part, query, `page-${batch}-${part.firstRow}-${digest}`);
       query.format ??= answer.format;
       stored.accepted += answer.accepted;
       stored.duplicates += answer.duplicates;
@@ -136,7 +174,7 @@ export async function ingestFile({ file, partial, format, user, token, limits, r
     error.stored = stored.accepted;
     throw error;
   }
-  sessionStorage.removeItem(memory);
+  remember(user, identity, null);
   stored.format = query.format;
   return stored;
 }

@@ -14,7 +14,8 @@ const CLOSE_ARRAY = 0x5d;
 const OPEN_OBJECT = 0x7b;
 const CLOSE_OBJECT = 0x7d;
 
-const isSpace = (byte) => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
+// ASCII whitespace (space, tab, line feed, vertical tab, form feed, carriage return).
+const isSpace = (byte) => byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
 // A UTF-8 byte order mark, which some tools write at a file's start.
 const BOM = [0xef, 0xbb, 0xbf];
 
@@ -118,10 +119,11 @@ async function* csvRows(file) {
 export class MalformedFile extends Error {}
 
 // Element spans of a JSON array (whitespace around them left out). Refuses what is not one
-// array: text before or after it, an empty element (`[1,,2]`, `[1,]`), a file that ends
-// inside it — an element's own syntax the server checks.
+// array: text before or after it, an empty element (`[1,,2]`, `[1,]`), a bracket closed by the
+// wrong kind (`[{"a":1}}`), a file that ends inside it — the rest of an element's syntax the
+// server checks.
 async function* arrayRows(file) {
-  let depth = 0;
+  const closers = []; // the closing bracket each open one wants, innermost last
   let opened = false;
   let inString = false;
   let escaped = false;
@@ -141,11 +143,12 @@ async function* arrayRows(file) {
         continue;
       }
       if (isSpace(byte) || (at < 3 && BOM[at] === byte)) continue;
+      const depth = closers.length;
       if (depth === 0) {
         if (opened) throw malformed(at, "text after the array's end");
         if (byte !== OPEN_ARRAY) throw malformed(at, "it does not start with [");
         opened = true;
-        depth = 1;
+        closers.push(CLOSE_ARRAY);
         continue;
       }
       if (depth === 1 && (byte === COMMA || byte === CLOSE_ARRAY)) {
@@ -153,17 +156,20 @@ async function* arrayRows(file) {
         else if (byte === COMMA || afterComma) throw malformed(at, "an empty element");
         start = -1;
         afterComma = byte === COMMA;
-        if (byte === CLOSE_ARRAY) depth = 0;
+        if (byte === CLOSE_ARRAY) closers.pop();
         continue;
       }
       if (depth === 1 && start < 0) start = at;
       if (byte === QUOTE) inString = true;
-      else if (byte === OPEN_ARRAY || byte === OPEN_OBJECT) depth += 1;
-      else if (byte === CLOSE_ARRAY || byte === CLOSE_OBJECT) depth -= 1;
+      else if (byte === OPEN_ARRAY) closers.push(CLOSE_ARRAY);
+      else if (byte === OPEN_OBJECT) closers.push(CLOSE_OBJECT);
+      else if (byte === CLOSE_ARRAY || byte === CLOSE_OBJECT) {
+        if (closers.pop() !== byte || closers.length === 0) throw malformed(at, "a bracket closed by the wrong kind");
+      }
       lastByte = at;
     }
   }
-  if (!opened || depth !== 0 || inString) throw malformed(file.size, "the file ends inside it");
+  if (!opened || closers.length > 0 || inString) throw malformed(file.size, "the file ends inside it");
 }
 
 // The file's parts of at most `budget` bytes (a single bigger row aside): `{body, firstRow,

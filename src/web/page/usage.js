@@ -4,6 +4,7 @@
 // summary of what is stored, spend by model and by workload as charts.
 
 import { Abandoned, UploadError, ingestFile, megabytes } from "./ingest.js";
+import { MalformedFile } from "./upload.js";
 import { barChart, totalsBy, usd } from "./chart.js";
 
 // Refused rows listed at most.
@@ -14,7 +15,8 @@ const $ = (id) => document.getElementById(id);
 // `withToken(path, init, token)` fetches with a token (the signed-in one unless given);
 // `session()` is the signed-in `{user, token}`.
 export function createUsage({ withToken, session }) {
-  let limits = null;
+  // Counts summary requests: only the latest one's answer is shown.
+  let summaries = 0;
   // Bumped by `reset`: an upload of an earlier sign-in stops instead of going on under the
   // next user's token.
   let generation = 0;
@@ -45,12 +47,11 @@ export function createUsage({ withToken, session }) {
     table.hidden = errors.length === 0;
   }
 
+  // Asked at each upload: a restarted server may have other limits.
   async function serverLimits(token) {
-    if (limits) return limits;
     const response = await withToken("/api/limits", {}, token);
     if (!response.ok) throw new UploadError(`the server answered ${response.status} for its limits`);
-    limits = await response.json();
-    return limits;
+    return response.json();
   }
 
   async function upload(event) {
@@ -82,6 +83,9 @@ export function createUsage({ withToken, session }) {
       const notes = [];
       if (stored.duplicates > 0) notes.push(`${stored.duplicates} already stored`);
       if (stored.rejected > 0) notes.push(`${stored.rejected} refused`);
+      if (stored.rejected > stored.errors.length && stored.resumed) {
+        notes.push("the rows refused by the earlier upload are not listed again");
+      }
       const as = stored.format ? ` (read as a ${stored.format} export)` : "";
       const again = stored.resumed ? " (going on from the earlier upload of this file)" : "";
       status.textContent =
@@ -92,7 +96,7 @@ export function createUsage({ withToken, session }) {
       refresh();
     } catch (error) {
       if (error instanceof Abandoned || generation !== mine) return;
-      const already = error.stored > 0
+      const already = error.stored > 0 && !(error instanceof MalformedFile)
         ? ` ${error.stored} records were stored before this; upload the same file again to go on.`
         : "";
       const said = /[.!?]$/.test(error.message) ? error.message : `${error.message}.`;
@@ -117,12 +121,11 @@ export function createUsage({ withToken, session }) {
   // Shows the stored usage: totals, spend by model and by workload.
   async function refresh() {
     const view = $("usage-summary");
+    summaries += 1;
+    const mine = summaries;
     const response = await withToken("/api/usage/summary").catch(() => null);
-    if (!response?.ok) {
-      view.textContent = "The summary could not be loaded.";
-      return;
-    }
-    const summary = await response.json().catch(() => null);
+    const summary = response?.ok ? await response.json().catch(() => null) : null;
+    if (mine !== summaries) return; // a later request (or a sign-out) has the say
     if (!summary) {
       view.textContent = "The summary could not be loaded.";
       return;
@@ -156,7 +159,7 @@ export function createUsage({ withToken, session }) {
     // Forgets the signed-in user's view.
     reset() {
       generation += 1;
-      limits = null;
+      summaries += 1;
       $("usage-panel").open = false;
       $("usage-summary").replaceChildren();
       $("upload-status").textContent = "";
