@@ -1,8 +1,9 @@
 #!/bin/bash
 # The page's upload at size (issue 13): a fresh release `enclave serve --dev` on a SQLite file,
 # headless Chromium driven over WebDriver (chromedriver, with curl), signed in by name, FILE
-# uploaded from the usage panel; the page's status printed every 5 s until it ends, then the
-# summary, the server's RSS before and at its peak (KiB), and the browser's console errors.
+# uploaded from the usage panel; the page's status read every 0.5 s and printed with the time
+# since Upload whenever its phase changes (checking, storing, the end), then the summary, the
+# server's RSS before and at its peak (KiB), and the browser's console errors.
 #
 #   cargo build --release
 #   python3 benches/usage_file.py /tmp/big.ndjson 1000000
@@ -11,7 +12,6 @@ set -euo pipefail
 FILE=$(realpath "$1")
 BIN=${BIN:-target/release/enclave}
 WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 DRIVER_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 RUST_LOG=warn "$BIN" serve --dev --bind 127.0.0.1:0 --database "sqlite://$WORK/bench.db" \
   > "$WORK/out" 2> "$WORK/err" &
@@ -41,11 +41,16 @@ BASE=$(awk '/VmRSS/ {print $2}' /proc/$SERVER/status)
 ( while kill -0 $SERVER 2>/dev/null; do awk '/VmRSS/ {print $2}' /proc/$SERVER/status; sleep 0.5; done ) > "$WORK/rss" &
 START=$(date +%s.%N)
 click "#upload-form button[type=submit]"
+PHASE=
 while true; do
   STATUS=$(text "#upload-status")
-  printf '%6.1f s  %s\n' "$(echo "$(date +%s.%N) - $START" | bc)" "$STATUS"
+  NOW=$(echo "$(date +%s.%N) - $START" | bc)
+  if [ "${STATUS%%…*}" != "$PHASE" ]; then
+    PHASE=${STATUS%%…*}
+    printf '%6.1f s  %s\n' "$NOW" "$STATUS"
+  fi
   case "$STATUS" in Stored*|"Upload failed"*) break ;; esac
-  sleep 5
+  sleep 0.5
 done
 # The summary the page loads after the upload (before it, it said none was stored).
 until [[ "$(text "#usage-summary .totals")" =~ ^[0-9] ]]; do sleep 0.5; done
