@@ -343,6 +343,20 @@ impl Browser {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill().await;
     }
+
+    /// Checks the console logged no error, then stops.
+    pub async fn stop_clean(self) {
+        self.stop_clean_but(|_| false).await;
+    }
+
+    /// Checks the console logged no error but those `expected` accepts (say, the failed
+    /// requests a test caused on purpose), then stops.
+    pub async fn stop_clean_but(self, expected: impl Fn(&str) -> bool) {
+        let errors = self.console_errors().await;
+        let unexpected: Vec<&String> = errors.iter().filter(|e| !expected(e)).collect();
+        assert!(unexpected.is_empty(), "console errors: {unexpected:#?}");
+        self.stop().await;
+    }
 }
 
 /// Opens the page and signs in as `user` by name (dev mode); returns once it is connected.

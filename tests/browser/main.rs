@@ -169,9 +169,7 @@ async fn a_message_runs_and_its_thread_reloads() {
     assert_eq!(texts_of(page, ".run .timeline li").await, steps);
     assert_eq!(text_of(page, ".run .summary").await, summary);
 
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
-    browser.stop().await;
+    browser.stop_clean().await;
 }
 
 /// Markup in the user's data — a `<script>`, an `<img onerror>`, a `javascript:` link in model
@@ -290,9 +288,7 @@ async fn a_page_whose_history_the_server_forgot_starts_over() {
         texts_of(page, ".message.user").await,
         vec!["after the deletion"]
     );
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
-    browser.stop().await;
+    browser.stop_clean().await;
 }
 
 /// A synthetic request above the approval threshold: the card (what will happen, Approve /
@@ -360,9 +356,7 @@ async fn an_approval_shows_in_two_tabs_and_resolves_in_both() {
         bar.attr("aria-label").await.unwrap().as_deref(),
         Some("synthetic_data: 20000 of 20000 records")
     );
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
-    browser.stop().await;
+    browser.stop_clean().await;
 }
 
 /// At a phone's width the page fits the screen (nothing wider than the viewport, the thread
@@ -426,9 +420,7 @@ async fn the_page_fits_a_phone_and_follows_the_dark_preference() {
     let dark = page.execute(background, vec![]).await.unwrap();
     assert_eq!(dark, "rgb(22, 22, 24)");
     browser.screenshot("dark-theme").await;
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
-    browser.stop().await;
+    browser.stop_clean().await;
 }
 
 /// Threads: the list comes in pages (up to 50, then the older ones on request), a thread opens with
@@ -500,7 +492,5 @@ async fn threads_page_switch_delete_and_start() {
     )
     .await;
     wait_for_text(page, "#thread-title", "a fresh start").await;
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
-    browser.stop().await;
+    browser.stop_clean().await;
 }

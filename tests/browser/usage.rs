@@ -219,10 +219,8 @@ async fn the_sample_uploads_in_parts_and_its_report_matches_the_api() {
     assert!(markdown.contains("rec-1"), "{markdown}");
     assert_eq!(std::fs::read_to_string(&saved).unwrap(), markdown);
 
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
     assert_eq!(server.metric("csp_reports_total").await, 0.0);
-    browser.stop().await;
+    browser.stop_clean().await;
 }
 
 /// Files with invalid rows, cut into many uploads (a 4 KiB limit): a CSV whose every record
@@ -351,11 +349,9 @@ async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
         status,
         "Upload failed: usage.txt: name it .ndjson, .jsonl, .csv or .json."
     );
-    let errors = browser.console_errors().await;
     // The refusals' 413/422 answers are not among them: every part was within the limit, and
     // checks answer 200.
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
-    browser.stop().await;
+    browser.stop_clean().await;
 }
 
 /// An upload that stops part-way goes on where it stopped: a lost answer is sent again under
@@ -420,14 +416,10 @@ async fn an_upload_stopped_part_way_goes_on_where_it_stopped() {
     );
     let stored = server.get_json("/api/usage/summary", "judy").await;
     assert_eq!(stored["totals"]["requests"], 200, "every row once");
-    let errors = browser.console_errors().await;
     // The lost answer's 500 and the quota's 403 are logged by the browser as failed requests.
-    let unexpected: Vec<_> = errors
-        .iter()
-        .filter(|e| !e.contains("/api/usage?") || !(e.contains("500") || e.contains("403")))
-        .collect();
-    assert!(unexpected.is_empty(), "console errors: {unexpected:#?}");
-    browser.stop().await;
+    browser
+        .stop_clean_but(|e| e.contains("/api/usage?") && (e.contains("500") || e.contains("403")))
+        .await;
 }
 
 /// Provider and gateway exports (`tests/samples/`, each with malformed rows) uploaded from the
@@ -498,7 +490,5 @@ async fn provider_exports_upload_as_one_upload_would() {
                 (1.0 kB), and cannot be cut.",
         "{status}"
     );
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
-    browser.stop().await;
+    browser.stop_clean().await;
 }
