@@ -495,10 +495,12 @@ pub async fn click(page: &Client, css: &str) {
 
 /// The texts of every element `css` selects, in document order.
 pub async fn texts_of(page: &Client, css: &str) -> Vec<String> {
-    // Read in one script, so a rendering between two reads cannot leave a stale element.
+    // Read in one script, so a rendering between two reads cannot leave a stale element; what
+    // is not shown (a folded timeline) reads as nothing, as WebDriver's own text would.
     let texts = page
         .execute(
-            "return [...document.querySelectorAll(arguments[0])].map((e) => (e.innerText ?? e.textContent).trim());",
+            "return [...document.querySelectorAll(arguments[0])].map((e) =>
+               e.checkVisibility() ? (e.innerText ?? e.textContent).trim() : '');",
             vec![json!(css)],
         )
         .await

@@ -44,8 +44,14 @@ const MAX_UNFINISHED = 20;
 
 // The user's unfinished uploads: file identity → batch.
 function unfinished(user) {
-  const saved = JSON.parse(sessionStorage.getItem(`enclave-uploads:${user}`) ?? "[]");
-  return new Map(Array.isArray(saved) ? saved : []);
+  let saved = [];
+  try {
+    saved = JSON.parse(sessionStorage.getItem(`enclave-uploads:${user}`) ?? "[]");
+  } catch {
+    // Not ours to read: forgotten.
+  }
+  const pairs = Array.isArray(saved) ? saved : [];
+  return new Map(pairs.filter((p) => Array.isArray(p) && p.length === 2 && p.every((v) => typeof v === "string")));
 }
 
 // Remembers (or, with `batch` null, forgets) an unfinished upload; the oldest go first.
@@ -91,14 +97,19 @@ export async function ingestFile({ file, partial, format, user, token, limits, r
     );
   }
 
-  // Sends one part; its answer.
-  async function send(part, partQuery, key) {
+  // A part over the limit can only be a single row bigger than it: named before it is read.
+  function withinLimit(part) {
     if (part.body.size > limit) {
       throw new UploadError(
         `row ${part.firstRow + 1} alone is ${megabytes(part.body.size)}, over the upload limit ` +
         `(${megabytes(limit)})`,
       );
     }
+  }
+
+  // Sends one part; its answer.
+  async function send(part, partQuery, key) {
+    withinLimit(part);
     const headers = { "Content-Type": CONTENT_TYPES[container] };
     if (key) headers["Idempotency-Key"] = key;
     let failures = 0;
@@ -152,7 +163,7 @@ export async function ingestFile({ file, partial, format, user, token, limits, r
   // An earlier upload of this file, cut the same way, that stopped part-way: its batch, so
   // the parts it stored are answered again instead of stored twice. A part's key also holds
   // a digest of its bytes, so a part that changed since is stored.
-  const identity = JSON.stringify([file.name, file.size, file.lastModified, budget, query.format]);
+  const identity = JSON.stringify([file.name, file.size, file.lastModified, budget, format]);
   const earlier = unfinished(user);
   const resumed = earlier.has(identity);
   const batch = earlier.get(identity) ?? randomId();
@@ -161,6 +172,7 @@ export async function ingestFile({ file, partial, format, user, token, limits, r
   const stored = { accepted: 0, duplicates: 0, rejected: 0, errors: [], resumed };
   try {
     for await (const part of parts(file, container, budget)) {
+      withinLimit(part);
       const digest = hash(new Uint8Array(await part.body.arrayBuffer()));
       const answer = await send(part, query, `page-${batch}-${part.firstRow}-${digest}`);
       query.format ??= answer.format;

@@ -14,8 +14,11 @@ const CLOSE_ARRAY = 0x5d;
 const OPEN_OBJECT = 0x7b;
 const CLOSE_OBJECT = 0x7d;
 
-// ASCII whitespace (space, tab, line feed, vertical tab, form feed, carriage return).
+// ASCII whitespace (space, tab, line feed, vertical tab, form feed, carriage return): what
+// makes an NDJSON line blank to the server (`str::trim`).
 const isSpace = (byte) => byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
+// JSON's whitespace between tokens (space, tab, line feed, carriage return).
+const isJsonSpace = (byte) => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
 // A UTF-8 byte order mark, which some tools write at a file's start.
 const BOM = [0xef, 0xbb, 0xbf];
 
@@ -26,7 +29,7 @@ export async function containerOf(file) {
   if (name.endsWith(".csv")) return "csv";
   if (name.endsWith(".json")) {
     const head = new Uint8Array(await file.slice(0, 4096).arrayBuffer());
-    const first = head.find((byte, at) => !isSpace(byte) && !(at < 3 && BOM[at] === byte));
+    const first = head.find((byte, at) => !isJsonSpace(byte) && !(at < 3 && BOM[at] === byte));
     return first === OPEN_ARRAY ? "array" : "whole";
   }
   return null;
@@ -142,7 +145,7 @@ async function* arrayRows(file) {
         lastByte = at;
         continue;
       }
-      if (isSpace(byte) || (at < 3 && BOM[at] === byte)) continue;
+      if (isJsonSpace(byte) || (at < 3 && BOM[at] === byte)) continue;
       const depth = closers.length;
       if (depth === 0) {
         if (opened) throw malformed(at, "text after the array's end");
@@ -164,7 +167,7 @@ async function* arrayRows(file) {
       else if (byte === OPEN_ARRAY) closers.push(CLOSE_ARRAY);
       else if (byte === OPEN_OBJECT) closers.push(CLOSE_OBJECT);
       else if (byte === CLOSE_ARRAY || byte === CLOSE_OBJECT) {
-        if (closers.pop() !== byte || closers.length === 0) throw malformed(at, "a bracket closed by the wrong kind");
+        if (closers.pop() !== byte) throw malformed(at, "a bracket closed by the wrong kind");
       }
       lastByte = at;
     }

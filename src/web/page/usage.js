@@ -83,8 +83,9 @@ export function createUsage({ withToken, session }) {
       const notes = [];
       if (stored.duplicates > 0) notes.push(`${stored.duplicates} already stored`);
       if (stored.rejected > 0) notes.push(`${stored.rejected} refused`);
-      if (stored.rejected > stored.errors.length && stored.resumed) {
-        notes.push("the rows refused by the earlier upload are not listed again");
+      if (stored.rejected > stored.errors.length) {
+        // The server lists the first 100 of each part; a resumed part's, not again.
+        notes.push(`${stored.errors.length} of them listed`);
       }
       const as = stored.format ? ` (read as a ${stored.format} export)` : "";
       const again = stored.resumed ? " (going on from the earlier upload of this file)" : "";
