@@ -198,6 +198,19 @@ async fn the_sample_uploads_in_parts_and_its_report_matches_the_api() {
     }
     let plan_savings = money(&result["plan"]["savings_usd"]);
     assert!(report.contains(&plan_savings), "{plan_savings} in {report}");
+    // The plan's steps and the usage table.
+    let steps = result["plan"]["steps"].as_array().unwrap();
+    assert!(!steps.is_empty(), "{result}");
+    let items = texts_of(page, ".report-body li").await;
+    for step in steps {
+        let step = step.as_str().unwrap();
+        assert!(items.iter().any(|i| i == step), "{step:?} in {items:#?}");
+    }
+    let headings = texts_of(page, ".report-body h2").await;
+    assert!(
+        headings.iter().any(|h| h == "Usage analysed"),
+        "{headings:?}"
+    );
 
     // The report's download is the markdown the API serves (fetched with the token).
     let downloads = TempDir::new();
