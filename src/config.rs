@@ -100,6 +100,13 @@ pub struct Config {
     pub messages_per_minute: u32,
     /// …in bursts of at most this many.
     pub message_burst: u32,
+    /// Frames that cost the server a read (`resume`, `cancel_run`, `approval`) one socket may
+    /// send per minute…
+    pub read_frames_per_minute: u32,
+    /// …in bursts of at most this many; beyond, `rate_limited` without a read.
+    pub read_frame_burst: u32,
+    /// Sockets one user may hold open at once; another is closed with 4029.
+    pub max_sockets_per_user: usize,
     /// How long an approval waits for the user before it expires.
     pub approval_timeout: Duration,
     /// Restarts of one agent allowed within `restart_period` before the supervisor gives up.
@@ -188,6 +195,9 @@ impl Config {
             max_running_total: 512,
             messages_per_minute: 60,
             message_burst: 20,
+            read_frames_per_minute: 120,
+            read_frame_burst: 20,
+            max_sockets_per_user: 10,
             approval_timeout: Duration::from_secs(600),
             max_restarts: 3,
             restart_period: Duration::from_secs(60),
@@ -269,6 +279,12 @@ impl Config {
         env_into("ENCLAVE_MAX_RUNNING_TOTAL", &mut c.max_running_total)?;
         env_into("ENCLAVE_MESSAGES_PER_MINUTE", &mut c.messages_per_minute)?;
         env_into("ENCLAVE_MESSAGE_BURST", &mut c.message_burst)?;
+        env_into(
+            "ENCLAVE_READ_FRAMES_PER_MINUTE",
+            &mut c.read_frames_per_minute,
+        )?;
+        env_into("ENCLAVE_READ_FRAME_BURST", &mut c.read_frame_burst)?;
+        env_into("ENCLAVE_MAX_SOCKETS_PER_USER", &mut c.max_sockets_per_user)?;
         env_ms_into("ENCLAVE_APPROVAL_TIMEOUT_MS", &mut c.approval_timeout)?;
         env_into("ENCLAVE_MAX_RESTARTS", &mut c.max_restarts)?;
         env_ms_into("ENCLAVE_RESTART_PERIOD_MS", &mut c.restart_period)?;

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub persist_seconds: Histogram,
     /// Sockets closed for not keeping up (4008).
     pub slow_sockets: IntCounter,
+    /// Sockets closed at once because their user held the most allowed (4029).
+    pub sockets_over_cap: IntCounter,
+    /// `resume`, `cancel_run` and `approval` frames refused `rate_limited` without a read.
+    pub read_frames_limited: IntCounter,
     /// Write batches lost after their retries (their runs end `storage_unavailable`).
     pub lost_batches: IntCounter,
     /// Runs waiting for a slot (the user's or the server's).
@@ -117,6 +121,14 @@ impl Metrics {
             fallbacks: counter_vec("agent_fallbacks_total", "agent fallbacks", "agent"),
             persist_seconds,
             slow_sockets: counter("slow_sockets_closed_total", "sockets closed with 4008"),
+            sockets_over_cap: counter(
+                "sockets_over_user_cap_total",
+                "sockets closed with 4029: their user held the most allowed",
+            ),
+            read_frames_limited: counter(
+                "read_frames_rate_limited_total",
+                "resume, cancel_run and approval frames refused rate_limited",
+            ),
             csp_reports: counter(
                 "csp_reports_total",
                 "violations of the page's policy that browsers reported",

@@ -66,6 +66,19 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// For a frame that costs the server a read (`resume`, `cancel_run`, `approval`): the id it
+    /// names, if any, to echo as `ref` when it is refused; `None` for the others.
+    pub fn read_cost(&self) -> Option<Option<&str>> {
+        match self {
+            Self::CancelRun { run_id } => Some(Some(run_id)),
+            Self::Approval { approval_id, .. } => Some(Some(approval_id)),
+            Self::Resume { .. } => Some(None),
+            Self::UserMessage(_) | Self::Ping { .. } => None,
+        }
+    }
+}
+
 /// The user's answer to an approval (`approval.decision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -23,6 +23,9 @@ pub mod close_code {
     pub const TOO_SLOW: u16 = 4008;
     /// The user's session stopped under the socket: reconnecting starts a fresh one.
     pub const SESSION_RESTARTED: u16 = 4009;
+    /// The user already holds the most sockets allowed: the client tries again only after
+    /// closing another, with backoff.
+    pub const TOO_MANY_SOCKETS: u16 = 4029;
 }
 
 /// Text frames, already serialised once and shared by every socket of the user.

@@ -5,6 +5,8 @@
 //! Frame rules (PROTOCOL.md §2): a whole message over the limit closes 1009, invalid UTF-8
 //! closes 1007, a bad message gets an `error` frame (20 in a row close 1008), the server pings
 //! every 10 s and closes a silent socket with 4002, and an expiring token closes it with 4001.
+//! Frames that cost a read (`resume`, `cancel_run`, `approval`) are rate limited per socket
+//! here, so a flood of them never reaches the session's mailbox or the database.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,8 +24,10 @@ use serde::Deserialize;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::context::{ConnectionId, UserId};
+use crate::error::ErrorCode;
 use crate::metrics::Metrics;
 use crate::protocol::{ClientFrame, FrameError, ServerFrame};
+use crate::runtime::rate_limit::TokenBucket;
 use crate::runtime::session::{
     Attach, Detach, ObjectRequest, ObjectRequestKind, Resume, StartRun, UserSession,
 };
@@ -85,6 +89,10 @@ pub async fn upgrade(
         last_heard: Instant::now(),
         bad_streak: 0,
         fragments: None,
+        read_frames: TokenBucket::new(
+            state.config.read_frame_burst,
+            state.config.read_frames_per_minute,
+        ),
     };
     let codec = actix_http::ws::Codec::new().max_size(state.config.max_message_bytes);
     let frames = ws::WebsocketContext::with_codec(connection, stream, codec);
@@ -143,6 +151,9 @@ pub struct WsConnection {
     /// Consecutive refused messages.
     bad_streak: u32,
     fragments: Option<Fragments>,
+    /// The allowance of frames that cost a read (`resume`, `cancel_run`, `approval`): beyond
+    /// it they are refused here, before they reach the session or the database.
+    read_frames: TokenBucket,
 }
 
 impl WsConnection {
@@ -180,6 +191,24 @@ impl WsConnection {
             return self.close(ctx, close_code::SESSION_RESTARTED, "session restarted");
         }
         let conn_id = self.conn_id;
+        if let Some(reference) = frame.read_cost()
+            && !self.read_frames.take_at(Instant::now())
+        {
+            self.metrics.read_frames_limited.inc();
+            let error = FrameError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many resume, cancel_run and approval frames: at most {} a minute on a \
+                     socket, in bursts of {}",
+                    self.config.read_frames_per_minute, self.config.read_frame_burst
+                ),
+            );
+            let error = match reference {
+                Some(id) => error.with_ref(id),
+                None => error,
+            };
+            return self.own_text(ctx, ServerFrame::error(error).to_frame());
+        }
         match frame {
             ClientFrame::UserMessage(message) => {
                 self.session.do_send(StartRun { conn_id, message });

@@ -287,6 +287,9 @@ on_both_backends!(replay_overflow_closes_4008_and_loses_nothing);
 async fn every_error_reply_is_sent_or_the_socket_closed(db: TestDb) {
     let mut config = test_config(&db);
     config.socket_outbound_capacity = 4;
+    // Every frame reaches the session (whose replies are what this is about), none is
+    // refused by the socket's own rate limit.
+    config.read_frame_burst = 100_000;
     let app = TestApp::spawn_with(config).await;
     for _ in 0..3 {
         let socket = app.ws("alice").await;

@@ -16,6 +16,7 @@ mod account;
 mod approvals;
 mod bad_input;
 mod bulk;
+mod client_bounds;
 mod delivery;
 mod event_size;
 mod export;

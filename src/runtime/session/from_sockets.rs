@@ -8,7 +8,7 @@ use actix::prelude::*;
 use super::UserSession;
 use crate::context::ConnectionId;
 use crate::protocol::{ApprovalDecision, UserMessage};
-use crate::runtime::socket::{ConnectionLink, Outbound};
+use crate::runtime::socket::{ConnectionLink, Outbound, close_code};
 
 /// A socket joins the session; it gets `connected`, then (with `after_seq`) a replay.
 #[derive(Message)]
@@ -72,11 +72,20 @@ pub enum ObjectRequestKind {
     Approval(ApprovalDecision),
 }
 
-/// `connected`, then the replay asked for.
+/// `connected`, then the replay asked for; or, when the user already holds the most sockets
+/// allowed, a close with 4029 (the socket never joins, so its `Detach` finds nothing).
 impl Handler<Attach> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) {
+        if self.sockets.attached() >= self.deps.config.max_sockets_per_user {
+            self.deps.metrics.sockets_over_cap.inc();
+            msg.socket.do_send(Outbound::Close {
+                code: close_code::TOO_MANY_SOCKETS,
+                reason: "too many sockets for this user",
+            });
+            return;
+        }
         let connected = self.core.connected(msg.conn_id);
         self.sockets.attach(msg.conn_id, msg.socket, msg.link);
         self.sockets.send(msg.conn_id, connected.to_frame());

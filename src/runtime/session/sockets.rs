@@ -141,6 +141,11 @@ impl Sockets {
         self.attached.is_empty() && self.cutting.is_empty()
     }
 
+    /// Sockets attached (not those being closed).
+    pub(crate) fn attached(&self) -> usize {
+        self.attached.len()
+    }
+
     /// A socket joins.
     pub(crate) fn attach(
         &mut self,

@@ -186,16 +186,21 @@ async function connect() {
       $("sign-in-error").textContent = "Your token expired: sign in again.";
       return;
     }
+    if (closed.code === 4029) {
+      // This user has the most sockets the server allows open elsewhere: wait for one to go.
+      state.retry = Math.max(state.retry, 4);
+      return retryLater("too many tabs of this user are open: close one");
+    }
     retryLater();
   });
 }
 
-// Reconnects after a growing pause (0.5 s doubling to 30 s), saying so.
-function retryLater() {
+// Reconnects after a growing pause (0.5 s doubling to 30 s), saying so (and why, if known).
+function retryLater(why = "disconnected") {
   if (!state.token) return;
   const wait = Math.min(30_000, 500 * 2 ** state.retry);
   state.retry += 1;
-  showConnection(`disconnected — retrying in ${Math.round(wait / 1000)} s`, "disconnected");
+  showConnection(`${why} — retrying in ${Math.round(wait / 1000)} s`, "disconnected");
   clearTimeout(state.timer);
   state.timer = setTimeout(connect, wait);
 }
