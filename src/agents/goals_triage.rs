@@ -22,6 +22,18 @@ pub struct Goals {
 /// The intent goals are read for when triage did not run: a cost request.
 const DEFAULT_INTENT: &str = "cost_optimization";
 
+/// A word that states a percentage, `30%` or `12.5%` (trailing `.`/`:` allowed): its number,
+/// 0 to 100. Only digits and one point count, so `nan%`, `inf%` and `1e400%` (which Rust's
+/// float parser reads as NaN or infinity) are not goals.
+pub(crate) fn percent(word: &str) -> Option<f64> {
+    let number = word.trim_end_matches(['.', ':']).strip_suffix('%')?;
+    let plain = number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && number.bytes().filter(|b| *b == b'.').count() <= 1
+        && number.bytes().any(|b| b.is_ascii_digit());
+    let value: f64 = number.parse().ok().filter(|_| plain)?;
+    (0.0..=100.0).contains(&value).then_some(value)
+}
+
 /// Reads the goals stated in `message`, completed with the defaults.
 pub fn goals_for(message: &str, intent: &str) -> Vec<Goal> {
     let lower = message.to_lowercase();
@@ -29,10 +41,7 @@ pub fn goals_for(message: &str, intent: &str) -> Vec<Goal> {
         .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '?' | '!'))
         .filter(|w| !w.is_empty())
         .collect();
-    let cost_pct = words
-        .iter()
-        .filter_map(|w| w.trim_end_matches(['.', ':']).strip_suffix('%'))
-        .find_map(|n| n.parse::<f64>().ok());
+    let cost_pct = words.iter().find_map(|w| percent(w));
     let cost = match cost_pct {
         Some(pct) => Goal {
             metric: "cost".into(),
@@ -152,5 +161,27 @@ mod tests {
         assert_eq!(goals[1].target_pct, Some(-20.0));
         let goals = goals_for("p95 below 1500ms please", "cost_optimization");
         assert_eq!(goals[1].target_value, Some(1500.0));
+    }
+
+    #[test]
+    fn only_plain_percentages_up_to_100_are_goals() {
+        for word in [
+            "nan%",
+            "NaN%",
+            "inf%",
+            "infinity%",
+            "1e400%",
+            "-5%",
+            "150%",
+            ".%",
+            "%",
+        ] {
+            assert_eq!(percent(word), None, "{word}");
+            let goals = goals_for(&format!("cut my costs by {word}"), "cost_optimization");
+            assert_eq!(goals[0].target_pct, Some(-20.0), "{word}: the default goal");
+        }
+        assert_eq!(percent("30%"), Some(30.0));
+        assert_eq!(percent("12.5%."), Some(12.5));
+        assert_eq!(percent("100%"), Some(100.0));
     }
 }

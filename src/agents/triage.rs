@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::goals_triage::percent;
 use super::{
     Agent, AgentContext, AgentError, AgentFuture, AgentInput, AgentOutput, Improved, RunAnswer,
 };
@@ -198,11 +199,7 @@ pub fn understand(message: &str) -> Understanding {
         .map(str::to_owned)
         .collect();
     models.dedup();
-    let targets_pct = words
-        .iter()
-        .filter_map(|w| w.trim_end_matches(['.', ':']).strip_suffix('%'))
-        .filter_map(|n| n.parse::<f64>().ok())
-        .collect();
+    let targets_pct = words.iter().filter_map(|w| percent(w)).collect();
     let window_days = words.windows(3).find_map(|w| match w {
         ["last", n, unit] => {
             let n: u64 = n.parse().ok()?;
