@@ -6,6 +6,7 @@
 //!   touching the database;
 //! - `store:panic:N` — the next N write transactions holding a batch (of `@user` only, if
 //!   given) panic midway, after their rows are written and before the commit;
+//! - `store:read_panic:N` — the next N reads panic on their reader thread (which survives);
 //! - `store:slow:MS` — the writer waits MS milliseconds before each event batch (a batch
 //!   still being written when something else happens);
 //! - `bulk:slow_chunk:MS` — a bulk write (an upload) waits MS milliseconds before each chunk;
@@ -88,6 +89,8 @@ pub struct Faults {
     user_store_failures: Vec<(String, AtomicU32)>,
     /// Write transactions still to panic, for one user (`@user`) or any (`None`).
     store_panics: Vec<(Option<String>, AtomicU32)>,
+    /// Reads still to panic.
+    read_panics: AtomicU32,
     /// Milliseconds the writer waits before each event batch (0: none).
     store_delay_ms: AtomicU64,
     /// Milliseconds a bulk write waits before each chunk (0: none).
@@ -136,6 +139,10 @@ impl Faults {
                     faults.store_panics.push((user, AtomicU32::new(count(n)?)));
                     continue;
                 }
+                ["store", "read_panic", n] => {
+                    faults.read_panics.fetch_add(count(n)?, Ordering::SeqCst);
+                    continue;
+                }
                 ["store", "slow", ms] => {
                     let ms: u64 = ms.parse().map_err(|_| fail("delay must be milliseconds"))?;
                     faults.store_delay_ms.store(ms, Ordering::SeqCst);
@@ -180,7 +187,7 @@ impl Faults {
                 }
                 _ => {
                     return Err(fail(
-                        "expected store:fail:N, store:panic:N, store:slow:MS, bulk:slow_chunk:MS, bulk:lose_answer:N, AGENT:panic[:N], AGENT:fail[:N], AGENT:hang, \
+                        "expected store:fail:N, store:panic:N, store:read_panic:N, store:slow:MS, bulk:slow_chunk:MS, bulk:lose_answer:N, AGENT:panic[:N], AGENT:fail[:N], AGENT:hang, \
                          AGENT:slow:MS, AGENT:slow_batch:MS, AGENT:fail_after_batches:N or \
                          session:panic:N",
                     ));
@@ -238,9 +245,17 @@ impl Faults {
 
     /// Whether the answer of the upload just stored is to be lost (`bulk:lose_answer:N`).
     pub fn take_lost_upload_answer(&self) -> bool {
-        self.lost_upload_answers
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
+        take_one(&self.lost_upload_answers)
+    }
+
+    /// Makes the next `n` reads panic.
+    pub fn panic_next_reads(&self, n: u32) {
+        self.read_panics.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Whether the read starting now is to panic (`store:read_panic:N`).
+    pub fn take_read_panic(&self) -> bool {
+        take_one(&self.read_panics)
     }
 
     /// How long a bulk write waits before its next chunk, if at all.

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub persist_seconds: Histogram,
     /// Sockets closed for not keeping up (4008).
     pub slow_sockets: IntCounter,
+    /// Database work that panicked and was survived, by thread (`reader`, `writer`).
+    pub db_panics: IntCounterVec,
     /// Sockets closed at once because their user held the most allowed (4029).
     pub sockets_over_cap: IntCounter,
     /// `resume`, `cancel_run` and `approval` frames refused `rate_limited` without a read.
@@ -121,6 +123,11 @@ impl Metrics {
             fallbacks: counter_vec("agent_fallbacks_total", "agent fallbacks", "agent"),
             persist_seconds,
             slow_sockets: counter("slow_sockets_closed_total", "sockets closed with 4008"),
+            db_panics: counter_vec(
+                "db_panics_total",
+                "database work that panicked, survived by its thread",
+                "thread",
+            ),
             sockets_over_cap: counter(
                 "sockets_over_user_cap_total",
                 "sockets closed with 4029: their user held the most allowed",

@@ -6,6 +6,7 @@
 //! functions. `Db` is the cloneable handle the rest of enclave holds.
 
 use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -28,9 +29,12 @@ impl<T: Send + 'static> Message for Read<T> {
     type Result = Result<T, StoreError>;
 }
 
-/// Serves reads from the pool.
+/// Serves reads from the pool; a read that panics is answered `ReadPanicked` and the thread
+/// goes on (a `SyncArbiter` thread that panicked would be gone for good).
 pub struct DbReader {
     pool: Pool,
+    faults: Arc<Faults>,
+    metrics: Arc<Metrics>,
 }
 
 impl Actor for DbReader {
@@ -42,7 +46,20 @@ impl<T: Send + 'static> Handler<Read<T>> for DbReader {
 
     fn handle(&mut self, msg: Read<T>, _: &mut SyncContext<Self>) -> Self::Result {
         let mut conn = self.pool.get()?;
-        (msg.0)(&mut conn)
+        let faults = &self.faults;
+        let read = AssertUnwindSafe(|| {
+            if faults.take_read_panic() {
+                panic!("store:read_panic injected");
+            }
+            (msg.0)(&mut conn)
+        });
+        std::panic::catch_unwind(read).unwrap_or_else(|_| {
+            // A connection the panic left inside a transaction goes back broken and the pool
+            // discards it (`ConnectionManager::has_broken`).
+            log::error!("a read panicked; the reader goes on");
+            self.metrics.db_panics.with_label_values(&["reader"]).inc();
+            Err(StoreError::ReadPanicked)
+        })
     }
 }
 
@@ -71,8 +88,11 @@ impl Db {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let reader_pool = pool.clone();
+        let (reader_faults, reader_metrics) = (faults.clone(), metrics.clone());
         let reader = SyncArbiter::start(readers.max(1), move || DbReader {
             pool: reader_pool.clone(),
+            faults: reader_faults.clone(),
+            metrics: reader_metrics.clone(),
         });
         let node_id: Arc<str> = Arc::from(node_id);
         let start_writer = |n: usize| {
@@ -158,6 +178,15 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
         self.first_writer.run(write).await
+    }
+
+    /// Whether every writer thread answers and gets a connection (for `/readyz`).
+    pub async fn writers_ready(&self) -> Result<(), StoreError> {
+        let probes = self.writers.iter().map(|writer| writer.run(|_| Ok(())));
+        futures_util::future::join_all(probes)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// Waits until every writer has applied what was queued on it so far.

@@ -46,6 +46,8 @@ pub enum StoreError {
     WriterStopped,
     #[error("a write failed on a server bug (it panicked); see the log")]
     WritePanicked,
+    #[error("a read failed on a server bug (it panicked); see the log")]
+    ReadPanicked,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]

@@ -111,8 +111,18 @@ impl ResponseError for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if let StoreError::QuotaExceeded { .. } = e {
-            return Self::new(ErrorCode::QuotaExceeded, e.to_string());
+        match e {
+            StoreError::QuotaExceeded { .. } => {
+                return Self::new(ErrorCode::QuotaExceeded, e.to_string());
+            }
+            StoreError::ReadPanicked | StoreError::WritePanicked => {
+                // A bug, logged where it happened: the client hears no internals.
+                return Self::new(
+                    ErrorCode::Internal,
+                    "the server failed on a bug while answering; it has been logged",
+                );
+            }
+            _ => {}
         }
         log::error!("storage error answering a request: {e}");
         Self::new(

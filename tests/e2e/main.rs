@@ -17,6 +17,7 @@ mod approvals;
 mod bad_input;
 mod bulk;
 mod client_bounds;
+mod db_threads;
 mod delivery;
 mod event_size;
 mod export;

@@ -147,6 +147,7 @@ impl WriterThread {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(self)));
         if outcome.is_err() {
             log::error!("a write panicked; the writer goes on");
+            self.metrics.db_panics.with_label_values(&["writer"]).inc();
         }
     }
 
@@ -243,6 +244,7 @@ impl WriterThread {
             Ok(result) => result,
             Err(_) => {
                 log::error!("a write panicked; its connection is discarded");
+                self.metrics.db_panics.with_label_values(&["writer"]).inc();
                 Err(StoreError::WritePanicked)
             }
         }

@@ -1,5 +1,5 @@
-//! `/healthz` (the process answers), `/readyz` (the database is reachable and migrated) and
-//! `/metrics` (Prometheus text).
+//! `/healthz` (the process answers), `/readyz` (the database is reachable and migrated, and
+//! every writer thread answers) and `/metrics` (Prometheus text).
 
 use actix_web::{HttpResponse, get, web};
 
@@ -16,13 +16,23 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// `GET /readyz`: readiness for a load balancer; 503 `unavailable` while the database is
-/// unreachable or its migrations are not applied (no token).
+/// unreachable, its migrations are not applied, or a writer thread does not answer with a
+/// connection (no token).
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.db.read(store::migrations_current).await {
-        Ok(true) => Ok(HttpResponse::Ok().json(HealthAnswer {
-            status: Health::Ready,
-        })),
+        Ok(true) => match state.db.writers_ready().await {
+            Ok(()) => Ok(HttpResponse::Ok().json(HealthAnswer {
+                status: Health::Ready,
+            })),
+            Err(e) => {
+                log::warn!("readiness check failed on a writer: {e}");
+                Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    "database writers unavailable",
+                ))
+            }
+        },
         Ok(false) => Err(ApiError::new(
             ErrorCode::Unavailable,
             "database migrations are not applied; run `enclave migrate`",
