@@ -12,7 +12,7 @@ use crate::context::{IdError, UserId};
 /// Why a token was refused or could not be made; at the HTTP edge each is a 401.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
-    #[error("missing token: send `Authorization: Bearer <token>` or `?token=<token>`")]
+    #[error("missing token: send `Authorization: Bearer <token>` (or `?token=<token>` on /ws)")]
     Missing,
     #[error("token expired")]
     Expired,
@@ -29,7 +29,17 @@ struct Claims {
     sub: String,
     /// Seconds since the Unix epoch.
     exp: u64,
+    /// When it was issued (seconds); refused if later than now (plus `CLOCK_LEEWAY_SECS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    /// Not valid before (seconds); refused until then (less `CLOCK_LEEWAY_SECS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
 }
+
+/// How far the issuer's clock may run ahead of ours for `iat` and `nbf` (not `exp`, which has
+/// none: a socket closes with 4001 at its token's `exp`).
+const CLOCK_LEEWAY_SECS: u64 = 60;
 
 /// Who a valid token speaks for, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +58,8 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Signs and verifies with `secret`: HS256 only, `exp` and `sub` required, no leeway on expiry.
+    /// Signs and verifies with `secret`: HS256 only, `exp` and `sub` required, no leeway on
+    /// expiry, `iat` and `nbf` honoured with a minute's leeway.
     pub fn new(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
@@ -62,22 +73,31 @@ impl Auth {
 
     /// A token for `user` valid for `ttl`.
     pub fn issue(&self, user: &UserId, ttl: Duration) -> Result<String, AuthError> {
-        let exp = (now_ms() as u64) / 1000 + ttl.as_secs();
+        let now = (now_ms() as u64) / 1000;
         let claims = Claims {
             sub: user.as_str().to_owned(),
-            exp,
+            exp: now + ttl.as_secs(),
+            iat: Some(now),
+            nbf: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Sign(e.to_string()))
     }
 
-    /// Checks signature, algorithm, expiry and subject.
+    /// Checks signature, algorithm, expiry, `nbf`, `iat` and subject.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid(e.to_string()),
             })?;
+        let ahead = (now_ms() as u64) / 1000 + CLOCK_LEEWAY_SECS;
+        if data.claims.nbf.is_some_and(|nbf| nbf > ahead) {
+            return Err(AuthError::Invalid("not valid yet (nbf)".into()));
+        }
+        if data.claims.iat.is_some_and(|iat| iat > ahead) {
+            return Err(AuthError::Invalid("issued in the future (iat)".into()));
+        }
         let user_id = UserId::parse(&data.claims.sub)?;
         Ok(Identity {
             user_id,
@@ -115,6 +135,8 @@ mod tests {
             &Claims {
                 sub: "alice".into(),
                 exp: 1,
+                iat: None,
+                nbf: None,
             },
             &EncodingKey::from_secret(b"secret"),
         )
@@ -125,6 +147,8 @@ mod tests {
             &Claims {
                 sub: "null".into(),
                 exp: u64::MAX / 2000,
+                iat: None,
+                nbf: None,
             },
             &EncodingKey::from_secret(b"secret"),
         )
@@ -133,5 +157,46 @@ mod tests {
             auth.verify(&placeholder),
             Err(AuthError::Subject(_))
         ));
+    }
+
+    fn signed(nbf: Option<u64>, iat: Option<u64>) -> String {
+        let now = (now_ms() as u64) / 1000;
+        let claims = Claims {
+            sub: "alice".into(),
+            exp: now + 3600,
+            iat,
+            nbf,
+        };
+        let key = EncodingKey::from_secret(b"secret");
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).expect("signs")
+    }
+
+    #[test]
+    fn not_yet_valid_and_future_issued_tokens_are_refused() {
+        let auth = Auth::new(b"secret");
+        let now = (now_ms() as u64) / 1000;
+        let day = 24 * 3600;
+        for (nbf, iat) in [(Some(now + day), None), (None, Some(now + 365 * day))] {
+            assert!(
+                matches!(auth.verify(&signed(nbf, iat)), Err(AuthError::Invalid(_))),
+                "nbf {nbf:?} iat {iat:?}"
+            );
+        }
+        // A clock a little ahead of ours is allowed; the past is fine.
+        for (nbf, iat) in [
+            (Some(now + 30), Some(now + 30)),
+            (Some(now - day), Some(now - day)),
+        ] {
+            assert!(
+                auth.verify(&signed(nbf, iat)).is_ok(),
+                "nbf {nbf:?} iat {iat:?}"
+            );
+        }
+        // Issued tokens say when.
+        let alice = UserId::parse("alice").expect("valid");
+        let token = auth.issue(&alice, Duration::from_secs(60)).expect("signs");
+        let data = jsonwebtoken::decode::<Claims>(&token, &auth.decoding, &auth.validation)
+            .expect("valid");
+        assert!(data.claims.iat.is_some_and(|iat| iat.abs_diff(now) <= 5));
     }
 }

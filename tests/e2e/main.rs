@@ -43,6 +43,7 @@ mod stream;
 mod supervision;
 mod synthetic;
 mod threads;
+mod tokens;
 mod tree;
 mod typed_results;
 mod unstorable;
