@@ -29,7 +29,7 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-export ENCLAVE_JWT_SECRET=bench-secret
+export ENCLAVE_JWT_SECRET=bench-secret-bench-secret-bench-secret
 ENCLAVE_MESSAGES_PER_MINUTE=6000000 ENCLAVE_MESSAGE_BURST=100000 RUST_LOG=${RUST_LOG:-warn} \
   "$bin" serve --bind 127.0.0.1:0 --database "$db" >"$dir/out" 2>"$dir/err" &
 server=$!

@@ -7,6 +7,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
+use crate::config::Config;
 use crate::context::{IdError, UserId};
 
 /// Why a token was refused or could not be made; at the HTTP edge each is a 401.
@@ -35,6 +36,12 @@ struct Claims {
     /// Not valid before (seconds); refused until then (less `CLOCK_LEEWAY_SECS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nbf: Option<u64>,
+    /// The issuer, required when the server names one (`ENCLAVE_JWT_ISSUER`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    /// The audience, required when the server names one (`ENCLAVE_JWT_AUDIENCE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
 }
 
 /// How far the issuer's clock may run ahead of ours for `iat` and `nbf` (not `exp`, which has
@@ -49,25 +56,68 @@ pub struct Identity {
     pub expires_at_ms: i64,
 }
 
-/// The server's one signer and verifier of user tokens, built from the configured secret (or
+/// The server's one signer and verifier of user tokens, built from the configured secrets (or
 /// the random dev one).
 pub struct Auth {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The signing secret's key first, then earlier secrets' (verify only).
+    decoding: Vec<DecodingKey>,
     validation: Validation,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl Auth {
-    /// Signs and verifies with `secret`: HS256 only, `exp` and `sub` required, no leeway on
-    /// expiry, `iat` and `nbf` honoured with a minute's leeway.
+    /// Signs and verifies with `secret` alone, naming no issuer or audience.
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_policy(secret, &[], None, None)
+    }
+
+    /// The configured tokens (`Config::jwt_*`); `None` without a secret (dev mode).
+    pub fn from_config(config: &Config) -> Option<Self> {
+        let secret = config.jwt_secret.as_ref()?;
+        Some(Self::with_policy(
+            secret.as_bytes(),
+            &config.jwt_old_secrets,
+            config.jwt_issuer.as_deref(),
+            config.jwt_audience.as_deref(),
+        ))
+    }
+
+    /// Signs with `secret` and verifies with it and `older`: HS256 only, `exp` and `sub`
+    /// required, no leeway on expiry, `iat` and `nbf` honoured with a minute's leeway; with
+    /// an `issuer` or `audience`, tokens are issued with it and must carry it.
+    pub fn with_policy(
+        secret: &[u8],
+        older: &[String],
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        match audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        let decoding = std::iter::once(secret)
+            .chain(older.iter().map(String::as_bytes))
+            .map(DecodingKey::from_secret)
+            .collect();
         Self {
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding,
             validation,
+            issuer: issuer.map(str::to_owned),
+            audience: audience.map(str::to_owned),
         }
     }
 
@@ -79,6 +129,8 @@ impl Auth {
             exp: now + ttl.as_secs(),
             iat: Some(now),
             nbf: None,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Sign(e.to_string()))
@@ -86,11 +138,10 @@ impl Auth {
 
     /// Checks signature, algorithm, expiry, `nbf`, `iat` and subject.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid(e.to_string()),
-            })?;
+        let data = self.decode(token).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid(e.to_string()),
+        })?;
         let ahead = (now_ms() as u64) / 1000 + CLOCK_LEEWAY_SECS;
         if data.claims.nbf.is_some_and(|nbf| nbf > ahead) {
             return Err(AuthError::Invalid("not valid yet (nbf)".into()));
@@ -103,6 +154,25 @@ impl Auth {
             user_id,
             expires_at_ms: (data.claims.exp as i64).saturating_mul(1000),
         })
+    }
+}
+
+impl Auth {
+    /// The token's claims under the first key whose signature matches.
+    fn decode(
+        &self,
+        token: &str,
+    ) -> Result<jsonwebtoken::TokenData<Claims>, jsonwebtoken::errors::Error> {
+        let mut last = None;
+        for key in &self.decoding {
+            match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    last = Some(e);
+                }
+                decoded => return decoded,
+            }
+        }
+        Err(last.unwrap_or_else(|| jsonwebtoken::errors::ErrorKind::InvalidSignature.into()))
     }
 }
 
@@ -137,6 +207,8 @@ mod tests {
                 exp: 1,
                 iat: None,
                 nbf: None,
+                iss: None,
+                aud: None,
             },
             &EncodingKey::from_secret(b"secret"),
         )
@@ -149,6 +221,8 @@ mod tests {
                 exp: u64::MAX / 2000,
                 iat: None,
                 nbf: None,
+                iss: None,
+                aud: None,
             },
             &EncodingKey::from_secret(b"secret"),
         )
@@ -166,9 +240,61 @@ mod tests {
             exp: now + 3600,
             iat,
             nbf,
+            iss: None,
+            aud: None,
         };
         let key = EncodingKey::from_secret(b"secret");
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).expect("signs")
+    }
+
+    #[test]
+    fn a_rotated_key_still_verifies_and_issuer_and_audience_are_required() {
+        let alice = UserId::parse("alice").expect("valid");
+        let old_secret = "old-secret-old-secret-old-secret-0".to_owned();
+        let old_token = Auth::new(old_secret.as_bytes())
+            .issue(&alice, Duration::from_secs(60))
+            .expect("signs");
+        let rotated = Auth::with_policy(b"new-secret", &[old_secret], None, None);
+        assert_eq!(
+            rotated
+                .verify(&old_token)
+                .expect("old key verifies")
+                .user_id,
+            alice
+        );
+        let new_token = rotated
+            .issue(&alice, Duration::from_secs(60))
+            .expect("signs");
+        assert!(
+            Auth::new(b"new-secret").verify(&new_token).is_ok(),
+            "the first key signs"
+        );
+        assert!(matches!(
+            Auth::new(b"other").verify(&old_token),
+            Err(AuthError::Invalid(_))
+        ));
+
+        let strict = Auth::with_policy(b"secret", &[], Some("enclave"), Some("api"));
+        let token = strict
+            .issue(&alice, Duration::from_secs(60))
+            .expect("signs");
+        assert!(strict.verify(&token).is_ok());
+        let plain = Auth::new(b"secret")
+            .issue(&alice, Duration::from_secs(60))
+            .expect("signs");
+        assert!(
+            matches!(strict.verify(&plain), Err(AuthError::Invalid(_))),
+            "no iss/aud"
+        );
+        let elsewhere = Auth::with_policy(b"secret", &[], Some("other"), Some("api"))
+            .issue(&alice, Duration::from_secs(60))
+            .expect("signs");
+        assert!(matches!(
+            strict.verify(&elsewhere),
+            Err(AuthError::Invalid(_))
+        ));
+        // A server naming none takes tokens that carry them.
+        assert!(Auth::new(b"secret").verify(&token).is_ok());
     }
 
     #[test]
@@ -195,8 +321,7 @@ mod tests {
         // Issued tokens say when.
         let alice = UserId::parse("alice").expect("valid");
         let token = auth.issue(&alice, Duration::from_secs(60)).expect("signs");
-        let data = jsonwebtoken::decode::<Claims>(&token, &auth.decoding, &auth.validation)
-            .expect("valid");
+        let data = auth.decode(&token).expect("valid");
         assert!(data.claims.iat.is_some_and(|iat| iat.abs_diff(now) <= 5));
     }
 }

@@ -11,6 +11,8 @@ use crate::analysis::optimize::Thresholds;
 use crate::store::SqliteSync;
 
 mod env_vars;
+mod secrets;
+pub use secrets::MIN_SECRET_BYTES;
 
 pub use env_vars::parse_duration;
 use env_vars::{env_duration, env_into, env_ms_into, env_opt};
@@ -43,6 +45,12 @@ pub struct Config {
     pub database_url: String,
     /// HS256 secret for user tokens; `None` = dev mode with a random secret.
     pub jwt_secret: Option<String>,
+    /// Earlier secrets, which still verify (`ENCLAVE_JWT_SECRETS=new,old…`) and never sign.
+    pub jwt_old_secrets: Vec<String>,
+    /// The `iss` tokens are issued with and must carry, if any.
+    pub jwt_issuer: Option<String>,
+    /// The `aud` tokens are issued with and must carry, if any.
+    pub jwt_audience: Option<String>,
     /// Enables `POST /api/dev/token` even when a secret is configured.
     pub dev: bool,
     /// Largest WebSocket message after reassembly of fragments (PROTOCOL.md: 128 KiB).
@@ -170,6 +178,9 @@ impl Config {
             bind: DEFAULT_BIND.to_owned(),
             database_url: database_url.to_owned(),
             jwt_secret: None,
+            jwt_old_secrets: Vec::new(),
+            jwt_issuer: None,
+            jwt_audience: None,
             dev: false,
             max_message_bytes: 128 * 1024,
             max_content_chars: 16_384,
@@ -247,7 +258,7 @@ impl Config {
             std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
         let mut c = Self::for_database(&database_url);
         env_into("ENCLAVE_BIND", &mut c.bind)?;
-        c.jwt_secret = env_opt("ENCLAVE_JWT_SECRET");
+        secrets::read_jwt(&mut c)?;
         env_into("ENCLAVE_MAX_MESSAGE_BYTES", &mut c.max_message_bytes)?;
         env_into("ENCLAVE_MAX_CONTENT_CHARS", &mut c.max_content_chars)?;
         env_into("ENCLAVE_MAX_BAD_MESSAGES", &mut c.max_bad_messages)?;

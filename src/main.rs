@@ -251,14 +251,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Token { user, ttl } => {
             let config = read_config()?;
-            let Some(secret) = &config.jwt_secret else {
+            let Some(auth) = Auth::from_config(&config) else {
                 bail!(
                     "ENCLAVE_JWT_SECRET is not set; set it to the secret the server uses \
                      (a server without one is in dev mode: POST /api/dev/token)"
                 );
             };
             let user = UserId::parse(&user).context("--user")?;
-            println!("{}", Auth::new(secret.as_bytes()).issue(&user, ttl)?);
+            println!("{}", auth.issue(&user, ttl)?);
             Ok(())
         }
     };
@@ -359,8 +359,8 @@ fn ingest(
         bail!("--part-bytes must be more than 0");
     }
     actix_web::rt::System::new().block_on(async move {
-        let token = match &config.jwt_secret {
-            Some(secret) => Auth::new(secret.as_bytes()).issue(&user, config.token_ttl)?,
+        let token = match Auth::from_config(config) {
+            Some(auth) => auth.issue(&user, config.token_ttl)?,
             None => client::dev_token(&url, user.as_str()).await.context(
                 "getting a dev token (set ENCLAVE_JWT_SECRET for a server with a secret)",
             )?,

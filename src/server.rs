@@ -219,15 +219,15 @@ impl Server {
         let registry =
             SessionRegistry::new(deps, arbiters.iter().map(Arbiter::handle).collect()).start();
         let grace = config.shutdown_grace;
-        let (secret, dev_secret) = match &config.jwt_secret {
-            Some(secret) => (secret.clone(), false),
-            None => (auth::random_secret(), true),
+        let (auth, dev_secret) = match Auth::from_config(&config) {
+            Some(auth) => (auth, false),
+            None => (Auth::new(auth::random_secret().as_bytes()), true),
         };
         let dev_tokens = config.dev || dev_secret;
         let state_db = db.clone();
         let state = web::Data::new(AppState {
             config: config.clone(),
-            auth: Arc::new(Auth::new(secret.as_bytes())),
+            auth: Arc::new(auth),
             db,
             registry: registry.clone(),
             catalog,

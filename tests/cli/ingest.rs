@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::{Serve, enclave};
 
-const SECRET: &str = "ingest-secret";
+const SECRET: &str = "ingest-secret-ingest-secret-ingest-0";
 
 /// The server's upload limit in these tests; every file here is larger.
 const LIMIT: &str = "65536";

@@ -38,12 +38,12 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn every_scenario_loads_a_real_server_and_verifies_clean() {
-    let server = Serve::start(Some("lt-secret"));
+    let server = Serve::start(Some("lt-secret-lt-secret-lt-secret-lt-0"));
     let ws = server.url.replacen("http", "ws", 1) + "/ws";
     for scenario in ["chat", "burst", "churn"] {
         let (out, summary) = loadtest(
             &ws,
-            Some("lt-secret"),
+            Some("lt-secret-lt-secret-lt-secret-lt-0"),
             &[
                 "--scenario",
                 scenario,
@@ -76,7 +76,7 @@ fn every_scenario_loads_a_real_server_and_verifies_clean() {
     }
     let (_, churn) = loadtest(
         &ws,
-        Some("lt-secret"),
+        Some("lt-secret-lt-secret-lt-secret-lt-0"),
         &["--scenario", "churn", "--users", "3", "--messages", "2"],
     );
     // Per run the socket connects to send, and again to resume unless the run had already
@@ -88,7 +88,7 @@ fn every_scenario_loads_a_real_server_and_verifies_clean() {
     // An open loop: 4 users, 3 messages each, 40 messages a second over all of them.
     let (out, open) = loadtest(
         &ws,
-        Some("lt-secret"),
+        Some("lt-secret-lt-secret-lt-secret-lt-0"),
         &["--users", "4", "--messages", "3", "--rate", "40"],
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -97,7 +97,7 @@ fn every_scenario_loads_a_real_server_and_verifies_clean() {
     // Five users spread over four worker processes (2, 1, 1, 1), tallied as one test.
     let (out, spread) = loadtest(
         &ws,
-        Some("lt-secret"),
+        Some("lt-secret-lt-secret-lt-secret-lt-0"),
         &[
             "--users",
             "5",
@@ -124,7 +124,7 @@ fn every_scenario_loads_a_real_server_and_verifies_clean() {
         .args(["loadtest", "--url", &ws, "--threads", "2", "--users", "6"])
         .args(["--sockets-per-user", "4", "--messages", "1", "--json"])
         .arg(&json)
-        .env("ENCLAVE_JWT_SECRET", "lt-secret")
+        .env("ENCLAVE_JWT_SECRET", "lt-secret-lt-secret-lt-secret-lt-0")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -136,7 +136,7 @@ fn every_scenario_loads_a_real_server_and_verifies_clean() {
 
     let (out, _) = loadtest(
         &ws,
-        Some("lt-secret"),
+        Some("lt-secret-lt-secret-lt-secret-lt-0"),
         &["--scenario", "idle", "--rate", "5"],
     );
     assert_eq!(out.status.code(), Some(2));
@@ -145,7 +145,7 @@ fn every_scenario_loads_a_real_server_and_verifies_clean() {
     let pid = server.child.id().to_string();
     let (out, idle) = loadtest(
         &server.url,
-        Some("lt-secret"),
+        Some("lt-secret-lt-secret-lt-secret-lt-0"),
         &[
             "--scenario",
             "idle",
@@ -179,14 +179,14 @@ fn tokens_come_from_the_dev_endpoint_without_a_secret() {
     assert_eq!(summary["runs_completed"], 3, "{summary}");
 
     // A server with a secret and a client without one: a clear error, exit 2.
-    let locked = Serve::start(Some("lt-secret"));
+    let locked = Serve::start(Some("lt-secret-lt-secret-lt-secret-lt-0"));
     let (out, _) = loadtest(&locked.url, None, &["--users", "1"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--secret"), "{}", text(&out));
 
     let (out, _) = loadtest(
         "ws://192.0.2.1:9/ws",
-        Some("lt-secret"),
+        Some("lt-secret-lt-secret-lt-secret-lt-0"),
         &["--source-addresses", "2"],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -329,7 +329,7 @@ fn idle_over_two_workers(url: &str, json: &std::path::Path) -> (std::process::Ch
         .args(["--users", "4", "--processes", "2", "--duration", "2m"])
         .arg("--json")
         .arg(json)
-        .env("ENCLAVE_JWT_SECRET", "any")
+        .env("ENCLAVE_JWT_SECRET", "any-secret-any-secret-any-secret-0")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -15,6 +15,9 @@ fn enclave() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave"));
     cmd.env_remove("DATABASE_URL")
         .env_remove("ENCLAVE_JWT_SECRET")
+        .env_remove("ENCLAVE_JWT_SECRETS")
+        .env_remove("ENCLAVE_JWT_ISSUER")
+        .env_remove("ENCLAVE_JWT_AUDIENCE")
         .env("RUST_LOG", "error");
     cmd
 }
@@ -23,13 +26,80 @@ fn enclave() -> Command {
 fn token_prints_a_token_signed_with_the_secret() {
     let out = enclave()
         .args(["token", "--user", "alice", "--ttl", "1h"])
-        .env("ENCLAVE_JWT_SECRET", "cli-secret")
+        .env("ENCLAVE_JWT_SECRET", "cli-secret-cli-secret-cli-secret-0")
         .output()
         .unwrap();
     assert!(out.status.success());
     let token = String::from_utf8(out.stdout).unwrap();
-    let identity = Auth::new(b"cli-secret").verify(token.trim()).unwrap();
+    let identity = Auth::new(b"cli-secret-cli-secret-cli-secret-0")
+        .verify(token.trim())
+        .unwrap();
     assert_eq!(identity.user_id.as_str(), "alice");
+}
+
+/// `ENCLAVE_JWT_SECRETS=new,old`: the first signs (and the server takes both); a secret under
+/// 32 bytes stops the command with a message naming the variable, not the secret.
+#[test]
+fn secrets_rotate_and_a_short_one_is_refused() {
+    let new = "new-secret-new-secret-new-secret-0";
+    let old = "old-secret-old-secret-old-secret-0";
+    let out = enclave()
+        .args(["token", "--user", "alice"])
+        .env("ENCLAVE_JWT_SECRETS", format!("{new},{old}"))
+        .env("ENCLAVE_JWT_ISSUER", "enclave-tests")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let strict = Auth::with_policy(new.as_bytes(), &[], Some("enclave-tests"), None);
+    assert_eq!(
+        strict.verify(token.trim()).unwrap().user_id.as_str(),
+        "alice"
+    );
+    assert!(
+        Auth::new(old.as_bytes()).verify(token.trim()).is_err(),
+        "the old key does not sign"
+    );
+
+    for (name, value) in [
+        ("ENCLAVE_JWT_SECRET", "short-secret"),
+        (
+            "ENCLAVE_JWT_SECRETS",
+            "new-secret-new-secret-new-secret-0,short-secret",
+        ),
+    ] {
+        let out = enclave()
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--database",
+                "sqlite:///nonexistent/x.db",
+            ])
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(name), "{stderr}");
+        assert!(stderr.contains("at least 32"), "{stderr}");
+        assert!(
+            !stderr.contains("short-secret"),
+            "the secret is not shown: {stderr}"
+        );
+    }
+    let out = enclave()
+        .args(["token", "--user", "alice"])
+        .env("ENCLAVE_JWT_SECRET", new)
+        .env("ENCLAVE_JWT_SECRETS", new)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
 }
 
 #[test]
@@ -42,14 +112,14 @@ fn token_refuses_without_a_secret_or_with_a_bad_user() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("ENCLAVE_JWT_SECRET is not set"));
     let out = enclave()
         .args(["token", "--user", "undefined"])
-        .env("ENCLAVE_JWT_SECRET", "cli-secret")
+        .env("ENCLAVE_JWT_SECRET", "cli-secret-cli-secret-cli-secret-0")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("placeholder"));
     let out = enclave()
         .args(["token", "--user", "alice", "--ttl", "5y"])
-        .env("ENCLAVE_JWT_SECRET", "cli-secret")
+        .env("ENCLAVE_JWT_SECRET", "cli-secret-cli-secret-cli-secret-0")
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -61,7 +131,7 @@ fn token_refuses_without_a_secret_or_with_a_bad_user() {
             "--database",
             "sqlite:///nonexistent/never-opened.db",
         ])
-        .env("ENCLAVE_JWT_SECRET", "cli-secret")
+        .env("ENCLAVE_JWT_SECRET", "cli-secret-cli-secret-cli-secret-0")
         .env("ENCLAVE_RETAIN_EVENTS", "12h")
         .output()
         .unwrap();
@@ -182,7 +252,7 @@ const RECORDS: &str = "{\"id\":\"r1\",\"ts\":1700000000000,\"model\":\"gpt-4o\",
 
 #[test]
 fn ingest_uploads_a_file_and_reports_rows() {
-    let server = Serve::start(Some("cli-secret"));
+    let server = Serve::start(Some("cli-secret-cli-secret-cli-secret-0"));
     let dir = &server.dir;
     let good = dir.join("usage.ndjson");
     std::fs::write(&good, RECORDS).unwrap();
@@ -196,7 +266,7 @@ fn ingest_uploads_a_file_and_reports_rows() {
                 "--url",
                 &server.url,
             ])
-            .env("ENCLAVE_JWT_SECRET", "cli-secret")
+            .env("ENCLAVE_JWT_SECRET", "cli-secret-cli-secret-cli-secret-0")
             .output()
             .unwrap()
     };
@@ -330,12 +400,18 @@ fn dev_mode_on_loopback_serves_without_warnings_about_exposure() {
 
 #[test]
 fn dev_flag_with_a_secret_warns_that_tokens_are_production_valid() {
-    let server = Serve::start_with(Some("cli-secret"), &["--bind", "127.0.0.1:0", "--dev"]);
+    let server = Serve::start_with(
+        Some("cli-secret-cli-secret-cli-secret-0"),
+        &["--bind", "127.0.0.1:0", "--dev"],
+    );
     let log = server.log();
     assert!(
         log.contains("--dev with ENCLAVE_JWT_SECRET set: POST /api/dev/token mints tokens"),
         "{log}"
     );
-    let without = Serve::start_with(Some("cli-secret"), &["--bind", "127.0.0.1:0"]);
+    let without = Serve::start_with(
+        Some("cli-secret-cli-secret-cli-secret-0"),
+        &["--bind", "127.0.0.1:0"],
+    );
     assert!(!without.log().contains("--dev"), "{}", without.log());
 }

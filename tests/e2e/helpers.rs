@@ -28,7 +28,7 @@ use enclave::runtime::registry::SessionRegistry;
 use enclave::runtime::shutdown::Drain;
 use enclave::server::Server;
 
-pub const SECRET: &str = "test-secret-for-enclave";
+pub const SECRET: &str = "test-secret-for-enclave-0123456789";
 /// Upper bound on waiting for any one frame: a failure guard, never a synchronisation.
 const FRAME_WAIT: Duration = Duration::from_secs(30);
 
