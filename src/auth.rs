@@ -39,9 +39,10 @@ struct Claims {
     /// The issuer, required when the server names one (`ENCLAVE_JWT_ISSUER`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
-    /// The audience, required when the server names one (`ENCLAVE_JWT_AUDIENCE`).
+    /// The audience, required when the server names one (`ENCLAVE_JWT_AUDIENCE`): a string
+    /// or a list of them (RFC 7519), which the validation checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    aud: Option<String>,
+    aud: Option<serde_json::Value>,
 }
 
 /// How far the issuer's clock may run ahead of ours for `iat` and `nbf` (not `exp`, which has
@@ -130,7 +131,7 @@ impl Auth {
             iat: Some(now),
             nbf: None,
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: self.audience.clone().map(serde_json::Value::String),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Sign(e.to_string()))
@@ -293,8 +294,21 @@ mod tests {
             strict.verify(&elsewhere),
             Err(AuthError::Invalid(_))
         ));
-        // A server naming none takes tokens that carry them.
+        // A server naming none takes tokens that carry them; a list of audiences is read.
         assert!(Auth::new(b"secret").verify(&token).is_ok());
+        let listed = Claims {
+            sub: "alice".into(),
+            exp: (now_ms() as u64) / 1000 + 60,
+            iat: None,
+            nbf: None,
+            iss: Some("enclave".into()),
+            aud: Some(serde_json::json!(["other", "api"])),
+        };
+        let key = EncodingKey::from_secret(b"secret");
+        let listed =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &listed, &key).expect("signs");
+        assert!(strict.verify(&listed).is_ok());
+        assert!(Auth::new(b"secret").verify(&listed).is_ok());
     }
 
     #[test]

@@ -22,11 +22,13 @@ pub struct Goals {
 /// The intent goals are read for when triage did not run: a cost request.
 const DEFAULT_INTENT: &str = "cost_optimization";
 
-/// A word that states a percentage, `30%` or `12.5%` (trailing `.`/`:` allowed): its number,
-/// 0 to 100. Only digits and one point count, so `nan%`, `inf%` and `1e400%` (which Rust's
+/// A word that states a percentage, `30%`, `-30%` or `12.5%` (trailing `.`/`:` allowed): its
+/// size, 0 to 100. Only digits and one point count, so `nan%`, `inf%` and `1e400%` (which Rust's
 /// float parser reads as NaN or infinity) are not goals.
 pub(crate) fn percent(word: &str) -> Option<f64> {
-    let number = word.trim_end_matches(['.', ':']).strip_suffix('%')?;
+    let signed = word.trim_end_matches(['.', ':']).strip_suffix('%')?;
+    // "-30%" and "+30%" are 30%: the goal says which way.
+    let number = signed.strip_prefix(['-', '+']).unwrap_or(signed);
     let plain = number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
         && number.bytes().filter(|b| *b == b'.').count() <= 1
         && number.bytes().any(|b| b.is_ascii_digit());
@@ -165,13 +167,14 @@ mod tests {
 
     #[test]
     fn only_plain_percentages_up_to_100_are_goals() {
+        assert_eq!(percent("-30%"), Some(30.0));
         for word in [
             "nan%",
             "NaN%",
             "inf%",
             "infinity%",
             "1e400%",
-            "-5%",
+            "--5%",
             "150%",
             ".%",
             "%",

@@ -284,7 +284,14 @@ fn prepare(config: &LoadConfig) -> Result<(Target, Vec<(String, String)>), LoadE
         let target = Target::resolve(&config.url).await?;
         let tokens = match &config.secret {
             Some(secret) => {
-                let auth = Auth::new(secret.as_bytes());
+                // Issued as the server's own (`ENCLAVE_JWT_ISSUER`/`_AUDIENCE`), so a server
+                // that requires them takes these.
+                let auth = Auth::with_policy(
+                    secret.as_bytes(),
+                    &[],
+                    std::env::var("ENCLAVE_JWT_ISSUER").ok().as_deref(),
+                    std::env::var("ENCLAVE_JWT_AUDIENCE").ok().as_deref(),
+                );
                 let mut tokens = Vec::with_capacity(names.len());
                 for name in names {
                     let user =

@@ -803,6 +803,25 @@ impl SlowReader {
         Self { tcp }
     }
 
+    /// Sends a text frame right behind the upgrade request (masked with a zero key, which
+    /// leaves the payload as it is), so the server reads it as soon as the socket opens.
+    pub async fn send_text(&mut self, text: &str) {
+        use tokio::io::AsyncWriteExt;
+        let payload = text.as_bytes();
+        let mut frame = vec![0x81_u8];
+        match u16::try_from(payload.len()) {
+            Ok(n) if n < 126 => frame.push(0x80 | n as u8),
+            Ok(n) => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&n.to_be_bytes());
+            }
+            Err(_) => panic!("a test frame under 64 KiB"),
+        }
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(payload);
+        self.tcp.write_all(&frame).await.expect("frame sent");
+    }
+
     /// Reads everything the server sent up to its close frame: the text frames and the code.
     pub async fn read_to_close(self) -> (Vec<Value>, u16) {
         match self.read_to_end().await {

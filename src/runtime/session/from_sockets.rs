@@ -73,7 +73,8 @@ pub enum ObjectRequestKind {
 }
 
 /// `connected`, then the replay asked for; or, when the user already holds the most sockets
-/// allowed, a close with 4029 (the socket never joins, so its `Detach` finds nothing).
+/// allowed, a close with 4029: the socket never joins, so the
+/// frames it sends before the close reaches it are dropped, and its `Detach` finds nothing.
 impl Handler<Attach> for UserSession {
     type Result = ();
 
@@ -108,6 +109,9 @@ impl Handler<StartRun> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: StartRun, ctx: &mut Context<Self>) {
+        if !self.sockets.is_attached(msg.conn_id) {
+            return;
+        }
         if !self.core.is_draining() && self.deps.faults.take_session_panic(&self.user_id) {
             panic!("injected fault: session of {}", self.user_id);
         }
@@ -121,6 +125,9 @@ impl Handler<Resume> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) {
+        if !self.sockets.is_attached(msg.conn_id) {
+            return;
+        }
         self.start_replay(ctx, msg.conn_id, msg.after_seq);
     }
 }
@@ -129,6 +136,9 @@ impl Handler<ObjectRequest> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: ObjectRequest, ctx: &mut Context<Self>) {
+        if !self.sockets.is_attached(msg.conn_id) {
+            return;
+        }
         match msg.kind {
             ObjectRequestKind::CancelRun => self.core.cancel(msg.conn_id, msg.id),
             ObjectRequestKind::Approval(decision) => {

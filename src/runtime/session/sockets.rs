@@ -141,9 +141,15 @@ impl Sockets {
         self.attached.is_empty() && self.cutting.is_empty()
     }
 
-    /// Sockets attached (not those being closed).
+    /// Sockets attached. Those being cut (closed 4008, their connection not yet gone) are
+    /// not counted: their client reconnects at once, as PROTOCOL.md §2 says, and must get in.
     pub(crate) fn attached(&self) -> usize {
         self.attached.len()
+    }
+
+    /// Whether `conn_id` is attached: a socket refused at the cap, or being cut, is not.
+    pub(crate) fn is_attached(&self, conn_id: ConnectionId) -> bool {
+        self.attached.contains_key(&conn_id)
     }
 
     /// A socket joins.

@@ -15,24 +15,33 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(HealthAnswer { status: Health::Ok })
 }
 
+/// How long `/readyz` waits for every writer to answer: a writer busy longer is not ready.
+const WRITERS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `GET /readyz`: readiness for a load balancer; 503 `unavailable` while the database is
 /// unreachable, its migrations are not applied, or a writer thread does not answer with a
 /// connection (no token).
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.db.read(store::migrations_current).await {
-        Ok(true) => match state.db.writers_ready().await {
-            Ok(()) => Ok(HttpResponse::Ok().json(HealthAnswer {
-                status: Health::Ready,
-            })),
-            Err(e) => {
-                log::warn!("readiness check failed on a writer: {e}");
-                Err(ApiError::new(
+        Ok(true) => {
+            match actix_web::rt::time::timeout(WRITERS_WAIT, state.db.writers_ready()).await {
+                Ok(Ok(())) => Ok(HttpResponse::Ok().json(HealthAnswer {
+                    status: Health::Ready,
+                })),
+                Ok(Err(e)) => {
+                    log::warn!("readiness check failed on a writer: {e}");
+                    Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "database writers unavailable",
+                    ))
+                }
+                Err(_) => Err(ApiError::new(
                     ErrorCode::Unavailable,
-                    "database writers unavailable",
-                ))
+                    "database writers busy past the readiness wait",
+                )),
             }
-        },
+        }
         Ok(false) => Err(ApiError::new(
             ErrorCode::Unavailable,
             "database migrations are not applied; run `enclave migrate`",
