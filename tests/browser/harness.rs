@@ -183,12 +183,19 @@ impl Server {
     /// A counter or gauge of `/metrics` (name without the `enclave_` prefix).
     pub async fn metric(&self, name: &str) -> f64 {
         let text = http(&self.url("/metrics"), "GET", None).await;
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("enclave_{name} ")))
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-            .trim()
-            .parse()
-            .unwrap()
+        crate::prometheus::series(&text, name)
+    }
+
+    /// Uploads `examples/sample-usage.ndjson` as `user`'s usage (1,500 records).
+    pub async fn upload_sample(&self, user: &str) {
+        let sample = std::fs::read_to_string(sample_usage_path()).unwrap();
+        assert_eq!(self.upload(user, sample).await["accepted"], 1500);
+    }
+
+    /// The usage records `user` has stored, as the summary counts them.
+    pub async fn stored_requests(&self, user: &str) -> u64 {
+        let summary = self.get_json("/api/usage/summary", user).await;
+        summary["totals"]["requests"].as_u64().unwrap()
     }
 }
 

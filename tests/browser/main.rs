@@ -7,6 +7,8 @@
 
 mod fake_llm;
 mod harness;
+#[path = "../common/prometheus.rs"]
+mod prometheus;
 mod proxy;
 mod reconnect;
 mod usage;
@@ -367,8 +369,7 @@ async fn the_page_fits_a_phone_and_follows_the_dark_preference() {
         return;
     };
     let server = Server::start().await;
-    let sample = std::fs::read_to_string(sample_usage_path()).unwrap();
-    assert_eq!(server.upload("hana", sample).await["accepted"], 1500);
+    server.upload_sample("hana").await;
     let browser = Browser::start().await;
     let page = &browser.client;
     browser

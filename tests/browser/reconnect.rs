@@ -16,8 +16,7 @@ async fn after_the_socket_is_cut_every_event_shows_exactly_once() {
     };
     let mut llm = FakeLlm::start();
     let server = Server::start_with(&llm.env()).await;
-    let sample = std::fs::read_to_string(sample_usage_path()).unwrap();
-    assert_eq!(server.upload("gina", sample).await["accepted"], 1500);
+    server.upload_sample("gina").await;
     let proxy = Proxy::start(server.addr().to_owned()).await;
     let browser = Browser::start().await;
     let page = &browser.client;
@@ -182,8 +181,7 @@ async fn restarts_and_fallbacks_show_in_the_timeline() {
     };
     let server =
         Server::start_with(&[("ENCLAVE_FAULTS", "data:fail:1,goals_triage:panic:9")]).await;
-    let sample = std::fs::read_to_string(sample_usage_path()).unwrap();
-    assert_eq!(server.upload("mona", sample).await["accepted"], 1500);
+    server.upload_sample("mona").await;
     let browser = Browser::start().await;
     let page = &browser.client;
     sign_in(page, &server, "mona").await;

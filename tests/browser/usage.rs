@@ -304,8 +304,7 @@ async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
             "must be a whole number, got \"lots\"",
         ]
     );
-    let stored = server.get_json("/api/usage/summary", "frank").await;
-    assert_eq!(stored["totals"]["requests"], 0, "nothing stored");
+    assert_eq!(server.stored_requests("frank").await, 0, "nothing stored");
     browser.screenshot("upload-errors").await;
 
     click(page, "#usage-partial").await;
@@ -315,8 +314,7 @@ async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
         texts_of(page, "#upload-errors tbody td:first-child").await,
         ["3", "150"]
     );
-    let stored = server.get_json("/api/usage/summary", "frank").await;
-    assert_eq!(stored["totals"]["requests"], 198);
+    assert_eq!(server.stored_requests("frank").await, 198);
 
     let status = upload_file(page, &array).await;
     assert!(
@@ -327,8 +325,11 @@ async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
         texts_of(page, "#upload-errors tbody td:nth-child(-n+2)").await,
         ["250", "latency_ms"]
     );
-    let stored = server.get_json("/api/usage/summary", "frank").await;
-    assert_eq!(stored["totals"]["requests"], 198, "nothing more stored");
+    assert_eq!(
+        server.stored_requests("frank").await,
+        198,
+        "nothing more stored"
+    );
 
     // A JSON array cut short: refused, not stored up to the cut.
     let status = upload_file(page, &truncated).await;
@@ -339,8 +340,11 @@ async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
             text.len() - 40
         )
     );
-    let stored = server.get_json("/api/usage/summary", "frank").await;
-    assert_eq!(stored["totals"]["requests"], 198, "nothing more stored");
+    assert_eq!(
+        server.stored_requests("frank").await,
+        198,
+        "nothing more stored"
+    );
     // Its last bracket the wrong kind: refused too, even when valid rows are to be kept
     // (nothing before the damage is stored).
     open_usage_panel(page).await;
@@ -353,8 +357,11 @@ async fn invalid_rows_are_named_in_the_file_and_nothing_is_stored() {
             text.len() - 1
         )
     );
-    let stored = server.get_json("/api/usage/summary", "frank").await;
-    assert_eq!(stored["totals"]["requests"], 198, "nothing more stored");
+    assert_eq!(
+        server.stored_requests("frank").await,
+        198,
+        "nothing more stored"
+    );
     click(page, "#usage-partial").await;
 
     let status = upload_file(page, &other).await;
@@ -406,9 +413,7 @@ async fn an_upload_stopped_part_way_goes_on_where_it_stopped() {
         status.ends_with("records were stored before this; upload the same file again to go on."),
         "{status}"
     );
-    let held = server.get_json("/api/usage/summary", "judy").await["totals"]["requests"]
-        .as_u64()
-        .unwrap();
+    let held = server.stored_requests("judy").await;
     assert!(
         (100..=150).contains(&held),
         "{held}: the parts before the quota, once each"
@@ -427,8 +432,7 @@ async fn an_upload_stopped_part_way_goes_on_where_it_stopped() {
         status,
         "Stored 200 records from no ids.ndjson (going on from the earlier upload of this file)."
     );
-    let stored = server.get_json("/api/usage/summary", "judy").await;
-    assert_eq!(stored["totals"]["requests"], 200, "every row once");
+    assert_eq!(server.stored_requests("judy").await, 200, "every row once");
     // The lost answer's 500 and the quota's 403 are logged by the browser as failed requests.
     browser
         .stop_clean_but(|e| e.contains("/api/usage?") && (e.contains("500") || e.contains("403")))

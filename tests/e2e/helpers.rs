@@ -936,12 +936,7 @@ pub async fn metric(app: &TestApp, name: &str) -> f64 {
         .unwrap();
     let body = resp.body().await.unwrap();
     let text = String::from_utf8(body.to_vec()).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("enclave_{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
+    crate::prometheus::series(&text, name)
 }
 
 /// Waits until `holds` (a look at the database, say) is true of work the server does in the

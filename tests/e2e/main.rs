@@ -11,6 +11,8 @@
 #![allow(clippy::indexing_slicing)]
 
 mod helpers;
+#[path = "../common/prometheus.rs"]
+mod prometheus;
 
 mod account;
 mod approvals;
