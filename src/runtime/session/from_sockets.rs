@@ -73,14 +73,15 @@ pub enum ObjectRequestKind {
 }
 
 /// `connected`, then the replay asked for; or, when the user already holds the most sockets
-/// allowed, a close with 4029: the socket never joins, so the
-/// frames it sends before the close reaches it are dropped, and its `Detach` finds nothing.
+/// allowed, a close with 4029: the socket never joins, the frames it sends before the close
+/// reaches it are dropped, and its `Detach` ends that.
 impl Handler<Attach> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) {
         if self.sockets.attached() >= self.deps.config.max_sockets_per_user {
             self.deps.metrics.sockets_over_cap.inc();
+            self.sockets.refuse(msg.conn_id);
             msg.socket.do_send(Outbound::Close {
                 code: close_code::TOO_MANY_SOCKETS,
                 reason: "too many sockets for this user",
@@ -109,7 +110,7 @@ impl Handler<StartRun> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: StartRun, ctx: &mut Context<Self>) {
-        if !self.sockets.is_attached(msg.conn_id) {
+        if self.sockets.is_refused(msg.conn_id) {
             return;
         }
         if !self.core.is_draining() && self.deps.faults.take_session_panic(&self.user_id) {
@@ -125,7 +126,7 @@ impl Handler<Resume> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) {
-        if !self.sockets.is_attached(msg.conn_id) {
+        if self.sockets.is_refused(msg.conn_id) {
             return;
         }
         self.start_replay(ctx, msg.conn_id, msg.after_seq);
@@ -136,7 +137,7 @@ impl Handler<ObjectRequest> for UserSession {
     type Result = ();
 
     fn handle(&mut self, msg: ObjectRequest, ctx: &mut Context<Self>) {
-        if !self.sockets.is_attached(msg.conn_id) {
+        if self.sockets.is_refused(msg.conn_id) {
             return;
         }
         match msg.kind {

@@ -12,7 +12,7 @@
 //! not (its actor cannot even act on the close) is then cut at the TCP level, which frees the
 //! connection and its buffers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -119,6 +119,9 @@ pub(crate) struct Sockets {
     attached: HashMap<ConnectionId, Socket>,
     /// Connections closed as too slow, cut at the TCP level when their grace is over.
     cutting: Vec<Cut>,
+    /// Sockets refused at the user's cap (4029), whose frames are dropped until their
+    /// `Detach`.
+    refused: HashSet<ConnectionId>,
     /// Replays started so far, which numbers each replay's generation.
     replays_started: u64,
 }
@@ -132,6 +135,7 @@ impl Sockets {
             metrics,
             attached: HashMap::new(),
             cutting: Vec::new(),
+            refused: HashSet::new(),
             replays_started: 0,
         }
     }
@@ -147,9 +151,15 @@ impl Sockets {
         self.attached.len()
     }
 
-    /// Whether `conn_id` is attached: a socket refused at the cap, or being cut, is not.
-    pub(crate) fn is_attached(&self, conn_id: ConnectionId) -> bool {
-        self.attached.contains_key(&conn_id)
+    /// Refuses `conn_id` at the user's cap: its frames are dropped until it detaches. (A
+    /// socket being cut after a 4008 is not refused: what it sent before is still handled.)
+    pub(crate) fn refuse(&mut self, conn_id: ConnectionId) {
+        self.refused.insert(conn_id);
+    }
+
+    /// Whether `conn_id` was refused at the cap.
+    pub(crate) fn is_refused(&self, conn_id: ConnectionId) -> bool {
+        self.refused.contains(&conn_id)
     }
 
     /// A socket joins.
@@ -268,6 +278,7 @@ impl Sockets {
 
     /// Removes a socket from the session, with its share of the gauge.
     pub(crate) fn forget(&mut self, conn_id: ConnectionId) {
+        self.refused.remove(&conn_id);
         self.remove(conn_id);
     }
 
