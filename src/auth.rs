@@ -76,10 +76,10 @@ impl Auth {
 
     /// The configured tokens (`Config::jwt_*`); `None` without a secret (dev mode).
     pub fn from_config(config: &Config) -> Option<Self> {
-        let secret = config.jwt_secret.as_ref()?;
+        let (secret, older) = config.jwt_secrets.split_first()?;
         Some(Self::with_policy(
             secret.as_bytes(),
-            &config.jwt_old_secrets,
+            older,
             config.jwt_issuer.as_deref(),
             config.jwt_audience.as_deref(),
         ))

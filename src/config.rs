@@ -11,11 +11,18 @@ use crate::analysis::optimize::Thresholds;
 use crate::store::SqliteSync;
 
 mod env_vars;
-mod secrets;
-pub use secrets::MIN_SECRET_BYTES;
+mod kinds;
+mod load;
+mod settings;
+pub mod show;
 
 pub use env_vars::parse_duration;
-use env_vars::{env_duration, env_into, env_ms_into, env_opt};
+pub use kinds::format_duration;
+pub use load::{ConfigFile, DEFAULT_CONFIG_FILE, Loaded, Origin};
+pub use settings::{SETTINGS, Setting};
+
+/// The shortest secret accepted: an HS256 key shorter than its 32-byte hash is easier to guess.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Where enclave keeps its data when nothing is configured: a SQLite file in the working
 /// directory.
@@ -24,16 +31,32 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://enclave.db";
 /// nothing.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
-/// A configuration value that could not be used.
+/// A configuration that cannot be used; each names the variable, flag or file key at fault.
 #[derive(Debug, thiserror::Error)]
-#[error("{name}={value:?} is not valid: {reason}")]
-pub struct ConfigError {
-    /// The variable's name.
-    name: String,
-    /// Its value, as set.
-    value: String,
-    /// Why it cannot be used.
-    reason: String,
+pub enum ConfigError {
+    #[error("{name} = {value} is not valid: {reason}")]
+    Invalid {
+        /// The variable or flag, or `FILE: key`.
+        name: String,
+        /// Its value as set, quoted ("(not shown)" for a secret).
+        value: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    #[error("{}: unknown key {key}{hint}", path.display())]
+    UnknownKey {
+        path: std::path::PathBuf,
+        key: String,
+        /// " (did you mean …?)", or nothing.
+        hint: String,
+    },
+    #[error("cannot read the configuration file {}: {reason}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("{0} are both set: set one, not both")]
+    Conflict(String),
 }
 
 /// The server's settings (see the module comment).
@@ -43,10 +66,9 @@ pub struct Config {
     pub bind: String,
     /// `sqlite://path`, a bare path, or `postgres://…`.
     pub database_url: String,
-    /// HS256 secret for user tokens; `None` = dev mode with a random secret.
-    pub jwt_secret: Option<String>,
-    /// Earlier secrets, which still verify (`ENCLAVE_JWT_SECRETS=new,old…`) and never sign.
-    pub jwt_old_secrets: Vec<String>,
+    /// HS256 secrets for user tokens: the first signs, every one verifies
+    /// (`ENCLAVE_JWT_SECRETS=new,old…`); none = dev mode with a random secret.
+    pub jwt_secrets: Vec<String>,
     /// The `iss` tokens are issued with and must carry, if any.
     pub jwt_issuer: Option<String>,
     /// The `aud` tokens are issued with and must carry, if any.
@@ -96,7 +118,7 @@ pub struct Config {
     pub bulk_chunk_time: Option<Duration>,
     /// SQLite's `PRAGMA synchronous`: `full` (default: durable means on disk) or `normal`.
     pub sqlite_synchronous: SqliteSync,
-    /// Arbiters the user sessions are spread over (default: one per core).
+    /// Arbiters the user sessions are spread over; 0 (the default) means one per core.
     pub session_arbiters: usize,
     /// Runs of one user executing at once (a run awaiting approval counts).
     pub max_running_per_user: usize,
@@ -173,12 +195,10 @@ pub struct Config {
 impl Config {
     /// Defaults for `database_url`, with no environment consulted.
     pub fn for_database(database_url: &str) -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             bind: DEFAULT_BIND.to_owned(),
             database_url: database_url.to_owned(),
-            jwt_secret: None,
-            jwt_old_secrets: Vec::new(),
+            jwt_secrets: Vec::new(),
             jwt_issuer: None,
             jwt_audience: None,
             dev: false,
@@ -200,7 +220,7 @@ impl Config {
             node_lease: Duration::from_secs(10),
             bulk_chunk: 500,
             bulk_chunk_time: None,
-            session_arbiters: cores,
+            session_arbiters: 0,
             max_running_per_user: 5,
             max_queued_per_user: 20,
             max_running_total: 512,
@@ -251,113 +271,23 @@ impl Config {
         }
     }
 
-    /// Defaults overridden by `DATABASE_URL`, `ENCLAVE_JWT_SECRET`, `ENCLAVE_BIND` and the
-    /// `ENCLAVE_*` limits.
+    /// The secret tokens are signed with, if any (`None`: dev mode).
+    pub fn jwt_secret(&self) -> Option<&str> {
+        self.jwt_secrets.first().map(String::as_str)
+    }
+
+    /// The arbiters user sessions are spread over: `session_arbiters`, or one per core.
+    pub fn session_arbiter_count(&self) -> usize {
+        match self.session_arbiters {
+            0 => std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            n => n,
+        }
+    }
+
+    /// Defaults overridden by the `ENCLAVE_*` variables (and `DATABASE_URL`); no file is read.
+    /// `Loaded::load` also reads `enclave.toml` and tells where each value came from.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let database_url =
-            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
-        let mut c = Self::for_database(&database_url);
-        env_into("ENCLAVE_BIND", &mut c.bind)?;
-        secrets::read_jwt(&mut c)?;
-        env_into("ENCLAVE_MAX_MESSAGE_BYTES", &mut c.max_message_bytes)?;
-        env_into("ENCLAVE_MAX_CONTENT_CHARS", &mut c.max_content_chars)?;
-        env_into("ENCLAVE_MAX_BAD_MESSAGES", &mut c.max_bad_messages)?;
-        env_ms_into("ENCLAVE_HEARTBEAT_MS", &mut c.heartbeat_interval)?;
-        env_ms_into("ENCLAVE_CLIENT_TIMEOUT_MS", &mut c.client_timeout)?;
-        env_into("ENCLAVE_SOCKET_OUTBOUND", &mut c.socket_outbound_capacity)?;
-        env_into(
-            "ENCLAVE_SOCKET_OUTBOUND_BYTES",
-            &mut c.socket_outbound_bytes,
-        )?;
-        env_into("ENCLAVE_BATCH_MAX_EVENTS", &mut c.batch_max_events)?;
-        env_into("ENCLAVE_STORE_RETRIES", &mut c.store_retries)?;
-        env_into("ENCLAVE_REPLAY_PAGE", &mut c.replay_page)?;
-        env_into("ENCLAVE_DB_POOL_SIZE", &mut c.db_pool_size)?;
-        env_into("ENCLAVE_DB_READERS", &mut c.db_reader_threads)?;
-        env_into("ENCLAVE_DB_WRITERS", &mut c.db_writer_threads)?;
-        env_ms_into("ENCLAVE_DB_TIMEOUT_MS", &mut c.db_timeout)?;
-        env_into("ENCLAVE_BULK_CHUNK", &mut c.bulk_chunk)?;
-        if env_opt("ENCLAVE_BULK_CHUNK_MS").is_some() {
-            let mut chunk_time = Duration::ZERO;
-            env_ms_into("ENCLAVE_BULK_CHUNK_MS", &mut chunk_time)?;
-            c.bulk_chunk_time = Some(chunk_time);
-        }
-        env_ms_into("ENCLAVE_NODE_LEASE_MS", &mut c.node_lease)?;
-        env_into("ENCLAVE_SQLITE_SYNCHRONOUS", &mut c.sqlite_synchronous)?;
-        env_into("ENCLAVE_SESSION_ARBITERS", &mut c.session_arbiters)?;
-        env_into("ENCLAVE_MAX_RUNNING_PER_USER", &mut c.max_running_per_user)?;
-        env_into("ENCLAVE_MAX_QUEUED_PER_USER", &mut c.max_queued_per_user)?;
-        env_into("ENCLAVE_MAX_RUNNING_TOTAL", &mut c.max_running_total)?;
-        env_into("ENCLAVE_MESSAGES_PER_MINUTE", &mut c.messages_per_minute)?;
-        env_into("ENCLAVE_MESSAGE_BURST", &mut c.message_burst)?;
-        env_into(
-            "ENCLAVE_READ_FRAMES_PER_MINUTE",
-            &mut c.read_frames_per_minute,
-        )?;
-        env_into("ENCLAVE_READ_FRAME_BURST", &mut c.read_frame_burst)?;
-        env_into("ENCLAVE_MAX_SOCKETS_PER_USER", &mut c.max_sockets_per_user)?;
-        env_ms_into("ENCLAVE_APPROVAL_TIMEOUT_MS", &mut c.approval_timeout)?;
-        env_into("ENCLAVE_MAX_RESTARTS", &mut c.max_restarts)?;
-        env_ms_into("ENCLAVE_RESTART_PERIOD_MS", &mut c.restart_period)?;
-        env_ms_into("ENCLAVE_BACKOFF_BASE_MS", &mut c.backoff_base)?;
-        env_ms_into("ENCLAVE_BACKOFF_CAP_MS", &mut c.backoff_cap)?;
-        env_ms_into("ENCLAVE_PASSIVATE_AFTER_MS", &mut c.passivate_after)?;
-        env_ms_into("ENCLAVE_AGENT_TIMEOUT_MS", &mut c.agent_timeout)?;
-        c.prices_path = env_opt("ENCLAVE_PRICES");
-        env_into("ENCLAVE_MAX_UPLOAD_BYTES", &mut c.max_upload_bytes)?;
-        env_into("ENCLAVE_MAX_RECORDS_PER_USER", &mut c.max_records_per_user)?;
-        env_ms_into("ENCLAVE_SHUTDOWN_GRACE_MS", &mut c.shutdown_grace)?;
-        if let Some(ttl) = env_duration("ENCLAVE_TOKEN_TTL")? {
-            c.token_ttl = ttl;
-        }
-        env_ms_into("ENCLAVE_HOUSEKEEPING_MS", &mut c.housekeeping_interval)?;
-        c.retain_events = env_duration("ENCLAVE_RETAIN_EVENTS")?;
-        if let Some(keep) = c.retain_events
-            && keep < MIN_RETAIN_EVENTS
-        {
-            return Err(ConfigError {
-                name: "ENCLAVE_RETAIN_EVENTS".into(),
-                value: format!("{keep:?}"),
-                reason: "events must be kept at least a day (1d): a repeated client_msg_id \
-                         is answered from them for 24 hours"
-                    .into(),
-            });
-        }
-        c.retain_usage = env_duration("ENCLAVE_RETAIN_USAGE")?;
-        env_into(
-            "ENCLAVE_SYNTHETIC_APPROVAL_THRESHOLD",
-            &mut c.synthetic_approval_threshold,
-        )?;
-        env_into(
-            "ENCLAVE_SYNTHETIC_MAX_RECORDS",
-            &mut c.synthetic_max_records,
-        )?;
-        env_into("ENCLAVE_SYNTHETIC_BATCH", &mut c.synthetic_batch)?;
-        c.llm_url = env_opt("ENCLAVE_LLM_URL");
-        env_into("ENCLAVE_LLM_MODEL", &mut c.llm_model)?;
-        c.llm_api_key = env_opt("ENCLAVE_LLM_API_KEY");
-        env_ms_into("ENCLAVE_LLM_TIMEOUT_MS", &mut c.llm_timeout)?;
-        let t = &mut c.thresholds;
-        env_into(
-            "ENCLAVE_SUBSTITUTION_MAX_P95_COMPLETION",
-            &mut t.substitution_max_p95_completion,
-        )?;
-        env_into(
-            "ENCLAVE_SUBSTITUTION_MAX_P95_PROMPT",
-            &mut t.substitution_max_p95_prompt,
-        )?;
-        env_into(
-            "ENCLAVE_SUBSTITUTION_MAX_ERROR_RATE",
-            &mut t.substitution_max_error_rate,
-        )?;
-        env_into("ENCLAVE_CACHING_MIN_REPEATS", &mut t.caching_min_repeats)?;
-        env_into("ENCLAVE_MAX_TOKENS_FACTOR", &mut t.max_tokens_factor)?;
-        env_into(
-            "ENCLAVE_RETRY_AVOIDABLE_SHARE",
-            &mut t.retry_avoidable_share,
-        )?;
-        env_into("ENCLAVE_FAULTS", &mut c.faults)?;
-        Ok(c)
+        Loaded::load(ConfigFile::Skip)?.finish()
     }
 }
 

@@ -16,11 +16,17 @@ use enclave::runtime::pipeline::Pipeline;
 use enclave::server::{Server, open_and_migrate};
 use enclave::usage::record::RowError;
 
+mod cli;
+
 /// enclave: a chat-style, multi-agent server that analyses your LLM API usage and tells you,
 /// with priced recommendations, how to cut cost or latency.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    /// The configuration file [default: ./enclave.toml if there is one]; the environment
+    /// (ENCLAVE_*) overrides it and flags override both. See `enclave config example`.
+    #[arg(long, global = true, env = "ENCLAVE_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -90,11 +96,14 @@ enum Command {
     /// 20): raise ENCLAVE_MESSAGES_PER_MINUTE and ENCLAVE_MESSAGE_BURST on the server for chat
     /// and burst loads.
     #[command(name = "loadtest")]
-    LoadTest(LoadTestArgs),
+    LoadTest(cli::load_test::LoadTestArgs),
     /// One worker process of `enclave loadtest --processes`: reads its share of the users on
     /// stdin, writes what they report to stdout.
     #[command(name = enclave::loadtest::WORKER_COMMAND, hide = true)]
     LoadTestWorker,
+    /// Show the effective configuration, or a documented example file.
+    #[command(subcommand)]
+    Config(cli::config::ConfigCommand),
     /// Print a token for a user, signed with ENCLAVE_JWT_SECRET.
     Token {
         /// The user id (the token's `sub`).
@@ -104,70 +113,6 @@ enum Command {
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         ttl: std::time::Duration,
     },
-}
-
-#[derive(clap::Args)]
-struct LoadTestArgs {
-    /// The server: ws://HOST:PORT[/ws] or http://HOST:PORT.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-    url: String,
-    /// What each user does.
-    #[arg(long, value_enum, default_value = "chat")]
-    scenario: enclave::loadtest::Scenario,
-    /// Simulated users.
-    #[arg(long, default_value_t = 100)]
-    users: usize,
-    /// Sockets each user holds, like browser tabs; all must see the same events.
-    #[arg(long, default_value_t = 1)]
-    sockets_per_user: usize,
-    /// New sockets per second while users start; 0 starts them all at once.
-    #[arg(long, default_value_t = 1000.0)]
-    ramp: f64,
-    /// How long the load lasts once every user has started (30s, 5m): idle users hold their
-    /// sockets this long (default 60s); others start no run after it.
-    #[arg(long, value_parser = parse_duration)]
-    duration: Option<std::time::Duration>,
-    /// Messages per user [default: 5, or no limit with --duration].
-    #[arg(long)]
-    messages: Option<u64>,
-    /// The text of each message.
-    #[arg(
-        long,
-        default_value = "Where can I cut my LLM spend by 30% without hurting latency?"
-    )]
-    content: String,
-    /// A run not ended this long after its message counts as timed out.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    run_timeout: std::time::Duration,
-    /// Chat only: send R messages per second over all users, whether or not earlier runs have
-    /// ended (an open loop, to measure latency at a given rate). Without it each user sends
-    /// after its last run ended.
-    #[arg(long)]
-    rate: Option<f64>,
-    /// Signs tokens locally with the server's secret; without it they come from the server's
-    /// dev endpoint.
-    #[arg(long, env = "ENCLAVE_JWT_SECRET", hide_env_values = true)]
-    secret: Option<String>,
-    /// User names are PREFIX-0, PREFIX-1, … [default: a fresh random prefix].
-    #[arg(long)]
-    user_prefix: Option<String>,
-    /// Client threads [default: the number of cores].
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Spread sockets over 127.0.0.1 to 127.0.0.N when one source address runs out of ports
-    /// (server on loopback only).
-    #[arg(long, default_value_t = 1)]
-    source_addresses: u8,
-    /// Spread the users over N processes, each with its own open-file limit (the hard limit,
-    /// `ulimit -Hn`) [default: one, or as many as the sockets need].
-    #[arg(long)]
-    processes: Option<usize>,
-    /// The server's process id: report its memory (RSS per socket) and CPU per event.
-    #[arg(long)]
-    server_pid: Option<u32>,
-    /// Also write the summary as JSON to this file.
-    #[arg(long)]
-    json: Option<std::path::PathBuf>,
 }
 
 fn main() {
@@ -199,9 +144,10 @@ fn exit_now(code: i32) -> ! {
 /// Runs the command; false when a load test failed its checks.
 fn run(cli: Cli) -> anyhow::Result<bool> {
     // The load client is no server: a server's settings in its environment are not its own.
-    let read_config = || Config::from_env().context("reading the environment");
+    let named = cli.config;
+    let read_config = || cli::config::read(named.clone(), &[]);
     let done = match cli.command {
-        Command::LoadTest(args) => return load_test(args),
+        Command::LoadTest(args) => return cli::load_test::load_test(args),
         Command::LoadTestWorker => {
             enclave::loadtest::serve_as_worker()?;
             return Ok(true);
@@ -211,21 +157,18 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             database,
             dev,
         } => {
-            let mut config = read_config()?;
-            if let Some(bind) = bind {
-                config.bind = bind;
-            }
-            if let Some(database) = database {
-                config.database_url = database;
-            }
-            config.dev |= dev;
+            let config = cli::config::read(
+                named,
+                &[
+                    ("server.bind", "--bind", bind),
+                    ("database.url", "--database", database),
+                    ("server.dev", "--dev", dev.then(|| String::from("true"))),
+                ],
+            )?;
             serve(config)
         }
         Command::Migrate { database } => {
-            let mut config = read_config()?;
-            if let Some(database) = database {
-                config.database_url = database;
-            }
+            let config = cli::config::read(named, &[("database.url", "--database", database)])?;
             let (_, ran) = open_and_migrate(&config).context("migrating the database")?;
             println!("applied {ran} migration(s)");
             Ok(())
@@ -249,6 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             };
             ingest(&read_config()?, file, user, url, how)
         }
+        Command::Config(command) => cli::config::run(named, command),
         Command::Token { user, ttl } => {
             let config = read_config()?;
             let Some(auth) = Auth::from_config(&config) else {
@@ -263,39 +207,6 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
     };
     done.map(|()| true)
-}
-
-/// Runs a load test and prints its summary; whether it passed.
-fn load_test(args: LoadTestArgs) -> anyhow::Result<bool> {
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
-    });
-    let config = enclave::loadtest::LoadConfig {
-        url: args.url,
-        users: args.users,
-        sockets_per_user: args.sockets_per_user,
-        ramp: args.ramp,
-        scenario: args.scenario,
-        duration: args.duration,
-        messages: args.messages,
-        content: args.content,
-        run_timeout: args.run_timeout,
-        rate: args.rate,
-        secret: args.secret,
-        user_prefix: args.user_prefix,
-        threads,
-        source_addresses: args.source_addresses,
-        processes: args.processes.unwrap_or(0),
-        server_pid: args.server_pid,
-        progress: true,
-    };
-    let summary = enclave::loadtest::run(config)?;
-    println!("{summary}");
-    if let Some(path) = args.json {
-        let json = serde_json::to_vec_pretty(&summary)?;
-        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(summary.passed())
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

@@ -193,7 +193,7 @@ impl Server {
             &node_id,
             metrics.clone(),
         )?;
-        let arbiters: Vec<Arbiter> = (0..config.session_arbiters.max(1))
+        let arbiters: Vec<Arbiter> = (0..config.session_arbiter_count())
             .map(|_| Arbiter::new())
             .collect();
         let housekeeper = Housekeeper::new(db.clone(), &config).start();
@@ -374,7 +374,7 @@ fn binds_loopback_only(bind: &str) -> bool {
 /// secret is logged too: the endpoint then mints tokens valid in production.
 fn check_dev_mode(config: &Config, loopback: bool) -> Result<(), ServerError> {
     let bind = &config.bind;
-    match (&config.jwt_secret, config.dev) {
+    match (config.jwt_secret(), config.dev) {
         (None, false) if !loopback => Err(ServerError::DevModeExposed { bind: bind.clone() }),
         (None, true) if !loopback => {
             log::warn!(

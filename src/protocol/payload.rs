@@ -155,6 +155,9 @@ pub struct AgentError {
     pub attempt: u32,
     /// Whether an `agent_restarted` follows.
     pub will_restart: bool,
+    /// Names the server's log line with the failure's internals (none for a cancellation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_id: Option<String>,
 }
 
 /// `agent_restarted`: sent before the backoff wait.

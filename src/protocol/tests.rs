@@ -64,10 +64,23 @@ fn payloads_match_the_json_they_replace() {
         error: "cancelled".into(),
         attempt: 2,
         will_restart: false,
+        error_id: None,
     };
     assert_eq!(
         data(error),
         json!({ "error": "cancelled", "attempt": 2, "will_restart": false }).to_string()
+    );
+    let logged = AgentError {
+        error: "the agent failed on a bug; it has been logged".into(),
+        attempt: 1,
+        will_restart: true,
+        error_id: Some("0a1b".into()),
+    };
+    assert_eq!(
+        data(logged),
+        json!({ "error": "the agent failed on a bug; it has been logged", "attempt": 1,
+                "will_restart": true, "error_id": "0a1b" })
+        .to_string()
     );
     let failed = RunFailed {
         error: "storage unavailable".into(),

@@ -13,6 +13,7 @@ use futures_util::FutureExt;
 use crate::agents::{Agent, AgentContext, AgentError, AgentInput};
 use crate::faults::AgentFault;
 use crate::metrics::LiveCount;
+use crate::runtime::attempt_failure::AttemptFailure;
 use crate::runtime::run_supervisor::{AttemptDone, AttemptOutcome};
 use prometheus::IntGauge;
 use std::sync::Arc;
@@ -75,6 +76,7 @@ impl Actor for AgentRunner {
         let agent = self.agent.clone();
         let fault = self.fault;
         let started = Instant::now();
+        let name = self.agent.name();
         let attempt = async move {
             let work = async move {
                 match fault {
@@ -93,8 +95,14 @@ impl Actor for AgentRunner {
         ctx.spawn(attempt.into_actor(self).map(move |res, act, ctx| {
             let outcome = match res {
                 Ok(Ok(output)) => AttemptOutcome::Done(output),
-                Ok(Err(e)) => AttemptOutcome::Failed(e.to_string()),
-                Err(panic) => AttemptOutcome::Panicked(panic_message(panic.as_ref())),
+                Ok(Err(e)) => {
+                    AttemptOutcome::Failed(AttemptFailure::returned(name, act.attempt, &e))
+                }
+                Err(panic) => AttemptOutcome::Failed(AttemptFailure::panicked(
+                    name,
+                    act.attempt,
+                    panic.as_ref(),
+                )),
             };
             act.reply.do_send(AttemptDone {
                 step: act.step,
@@ -118,13 +126,4 @@ impl Handler<StopAttempt> for AgentRunner {
     fn handle(&mut self, _: StopAttempt, ctx: &mut Context<Self>) {
         ctx.stop();
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
-    format!("agent panicked: {text}")
 }

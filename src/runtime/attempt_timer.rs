@@ -12,6 +12,7 @@ use actix::prelude::*;
 
 use crate::agents::Agent;
 use crate::runtime::agent_runner::AgentRunner;
+use crate::runtime::attempt_failure::AttemptFailure;
 use crate::runtime::run_supervisor::{AttemptDone, AttemptOutcome, RunSupervisor};
 
 /// The attempt being awaited.
@@ -110,15 +111,12 @@ impl RunSupervisor {
             return;
         }
         let limit = self.attempt_timeout();
-        let error = format!(
-            "timed out after {} ms without a sign of life",
-            limit.as_millis()
-        );
+        let failure = AttemptFailure::timed_out(current.agent.name(), number, limit);
         let done = AttemptDone {
             step,
             attempt: number,
             elapsed: limit,
-            outcome: AttemptOutcome::Failed(error),
+            outcome: AttemptOutcome::Failed(failure),
         };
         self.on_attempt_done(ctx, done, true);
     }

@@ -3,6 +3,7 @@
 //! lives in that user's session and nowhere else.
 
 pub mod agent_runner;
+pub mod attempt_failure;
 pub mod attempt_timer;
 pub mod housekeeper;
 pub mod pipeline;

@@ -18,6 +18,7 @@ use crate::context::UserContext;
 use crate::metrics::LiveCount;
 use crate::protocol::{CancelReason, FailureCode, payload};
 use crate::runtime::agent_runner::{AgentRunner, StopAttempt};
+use crate::runtime::attempt_failure::AttemptFailure;
 use crate::runtime::attempt_timer::Attempt;
 use crate::runtime::restart_intensity::{AfterFailure, RestartIntensity};
 use crate::runtime::run_events::{AttemptLink, RunEvents};
@@ -29,10 +30,8 @@ use crate::runtime::session::{RunFinished, RunOutcome, SessionDeps};
 pub enum AttemptOutcome {
     /// The agent returned its output.
     Done(AgentOutput),
-    /// The agent returned an error (its text).
-    Failed(String),
-    /// The agent panicked (the panic's message).
-    Panicked(String),
+    /// The agent returned an error, panicked or timed out.
+    Failed(AttemptFailure),
 }
 
 /// Sent to the supervisor when an attempt ends.
@@ -240,13 +239,14 @@ impl RunSupervisor {
                 }
                 self.start_next(ctx);
             }
-            AttemptOutcome::Failed(error) | AttemptOutcome::Panicked(error) => {
+            AttemptOutcome::Failed(failure) => {
                 let after = self.restarts.failed(Instant::now());
                 let will_restart = after != AfterFailure::GiveUp;
                 let failed = payload::AgentError {
-                    error: error.clone(),
+                    error: failure.message.clone(),
                     attempt: done.attempt,
                     will_restart,
+                    error_id: Some(failure.error_id),
                 };
                 self.events.emit(failed, Some(name));
                 if let AfterFailure::Restart(backoff) = after {
@@ -261,7 +261,7 @@ impl RunSupervisor {
                     ctx.run_later(backoff, move |act, ctx| act.start_attempt(ctx, agent, next));
                     return;
                 }
-                self.give_up(ctx, current.agent, done.attempt, timed_out, error);
+                self.give_up(ctx, current.agent, done.attempt, timed_out, failure.message);
             }
         }
     }
@@ -376,6 +376,7 @@ impl Handler<Cancel> for RunSupervisor {
             current.runner.do_send(StopAttempt);
             let cancelled = payload::AgentError {
                 error: "cancelled".to_owned(),
+                error_id: None,
                 attempt: current.number,
                 will_restart: false,
             };

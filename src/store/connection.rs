@@ -107,6 +107,15 @@ impl SqliteSync {
     }
 }
 
+impl std::fmt::Display for SqliteSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Full => "full",
+            Self::Normal => "normal",
+        })
+    }
+}
+
 impl std::str::FromStr for SqliteSync {
     type Err = String;
 

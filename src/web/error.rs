@@ -1,5 +1,6 @@
 //! `ApiError`: an `ErrorCode` with its message as an HTTP response,
-//! `{"error":{"code","message","details"}}` with PROTOCOL.md §3's status.
+//! `{"error":{"code","message","details","id"}}` with PROTOCOL.md §3's status. The `id` names
+//! the log line of the answer (and of the internals behind it, which the client never reads).
 
 use std::fmt;
 
@@ -23,6 +24,8 @@ pub struct ApiError {
     details: Vec<RowError>,
     /// Seconds for a `Retry-After` header.
     retry_after: Option<u32>,
+    /// Names the log line for this error (`error.id` in the body).
+    id: String,
 }
 
 impl ApiError {
@@ -33,6 +36,7 @@ impl ApiError {
             message: message.into(),
             details: Vec::new(),
             retry_after: None,
+            id: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
 
@@ -92,7 +96,7 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.retry_after {
             response.insert_header(("Retry-After", seconds.to_string()));
         }
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = &self.id;
         if self.status_code().is_server_error() {
             log::warn!("error id={id} {}: {}", self.code.as_str(), self.message);
         } else {
@@ -103,7 +107,7 @@ impl ResponseError for ApiError {
                 code: self.code,
                 message: &self.message,
                 details: &self.details,
-                id: &id,
+                id,
             },
         })
     }
@@ -124,11 +128,15 @@ impl From<StoreError> for ApiError {
             }
             _ => {}
         }
-        log::error!("storage error answering a request: {e}");
-        Self::new(
+        let answer = Self::new(
             ErrorCode::Unavailable,
             "storage unavailable; try again shortly",
-        )
+        );
+        log::error!(
+            "error id={} storage error answering a request: {e}",
+            answer.id
+        );
+        answer
     }
 }
 

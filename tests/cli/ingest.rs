@@ -71,7 +71,12 @@ fn assert_ingested(out: &Output, summary: &str) {
 
 /// `GET path` of the server as alice, over a plain socket.
 fn get(server: &Serve, path: &str) -> Value {
-    let token = enclave::auth::Auth::new(SECRET.as_bytes())
+    get_signed(server, SECRET, path)
+}
+
+/// `GET path` of the server as alice, with a token signed with `secret`.
+pub(crate) fn get_signed(server: &Serve, secret: &str, path: &str) -> Value {
+    let token = enclave::auth::Auth::new(secret.as_bytes())
         .issue(
             &enclave::context::UserId::parse("alice").unwrap(),
             std::time::Duration::from_secs(600),

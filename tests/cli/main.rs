@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::indexing_slicing)]
 
+mod config;
 mod ingest;
 mod loadtest;
 
@@ -18,6 +19,7 @@ fn enclave() -> Command {
         .env_remove("ENCLAVE_JWT_SECRETS")
         .env_remove("ENCLAVE_JWT_ISSUER")
         .env_remove("ENCLAVE_JWT_AUDIENCE")
+        .env_remove("ENCLAVE_CONFIG")
         .env("RUST_LOG", "error");
     cmd
 }

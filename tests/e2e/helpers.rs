@@ -133,7 +133,7 @@ impl Drop for TestDb {
 pub fn test_config(db: &TestDb) -> Config {
     let mut config = Config::for_database(&db.url);
     config.bind = "127.0.0.1:0".into();
-    config.jwt_secret = Some(SECRET.into());
+    config.jwt_secrets = vec![SECRET.into()];
     config.session_arbiters = 2;
     config.db_pool_size = 4;
     config.db_reader_threads = 2;

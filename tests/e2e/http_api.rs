@@ -58,7 +58,7 @@ on_both_backends!(health_readiness_and_errors);
 
 async fn dev_mode_hands_out_working_tokens(db: TestDb) {
     let mut config = test_config(&db);
-    config.jwt_secret = None;
+    config.jwt_secrets = Vec::new();
     let app = TestApp::spawn_with(config).await;
     let (status, body) = post(&app, "/api/dev/token", r#"{"user":"alice"}"#).await;
     assert_eq!(status, 200);

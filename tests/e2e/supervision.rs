@@ -74,12 +74,19 @@ async fn panics_restart_then_succeed_while_others_run(db: TestDb) {
         .filter(|f| f["type"] == "agent_error")
         .collect();
     assert!(errors.iter().all(|e| e["data"]["will_restart"] == true));
-    assert!(
-        errors[0]["data"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("panicked")
-    );
+    // The panic's message stays in the log; the user reads a sentence and the line's id.
+    for error in &errors {
+        assert_eq!(
+            error["data"]["error"],
+            "the agent failed on a bug; it has been logged"
+        );
+        let id = error["data"]["error_id"].as_str().unwrap();
+        assert!(
+            id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
+    }
+    assert_ne!(errors[0]["data"]["error_id"], errors[1]["data"]["error_id"]);
     let backoffs: Vec<u64> = frames
         .iter()
         .filter(|f| f["type"] == "agent_restarted")

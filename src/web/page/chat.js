@@ -30,7 +30,7 @@ function describe(event) {
       return `${agent}${d.tool} → ${JSON.stringify(d.output)} (${d.duration_ms} ms${d.ok ? "" : ", failed"})`;
     case "progress": return `${agent}${d.done} of ${d.total} ${d.unit}`;
     case "agent_completed": return `${agent}done${d.fallback ? " (fallback)" : ""}`;
-    case "agent_error": return `${agent}error: ${d.error}${d.will_restart ? " — restarting" : ""}`;
+    case "agent_error": return `${agent}error: ${d.error}${d.error_id ? ` (error id ${d.error_id})` : ""}${d.will_restart ? " — restarting" : ""}`;
     case "agent_restarted": return `${agent}restarting after ${d.backoff_ms} ms`;
     case "agent_fallback": return `${agent}gave up after ${d.attempts} attempts: fallback`;
     case "approval_required": return `approval needed: ${d.summary}`;
