@@ -73,6 +73,8 @@ pub struct Config {
     pub jwt_issuer: Option<String>,
     /// The `aud` tokens are issued with and must carry, if any.
     pub jwt_audience: Option<String>,
+    /// Browser origins allowed besides the server's own (`scheme://host[:port]`).
+    pub allowed_origins: Vec<String>,
     /// Enables `POST /api/dev/token` even when a secret is configured.
     pub dev: bool,
     /// Largest WebSocket message after reassembly of fragments (PROTOCOL.md: 128 KiB).
@@ -201,6 +203,7 @@ impl Config {
             jwt_secrets: Vec::new(),
             jwt_issuer: None,
             jwt_audience: None,
+            allowed_origins: Vec::new(),
             dev: false,
             max_message_bytes: 128 * 1024,
             max_content_chars: 16_384,

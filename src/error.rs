@@ -22,6 +22,8 @@ pub enum ErrorCode {
     Unavailable,
     /// A per-user limit on stored data would be exceeded.
     QuotaExceeded,
+    /// A browser origin this server does not serve.
+    Forbidden,
     Internal,
 }
 
@@ -39,6 +41,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::QuotaExceeded => "quota_exceeded",
+            Self::Forbidden => "forbidden",
             Self::Internal => "internal",
         }
     }

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub group_retries: IntCounter,
     /// Violations of the page's Content-Security-Policy that browsers reported.
     pub csp_reports: IntCounter,
+    /// Requests refused before their route, by why (`origin`, `rate`, `sockets_full`).
+    pub edge_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -139,6 +141,11 @@ impl Metrics {
             csp_reports: counter(
                 "csp_reports_total",
                 "violations of the page's policy that browsers reported",
+            ),
+            edge_refusals: counter_vec(
+                "edge_refusals_total",
+                "requests refused before their route, by why",
+                "why",
             ),
             lost_batches: counter(
                 "write_batches_lost_total",

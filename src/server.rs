@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 
 use crate::agents::{
@@ -26,6 +27,7 @@ use crate::runtime::run_slots::RunSlots;
 use crate::runtime::session::SessionDeps;
 use crate::runtime::shutdown::{Drain, ShutdownSignals};
 use crate::store::{self, Backend, Db, StoreError};
+use crate::web::edge::{self, OriginPolicy};
 use crate::web::{self as enclave_web, AppState};
 
 /// enclave's own pipeline, assembled here rather than in `runtime/`, which names no concrete
@@ -234,12 +236,19 @@ impl Server {
             metrics,
             faults: faults.clone(),
             dev_tokens,
+            origins: OriginPolicy::new(&config.allowed_origins, dev_tokens),
         });
         let on_connect = enclave_web::connection::on_connect(state.metrics.clone());
         let http = HttpServer::new(move || {
+            // The last wrapped is the first a request meets: headers on every answer, the
+            // origin guard, CORS, then HEAD and OPTIONS.
             App::new()
                 .app_data(state.clone())
                 .configure(enclave_web::configure)
+                .wrap(from_fn(edge::head_and_options))
+                .wrap(state.origins.cors())
+                .wrap(from_fn(edge::origin_guard))
+                .wrap(edge::security_headers())
         })
         .on_connect(on_connect)
         // Events are small frames sent as they happen: without it each waits ~40 ms for the

@@ -40,6 +40,9 @@ pub(super) struct OptMillis;
 pub(super) struct Span;
 /// A `Span` that may be unset.
 pub(super) struct OptSpan;
+/// A list of words (origins, addresses): comma-separated in the environment, an array of
+/// strings in the file.
+pub(super) struct TextList;
 /// A secret, shown masked.
 pub(super) struct Secret;
 /// A list of secrets: comma-separated in the environment, an array of strings (or one string)
@@ -173,6 +176,24 @@ impl Kind<Option<Duration>> for OptSpan {
     }
     fn show(value: &Option<Duration>) -> Option<String> {
         value.map(|d| quoted(&format_duration(d)))
+    }
+}
+
+impl Kind<Vec<String>> for TextList {
+    fn from_env(raw: &str) -> Result<Vec<String>, String> {
+        Ok(raw
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+    fn from_file(value: &Value) -> Result<Vec<String>, String> {
+        SecretList::from_file(value)
+    }
+    fn show(value: &Vec<String>) -> Option<String> {
+        let items: Vec<String> = value.iter().map(|item| quoted(item)).collect();
+        Some(format!("[{}]", items.join(", ")))
     }
 }
 

@@ -196,6 +196,19 @@ impl Loaded {
                 });
             }
         }
+        for origin in &c.allowed_origins {
+            let authority = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            if authority.is_none_or(|a| a.is_empty() || a.trim_end_matches('/').contains('/')) {
+                return Err(ConfigError::Invalid {
+                    name: self.named("http.allowed_origins"),
+                    value: format!("{origin:?}"),
+                    reason: "an origin is scheme://host[:port], e.g. https://app.example.com"
+                        .into(),
+                });
+            }
+        }
         if let Some(keep) = c.retain_events
             && keep < MIN_RETAIN_EVENTS
         {

@@ -10,6 +10,7 @@ use toml::Value;
 use super::Config;
 use super::kinds::{
     Flag, Kind, Millis, Number, OptMillis, OptSpan, OptText, Secret, SecretList, Span, Text,
+    TextList,
 };
 
 /// One setting (see the module comment).
@@ -79,6 +80,11 @@ pub static SETTINGS: &[Setting] = &[
         "Threads the user sessions are spread over; 0 means one per core."),
     setting!("server.shutdown_grace", ["ENCLAVE_SHUTDOWN_GRACE_MS"], Millis, shutdown_grace,
         "How long a stopping server lets runs and connections finish."),
+    // [http]
+    setting!("http.allowed_origins", ["ENCLAVE_ALLOWED_ORIGINS"], TextList, allowed_origins,
+        "Browser origins besides the server's own (e.g. \"https://app.example.com\") that may \
+         open /ws and call the API (CORS). Outside dev mode a request from any other Origin is \
+         refused 403; a request without Origin (not a browser) is never refused for it."),
     // [database]
     setting!("database.url", ["DATABASE_URL"], Text, database_url,
         "sqlite://PATH (a file, the default) or postgres://USER@HOST:PORT/DB."),

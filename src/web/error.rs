@@ -75,7 +75,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::InvalidRows => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::QuotaExceeded => StatusCode::FORBIDDEN,
+        ErrorCode::QuotaExceeded | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

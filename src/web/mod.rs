@@ -4,6 +4,7 @@
 //! executor, and sockets only talk to their user's session.
 
 pub mod connection;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod markdown;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub faults: Arc<Faults>,
     /// `POST /api/dev/token` is served.
     pub dev_tokens: bool,
+    /// Which browser origins are served.
+    pub origins: edge::OriginPolicy,
 }
 
 impl AppState {

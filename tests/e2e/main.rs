@@ -21,6 +21,7 @@ mod bulk;
 mod client_bounds;
 mod db_threads;
 mod delivery;
+mod edge;
 mod event_size;
 mod export;
 mod http_api;
