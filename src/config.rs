@@ -75,6 +75,23 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     /// Browser origins allowed besides the server's own (`scheme://host[:port]`).
     pub allowed_origins: Vec<String>,
+    /// New connections one client address may open per minute…
+    pub connections_per_minute_per_ip: u32,
+    /// …in bursts of at most this many.
+    pub connection_burst_per_ip: u32,
+    /// WebSocket upgrades one client address may make per minute…
+    pub upgrades_per_minute_per_ip: u32,
+    /// …in bursts of at most this many.
+    pub upgrade_burst_per_ip: u32,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
+    /// Loopback clients are exempt from the per-address rates.
+    pub exempt_loopback: bool,
+    /// WebSockets open at once on this server; 0 (the default) sets it from the open-file
+    /// limit, less what the server needs besides.
+    pub max_sockets_total: usize,
+    /// How long a client has to send a request's head (the handshake of an upgrade too).
+    pub request_timeout: Duration,
     /// Enables `POST /api/dev/token` even when a secret is configured.
     pub dev: bool,
     /// Largest WebSocket message after reassembly of fragments (PROTOCOL.md: 128 KiB).
@@ -204,6 +221,14 @@ impl Config {
             jwt_issuer: None,
             jwt_audience: None,
             allowed_origins: Vec::new(),
+            connections_per_minute_per_ip: 300,
+            connection_burst_per_ip: 100,
+            upgrades_per_minute_per_ip: 120,
+            upgrade_burst_per_ip: 60,
+            trusted_proxies: Vec::new(),
+            exempt_loopback: true,
+            max_sockets_total: 0,
+            request_timeout: Duration::from_secs(5),
             dev: false,
             max_message_bytes: 128 * 1024,
             max_content_chars: 16_384,

@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, dev::ServerHandle, web};
+use actix_web::{dev::ServerHandle, web};
 
 use crate::agents::{
     actions::Actions, data::Data, goals_triage::GoalsTriage, optimizations_core::OptimizationsCore,
@@ -27,8 +26,11 @@ use crate::runtime::run_slots::RunSlots;
 use crate::runtime::session::SessionDeps;
 use crate::runtime::shutdown::{Drain, ShutdownSignals};
 use crate::store::{self, Backend, Db, StoreError};
-use crate::web::edge::{self, OriginPolicy};
-use crate::web::{self as enclave_web, AppState};
+use crate::web::AppState;
+use crate::web::client_addr::ClientAddrPolicy;
+use crate::web::edge::OriginPolicy;
+use crate::web::gate::{ConnectionGate, GateLimits, open_file_limit};
+use crate::web::listener;
 
 /// enclave's own pipeline, assembled here rather than in `runtime/`, which names no concrete
 /// agent.
@@ -66,6 +68,8 @@ pub enum ServerError {
          127.0.0.1, or pass --dev to serve dev tokens there anyway"
     )]
     DevModeExposed { bind: String },
+    #[error("http.trusted_proxies: {proxy:?} is not an address or CIDR block")]
+    TrustedProxy { proxy: String },
     #[error("start-up was interrupted")]
     Interrupted,
 }
@@ -226,6 +230,8 @@ impl Server {
             None => (Auth::new(auth::random_secret().as_bytes()), true),
         };
         let dev_tokens = config.dev || dev_secret;
+        let client_addrs = ClientAddrPolicy::new(&config.trusted_proxies, config.exempt_loopback)
+            .map_err(|proxy| ServerError::TrustedProxy { proxy })?;
         let state_db = db.clone();
         let state = web::Data::new(AppState {
             config: config.clone(),
@@ -237,40 +243,15 @@ impl Server {
             faults: faults.clone(),
             dev_tokens,
             origins: OriginPolicy::new(&config.allowed_origins, dev_tokens),
+            gate: ConnectionGate::new(GateLimits::from_config(&config, open_file_limit())).start(),
+            client_addrs,
         });
-        let on_connect = enclave_web::connection::on_connect(state.metrics.clone());
-        let http = HttpServer::new(move || {
-            // The last wrapped is the first a request meets: headers on every answer, the
-            // origin guard, CORS, then HEAD and OPTIONS.
-            App::new()
-                .app_data(state.clone())
-                .configure(enclave_web::configure)
-                .wrap(from_fn(edge::head_and_options))
-                .wrap(state.origins.cors())
-                .wrap(from_fn(edge::origin_guard))
-                .wrap(edge::security_headers())
-        })
-        .on_connect(on_connect)
-        // Events are small frames sent as they happen: without it each waits ~40 ms for the
-        // client's delayed ACK (Nagle).
-        .tcp_nodelay(true)
-        .shutdown_timeout(config.shutdown_grace.as_secs())
-        .disable_signals()
-        .bind(&config.bind)
-        .map_err(|source| ServerError::Bind {
+        let (http, addr) = listener::start(&config, state).map_err(|source| ServerError::Bind {
             bind: config.bind.clone(),
             source,
         })?;
-        let addr = http
-            .addrs()
-            .first()
-            .copied()
-            .ok_or_else(|| ServerError::Bind {
-                bind: config.bind.clone(),
-                source: std::io::Error::other("no address bound"),
-            })?;
         Ok(Self {
-            http: http.run(),
+            http,
             ownership,
             db: state_db,
             registry,

@@ -196,6 +196,15 @@ impl Loaded {
                 });
             }
         }
+        for proxy in &c.trusted_proxies {
+            if crate::web::client_addr::parse_net(proxy).is_none() {
+                return Err(ConfigError::Invalid {
+                    name: self.named("http.trusted_proxies"),
+                    value: format!("{proxy:?}"),
+                    reason: "a proxy is an address or a CIDR block, e.g. 10.0.0.0/8".into(),
+                });
+            }
+        }
         for origin in &c.allowed_origins {
             let authority = origin
                 .strip_prefix("https://")

@@ -85,6 +85,26 @@ pub static SETTINGS: &[Setting] = &[
         "Browser origins besides the server's own (e.g. \"https://app.example.com\") that may \
          open /ws and call the API (CORS). Outside dev mode a request from any other Origin is \
          refused 403; a request without Origin (not a browser) is never refused for it."),
+    setting!("http.trusted_proxies", ["ENCLAVE_TRUSTED_PROXIES"], TextList, trusted_proxies,
+        "Reverse proxies (addresses or CIDR blocks, e.g. \"127.0.0.1\") whose X-Forwarded-For \
+         names the client; from anyone else the header is ignored."),
+    setting!("http.exempt_loopback", ["ENCLAVE_EXEMPT_LOOPBACK"], Flag, exempt_loopback,
+        "Clients on a loopback address are exempt from the per-address rates (local tools and \
+         enclave loadtest). Behind a proxy on this host, list it in trusted_proxies."),
+    setting!("http.connections_per_minute_per_ip", ["ENCLAVE_CONNECTIONS_PER_MINUTE_PER_IP"],
+        Number, connections_per_minute_per_ip,
+        "New connections one client address may open per minute…"),
+    setting!("http.connection_burst_per_ip", ["ENCLAVE_CONNECTION_BURST_PER_IP"], Number,
+        connection_burst_per_ip,
+        "…in bursts of at most this many; beyond, 429 and the connection is closed."),
+    setting!("http.upgrades_per_minute_per_ip", ["ENCLAVE_UPGRADES_PER_MINUTE_PER_IP"], Number,
+        upgrades_per_minute_per_ip,
+        "WebSockets one client address may open per minute…"),
+    setting!("http.upgrade_burst_per_ip", ["ENCLAVE_UPGRADE_BURST_PER_IP"], Number,
+        upgrade_burst_per_ip,
+        "…in bursts of at most this many; beyond, 429."),
+    setting!("http.request_timeout", ["ENCLAVE_REQUEST_TIMEOUT_MS"], Millis, request_timeout,
+        "How long a client has to send a request's head, a WebSocket handshake's included."),
     // [database]
     setting!("database.url", ["DATABASE_URL"], Text, database_url,
         "sqlite://PATH (a file, the default) or postgres://USER@HOST:PORT/DB."),
@@ -123,6 +143,9 @@ pub static SETTINGS: &[Setting] = &[
     setting!("auth.token_ttl", ["ENCLAVE_TOKEN_TTL"], Span, token_ttl,
         "Lifetime of tokens from `enclave token` and the dev endpoint."),
     // [sockets]
+    setting!("sockets.max_total", ["ENCLAVE_MAX_SOCKETS_TOTAL"], Number, max_sockets_total,
+        "WebSockets open at once on this server; more get 503. 0: the open-file limit less \
+         what the server needs besides."),
     setting!("sockets.max_per_user", ["ENCLAVE_MAX_SOCKETS_PER_USER"], Number, max_sockets_per_user,
         "Sockets one user may hold open; another is closed with 4029."),
     setting!("sockets.max_message_bytes", ["ENCLAVE_MAX_MESSAGE_BYTES"], Number, max_message_bytes,

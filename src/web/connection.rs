@@ -67,6 +67,7 @@ pub fn on_connect(metrics: Arc<Metrics>) -> impl Fn(&dyn Any, &mut Extensions) +
             .tcp_connections
             .with_label_values(&[if nodelay { "true" } else { "false" }])
             .inc();
+        data.insert(super::admission::FreshConnection::default());
         match ConnectionCut::of(tcp.as_raw_fd()) {
             Some(cut) => {
                 data.insert(cut);

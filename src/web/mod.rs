@@ -3,10 +3,14 @@
 //! Nothing here touches diesel: handlers run `store::repo` functions through the `Db`
 //! executor, and sockets only talk to their user's session.
 
+pub mod admission;
+pub mod client_addr;
 pub mod connection;
 pub mod edge;
 pub mod error;
 pub mod extract;
+pub mod gate;
+pub mod listener;
 pub mod markdown;
 pub mod page;
 pub mod routes;
@@ -44,6 +48,10 @@ pub struct AppState {
     pub dev_tokens: bool,
     /// Which browser origins are served.
     pub origins: edge::OriginPolicy,
+    /// The server-wide connection limits.
+    pub gate: Addr<gate::ConnectionGate>,
+    /// Which address a request counts as, for the gate.
+    pub client_addrs: client_addr::ClientAddrPolicy,
 }
 
 impl AppState {

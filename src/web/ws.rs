@@ -33,9 +33,11 @@ use crate::runtime::session::{
 };
 use crate::runtime::socket::{ConnectionLink, Outbound, close_code, wire_bytes};
 use crate::web::AppState;
+use crate::web::admission::admit_socket;
 use crate::web::connection::ConnectionCut;
 use crate::web::error::ApiError;
 use crate::web::extract::authenticate;
+use crate::web::gate::SocketPass;
 
 const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 const CLOSE_TOO_BIG: u16 = 1009;
@@ -56,6 +58,7 @@ pub async fn upgrade(
     state: web::Data<AppState>,
     query: web::Query<WsQuery>,
 ) -> Result<HttpResponse, Error> {
+    let pass = admit_socket(&req, &state).await?;
     // Browsers cannot set headers on a WebSocket: here alone `?token=` is read too.
     let identity = authenticate(&req, true)?;
     if query.after_seq.is_some_and(|s| s < 0) {
@@ -82,6 +85,7 @@ pub async fn upgrade(
         alive_at,
         metrics: state.metrics.clone(),
         conn_id: ConnectionId::new(),
+        _pass: pass,
         user_id: identity.user_id,
         session,
         config: state.config.clone(),
@@ -139,6 +143,8 @@ pub struct WsConnection {
     alive_at: Arc<AtomicI64>,
     /// Counts open sockets.
     metrics: Arc<Metrics>,
+    /// This socket's place under the server-wide cap, given back when the actor is dropped.
+    _pass: Option<SocketPass>,
     conn_id: ConnectionId,
     user_id: UserId,
     session: Addr<UserSession>,

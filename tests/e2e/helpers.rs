@@ -378,6 +378,11 @@ impl WsClient {
         Ok(Self { stream })
     }
 
+    /// A client over a socket already open.
+    pub fn from_stream(stream: Stream) -> Self {
+        Self { stream }
+    }
+
     /// Connects with the token in an `Authorization` header.
     pub async fn connect_with_header(
         url: &str,

@@ -15,6 +15,7 @@ mod helpers;
 mod prometheus;
 
 mod account;
+mod address_limits;
 mod approvals;
 mod bad_input;
 mod bulk;
