@@ -17,6 +17,10 @@ pub enum AuthError {
     Missing,
     #[error("token expired")]
     Expired,
+    #[error(
+        "token revoked: its user's tokens issued before a revocation are refused; get a new one"
+    )]
+    Revoked,
     #[error("invalid token: {0}")]
     Invalid(String),
     #[error("invalid token subject: {0}")]
@@ -55,6 +59,8 @@ pub struct Identity {
     pub user_id: UserId,
     /// The token's `exp`, in epoch milliseconds.
     pub expires_at_ms: i64,
+    /// The token's `iat`, in epoch seconds, if it has one.
+    pub issued_at: Option<i64>,
 }
 
 /// The server's one signer and verifier of user tokens, built from the configured secrets (or
@@ -154,6 +160,7 @@ impl Auth {
         Ok(Identity {
             user_id,
             expires_at_ms: (data.claims.exp as i64).saturating_mul(1000),
+            issued_at: data.claims.iat.and_then(|iat| i64::try_from(iat).ok()),
         })
     }
 }

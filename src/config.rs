@@ -170,6 +170,8 @@ pub struct Config {
     pub passivate_after: Duration,
     /// Per-agent attempt timeout.
     pub agent_timeout: Duration,
+    /// How often the server reads revocations written since it last looked.
+    pub revocation_check: Duration,
     /// Default lifetime of tokens from `enclave token` and the dev endpoint.
     pub token_ttl: Duration,
     /// How long a stopping server waits for open connections before it closes them.
@@ -187,6 +189,11 @@ pub struct Config {
     pub prices_path: Option<String>,
     /// Largest usage upload.
     pub max_upload_bytes: usize,
+    /// Uploads the whole server reads at once.
+    pub max_concurrent_uploads: usize,
+    /// Bytes those uploads may hold together (each reserves its `Content-Length`, or
+    /// `max_upload_bytes` when it declares none).
+    pub max_upload_bytes_total: u64,
     /// The most usage records one user may store; beyond it uploads and synthetic data are
     /// refused with `quota_exceeded`.
     pub max_records_per_user: u64,
@@ -265,12 +272,15 @@ impl Config {
             passivate_after: Duration::from_secs(300),
             agent_timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(24 * 3600),
+            revocation_check: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             housekeeping_interval: Duration::from_secs(60),
             retain_events: None,
             retain_usage: None,
             prices_path: None,
             max_upload_bytes: 32 * 1024 * 1024,
+            max_concurrent_uploads: 16,
+            max_upload_bytes_total: 128 * 1024 * 1024,
             max_records_per_user: 10_000_000,
             synthetic_approval_threshold: 10_000,
             synthetic_max_records: 1_000_000,

@@ -101,14 +101,27 @@ enum Command {
     /// stdin, writes what they report to stdout.
     #[command(name = enclave::loadtest::WORKER_COMMAND, hide = true)]
     LoadTestWorker,
+    /// Copy the SQLite database to FILE, consistently, while the server serves it
+    /// (PostgreSQL: use pg_dump).
+    Backup {
+        /// The copy to write; it must not exist.
+        file: std::path::PathBuf,
+        /// Database URL [env: DATABASE_URL] [default: sqlite://enclave.db]
+        #[arg(long)]
+        database: Option<String>,
+    },
     /// Show the effective configuration, or a documented example file.
     #[command(subcommand)]
     Config(cli::config::ConfigCommand),
-    /// Print a token for a user, signed with ENCLAVE_JWT_SECRET.
+    /// Print a token for a user, signed with ENCLAVE_JWT_SECRET; `token revoke` refuses a
+    /// user's tokens issued until now.
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Token {
+        #[command(subcommand)]
+        action: Option<cli::token::TokenAction>,
         /// The user id (the token's `sub`).
-        #[arg(long)]
-        user: String,
+        #[arg(long, required = true)]
+        user: Option<String>,
         /// How long the token is valid: 30s, 15m, 24h, 7d.
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         ttl: std::time::Duration,
@@ -193,17 +206,19 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             ingest(&read_config()?, file, user, url, how)
         }
         Command::Config(command) => cli::config::run(named, command),
-        Command::Token { user, ttl } => {
-            let config = read_config()?;
-            let Some(auth) = Auth::from_config(&config) else {
-                bail!(
-                    "ENCLAVE_JWT_SECRET is not set; set it to the secret the server uses \
-                     (a server without one is in dev mode: POST /api/dev/token)"
-                );
-            };
-            let user = UserId::parse(&user).context("--user")?;
-            println!("{}", auth.issue(&user, ttl)?);
-            Ok(())
+        Command::Backup { file, database } => {
+            let config = cli::config::read(named, &[("database.url", "--database", database)])?;
+            cli::backup::run(&config, &file)
+        }
+        Command::Token {
+            action: Some(cli::token::TokenAction::Revoke { user, database }),
+            ..
+        } => {
+            let config = cli::config::read(named, &[("database.url", "--database", database)])?;
+            cli::token::revoke(&config, &user)
+        }
+        Command::Token { user, ttl, .. } => {
+            cli::token::print(&read_config()?, user.as_deref().unwrap_or_default(), ttl)
         }
     };
     done.map(|()| true)

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub group_retries: IntCounter,
     /// Violations of the page's Content-Security-Policy that browsers reported.
     pub csp_reports: IntCounter,
+    /// Uploads being read, parsed or stored now (under the server-wide budget).
+    pub uploads_in_flight: IntGauge,
     /// Requests refused before their route, by why (`origin`, `rate`, `sockets_full`).
     pub edge_refusals: IntCounterVec,
 }
@@ -142,6 +144,7 @@ impl Metrics {
                 "csp_reports_total",
                 "violations of the page's policy that browsers reported",
             ),
+            uploads_in_flight: gauge("uploads_in_flight", "uploads being read or stored"),
             edge_refusals: counter_vec(
                 "edge_refusals_total",
                 "requests refused before their route, by why",

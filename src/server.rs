@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::runtime::housekeeper::{Housekeeper, StopSweeping};
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::registry::SessionRegistry;
+use crate::runtime::revocations::Revocations;
 use crate::runtime::run_slots::RunSlots;
 use crate::runtime::session::SessionDeps;
 use crate::runtime::shutdown::{Drain, ShutdownSignals};
@@ -31,6 +32,7 @@ use crate::web::client_addr::ClientAddrPolicy;
 use crate::web::edge::OriginPolicy;
 use crate::web::gate::{ConnectionGate, GateLimits, open_file_limit};
 use crate::web::listener;
+use crate::web::upload_budget::{UploadBudget, UploadLimits};
 
 /// enclave's own pipeline, assembled here rather than in `runtime/`, which names no concrete
 /// agent.
@@ -232,6 +234,17 @@ impl Server {
         let dev_tokens = config.dev || dev_secret;
         let client_addrs = ClientAddrPolicy::new(&config.trusted_proxies, config.exempt_loopback)
             .map_err(|proxy| ServerError::TrustedProxy { proxy })?;
+        let uploads = UploadBudget::new(
+            UploadLimits {
+                max_uploads: config.max_concurrent_uploads,
+                max_bytes: config.max_upload_bytes_total,
+            },
+            metrics.uploads_in_flight.clone(),
+        )
+        .start();
+        let revocations = Revocations::load(db.clone(), registry.clone(), config.revocation_check)
+            .await?
+            .start();
         let state_db = db.clone();
         let state = web::Data::new(AppState {
             config: config.clone(),
@@ -245,6 +258,8 @@ impl Server {
             origins: OriginPolicy::new(&config.allowed_origins, dev_tokens),
             gate: ConnectionGate::new(GateLimits::from_config(&config, open_file_limit())).start(),
             client_addrs,
+            uploads,
+            revocations,
         });
         let (http, addr) = listener::start(&config, state).map_err(|source| ServerError::Bind {
             bind: config.bind.clone(),

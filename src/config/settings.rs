@@ -142,6 +142,10 @@ pub static SETTINGS: &[Setting] = &[
         "The aud tokens are issued with and must carry."),
     setting!("auth.token_ttl", ["ENCLAVE_TOKEN_TTL"], Span, token_ttl,
         "Lifetime of tokens from `enclave token` and the dev endpoint."),
+    setting!("auth.revocation_check", ["ENCLAVE_REVOCATION_CHECK_MS"], Millis,
+        revocation_check,
+        "How often the server reads tokens revoked since it last looked (enclave token revoke \
+         takes effect within this)."),
     // [sockets]
     setting!("sockets.max_total", ["ENCLAVE_MAX_SOCKETS_TOTAL"], Number, max_sockets_total,
         "WebSockets open at once on this server; more get 503. 0: the open-file limit less \
@@ -200,6 +204,13 @@ pub static SETTINGS: &[Setting] = &[
     // [usage]
     setting!("usage.max_upload_bytes", ["ENCLAVE_MAX_UPLOAD_BYTES"], Number, max_upload_bytes,
         "Largest usage upload (413 beyond); `enclave ingest` splits bigger files."),
+    setting!("usage.max_concurrent_uploads", ["ENCLAVE_MAX_CONCURRENT_UPLOADS"], Number,
+        max_concurrent_uploads,
+        "Uploads the whole server reads at once (each user has one at a time); beyond, 503."),
+    setting!("usage.max_upload_bytes_total", ["ENCLAVE_MAX_UPLOAD_BYTES_TOTAL"], Number,
+        max_upload_bytes_total,
+        "Bytes those uploads may declare together (one without Content-Length counts as \
+         max_upload_bytes; an upload takes about three times its size in memory); beyond, 503."),
     setting!("usage.max_records_per_user", ["ENCLAVE_MAX_RECORDS_PER_USER"], Number,
         max_records_per_user,
         "Most usage records one user may store (quota_exceeded beyond)."),

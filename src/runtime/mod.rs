@@ -11,6 +11,7 @@ pub mod rate_limit;
 pub mod refusal;
 pub mod registry;
 pub mod restart_intensity;
+pub mod revocations;
 pub mod run_events;
 pub mod run_memory;
 pub mod run_slots;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::context::UserId;
-use crate::runtime::session::{SessionDeps, UserSession};
+use crate::runtime::session::{CloseSockets, SessionDeps, UserSession};
 use crate::runtime::shutdown::Drain;
 
 /// The user's session, spawned if it has none (or its old one stopped).
@@ -16,6 +16,18 @@ use crate::runtime::shutdown::Drain;
 pub struct GetSession {
     /// Whose session is wanted: a user has one, so all their sockets and requests meet in it.
     pub user_id: UserId,
+}
+
+/// Closes `user_id`'s sockets, if their session is in memory (none started for it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseSocketsOf {
+    /// Whose sockets.
+    pub user_id: UserId,
+    /// The close code (4001 for a revoked token).
+    pub code: u16,
+    /// The close frame's reason.
+    pub reason: &'static str,
 }
 
 /// The only place sessions are spawned, so no user ever gets two writers of their events.
@@ -97,5 +109,18 @@ impl Handler<GetSession> for SessionRegistry {
         self.sessions.insert(msg.user_id, session.clone());
         self.purge();
         MessageResult(session)
+    }
+}
+
+impl Handler<CloseSocketsOf> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloseSocketsOf, _: &mut Context<Self>) {
+        if let Some(session) = self.sessions.get(&msg.user_id) {
+            session.do_send(CloseSockets {
+                code: msg.code,
+                reason: msg.reason,
+            });
+        }
     }
 }

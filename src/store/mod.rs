@@ -3,6 +3,7 @@
 //! Nothing outside this module names diesel except through `repo` functions run by the `Db`
 //! executor. SQLite (a file, WAL) is the embedded default; PostgreSQL the production path.
 
+pub mod backup;
 pub mod batch;
 pub mod bulk;
 pub mod connection;
@@ -38,6 +39,8 @@ pub enum StoreError {
     Query(#[from] diesel::result::Error),
     #[error("migrations failed: {0}")]
     Migration(String),
+    #[error("backup: {0}")]
+    Backup(String),
     #[error("database executor stopped")]
     Mailbox(#[from] actix::MailboxError),
     #[error("write failed by fault injection")]
@@ -115,11 +118,31 @@ fn pool_of(
         .build(manager)?)
 }
 
-/// Applies every pending migration; returns how many ran.
+/// The PostgreSQL advisory lock migrations run under ("enclave" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0065_6e63_6c61_7665;
+
+/// Applies every pending migration; returns how many ran. On PostgreSQL it holds an advisory
+/// lock meanwhile, so servers (or `enclave migrate`s) starting together take turns: the first
+/// migrates, the others wait and find nothing left to do. On SQLite one write transaction
+/// around them all does the same.
 pub fn migrate(conn: &mut DbConnection) -> Result<usize, StoreError> {
     let ran = match conn {
-        DbConnection::Sqlite(c) => c.run_pending_migrations(MIGRATIONS).map(|v| v.len()),
-        DbConnection::Pg(c) => c.run_pending_migrations(MIGRATIONS).map(|v| v.len()),
+        // One write transaction around them all: a second process waits for the first.
+        DbConnection::Sqlite(c) => {
+            c.immediate_transaction(|c| c.run_pending_migrations(MIGRATIONS).map(|v| v.len()))
+        }
+        DbConnection::Pg(c) => {
+            use diesel::RunQueryDsl;
+            let lock = |c: &mut diesel::PgConnection, call: &str| {
+                diesel::sql_query(format!("SELECT {call}($1)"))
+                    .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK)
+                    .execute(c)
+            };
+            lock(c, "pg_advisory_lock")?;
+            let ran = c.run_pending_migrations(MIGRATIONS).map(|v| v.len());
+            lock(c, "pg_advisory_unlock")?;
+            ran
+        }
     };
     ran.map_err(|e| StoreError::Migration(e.to_string()))
 }

@@ -134,3 +134,10 @@ diesel::table! {
         requested_at -> BigInt,
     }
 }
+
+diesel::table! {
+    token_revocations (user_id) {
+        user_id -> Text,
+        revoked_through -> BigInt,
+    }
+}

@@ -2,11 +2,12 @@
 //! `Authorization: Bearer` (`?token=` is for the socket upgrade only) and answers 401 before
 //! the handler runs.
 
-use std::future::{Ready, ready};
-
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
+use futures_util::future::LocalBoxFuture;
+
 use crate::auth::{AuthError, Identity};
+use crate::runtime::revocations::Honoured;
 use crate::web::AppState;
 use crate::web::error::ApiError;
 
@@ -38,20 +39,57 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// Verifies the request's token (from the header; with `query_allowed`, `?token=` too).
-pub fn authenticate(req: &HttpRequest, query_allowed: bool) -> Result<Identity, ApiError> {
+/// Verifies the request's token (from the header; with `query_allowed`, `?token=` too),
+/// then that it was not revoked.
+pub async fn authenticate(req: &HttpRequest, query_allowed: bool) -> Result<Identity, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::new(crate::error::ErrorCode::Internal, "server misconfigured"))?;
     let token = token_of(req, query_allowed).ok_or(AuthError::Missing)?;
-    Ok(state.auth.verify(&token)?)
+    let identity = state.auth.verify(&token)?;
+    let honoured = state
+        .revocations
+        .send(Honoured {
+            subject: identity.user_id.subject().to_owned(),
+            issued_at: identity.issued_at,
+        })
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                crate::error::ErrorCode::Unavailable,
+                "the server is stopping",
+            )
+        })?;
+    if !honoured {
+        return Err(AuthError::Revoked.into());
+    }
+    Ok(identity)
 }
 
 impl FromRequest for AuthenticatedUser {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req, false).map(AuthenticatedUser))
+        let req = req.clone();
+        Box::pin(async move { authenticate(&req, false).await.map(AuthenticatedUser) })
     }
+}
+
+/// A small request body read whole, up to `limit` bytes: beyond it 413 `too_large` in the
+/// JSON error shape (actix's own `Bytes` extractor answers its limit in plain text).
+pub async fn small_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                crate::error::ErrorCode::TooLarge,
+                format!("the body is over {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }

@@ -14,6 +14,7 @@ pub mod listener;
 pub mod markdown;
 pub mod page;
 pub mod routes;
+pub mod upload_budget;
 pub mod views;
 pub mod ws;
 
@@ -52,6 +53,10 @@ pub struct AppState {
     pub gate: Addr<gate::ConnectionGate>,
     /// Which address a request counts as, for the gate.
     pub client_addrs: client_addr::ClientAddrPolicy,
+    /// The token revocations, asked for every authenticated request.
+    pub revocations: Addr<crate::runtime::revocations::Revocations>,
+    /// The server-wide bound on uploads being read.
+    pub uploads: Addr<upload_budget::UploadBudget>,
 }
 
 impl AppState {

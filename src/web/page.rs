@@ -10,6 +10,7 @@ use actix_web::{HttpResponse, get, post, web};
 
 use crate::web::AppState;
 use crate::web::error::ApiError;
+use crate::web::extract::small_body;
 
 /// The page's policy: everything from this origin, nothing inline (so a string that slipped
 /// into the document as markup could not run), WebSockets back to this origin only.
@@ -87,15 +88,15 @@ pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
 
 /// `POST /api/csp-report`: a browser says the policy blocked something on the page. Counted
 /// (`csp_reports_total`) and logged — only the directive and what was blocked, quoted and cut
-/// short, since anyone can post here; answered 204 whatever it says.
+/// short, since anyone can post here; answered 204 whatever it says (413 over 16 KiB).
 #[post("/api/csp-report")]
-pub async fn csp_report(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn csp_report(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = small_body(payload, MAX_CSP_REPORT_BYTES).await?;
     state.metrics.csp_reports.inc();
-    let report: serde_json::Value = if body.len() <= MAX_CSP_REPORT_BYTES {
-        serde_json::from_slice(&body).unwrap_or_default()
-    } else {
-        serde_json::Value::Null
-    };
+    let report: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     // The report-uri format (`csp-report`), or the Reporting API's (`body`).
     let fields = report
         .get("csp-report")
@@ -113,7 +114,7 @@ pub async fn csp_report(state: web::Data<AppState>, body: web::Bytes) -> HttpRes
         field(&["blocked-uri", "blockedURL"]),
         field(&["violated-directive", "effectiveDirective"]),
     );
-    HttpResponse::NoContent().finish()
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// `body` with the page's security headers.

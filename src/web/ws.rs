@@ -60,7 +60,7 @@ pub async fn upgrade(
 ) -> Result<HttpResponse, Error> {
     let pass = admit_socket(&req, &state).await?;
     // Browsers cannot set headers on a WebSocket: here alone `?token=` is read too.
-    let identity = authenticate(&req, true)?;
+    let identity = authenticate(&req, true).await?;
     if query.after_seq.is_some_and(|s| s < 0) {
         return Err(ApiError::bad_request("after_seq must be 0 or more").into());
     }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::indexing_slicing)]
 
+mod backup;
 mod config;
 mod ingest;
 mod loadtest;
@@ -155,7 +156,7 @@ fn migrate_applies_once() {
     assert!(first.status.success());
     assert_eq!(
         String::from_utf8_lossy(&first.stdout).trim(),
-        "applied 6 migration(s)"
+        "applied 7 migration(s)"
     );
     let second = enclave()
         .args(["migrate", "--database", &url])
@@ -178,7 +179,7 @@ fn migrate_applies_once() {
 fn help_names_every_command() {
     let out = enclave().arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for command in ["serve", "migrate", "token", "ingest", "loadtest"] {
+    for command in ["serve", "migrate", "token", "ingest", "loadtest", "config", "backup"] {
         assert!(help.contains(command), "{help}");
     }
 }

@@ -691,6 +691,14 @@ pub async fn assert_cross_user_not_found(
         let (status, body) = app.get(&path, Some(&token)).await;
         assert_eq!(status, 404, "GET {path}");
         assert_eq!(body["error"]["code"], "not_found", "GET {path}");
+        // HEAD is routed as GET: the same refusal, without a body.
+        let resp = client
+            .head(app.http(&path))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(resp.status().as_u16(), 404, "HEAD {path}");
     }
     let mut resp = client
         .delete(app.http(&format!("/api/threads/{thread}")))
@@ -825,6 +833,13 @@ impl SlowReader {
         frame.extend_from_slice(&[0, 0, 0, 0]);
         frame.extend_from_slice(payload);
         self.tcp.write_all(&frame).await.expect("frame sent");
+    }
+
+    /// Sends `bytes` as they are (a frame the test built by hand, valid or not).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        // The server may close before reading all of a frame it refuses.
+        let _ = self.tcp.write_all(bytes).await;
     }
 
     /// Reads everything the server sent up to its close frame: the text frames and the code.

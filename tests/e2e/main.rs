@@ -11,6 +11,7 @@
 #![allow(clippy::indexing_slicing)]
 
 mod helpers;
+mod hostile;
 #[path = "../common/prometheus.rs"]
 mod prometheus;
 
@@ -51,6 +52,7 @@ mod tokens;
 mod tree;
 mod typed_results;
 mod unstorable;
+mod upload_budget;
 mod upload_keys;
 mod usage;
 mod usage_bounds;

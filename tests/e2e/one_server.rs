@@ -79,3 +79,37 @@ async fn a_server_stopped_right_after_start_exits_zero(db: TestDb) {
     }
 }
 on_both_backends!(a_server_stopped_right_after_start_exits_zero);
+
+/// Migrations started together take turns (on PostgreSQL under an advisory lock): every
+/// `enclave migrate` succeeds, and the migrations are applied once.
+async fn migrations_started_together_take_turns(db: TestDb) {
+    let runs = (0..4).map(|_| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_enclave"))
+            .args(["migrate", "--database", &db.url])
+            .env_remove("ENCLAVE_CONFIG")
+            .output()
+    });
+    let outputs = futures_util::future::join_all(runs).await;
+    let mut applied = Vec::new();
+    for output in outputs {
+        let output = output.unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        applied.push(
+            said.trim()
+                .strip_prefix("applied ")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap(),
+        );
+    }
+    // One of them applied them all; the others found nothing left (on SQLite, where the
+    // file lock makes them wait, the same holds).
+    applied.sort_unstable();
+    assert_eq!(applied.iter().filter(|n| **n > 0).count(), 1, "{applied:?}");
+}
+on_both_backends!(migrations_started_together_take_turns);

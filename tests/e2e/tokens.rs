@@ -56,3 +56,62 @@ async fn tokens_in_urls_and_from_the_future_are_refused(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(tokens_in_urls_and_from_the_future_are_refused);
+
+/// `enclave token revoke --user alice` (another process, writing the database): alice's
+/// tokens issued until then are refused on every route and her open socket is closed 4001;
+/// bob is untouched; a token issued after the revocation's second is honoured.
+async fn a_revoked_users_tokens_are_refused_and_her_sockets_closed(db: TestDb) {
+    let mut config = test_config(&db);
+    config.revocation_check = std::time::Duration::from_millis(50);
+    let app = TestApp::spawn_with(config).await;
+    let before = app.token("alice");
+    let mut socket = app.ws("alice").await;
+    assert_eq!(socket.recv().await["type"], "connected");
+    assert_eq!(app.get("/api/threads", Some(&before)).await.0, 200);
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_enclave"))
+        .args(["token", "revoke", "--user", "alice", "--database", &db.url])
+        .env_remove("ENCLAVE_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("revoked every token of alice"));
+
+    // The server reads the revocation and closes her socket as an expired token's.
+    assert!(matches!(socket.closed().await, Closed::Code(4001)));
+    let (status, body) = app.get("/api/threads", Some(&before)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("token revoked"),
+        "{body}"
+    );
+    let url = format!("ws://{}/ws?token={before}", app.addr);
+    assert!(
+        WsClient::connect(&url).await.is_err(),
+        "the upgrade is refused too"
+    );
+    assert_eq!(
+        app.get("/api/threads", Some(&app.token("bob"))).await.0,
+        200
+    );
+    // Tokens issued in the revoked second are refused too; from the next one on, honoured.
+    let mut honoured = false;
+    for _ in 0..200 {
+        if app.get("/api/threads", Some(&app.token("alice"))).await.0 == 200 {
+            honoured = true;
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(honoured, "a fresh token works");
+    app.stop().await;
+}
+on_both_backends!(a_revoked_users_tokens_are_refused_and_her_sockets_closed);

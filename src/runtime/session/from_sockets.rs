@@ -149,3 +149,21 @@ impl Handler<ObjectRequest> for UserSession {
         self.perform(ctx);
     }
 }
+
+/// Closes every socket of the user with `code` (a revoked token's: 4001); the runs go on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseSockets {
+    /// The close code (4001 for a revoked token).
+    pub code: u16,
+    /// The close frame's reason.
+    pub reason: &'static str,
+}
+
+impl Handler<CloseSockets> for UserSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloseSockets, _: &mut Context<Self>) {
+        self.sockets.close_all(msg.code, msg.reason);
+    }
+}

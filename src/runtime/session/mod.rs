@@ -22,7 +22,9 @@ mod storage;
 
 pub use from_http::{BeginIngest, DeleteAccount, DeleteThread, EndIngest};
 pub use from_runs::{Emit, RequestApproval, RunFinished, RunOutcome, SlotGranted};
-pub use from_sockets::{Attach, Detach, ObjectRequest, ObjectRequestKind, Resume, StartRun};
+pub use from_sockets::{
+    Attach, CloseSockets, Detach, ObjectRequest, ObjectRequestKind, Resume, StartRun,
+};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

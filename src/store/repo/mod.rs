@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod events;
 pub mod pages;
 pub mod retention;
+pub mod revocations;
 pub mod runs;
 pub mod threads;
 pub mod upload_keys;

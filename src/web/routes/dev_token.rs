@@ -7,17 +7,19 @@ use crate::context::UserId;
 use crate::protocol::http::{DevTokenRequest, TokenAnswer};
 use crate::web::AppState;
 use crate::web::error::ApiError;
+use crate::web::extract::small_body;
 
 /// `POST /api/dev/token` with `{"user":"alice"}`: a token for that user, so the bundled page
 /// can log in; `not_found` unless dev tokens are served.
 #[post("/api/dev/token")]
 pub async fn dev_token(
     state: web::Data<AppState>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     if !state.dev_tokens {
         return Err(ApiError::not_found("route", "/api/dev/token"));
     }
+    let body = small_body(payload, 4096).await?;
     let request: DevTokenRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"user\":\"<id>\"}}: {e}")))?;
     let user = UserId::parse(&request.user).map_err(|e| ApiError::bad_request(e.to_string()))?;

@@ -1,0 +1,43 @@
+//! Token revocations: a user's tokens issued at or before a second are refused
+//! (`enclave token revoke`). Keyed by the token's subject, not an account key: a revocation
+//! outlives account deletion. Not a per-user read path: the server loads them all, then the
+//! ones newer than what it holds.
+
+use diesel::prelude::*;
+
+use crate::context::UserId;
+use crate::store::DbConnection;
+use crate::store::schema::token_revocations;
+
+/// Refuses `user`'s tokens issued at or before `through` (epoch seconds), replacing an earlier
+/// revocation of theirs.
+pub fn revoke(conn: &mut DbConnection, user: &UserId, through: i64) -> QueryResult<()> {
+    let upsert = diesel::insert_into(token_revocations::table)
+        .values((
+            token_revocations::user_id.eq(user.subject()),
+            token_revocations::revoked_through.eq(through),
+        ))
+        .on_conflict(token_revocations::user_id)
+        .do_update()
+        .set(token_revocations::revoked_through.eq(through));
+    match conn {
+        DbConnection::Sqlite(c) => upsert.execute(c)?,
+        DbConnection::Pg(c) => upsert.execute(c)?,
+    };
+    Ok(())
+}
+
+/// Revocations through `since` or a later second (all of them with `i64::MIN`); those of the
+/// second `since` again, since more may have been written in it.
+pub fn since(conn: &mut DbConnection, since: i64) -> QueryResult<Vec<(String, i64)>> {
+    let query = token_revocations::table
+        .filter(token_revocations::revoked_through.ge(since))
+        .select((
+            token_revocations::user_id,
+            token_revocations::revoked_through,
+        ));
+    match conn {
+        DbConnection::Sqlite(c) => query.load(c),
+        DbConnection::Pg(c) => query.load(c),
+    }
+}
