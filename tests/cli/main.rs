@@ -179,7 +179,9 @@ fn migrate_applies_once() {
 fn help_names_every_command() {
     let out = enclave().arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for command in ["serve", "migrate", "token", "ingest", "loadtest", "config", "backup"] {
+    for command in [
+        "serve", "migrate", "token", "ingest", "loadtest", "config", "backup",
+    ] {
         assert!(help.contains(command), "{help}");
     }
 }

@@ -325,7 +325,10 @@ async fn hostile_inputs_get_their_documented_answers(db: TestDb) {
     assert_eq!(app.get("/healthz", None).await.0, 200);
     vera.ping_pong("still here").await;
     assert!(before.lines().count() > 30, "vera has data to lose");
-    assert!(export_of(&app, "vera").await == before, "vera's data changed");
+    assert!(
+        export_of(&app, "vera").await == before,
+        "vera's data changed"
+    );
     app.stop().await;
 }
 on_both_backends!(hostile_inputs_get_their_documented_answers);
