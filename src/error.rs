@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// The closed set of error codes a client may see, in an `error` frame or an HTTP error body;
 /// each module's own error becomes one of these at the edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -24,6 +24,8 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// A browser origin this server does not serve.
     Forbidden,
+    /// A path served, with a method it does not take.
+    MethodNotAllowed,
     Internal,
 }
 
@@ -42,6 +44,7 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::QuotaExceeded => "quota_exceeded",
             Self::Forbidden => "forbidden",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Internal => "internal",
         }
     }

@@ -186,14 +186,15 @@ fn undocumented(text: &str, fields_too: bool) -> Vec<String> {
 }
 
 /// The last of `lines` that is not part of an attribute (one line, or `#[derive(` … `)]` over
-/// several, as rustfmt writes a long one).
+/// several, as rustfmt writes a long one, or an annotation ending `…)]` on its last line).
 fn line_above_attributes<'a>(lines: &[&'a str]) -> Option<&'a str> {
     let mut in_attribute = false;
     for line in lines.iter().rev() {
         let trimmed = line.trim_start();
         if in_attribute {
             in_attribute = !trimmed.starts_with("#[");
-        } else if trimmed == ")]" {
+        } else if trimmed.ends_with(")]") && !trimmed.starts_with("#[") {
+            // The last line of an attribute over several (`#[utoipa::path(` … `)))]`).
             in_attribute = true;
         } else if !trimmed.starts_with("#[") {
             return Some(line);

@@ -16,7 +16,7 @@ use crate::usage::record::UsageRecord;
 pub const SUFFICIENT_RECORDS: usize = 100;
 
 /// The aggregates of one model × workload: what a report's table shows and what the rules test.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupStats {
     /// The model the records name.
     pub model: String,
@@ -69,7 +69,7 @@ pub struct GroupStats {
 }
 
 /// The window's totals, all groups together.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Totals {
     /// Records in the window.
     pub requests: usize,

@@ -74,24 +74,29 @@ impl Serialize for EventKind {
 }
 
 /// A sequenced event as it is stored and sent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Event {
-    /// The event's `type`.
+    /// The event's `type` (PROTOCOL.md §2: `thread_created`, `message_received`,
+    /// `run_started`, `agent_started`, …, `run_completed`).
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: EventKind,
     /// Per-user, gapless; 0 until the user's session numbers it.
     pub seq: i64,
     /// Unix epoch milliseconds.
     pub ts: i64,
     /// Set on every sequenced event enclave emits.
+    #[schema(value_type = Option<String>)]
     pub thread_id: Option<ThreadId>,
     /// Set on every event of a run (null on `thread_deleted`).
+    #[schema(value_type = Option<String>)]
     pub run_id: Option<RunId>,
     /// The agent, on agent-level events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// The type-specific fields. Null only for `erased` events, which carry no data.
     #[serde(skip_serializing_if = "Value::is_null")]
+    #[schema(value_type = Object)]
     pub data: Value,
 }
 

@@ -12,21 +12,21 @@ use crate::protocol::{Event, RunStatus};
 use crate::usage::record::RowError;
 
 /// `POST /api/dev/token`'s body: `{"user":"alice"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DevTokenRequest {
     /// The user id to sign a token for (validated as a JWT `sub`).
     pub user: String,
 }
 
 /// `POST /api/dev/token`'s answer: `{"token":"…"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenAnswer {
     /// A signed JWT for the user.
     pub token: String,
 }
 
 /// What `/healthz` and `/readyz` say when all is well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     /// `/healthz`: the process answers.
@@ -36,20 +36,22 @@ pub enum Health {
 }
 
 /// `/healthz` and `/readyz`'s answer: `{"status":"ok"}` or `{"status":"ready"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HealthAnswer {
     /// How healthy.
     pub status: Health,
 }
 
 /// `GET /api/runs/{id}`: one run's status and answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     /// The run.
     pub run_id: String,
     /// Its thread.
     pub thread_id: String,
-    /// Where it is in its life.
+    /// Where it is in its life: `queued`, `running`, `awaiting_approval`, `completed`,
+    /// `failed`, `cancelled` or `interrupted`.
+    #[schema(value_type = String)]
     pub status: RunStatus,
     /// Unix epoch milliseconds, as are the two below.
     pub created_at: i64,
@@ -66,7 +68,7 @@ pub struct RunView {
 }
 
 /// One thread in `GET /api/threads`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ThreadSummary {
     /// The thread.
     pub thread_id: String,
@@ -77,11 +79,12 @@ pub struct ThreadSummary {
     /// Unix epoch milliseconds of its latest run's latest status change.
     pub updated_at: i64,
     /// Its latest run's status; null before its first run is stored.
+    #[schema(value_type = Option<String>)]
     pub last_run_status: Option<RunStatus>,
 }
 
 /// `GET /api/threads`: the user's threads, most recently updated first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ThreadList {
     /// Newest first.
     pub threads: Vec<ThreadSummary>,
@@ -90,7 +93,7 @@ pub struct ThreadList {
 }
 
 /// `GET /api/threads/{id}/events`: one page of a thread's stored events.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EventsPage {
     /// Oldest first, as stored.
     pub events: Vec<Event>,
@@ -99,14 +102,14 @@ pub struct EventsPage {
 }
 
 /// Every HTTP error's body: `{"error":{"code","message","details","id"}}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     /// The error itself, under one key so a client tells errors from answers at a glance.
     pub error: ErrorDetail<'a>,
 }
 
 /// What went wrong (PROTOCOL.md §3).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
     /// The PROTOCOL.md code, which also gave the HTTP status.
     pub code: ErrorCode,
@@ -119,7 +122,7 @@ pub struct ErrorDetail<'a> {
 }
 
 /// A deletion's answer, `{"deleted": …}`: the thread's id, or how many usage records went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Deleted<T> {
     /// What was deleted.
     pub deleted: T,
@@ -127,7 +130,7 @@ pub struct Deleted<T> {
 
 /// `POST /api/usage`'s answer: `{"accepted","rejected","duplicates"}`, plus `details` with
 /// `?partial=true`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestAnswer {
     /// Records stored.
     pub accepted: usize,
@@ -148,6 +151,7 @@ pub struct IngestAnswer {
     pub checked: bool,
     /// The export format read (`format=`, or recognised), absent for enclave's own layout.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub format: Option<&'static str>,
     /// With `format`: the export's fields mapped to record fields.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -158,7 +162,7 @@ pub struct IngestAnswer {
 }
 
 /// `GET /api/limits`: the server's limits a client shapes its requests by.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Limits {
     /// The largest upload body, in bytes (bigger files go in several uploads).
     pub max_upload_bytes: usize,
@@ -171,7 +175,7 @@ pub struct Limits {
 }
 
 /// `GET /api/usage/summary`: totals per model and workload in the window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UsageSummary {
     /// The whole window.
     pub totals: Totals,

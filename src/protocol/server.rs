@@ -11,22 +11,26 @@ use crate::error::ErrorCode;
 use crate::protocol::{FrameError, RunStatus};
 
 /// A run that is in flight, as `connected.active_runs` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ActiveRunInfo {
     /// The run.
+    #[schema(value_type = String)]
     pub run_id: RunId,
     /// Its thread.
+    #[schema(value_type = String)]
     pub thread_id: ThreadId,
     /// `queued`, `running` or `awaiting_approval`.
+    #[schema(value_type = String)]
     pub status: RunStatus,
 }
 
 /// An approval waiting for the user, as `connected.pending_approvals` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PendingApprovalInfo {
     /// What the client answers with `approval`.
     pub approval_id: String,
     /// The run that waits.
+    #[schema(value_type = String)]
     pub run_id: RunId,
     /// The step, as `approval_required.action` named it.
     pub action: String,
@@ -35,12 +39,13 @@ pub struct PendingApprovalInfo {
 }
 
 /// Frames that are not sequenced (PROTOCOL.md §2).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// The first frame on every socket.
     Connected {
         /// The token's `sub`.
+        #[schema(value_type = String)]
         user_id: UserId,
         /// This socket, for logs.
         connection_id: String,

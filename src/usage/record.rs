@@ -44,7 +44,7 @@ pub struct UsageRecord {
 }
 
 /// Why one field of one row was refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RowError {
     /// Data rows count from 1.
     pub row: usize,

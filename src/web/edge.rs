@@ -141,8 +141,9 @@ pub async fn head_and_options(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     if req.method() == Method::HEAD {
         req.head_mut().method = Method::GET;
-    } else if req.method() == Method::OPTIONS {
-        let allow = allowed_methods(req.path());
+    }
+    let allow = allowed_methods(req.path());
+    if req.method() == Method::OPTIONS {
         let response = match allow {
             Some(allow) => HttpResponse::NoContent()
                 .insert_header((header::ALLOW, allow))
@@ -151,30 +152,80 @@ pub async fn head_and_options(
         };
         return Ok(req.into_response(response));
     }
+    if let Some(allow) = allow
+        && !allow.split(", ").any(|m| m == req.method().as_str())
+    {
+        let refusal = ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{} takes {allow}, not {}", req.path(), req.method()),
+        );
+        let mut response = refusal.error_response();
+        if let Ok(value) = header::HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+        return Ok(req.into_response(response));
+    }
     next.call(req)
         .await
         .map(ServiceResponse::map_into_boxed_body)
 }
 
+/// Every route: its path as the OpenAPI document writes it (`{…}` one segment, which may end
+/// in a fixed suffix) and the methods it takes besides HEAD and OPTIONS. The OpenAPI test
+/// checks the document against this list, and `OPTIONS` answers from it.
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/", &["GET"]),
+    ("/healthz", &["GET"]),
+    ("/readyz", &["GET"]),
+    ("/metrics", &["GET"]),
+    ("/ws", &["GET"]),
+    ("/assets/{name}", &["GET"]),
+    ("/api/openapi.json", &["GET"]),
+    ("/api/usage", &["POST", "DELETE"]),
+    ("/api/usage/summary", &["GET"]),
+    ("/api/limits", &["GET"]),
+    ("/api/export", &["GET"]),
+    ("/api/threads", &["GET"]),
+    ("/api/threads/{id}", &["DELETE"]),
+    ("/api/threads/{id}/events", &["GET"]),
+    ("/api/runs/{id}", &["GET"]),
+    ("/api/reports/{id}.md", &["GET"]),
+    ("/api/reports/{id}.html", &["GET"]),
+    ("/api/account", &["DELETE"]),
+    ("/api/dev/token", &["POST"]),
+    ("/api/csp-report", &["POST"]),
+];
+
+/// Whether `path` is an instance of the route `template`.
+fn matches(template: &str, path: &str) -> bool {
+    let (template, path): (Vec<&str>, Vec<&str>) =
+        (template.split('/').collect(), path.split('/').collect());
+    template.len() == path.len()
+        && template
+            .iter()
+            .zip(&path)
+            .all(|(t, p)| match t.split_once('}') {
+                Some((_, suffix)) if t.starts_with('{') => {
+                    p.len() > suffix.len() && p.ends_with(suffix)
+                }
+                _ => t == p,
+            })
+}
+
 /// The methods `path` is served with, for `Allow`; `None` for a path with no route.
-pub fn allowed_methods(path: &str) -> Option<&'static str> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    Some(match segments.as_slice() {
-        [""] | ["healthz"] | ["readyz"] | ["metrics"] | ["ws"] | ["assets", _] => {
-            "GET, HEAD, OPTIONS"
+pub fn allowed_methods(path: &str) -> Option<String> {
+    let (_, methods) = ROUTES
+        .iter()
+        .find(|(template, _)| matches(template, path))?;
+    let mut allow: Vec<&str> = Vec::new();
+    for method in *methods {
+        allow.push(method);
+        if *method == "GET" {
+            allow.push("HEAD");
         }
-        ["api", "usage", "summary"]
-        | ["api", "limits"]
-        | ["api", "export"]
-        | ["api", "threads"]
-        | ["api", "threads", _, "events"]
-        | ["api", "runs", _]
-        | ["api", "reports", _] => "GET, HEAD, OPTIONS",
-        ["api", "usage"] => "POST, DELETE, OPTIONS",
-        ["api", "threads", _] | ["api", "account"] => "DELETE, OPTIONS",
-        ["api", "dev", "token"] | ["api", "csp-report"] => "POST, OPTIONS",
-        _ => return None,
-    })
+    }
+    allow.push("OPTIONS");
+    Some(allow.join(", "))
 }
 
 #[cfg(test)]
@@ -196,13 +247,22 @@ mod tests {
 
     #[test]
     fn allow_lists_each_paths_methods() {
-        assert_eq!(allowed_methods("/api/usage"), Some("POST, DELETE, OPTIONS"));
-        assert_eq!(allowed_methods("/api/threads/t1"), Some("DELETE, OPTIONS"));
+        let allow = |path| allowed_methods(path);
         assert_eq!(
-            allowed_methods("/api/threads/t1/events"),
+            allow("/api/usage").as_deref(),
+            Some("POST, DELETE, OPTIONS")
+        );
+        assert_eq!(allow("/api/threads/t1").as_deref(), Some("DELETE, OPTIONS"));
+        assert_eq!(
+            allow("/api/threads/t1/events").as_deref(),
             Some("GET, HEAD, OPTIONS")
         );
-        assert_eq!(allowed_methods("/"), Some("GET, HEAD, OPTIONS"));
-        assert_eq!(allowed_methods("/nope"), None);
+        assert_eq!(
+            allow("/api/reports/r1.md").as_deref(),
+            Some("GET, HEAD, OPTIONS")
+        );
+        assert_eq!(allow("/api/reports/.md"), None);
+        assert_eq!(allow("/").as_deref(), Some("GET, HEAD, OPTIONS"));
+        assert_eq!(allow("/nope"), None);
     }
 }

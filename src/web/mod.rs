@@ -12,8 +12,10 @@ pub mod extract;
 pub mod gate;
 pub mod listener;
 pub mod markdown;
+pub mod openapi;
 pub mod page;
 pub mod routes;
+pub mod taken;
 pub mod upload_budget;
 pub mod views;
 pub mod ws;
@@ -88,6 +90,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(routes::health::healthz)
     .service(routes::health::readyz)
     .service(routes::health::metrics)
+    .service(openapi::openapi_json)
     .service(routes::dev_token::dev_token)
     .service(routes::threads::list_threads)
     .service(routes::threads::thread_events)

@@ -8,6 +8,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, get, post, web};
 
+use crate::protocol::http::ErrorBody;
 use crate::web::AppState;
 use crate::web::error::ApiError;
 use crate::web::extract::small_body;
@@ -70,12 +71,19 @@ const ASSETS: &[(&str, &str, &str)] = &[
 const MAX_CSP_REPORT_BYTES: usize = 16 * 1024;
 
 /// `GET /`: the page.
+#[utoipa::path(get, path = "/", tag = "page",
+    responses((status = 200, description = "the web page", content_type = "text/html", body = String)))]
 #[get("/")]
 pub async fn index() -> HttpResponse {
     page_response("text/html; charset=utf-8", INDEX_HTML)
 }
 
 /// `GET /assets/{name}`: one of the page's files; `not_found` for any other name.
+#[utoipa::path(get, path = "/assets/{name}", tag = "page",
+    params(("name" = String, Path, description = "a file of the page, e.g. app.js")),
+    responses(
+        (status = 200, description = "the file", content_type = "text/plain", body = String),
+        (status = 404, description = "no such file", body = ErrorBody)))]
 #[get("/assets/{name}")]
 pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
@@ -89,6 +97,11 @@ pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
 /// `POST /api/csp-report`: a browser says the policy blocked something on the page. Counted
 /// (`csp_reports_total`) and logged — only the directive and what was blocked, quoted and cut
 /// short, since anyone can post here; answered 204 whatever it says (413 over 16 KiB).
+#[utoipa::path(post, path = "/api/csp-report", tag = "page",
+    request_body(content = Object, description = "a browser's violation report (browsers send it as application/csp-report or application/reports+json; any type is read)", content_type = "application/json"),
+    responses(
+        (status = 204, description = "counted"),
+        (status = 413, description = "over 16 KiB", body = ErrorBody)))]
 #[post("/api/csp-report")]
 pub async fn csp_report(
     state: web::Data<AppState>,

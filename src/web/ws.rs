@@ -8,17 +8,14 @@
 //! Frames that cost a read (`resume`, `cancel_run`, `approval`) are rate limited per socket
 //! here, so a flood of them never reaches the session's mailbox or the database.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_http::ws::Item;
 use actix_web::{Error, HttpRequest, HttpResponse, get, web};
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
-use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::clock::now_ms;
@@ -38,6 +35,7 @@ use crate::web::connection::ConnectionCut;
 use crate::web::error::ApiError;
 use crate::web::extract::authenticate;
 use crate::web::gate::SocketPass;
+use crate::web::taken::Taken;
 
 const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 const CLOSE_TOO_BIG: u16 = 1009;
@@ -51,6 +49,18 @@ pub struct WsQuery {
 }
 
 /// Upgrades an authenticated request; anything wrong is answered with HTTP before upgrade.
+#[utoipa::path(get, path = "/ws", tag = "socket",
+    description = "The WebSocket (PROTOCOL.md §2): the client sends `ClientFrame`s, the server \
+        `ServerFrame`s and sequenced `Event`s (see the schemas). A browser passes its token as \
+        `?token=`; any other client may use the header.",
+    params(
+        ("token" = Option<String>, Query, description = "the token, for browsers"),
+        ("after_seq" = Option<i64>, Query, description = "replay every event after this seq first")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 101, description = "switching to the WebSocket protocol"),
+        (status = 400, description = "not a WebSocket upgrade, or a negative after_seq", body = crate::protocol::http::ErrorBody),
+        (status = 401, description = "no valid token", body = crate::protocol::http::ErrorBody)))]
 #[get("/ws")]
 pub async fn upgrade(
     req: HttpRequest,
@@ -101,29 +111,9 @@ pub async fn upgrade(
     };
     let codec = actix_http::ws::Codec::new().max_size(state.config.max_message_bytes);
     let frames = ws::WebsocketContext::with_codec(connection, stream, codec);
-    Ok(ws::handshake(&req)?.streaming(Taken {
-        inner: Box::pin(frames),
-        taken,
-    }))
-}
-
-/// The socket's outgoing bytes as the connection takes them, counted for its session
-/// (`ConnectionLink`): this runs whenever actix-http pulls bytes, the actor's buffer notwithstanding.
-struct Taken {
-    inner: Pin<Box<dyn Stream<Item = Result<web::Bytes, Error>>>>,
-    taken: Arc<AtomicU64>,
-}
-
-impl Stream for Taken {
-    type Item = Result<web::Bytes, Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        let next = self.inner.as_mut().poll_next(cx);
-        if let Poll::Ready(Some(Ok(bytes))) = &next {
-            self.taken.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        }
-        next
-    }
+    let mut handshake = ws::handshake(&req)
+        .map_err(|e| ApiError::bad_request(format!("not a WebSocket upgrade: {e}")))?;
+    Ok(handshake.streaming(Taken::new(Box::pin(frames), taken)))
 }
 
 /// A message arriving in several frames.

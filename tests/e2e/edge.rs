@@ -83,6 +83,7 @@ async fn every_answer_carries_security_headers_and_head_and_options_work(db: Tes
         "/api/account",
         "/api/dev/token",
         "/api/csp-report",
+        "/api/openapi.json",
     ];
     for path in paths {
         let (status, h, _) = call(&app, Method::OPTIONS, path, &[]).await;
@@ -101,8 +102,11 @@ async fn every_answer_carries_security_headers_and_head_and_options_work(db: Tes
     }
     let (status, _, _) = call(&app, Method::OPTIONS, "/no/such/route", &[]).await;
     assert_eq!(status, 404);
-    let (status, _, _) = call(&app, Method::PUT, "/api/threads", &[]).await;
-    assert_eq!(status, 404, "a method a path does not take is not served");
+    let (status, h, body) = call(&app, Method::PUT, "/api/threads", &[]).await;
+    assert_eq!(status, 405, "a method a path does not take");
+    assert_eq!(header(&h, "allow"), "GET, HEAD, OPTIONS");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
     app.stop().await;
 }
 on_both_backends!(every_answer_carries_security_headers_and_head_and_options_work);
@@ -195,3 +199,69 @@ async fn browser_origins_other_than_its_own_or_listed_are_refused(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(browser_origins_other_than_its_own_or_listed_are_refused);
+
+/// `GET /api/openapi.json` (no token): an OpenAPI 3.1 document naming exactly the server's
+/// routes and methods, every answer of each with a content type, and the socket's frames.
+async fn the_openapi_document_covers_every_route(db: TestDb) {
+    let app = TestApp::spawn(&db).await;
+    let (status, doc) = app.get("/api/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    let documented: std::collections::BTreeSet<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| ["get", "post", "delete", "put", "patch"].contains(&k.as_str()))
+                .map(move |method| (path.clone(), method.to_uppercase()))
+        })
+        .collect();
+    let served: std::collections::BTreeSet<(String, String)> = enclave::web::edge::ROUTES
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods
+                .iter()
+                .map(move |m| (path.to_string(), m.to_string()))
+        })
+        .collect();
+    assert_eq!(documented, served);
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let answers = operation["responses"].as_object().unwrap();
+            assert!(answers.contains_key("503"), "{method} {path}");
+            for (status, answer) in answers {
+                let ok =
+                    answer.get("content").is_some() || ["101", "204"].contains(&status.as_str());
+                assert!(ok, "{method} {path} {status} names no content");
+            }
+        }
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "ClientFrame",
+        "ServerFrame",
+        "Event",
+        "ErrorBody",
+        "IngestAnswer",
+    ] {
+        assert!(schemas.contains_key(name), "no {name} schema");
+    }
+    // Each route the document names is served: OPTIONS lists its methods.
+    for (path, method) in &documented {
+        let concrete = path.replace("{id}", "x").replace("{name}", "app.js");
+        let (status, h, _) = call(&app, Method::OPTIONS, &concrete, &[]).await;
+        assert_eq!(status, 204, "{concrete}");
+        assert!(
+            header(&h, "allow").contains(method.as_str()),
+            "{method} {concrete}"
+        );
+    }
+    app.stop().await;
+}
+on_both_backends!(the_openapi_document_covers_every_route);

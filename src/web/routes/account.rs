@@ -13,6 +13,8 @@ use crate::web::routes::usage::RETRY_AFTER_SECS;
 
 /// `DELETE /api/account`: `202 {"deleted": true}` once every route answers the caller as a new
 /// user; the user's sockets are closed with 4009.
+#[utoipa::path(delete, path = "/api/account", tag = "account", security(("bearer" = [])),
+    responses((status = 202, description = "deleted; purged in the background", body = Deleted<bool>)))]
 #[delete("/api/account")]
 pub async fn delete_account(
     state: web::Data<AppState>,

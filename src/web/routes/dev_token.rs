@@ -4,13 +4,20 @@
 use actix_web::{HttpResponse, post, web};
 
 use crate::context::UserId;
-use crate::protocol::http::{DevTokenRequest, TokenAnswer};
+use crate::protocol::http::{DevTokenRequest, ErrorBody, TokenAnswer};
 use crate::web::AppState;
 use crate::web::error::ApiError;
 use crate::web::extract::small_body;
 
 /// `POST /api/dev/token` with `{"user":"alice"}`: a token for that user, so the bundled page
 /// can log in; `not_found` unless dev tokens are served.
+#[utoipa::path(post, path = "/api/dev/token", tag = "account",
+    request_body = DevTokenRequest,
+    responses(
+        (status = 200, description = "a token", body = TokenAnswer),
+        (status = 400, description = "not a user id", body = ErrorBody),
+        (status = 404, description = "not in dev mode", body = ErrorBody),
+        (status = 413, description = "over 4 KiB", body = ErrorBody)))]
 #[post("/api/dev/token")]
 pub async fn dev_token(
     state: web::Data<AppState>,

@@ -28,6 +28,8 @@ const PAGE: i64 = 1000;
 const PAGES_AHEAD: usize = 2;
 
 /// `GET /api/export`: the caller's data as NDJSON, one object per line with a `kind`.
+#[utoipa::path(get, path = "/api/export", tag = "account", security(("bearer" = [])),
+    responses((status = 200, description = "everything held about the caller, one JSON object per line with a `kind`", content_type = "application/x-ndjson", body = String)))]
 #[get("/api/export")]
 pub async fn export(
     state: web::Data<AppState>,

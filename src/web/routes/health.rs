@@ -10,6 +10,8 @@ use crate::web::AppState;
 use crate::web::error::ApiError;
 
 /// `GET /healthz`: liveness, answered whenever the process serves HTTP (no token, no database).
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "the process answers", body = HealthAnswer)))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(HealthAnswer { status: Health::Ok })
@@ -21,6 +23,8 @@ const WRITERS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// `GET /readyz`: readiness for a load balancer; 503 `unavailable` while the database is
 /// unreachable, its migrations are not applied, or a writer thread does not answer with a
 /// connection (no token).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "ready for traffic", body = HealthAnswer)))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.db.read(store::migrations_current).await {
@@ -57,6 +61,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 /// `GET /metrics`: every `Metrics` series as Prometheus text, for a scraper (no token).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()

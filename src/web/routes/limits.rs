@@ -9,6 +9,8 @@ use crate::web::AppState;
 use crate::web::extract::AuthenticatedUser;
 
 /// `GET /api/limits`: the server's upload, message and storage limits.
+#[utoipa::path(get, path = "/api/limits", tag = "usage", security(("bearer" = [])),
+    responses((status = 200, description = "the limits", body = Limits)))]
 #[get("/api/limits")]
 pub async fn limits(state: web::Data<AppState>, _user: AuthenticatedUser) -> HttpResponse {
     let config = &state.config;

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, get, web};
 
 use crate::context::{RunId, UserId};
 use crate::error::ErrorCode;
+use crate::protocol::http::{ErrorBody, RunView};
 use crate::store::models::RunRow;
 use crate::store::repo;
 use crate::web::AppState;
@@ -14,6 +15,11 @@ use crate::web::views::run_view;
 
 /// `GET /api/runs/{id}`: one of the caller's runs, its status, times, error, result and report,
 /// for a client that did not watch it on the socket.
+#[utoipa::path(get, path = "/api/runs/{id}", tag = "runs", security(("bearer" = [])),
+    params(("id" = String, Path, description = "a run id")),
+    responses(
+        (status = 200, description = "the run", body = RunView),
+        (status = 404, description = "no such run of the caller's", body = ErrorBody)))]
 #[get("/api/runs/{id}")]
 pub async fn get_run(
     state: web::Data<AppState>,
@@ -31,6 +37,11 @@ pub async fn get_run(
 
 /// `GET /api/reports/{id}.md`: the report of one of the caller's runs as markdown; `not_found`
 /// until the run has one.
+#[utoipa::path(get, path = "/api/reports/{id}.md", tag = "runs", security(("bearer" = [])),
+    params(("id" = String, Path, description = "a run id")),
+    responses(
+        (status = 200, description = "the report", content_type = "text/markdown", body = String),
+        (status = 404, description = "no such run, or no report yet", body = ErrorBody)))]
 #[get("/api/reports/{id}.md")]
 pub async fn get_report(
     state: web::Data<AppState>,
@@ -45,6 +56,11 @@ pub async fn get_report(
 
 /// `GET /api/reports/{id}.html`: the same report as a sanitised HTML fragment, for the page to
 /// insert (`web/markdown.rs`); served so that, opened on its own, nothing in it can run.
+#[utoipa::path(get, path = "/api/reports/{id}.html", tag = "runs", security(("bearer" = [])),
+    params(("id" = String, Path, description = "a run id")),
+    responses(
+        (status = 200, description = "the report as sanitised HTML", content_type = "text/html", body = String),
+        (status = 404, description = "no such run, or no report yet", body = ErrorBody)))]
 #[get("/api/reports/{id}.html")]
 pub async fn get_report_html(
     state: web::Data<AppState>,

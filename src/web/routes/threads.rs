@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, delete, get, web};
 use serde::Deserialize;
 
 use crate::context::ThreadId;
-use crate::protocol::http::{Deleted, EventsPage, ThreadList};
+use crate::protocol::http::{Deleted, ErrorBody, EventsPage, ThreadList};
 use crate::runtime::session::DeleteThread;
 use crate::store::repo;
 use crate::web::AppState;
@@ -22,14 +22,23 @@ const DEFAULT_THREADS_PAGE: usize = 50;
 
 /// `?before=&limit=` of a threads page: the `updated_at` the last page ended at, and how many
 /// to send.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ThreadsQuery {
+    /// An `updated_at` from the previous page's `next_before`.
     before: Option<i64>,
+    /// Threads per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
 /// `GET /api/threads`: a page of the caller's threads, most recently updated first, each with
 /// its latest run's status, so a client can show its history; `next_before` asks for the next.
+#[utoipa::path(get, path = "/api/threads", tag = "threads", security(("bearer" = [])),
+    params(ThreadsQuery),
+    responses(
+        (status = 200, description = "a page of threads", body = ThreadList),
+        (status = 400, description = "a bad limit or before", body = ErrorBody)))]
 #[get("/api/threads")]
 pub async fn list_threads(
     state: web::Data<AppState>,
@@ -59,14 +68,25 @@ pub async fn list_threads(
 }
 
 /// `?after_seq=&limit=` of an events page: where the last page ended and how many to send.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// 0 or more: events after this `seq`.
+    #[param(minimum = 0)]
     after_seq: Option<i64>,
+    /// Events per page, 1 to 1000 (default 200).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
 /// `GET /api/threads/{id}/events`: a page of one thread's stored events after `after_seq`,
 /// with the `seq` to ask from next while more may follow.
+#[utoipa::path(get, path = "/api/threads/{id}/events", tag = "threads", security(("bearer" = [])),
+    params(("id" = String, Path, description = "a thread id"), EventsQuery),
+    responses(
+        (status = 200, description = "a page of events", body = EventsPage),
+        (status = 400, description = "a bad limit or after_seq", body = ErrorBody),
+        (status = 404, description = "no such thread of the caller's", body = ErrorBody)))]
 #[get("/api/threads/{id}/events")]
 pub async fn thread_events(
     state: web::Data<AppState>,
@@ -111,6 +131,12 @@ pub async fn thread_events(
 
 /// `DELETE /api/threads/{id}`: deletes one of the caller's threads and its runs through the
 /// user's session, which refuses while a run of it is active (409).
+#[utoipa::path(delete, path = "/api/threads/{id}", tag = "threads", security(("bearer" = [])),
+    params(("id" = String, Path, description = "a thread id")),
+    responses(
+        (status = 200, description = "deleted", body = Deleted<String>),
+        (status = 404, description = "no such thread of the caller's", body = ErrorBody),
+        (status = 409, description = "a run of it is active", body = ErrorBody)))]
 #[delete("/api/threads/{id}")]
 pub async fn delete_thread(
     state: web::Data<AppState>,

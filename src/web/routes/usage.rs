@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::context::UserId;
 use crate::error::ErrorCode;
-use crate::protocol::http::{Deleted, IngestAnswer, UsageSummary};
+use crate::protocol::http::{Deleted, ErrorBody, IngestAnswer, UsageSummary};
 use crate::runtime::session::UserSession;
 use crate::runtime::session::{BeginIngest, EndIngest};
 use crate::store::bulk::Upload;
@@ -37,11 +37,16 @@ pub(crate) const RETRY_AFTER_SECS: u32 = 2;
 /// `?partial=true` on an upload: store the valid rows instead of refusing the whole batch;
 /// `?format=`: a provider or gateway export; `?check=true`: read and check the rows, store
 /// nothing (a client cutting a big file checks every part before it stores any).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
+    /// Store the valid rows even when some are invalid.
     #[serde(default)]
     partial: bool,
+    /// A provider or gateway export: openai, litellm, helicone, langfuse or otel.
+    #[param(pattern = "^(openai|litellm|helicone|langfuse|otel)$")]
     format: Option<String>,
+    /// Read and check the rows, store nothing.
     #[serde(default)]
     check: bool,
 }
@@ -90,6 +95,21 @@ impl Drop for IngestSlot {
 /// `POST /api/usage`: ingests the caller's usage records (NDJSON, CSV or a JSON array) and
 /// answers how many were accepted, rejected and already stored; one upload per user at a time.
 /// With `?check=true` it stops before storing and answers what it would have.
+#[utoipa::path(post, path = "/api/usage", tag = "usage", security(("bearer" = [])),
+    params(UploadQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "stores the upload once however often it is sent (1 to 200 characters)")),
+    request_body(description = "usage records: NDJSON, CSV with a header row, or a JSON array",
+        content(
+            (Vec<Object> = "application/json"),
+            (String = "application/x-ndjson"),
+            (String = "text/csv"))),
+    responses(
+        (status = 200, description = "stored (or checked)", body = IngestAnswer),
+        (status = 400, description = "not UTF-8, malformed, or a bad parameter", body = ErrorBody),
+        (status = 403, description = "over the user's record quota", body = ErrorBody),
+        (status = 413, description = "over the upload limit", body = ErrorBody),
+        (status = 415, description = "not NDJSON, CSV or JSON", body = ErrorBody),
+        (status = 422, description = "invalid rows, named in details", body = ErrorBody)))]
 #[post("/api/usage")]
 pub async fn upload(
     req: HttpRequest,
@@ -269,14 +289,24 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 }
 
 /// `?since=&until=` of a summary, epoch ms or RFC 3339; either may be left open.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SummaryQuery {
+    /// Epoch milliseconds or RFC 3339; open if absent.
+    #[param(pattern = "^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9:]+))$")]
     since: Option<String>,
+    /// Epoch milliseconds or RFC 3339; open if absent.
+    #[param(pattern = "^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9:]+))$")]
     until: Option<String>,
 }
 
 /// `GET /api/usage/summary`: the caller's spend and tokens per model and workload in a window,
 /// priced with the catalog in force (whose date it names).
+#[utoipa::path(get, path = "/api/usage/summary", tag = "usage", security(("bearer" = [])),
+    params(SummaryQuery),
+    responses(
+        (status = 200, description = "totals per model and workload", body = UsageSummary),
+        (status = 400, description = "a bound that is no time", body = ErrorBody)))]
 #[get("/api/usage/summary")]
 pub async fn summary(
     state: web::Data<AppState>,
@@ -313,13 +343,21 @@ pub async fn summary(
 }
 
 /// `?source=all|uploaded|synthetic` of a usage delete; absent means all.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
+    /// all (the default), uploaded or synthetic.
+    #[param(pattern = "^(all|uploaded|synthetic)$")]
     source: Option<String>,
 }
 
 /// `DELETE /api/usage`: deletes the caller's usage records of one source (or all) and answers
 /// `{"deleted": N}`.
+#[utoipa::path(delete, path = "/api/usage", tag = "usage", security(("bearer" = [])),
+    params(DeleteQuery),
+    responses(
+        (status = 200, description = "how many records went", body = Deleted<u64>),
+        (status = 400, description = "an unknown source", body = ErrorBody)))]
 #[delete("/api/usage")]
 pub async fn delete_usage(
     state: web::Data<AppState>,
