@@ -110,6 +110,8 @@ impl SessionCore {
         owned: Result<bool, ()>,
     ) {
         let key = message.client_msg_id.clone();
+        // A deletion that came in while the read was out wins: the thread is gone.
+        let owned = owned.map(|owned| owned && !self.deleted_threads.contains(&thread_id));
         let admitting = match owned {
             Ok(true) => {
                 self.threads.insert(thread_id);

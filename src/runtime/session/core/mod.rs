@@ -142,6 +142,9 @@ pub(crate) struct SessionCore {
     approvals: Approvals,
     /// Threads known to be this user's, so a message to one needs no read.
     threads: HashSet<ThreadId>,
+    /// Threads this session deleted: a message to one whose ownership was read before the
+    /// deletion (the read raced it) is refused as for a thread that does not exist.
+    deleted_threads: HashSet<ThreadId>,
     /// The run being admitted while its first slot request is out.
     acquiring: Option<Acquiring>,
     /// Why no new messages are admitted, if they are not: the server is shutting down, or the
@@ -165,6 +168,7 @@ impl SessionCore {
             admission: Admission::default(),
             approvals: Approvals::default(),
             threads: HashSet::new(),
+            deleted_threads: HashSet::new(),
             acquiring: None,
             closing: None,
             drain_wanted: false,

@@ -165,6 +165,7 @@ impl SessionCore {
             return Err(Refusal::ThreadActive);
         }
         self.threads.remove(&thread_id);
+        self.deleted_threads.insert(thread_id);
         let event = Event::new(payload::ThreadDeleted {}, Some(thread_id), None, None);
         self.log.push(
             event,

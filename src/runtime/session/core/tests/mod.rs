@@ -71,3 +71,31 @@ fn a_lost_acceptance_is_refused_and_leaves_no_run() {
     world.check_settled();
     assert!(world.store.is_empty());
 }
+
+#[test]
+fn a_message_to_a_thread_deleted_while_its_lookup_was_out_is_refused() {
+    let mut world = World::new();
+    // A thread of an earlier session: known to the database, not to this session.
+    let thread_id = crate::context::ThreadId::new();
+    world.stored_threads.push(thread_id);
+    let conn_id = world.clients[0].conn_id;
+    let message = crate::protocol::UserMessage {
+        content: "continue".into(),
+        thread_id: Some(thread_id),
+        client_msg_id: None,
+    };
+    world.core.message(conn_id, message, world.now);
+    world.perform();
+    assert_eq!(world.lookups.len(), 1, "the thread is looked up");
+    // The deletion is handled while the read is out; the read still finds the thread.
+    let (durable, _) = tokio::sync::oneshot::channel();
+    world
+        .core
+        .delete_thread(thread_id, durable)
+        .expect("no run on it yet");
+    world.perform();
+    world.step(Op::AnswerLookup { fail: false });
+    assert!(world.core.runs.is_empty(), "no run on a deleted thread");
+    world.settle();
+    assert!(world.accepted.is_empty());
+}
