@@ -191,6 +191,11 @@ pub struct Config {
     pub max_upload_bytes: usize,
     /// Uploads the whole server reads at once.
     pub max_concurrent_uploads: usize,
+    /// The slowest an upload's body may arrive, in bytes a second (over its declared size,
+    /// plus half a minute); slower, 408 and its place in the budget is freed.
+    pub upload_min_bytes_per_second: u64,
+    /// What every upload has on top of its size at that rate.
+    pub upload_read_grace: Duration,
     /// Bytes those uploads may hold together (each reserves its `Content-Length`, or
     /// `max_upload_bytes` when it declares none).
     pub max_upload_bytes_total: u64,
@@ -280,6 +285,8 @@ impl Config {
             prices_path: None,
             max_upload_bytes: 32 * 1024 * 1024,
             max_concurrent_uploads: 16,
+            upload_min_bytes_per_second: 64 * 1024,
+            upload_read_grace: Duration::from_secs(30),
             max_upload_bytes_total: 128 * 1024 * 1024,
             max_records_per_user: 10_000_000,
             synthetic_approval_threshold: 10_000,

@@ -26,6 +26,8 @@ pub enum ErrorCode {
     Forbidden,
     /// A path served, with a method it does not take.
     MethodNotAllowed,
+    /// A request body that did not arrive in time.
+    RequestTimeout,
     Internal,
 }
 
@@ -45,6 +47,7 @@ impl ErrorCode {
             Self::QuotaExceeded => "quota_exceeded",
             Self::Forbidden => "forbidden",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
             Self::Internal => "internal",
         }
     }

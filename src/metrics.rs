@@ -63,7 +63,8 @@ pub struct Metrics {
     pub csp_reports: IntCounter,
     /// Uploads being read, parsed or stored now (under the server-wide budget).
     pub uploads_in_flight: IntGauge,
-    /// Requests refused before their route, by why (`origin`, `rate`, `sockets_full`).
+    /// Requests refused before their route, by why (`origin`, `connection_rate`,
+    /// `upgrade_rate`, `sockets_full`, `uploads_full`).
     pub edge_refusals: IntCounterVec,
 }
 

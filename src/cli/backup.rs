@@ -16,8 +16,14 @@ pub fn run(config: &Config, file: &Path) -> anyhow::Result<()> {
             "enclave backup copies SQLite databases; for PostgreSQL use pg_dump: \
              pg_dump --format=custom --file={} '{}'",
             file.display(),
-            config.database_url
+            enclave::store::connection::redact_password(&config.database_url)
         );
+    }
+    // Opening a missing file would create an empty database and back that up.
+    if let Backend::Sqlite(path) = &backend
+        && !std::path::Path::new(path).exists()
+    {
+        anyhow::bail!("there is no database at {}", backend.display());
     }
     let pool = store::open_pool(&backend, 1, config.db_timeout, config.sqlite_synchronous)
         .context("opening the database")?;

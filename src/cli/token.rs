@@ -8,8 +8,8 @@ use enclave::auth::Auth;
 use enclave::clock::now_ms;
 use enclave::config::Config;
 use enclave::context::UserId;
-use enclave::server::open_and_migrate;
 use enclave::store::repo::revocations;
+use enclave::store::{self, Backend};
 
 /// What `enclave token …` does besides printing a token.
 #[derive(clap::Subcommand)]
@@ -43,9 +43,18 @@ pub fn print(config: &Config, user: &str, ttl: std::time::Duration) -> anyhow::R
 /// Revokes `user`'s tokens issued through this second.
 pub fn revoke(config: &Config, user: &str) -> anyhow::Result<()> {
     let user = UserId::parse(user).context("--user")?;
-    let (pool, _) = open_and_migrate(config).context("opening the database")?;
-    let through = now_ms() / 1000;
+    // Not migrated here: a newer binary must not change the schema under a running server.
+    let backend = Backend::from_url(&config.database_url).context("--database")?;
+    let pool = store::open_pool(&backend, 1, config.db_timeout, config.sqlite_synchronous)
+        .context("opening the database")?;
     let mut conn = pool.get().context("connecting to the database")?;
+    if !store::migrations_current(&mut conn).context("reading the schema's version")? {
+        bail!(
+            "{} is not migrated to this version; run `enclave migrate` first",
+            backend.display()
+        );
+    }
+    let through = now_ms() / 1000;
     revocations::revoke(&mut conn, &user, through).context("storing the revocation")?;
     println!(
         "revoked every token of {} issued through epoch second {through}; servers refuse them \

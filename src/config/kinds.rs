@@ -27,6 +27,10 @@ pub(super) trait Kind<T> {
 pub(super) struct Text;
 /// Text that may be unset.
 pub(super) struct OptText;
+/// A URL that may carry a password, shown with the password masked.
+pub(super) struct Url;
+/// A URL that may be unset.
+pub(super) struct OptUrl;
 /// A number: a TOML integer (or float, for fractional settings).
 pub(super) struct Number;
 /// `true` or `false`.
@@ -79,6 +83,30 @@ where
     }
     fn show(value: &T) -> Option<String> {
         Some(quoted(&value.to_string()))
+    }
+}
+
+impl Kind<String> for Url {
+    fn from_env(raw: &str) -> Result<String, String> {
+        Ok(raw.to_owned())
+    }
+    fn from_file(value: &Value) -> Result<String, String> {
+        string(value).map(str::to_owned)
+    }
+    fn show(value: &String) -> Option<String> {
+        Some(quoted(&crate::store::connection::redact_password(value)))
+    }
+}
+
+impl Kind<Option<String>> for OptUrl {
+    fn from_env(raw: &str) -> Result<Option<String>, String> {
+        OptText::from_env(raw)
+    }
+    fn from_file(value: &Value) -> Result<Option<String>, String> {
+        OptText::from_file(value)
+    }
+    fn show(value: &Option<String>) -> Option<String> {
+        value.as_ref().and_then(Url::show)
     }
 }
 

@@ -12,6 +12,11 @@ use super::env_vars::env_opt;
 use super::settings::{self, SETTINGS, Setting};
 use super::{Config, ConfigError, DEFAULT_DATABASE_URL, MIN_RETAIN_EVENTS, MIN_SECRET_BYTES};
 
+/// Variables that set a list setting to their whole value as its one item, where the
+/// setting's other variable is a comma-separated list (`ENCLAVE_JWT_SECRET` beside
+/// `ENCLAVE_JWT_SECRETS`).
+const WHOLE_VALUE_ENVS: &[&str] = &["ENCLAVE_JWT_SECRET"];
+
 /// The file looked for when none is named.
 pub const DEFAULT_CONFIG_FILE: &str = "enclave.toml";
 
@@ -56,6 +61,17 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Defaults overridden by the file `path` alone, the environment left out.
+    pub fn file_only(path: &Path) -> Result<Self, ConfigError> {
+        let mut loaded = Self {
+            config: Config::for_database(DEFAULT_DATABASE_URL),
+            origins: HashMap::new(),
+            file: None,
+        };
+        loaded.read_file(path)?;
+        Ok(loaded)
+    }
+
     /// Defaults, overridden by the file and then the environment.
     pub fn load(file: ConfigFile) -> Result<Self, ConfigError> {
         let mut loaded = Self {
@@ -137,7 +153,13 @@ impl Loaded {
         name: &'static str,
         raw: &str,
     ) -> Result<(), ConfigError> {
-        (setting.from_env)(&mut self.config, raw).map_err(|reason| ConfigError::Invalid {
+        let applied = if WHOLE_VALUE_ENVS.contains(&name) {
+            // One item of a list setting, taken whole (a secret may hold a comma).
+            (setting.from_file)(&mut self.config, &toml::Value::String(raw.to_owned()))
+        } else {
+            (setting.from_env)(&mut self.config, raw)
+        };
+        applied.map_err(|reason| ConfigError::Invalid {
             name: name.to_owned(),
             value: shown(setting, &format!("{raw:?}")),
             reason,
@@ -215,6 +237,21 @@ impl Loaded {
                     value: format!("{origin:?}"),
                     reason: "an origin is scheme://host[:port], e.g. https://app.example.com"
                         .into(),
+                });
+            }
+        }
+        for (key, value) in [
+            ("auth.revocation_check", c.revocation_check),
+            ("http.request_timeout", c.request_timeout),
+            ("sockets.heartbeat", c.heartbeat_interval),
+            ("sockets.client_timeout", c.client_timeout),
+            ("retention.housekeeping", c.housekeeping_interval),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid {
+                    name: self.named(key),
+                    value: "\"0s\"".into(),
+                    reason: "must be more than 0".into(),
                 });
             }
         }

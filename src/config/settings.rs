@@ -9,8 +9,8 @@ use toml::Value;
 
 use super::Config;
 use super::kinds::{
-    Flag, Kind, Millis, Number, OptMillis, OptSpan, OptText, Secret, SecretList, Span, Text,
-    TextList,
+    Flag, Kind, Millis, Number, OptMillis, OptSpan, OptText, OptUrl, Secret, SecretList, Span,
+    Text, TextList, Url,
 };
 
 /// One setting (see the module comment).
@@ -106,7 +106,7 @@ pub static SETTINGS: &[Setting] = &[
     setting!("http.request_timeout", ["ENCLAVE_REQUEST_TIMEOUT_MS"], Millis, request_timeout,
         "How long a client has to send a request's head, a WebSocket handshake's included."),
     // [database]
-    setting!("database.url", ["DATABASE_URL"], Text, database_url,
+    setting!("database.url", ["DATABASE_URL"], Url, database_url,
         "sqlite://PATH (a file, the default) or postgres://USER@HOST:PORT/DB."),
     setting!("database.pool_size", ["ENCLAVE_DB_POOL_SIZE"], Number, db_pool_size,
         "Connections in the read pool."),
@@ -141,7 +141,8 @@ pub static SETTINGS: &[Setting] = &[
     setting!("auth.audience", ["ENCLAVE_JWT_AUDIENCE"], OptText, jwt_audience,
         "The aud tokens are issued with and must carry."),
     setting!("auth.token_ttl", ["ENCLAVE_TOKEN_TTL"], Span, token_ttl,
-        "Lifetime of tokens from `enclave token` and the dev endpoint."),
+        "Lifetime of the tokens the dev endpoint and `enclave ingest` issue (`enclave token` \
+         has its own --ttl, 24h by default)."),
     setting!("auth.revocation_check", ["ENCLAVE_REVOCATION_CHECK_MS"], Millis,
         revocation_check,
         "How often the server reads tokens revoked since it last looked (enclave token revoke \
@@ -207,6 +208,13 @@ pub static SETTINGS: &[Setting] = &[
     setting!("usage.max_concurrent_uploads", ["ENCLAVE_MAX_CONCURRENT_UPLOADS"], Number,
         max_concurrent_uploads,
         "Uploads the whole server reads at once (each user has one at a time); beyond, 503."),
+    setting!("usage.upload_min_bytes_per_second", ["ENCLAVE_UPLOAD_MIN_BYTES_PER_SECOND"], Number,
+        upload_min_bytes_per_second,
+        "The slowest an upload may arrive: it has upload_read_grace plus its declared size at \
+         this rate (so 32 MiB has 9 minutes); slower, 408 request_timeout."),
+    setting!("usage.upload_read_grace", ["ENCLAVE_UPLOAD_READ_GRACE_MS"], Millis,
+        upload_read_grace,
+        "What every upload has to arrive on top of its size at the slowest rate."),
     setting!("usage.max_upload_bytes_total", ["ENCLAVE_MAX_UPLOAD_BYTES_TOTAL"], Number,
         max_upload_bytes_total,
         "Bytes those uploads may declare together (one without Content-Length counts as \
@@ -232,7 +240,7 @@ pub static SETTINGS: &[Setting] = &[
     setting!("retention.housekeeping", ["ENCLAVE_HOUSEKEEPING_MS"], Millis, housekeeping_interval,
         "How often deleted accounts are purged and retention applied."),
     // [llm]
-    setting!("llm.url", ["ENCLAVE_LLM_URL"], OptText, llm_url,
+    setting!("llm.url", ["ENCLAVE_LLM_URL"], OptUrl, llm_url,
         "An OpenAI-compatible API (…/v1) for the agents' prose; unset: deterministic text."),
     setting!("llm.model", ["ENCLAVE_LLM_MODEL"], Text, llm_model,
         "The model asked."),

@@ -3,7 +3,7 @@
 //! without a database read per request.
 //!
 //! `enclave token revoke --user ID` writes the row (it may run on another machine); this actor
-//! reads the new ones every `auth.revocation_check` and closes the sockets a newly revoked
+//! reads the table again every `auth.revocation_check` and closes the sockets a newly revoked
 //! user holds here with 4001, as an expired token's are. The first load happens before the
 //! server accepts a connection.
 
@@ -46,20 +46,13 @@ impl Revocations {
         registry: Addr<SessionRegistry>,
         every: Duration,
     ) -> Result<Self, StoreError> {
-        let rows = db
-            .read(|conn| Ok(repo::revocations::since(conn, i64::MIN)?))
-            .await?;
+        let rows = db.read(|conn| Ok(repo::revocations::all(conn)?)).await?;
         Ok(Self {
             db,
             registry,
             through: rows.into_iter().collect(),
             every,
         })
-    }
-
-    /// The newest revoked second held (where the next read starts).
-    fn newest(&self) -> i64 {
-        self.through.values().copied().max().unwrap_or(i64::MIN)
     }
 
     /// Takes in `rows`, closing the sockets of users revoked anew.
@@ -87,12 +80,10 @@ impl Actor for Revocations {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.every, |act, ctx| {
-            let since = act.newest();
+            // The whole table (a row per revoked user): a revocation stamped by a machine
+            // whose clock is behind another's must not be missed.
             let db = act.db.clone();
-            let read = async move {
-                db.read(move |conn| Ok(repo::revocations::since(conn, since)?))
-                    .await
-            };
+            let read = async move { db.read(|conn| Ok(repo::revocations::all(conn)?)).await };
             ctx.spawn(read.into_actor(act).map(|rows, act, _| match rows {
                 Ok(rows) => act.take(rows),
                 Err(e) => log::warn!("cannot read token revocations: {e}"),

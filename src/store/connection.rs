@@ -59,16 +59,31 @@ impl Backend {
     }
 }
 
-fn redact_password(url: &str) -> String {
+/// `url` with its password masked (`user:***@host`, `password=***`), for logs and output.
+pub fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
+    let url = match rest.split_once('@') {
         Some((credentials, host)) => match credentials.split_once(':') {
             Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
             None => url.to_owned(),
         },
         None => url.to_owned(),
+    };
+    // libpq also takes `?password=…` in the query.
+    match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url,
     }
 }
 

@@ -5,7 +5,6 @@
 //! is then closed), 503 `unavailable` when the server holds all the sockets it may.
 
 use std::cell::Cell;
-use std::net::IpAddr;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -14,6 +13,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, ResponseError, web};
 
 use super::AppState;
+use super::client_addr::Client;
 use super::error::ApiError;
 use super::gate::{Admit, Opening, Refused, SocketPass};
 use crate::error::ErrorCode;
@@ -28,14 +28,15 @@ impl Default for FreshConnection {
     }
 }
 
-/// The client address `req` counts as (see `client_addr.rs`).
-fn client_of(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
+/// Who `req` counts as (see `client_addr.rs`).
+fn client_of(req: &HttpRequest, state: &AppState) -> Option<Client> {
     let peer = req.peer_addr()?.ip();
-    let forwarded = req
-        .headers()
+    let headers = req.headers();
+    let forwarded = headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded");
+    let forwarded_for = headers
         .get_all("x-forwarded-for")
         .filter_map(|value| value.to_str().ok());
-    Some(state.client_addrs.client(peer, forwarded))
+    Some(state.client_addrs.client(peer, forwarded_for, forwarded))
 }
 
 /// Asks the gate; what it answered, or the refusal as an error.
@@ -47,14 +48,14 @@ async fn admit(
     let Some(client) = client_of(req, state) else {
         return Ok(None); // not over TCP (a test's in-process request)
     };
-    let rated = !state.client_addrs.is_exempt(client);
+    let rated = !client.exempt;
     if !rated && opening == Opening::Connection {
         return Ok(None);
     }
     let answer = state
         .gate
         .send(Admit {
-            client,
+            client: client.addr,
             opening,
             rated,
         })

@@ -1,7 +1,9 @@
 //! Who a request comes from, for the per-address limits: the TCP peer, or — when the peer is
 //! a trusted proxy (`http.trusted_proxies`) — the nearest address in `X-Forwarded-For` that
 //! is not itself a trusted proxy. A header from anyone else is ignored, so a client cannot
-//! pick the address it is limited as.
+//! pick the address it is limited as. Only a loopback peer that forwards for nobody is exempt
+//! (by default): a proxy on the same host never makes its clients exempt. Addresses are
+//! compared in canonical form, so an IPv4 client of a dual-stack listener counts as itself.
 //!
 //! IPv6 clients are counted by their /64, the block one host usually holds.
 
@@ -33,29 +35,52 @@ impl ClientAddrPolicy {
         self.trusted.iter().any(|net| net.contains(&addr))
     }
 
-    /// The client behind `peer`, given the request's `X-Forwarded-For` values in order.
-    pub fn client<'a>(&self, peer: IpAddr, forwarded_for: impl Iterator<Item = &'a str>) -> IpAddr {
+    /// Who a request from `peer` counts as, given its `X-Forwarded-For` values in order and
+    /// whether it carries any forwarding header at all (`X-Forwarded-For` or `Forwarded`).
+    pub fn client<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl Iterator<Item = &'a str>,
+        forwarded: bool,
+    ) -> Client {
+        let peer = peer.to_canonical();
         if !self.is_trusted(peer) {
-            return peer;
+            // A loopback peer is a local tool, unless it forwards for someone (a proxy on this
+            // host that is not listed as trusted): then every client behind it shares its
+            // allowance rather than none having one.
+            let exempt = self.exempt_loopback && peer.is_loopback() && !forwarded;
+            return Client { addr: peer, exempt };
         }
         // Rightmost first: each proxy appends the address it heard from.
         let hops: Vec<&str> = forwarded_for.flat_map(|value| value.split(',')).collect();
         for hop in hops.iter().rev() {
-            match hop.trim().parse::<IpAddr>() {
+            match hop.trim().parse::<IpAddr>().map(|addr| addr.to_canonical()) {
                 Ok(addr) if self.is_trusted(addr) => continue,
-                Ok(addr) => return addr,
-                // Garbage from the far side of the proxies: the last address believed.
+                Ok(addr) => {
+                    return Client {
+                        addr,
+                        exempt: false,
+                    };
+                }
+                // Garbage from the far side of the proxies: counted as the proxy.
                 Err(_) => break,
             }
         }
-        peer
+        // Through a trusted proxy that named nobody: counted as the proxy, never exempt.
+        Client {
+            addr: peer,
+            exempt: false,
+        }
     }
+}
 
-    /// Whether `client` is exempt from the per-address limits (loopback, unless configured
-    /// otherwise: the load client and local tools).
-    pub fn is_exempt(&self, client: IpAddr) -> bool {
-        self.exempt_loopback && client.is_loopback()
-    }
+/// Who a request counts as for the per-address limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    /// The address whose allowance it spends.
+    pub addr: IpAddr,
+    /// Whether it spends none (a local tool on loopback, not forwarding for anyone).
+    pub exempt: bool,
 }
 
 /// An address or block: `10.0.0.0/8`, `::1`, `192.0.2.7`.
@@ -91,28 +116,65 @@ mod tests {
         let policy =
             ClientAddrPolicy::new(&["127.0.0.1".into(), "10.0.0.0/8".into()], true).expect("valid");
         let xff = ["198.51.100.9, 203.0.113.7", "10.1.2.3"];
-        // Through two trusted hops: the first untrusted address from the right.
-        assert_eq!(
-            policy.client(ip("127.0.0.1"), xff.into_iter()),
-            ip("203.0.113.7")
-        );
+        let client = |peer: &str, xff: &[&str], forwarded| {
+            policy.client(ip(peer), xff.iter().copied(), forwarded)
+        };
+        // Through two trusted hops: the first untrusted address from the right, not exempt.
+        let behind = client("127.0.0.1", &xff, true);
+        assert_eq!((behind.addr, behind.exempt), (ip("203.0.113.7"), false));
         // From an untrusted peer the header is ignored.
+        assert_eq!(client("192.0.2.1", &xff, true).addr, ip("192.0.2.1"));
+        // A trusted proxy with no header, or garbage in it: the proxy, never exempt.
+        let bare = client("127.0.0.1", &[], false);
+        assert_eq!((bare.addr, bare.exempt), (ip("127.0.0.1"), false));
         assert_eq!(
-            policy.client(ip("192.0.2.1"), xff.into_iter()),
-            ip("192.0.2.1")
-        );
-        // A trusted peer with no header, or garbage in it: the peer.
-        assert_eq!(
-            policy.client(ip("127.0.0.1"), std::iter::empty()),
-            ip("127.0.0.1")
-        );
-        assert_eq!(
-            policy.client(ip("10.0.0.5"), ["x, 10.0.0.9"].into_iter()),
+            client("10.0.0.5", &["x, 10.0.0.9"], true).addr,
             ip("10.0.0.5")
         );
-        assert!(policy.is_exempt(ip("127.0.0.1")));
-        assert!(!policy.is_exempt(ip("203.0.113.7")));
         assert!(ClientAddrPolicy::new(&["not-an-ip".into()], true).is_err());
+    }
+
+    #[test]
+    fn loopback_is_exempt_only_when_it_forwards_for_nobody() {
+        let policy = ClientAddrPolicy::new(&[], true).expect("valid");
+        assert!(
+            policy
+                .client(ip("127.0.0.1"), std::iter::empty(), false)
+                .exempt
+        );
+        assert!(policy.client(ip("::1"), std::iter::empty(), false).exempt);
+        // A proxy on this host that is not listed: its clients share its allowance.
+        let proxied = policy.client(ip("127.0.0.1"), ["203.0.113.7"].into_iter(), true);
+        assert_eq!((proxied.addr, proxied.exempt), (ip("127.0.0.1"), false));
+        assert!(
+            !policy
+                .client(ip("203.0.113.7"), std::iter::empty(), false)
+                .exempt
+        );
+        let strict = ClientAddrPolicy::new(&[], false).expect("valid");
+        assert!(
+            !strict
+                .client(ip("127.0.0.1"), std::iter::empty(), false)
+                .exempt
+        );
+    }
+
+    #[test]
+    fn ipv4_clients_of_a_dual_stack_listener_count_as_themselves() {
+        let policy = ClientAddrPolicy::new(&["127.0.0.1".into()], true).expect("valid");
+        let mapped = ip("::ffff:192.0.2.1");
+        assert_eq!(
+            policy.client(mapped, std::iter::empty(), false).addr,
+            ip("192.0.2.1")
+        );
+        let local = ClientAddrPolicy::new(&[], true).expect("valid");
+        assert!(
+            local
+                .client(ip("::ffff:127.0.0.1"), std::iter::empty(), false)
+                .exempt
+        );
+        let through = policy.client(ip("::ffff:127.0.0.1"), ["203.0.113.7"].into_iter(), true);
+        assert_eq!(through.addr, ip("203.0.113.7"));
     }
 
     #[test]

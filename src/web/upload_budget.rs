@@ -31,6 +31,13 @@ pub struct UploadPass {
     bytes: u64,
 }
 
+impl UploadPass {
+    /// The bytes reserved.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
 impl Drop for UploadPass {
     fn drop(&mut self) {
         self.budget.do_send(Release { bytes: self.bytes });

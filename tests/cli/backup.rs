@@ -72,17 +72,40 @@ fn a_backup_taken_while_serving_holds_what_was_stored() {
 }
 
 #[test]
+fn a_database_that_is_not_there_is_not_created_and_backed_up() {
+    let dir = std::env::temp_dir().join(format!("enclave-bk-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = enclave()
+        .arg("backup")
+        .arg(dir.join("copy.db"))
+        .args([
+            "--database",
+            &format!("sqlite://{}", dir.join("typo.db").display()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no database at"));
+    assert!(!dir.join("typo.db").exists() && !dir.join("copy.db").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn postgresql_is_pointed_at_pg_dump() {
     let out = enclave()
         .args([
             "backup",
             "/tmp/never.dump",
             "--database",
-            "postgres://u@127.0.0.1:1/db",
+            "postgres://u:pw-secret@127.0.0.1:1/db",
         ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pg_dump") && !stderr.contains("pw-secret"),
+        "{stderr}"
+    );
     assert!(!std::path::Path::new("/tmp/never.dump").exists());
 }

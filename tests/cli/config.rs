@@ -110,6 +110,10 @@ fn config_show_says_where_each_value_came_from_and_masks_secrets() {
         .current_dir(&dir)
         .env("ENCLAVE_BIND", "127.0.0.1:9999")
         .env("ENCLAVE_LLM_API_KEY", "sk-the-llm-key")
+        .env(
+            "DATABASE_URL",
+            "postgres://enclave:db-password@db.internal/enclave",
+        )
         .output()
         .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
@@ -126,13 +130,13 @@ fn config_show_says_where_each_value_came_from_and_masks_secrets() {
         "secrets = [\"(set, not shown)\"]  # file enclave.toml",
         "api_key = \"(set, not shown)\"  # env ENCLAVE_LLM_API_KEY",
         "# url is unset  # default",
+        "url = \"postgres://enclave:***@db.internal/enclave\"  # env DATABASE_URL",
     ] {
         assert!(shown.lines().any(|l| l == line), "no {line:?} in:\n{shown}");
     }
-    assert!(
-        !shown.contains(SECRET) && !shown.contains("sk-the-llm-key"),
-        "{shown}"
-    );
+    for secret in [SECRET, "sk-the-llm-key", "db-password"] {
+        assert!(!shown.contains(secret), "{secret} shown: {shown}");
+    }
     // What it prints is itself a configuration file.
     let table: toml::Table = toml::from_str(&shown).unwrap();
     assert_eq!(table["sockets"]["max_per_user"].as_integer(), Some(3));

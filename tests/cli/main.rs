@@ -95,6 +95,24 @@ fn secrets_rotate_and_a_short_one_is_refused() {
             "the secret is not shown: {stderr}"
         );
     }
+    // The one secret of ENCLAVE_JWT_SECRET is taken whole, commas and all.
+    let with_comma = "secret,with,commas-secret,with,commas-0";
+    let out = enclave()
+        .args(["token", "--user", "alice"])
+        .env("ENCLAVE_JWT_SECRET", with_comma)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        Auth::new(with_comma.as_bytes())
+            .verify(token.trim())
+            .is_ok()
+    );
     let out = enclave()
         .args(["token", "--user", "alice"])
         .env("ENCLAVE_JWT_SECRET", new)

@@ -1,6 +1,7 @@
 //! The server-wide upload budget (issue 14): past `usage.max_concurrent_uploads` uploads in
 //! flight, another user's upload is answered 503 `unavailable` with `Retry-After`, and gets
-//! in once the first has ended; the first, held half-sent, loses nothing.
+//! in once the first has ended; the first, held half-sent, loses nothing. An upload whose body
+//! stops arriving is cut off at its deadline and frees its place.
 
 use std::time::Duration;
 
@@ -64,7 +65,7 @@ async fn uploads_past_the_servers_budget_wait_their_turn(db: TestDb) {
     // Bob's turn comes once alice's reservation is given back (on its own time, so he retries
     // as a client told Retry-After would).
     let mut stored = None;
-    for _ in 0..500 {
+    for _ in 0..3000 {
         let (status, answer, _) =
             upload(&app, "bob", "application/x-ndjson", "", rows("b", 3)).await;
         if status == 200 {
@@ -78,3 +79,48 @@ async fn uploads_past_the_servers_budget_wait_their_turn(db: TestDb) {
     app.stop().await;
 }
 on_both_backends!(uploads_past_the_servers_budget_wait_their_turn);
+
+/// An upload whose body stops arriving is answered 408 `request_timeout` once its deadline
+/// (the grace, plus its size at the slowest rate) has passed, and gives its place back.
+async fn an_upload_trickling_its_body_is_cut_off_and_frees_its_place(db: TestDb) {
+    let mut config = test_config(&db);
+    config.max_concurrent_uploads = 1;
+    config.upload_read_grace = Duration::from_millis(300);
+    config.upload_min_bytes_per_second = 1 << 30;
+    let app = TestApp::spawn_with(config).await;
+    let body = rows("t", 50);
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /api/usage HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+        app.addr,
+        app.token("mallory"),
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&body.as_bytes()[..10]).await.unwrap();
+    // Nothing more is sent: the server answers on its own.
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(60), slow.read(&mut answer))
+        .await
+        .expect("answered before the test gives up")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    // Its place is free again: another user's upload gets in (once the pass is back).
+    let mut stored = None;
+    for _ in 0..3000 {
+        let (status, answer, _) =
+            upload(&app, "bob", "application/x-ndjson", "", rows("b", 2)).await;
+        if status == 200 {
+            stored = Some(answer);
+            break;
+        }
+        assert_eq!(status, 503, "{answer}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored.expect("bob's upload gets in")["accepted"], 2);
+    app.stop().await;
+}
+on_both_backends!(an_upload_trickling_its_body_is_cut_off_and_frees_its_place);

@@ -1,7 +1,7 @@
 //! Token revocations: a user's tokens issued at or before a second are refused
 //! (`enclave token revoke`). Keyed by the token's subject, not an account key: a revocation
-//! outlives account deletion. Not a per-user read path: the server loads them all, then the
-//! ones newer than what it holds.
+//! outlives account deletion. Not a per-user read path: each server reads them all, again and
+//! again (a row per revoked user).
 
 use diesel::prelude::*;
 
@@ -27,15 +27,12 @@ pub fn revoke(conn: &mut DbConnection, user: &UserId, through: i64) -> QueryResu
     Ok(())
 }
 
-/// Revocations through `since` or a later second (all of them with `i64::MIN`); those of the
-/// second `since` again, since more may have been written in it.
-pub fn since(conn: &mut DbConnection, since: i64) -> QueryResult<Vec<(String, i64)>> {
-    let query = token_revocations::table
-        .filter(token_revocations::revoked_through.ge(since))
-        .select((
-            token_revocations::user_id,
-            token_revocations::revoked_through,
-        ));
+/// Every revocation: each revoked subject and the last second revoked.
+pub fn all(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64)>> {
+    let query = token_revocations::table.select((
+        token_revocations::user_id,
+        token_revocations::revoked_through,
+    ));
     match conn {
         DbConnection::Sqlite(c) => query.load(c),
         DbConnection::Pg(c) => query.load(c),

@@ -7,4 +7,5 @@ pub mod health;
 pub mod limits;
 pub mod runs;
 pub mod threads;
+pub mod upload_body;
 pub mod usage;

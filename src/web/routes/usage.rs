@@ -9,7 +9,6 @@
 
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
-use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::context::UserId;
@@ -28,7 +27,7 @@ use crate::usage::record::{UsageRecord, parse_time};
 use crate::web::AppState;
 use crate::web::error::ApiError;
 use crate::web::extract::AuthenticatedUser;
-use crate::web::upload_budget::{Reserve, UploadPass};
+use crate::web::routes::upload_body::read_body;
 
 /// Seconds a client is asked to wait after a refusal that passes (another upload of the
 /// user's still running, the account being deleted).
@@ -49,38 +48,6 @@ pub struct UploadQuery {
     /// Read and check the rows, store nothing.
     #[serde(default)]
     check: bool,
-}
-
-/// The upload's share of the server-wide budget: its declared length (or the largest allowed),
-/// held until the upload ends; 503 `unavailable` when there is no room now.
-async fn reserve_upload(
-    req: &HttpRequest,
-    state: &AppState,
-    limit: usize,
-) -> Result<UploadPass, ApiError> {
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let bytes = declared.unwrap_or(limit as u64).min(limit as u64);
-    let pass = state
-        .uploads
-        .send(Reserve { bytes })
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "the server is stopping"))?;
-    pass.ok_or_else(|| {
-        state
-            .metrics
-            .edge_refusals
-            .with_label_values(&["uploads_full"])
-            .inc();
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "the server is reading as many uploads as it can; try again shortly",
-        )
-        .retry_after(RETRY_AFTER_SECS)
-    })
 }
 
 /// Releases the user's upload slot when the upload ends, however it ends.
@@ -113,7 +80,7 @@ impl Drop for IngestSlot {
 #[post("/api/usage")]
 pub async fn upload(
     req: HttpRequest,
-    mut body: web::Payload,
+    body: web::Payload,
     state: web::Data<AppState>,
     AuthenticatedUser(identity): AuthenticatedUser,
     query: web::Query<UploadQuery>,
@@ -149,19 +116,7 @@ pub async fn upload(
         .await?
         .map_err(|refusal| ApiError::from(refusal).retry_after(RETRY_AFTER_SECS))?;
     let slot = IngestSlot(session);
-    let limit = state.config.max_upload_bytes;
-    let _reserved = reserve_upload(&req, &state, limit).await?;
-    let mut bytes = web::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                ErrorCode::TooLarge,
-                format!("the upload is over {limit} bytes; split it into smaller files"),
-            ));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let (bytes, _reserved) = read_body(&req, &state, body).await?;
     // Under the slot, so the same key cannot be in flight twice; after the body is read, so
     // the client, still sending, gets the answer rather than a reset connection.
     if let Some(key) = key.clone() {
