@@ -34,6 +34,9 @@ use crate::web::gate::{ConnectionGate, GateLimits, open_file_limit};
 use crate::web::listener;
 use crate::web::upload_budget::{UploadBudget, UploadLimits};
 
+mod dev_mode;
+use dev_mode::{binds_loopback_only, check_dev_mode};
+
 /// enclave's own pipeline, assembled here rather than in `runtime/`, which names no concrete
 /// agent.
 impl Pipeline {
@@ -215,7 +218,11 @@ impl Server {
             slots: RunSlots::new(config.max_running_total).start(),
             metrics: metrics.clone(),
             llm: config.llm_url.as_deref().map(|url| {
-                log::info!("LLM: {} at {url}", config.llm_model);
+                log::info!(
+                    "LLM: {} at {}",
+                    config.llm_model,
+                    store::connection::redact_password(url)
+                );
                 Arc::new(OpenAiCompatible::new(
                     url,
                     &config.llm_model,
@@ -361,40 +368,5 @@ impl Server {
             arbiter.stop();
         }
         result
-    }
-}
-
-/// Every address `bind` names is a loopback one (resolving a host name blocks: call it off
-/// the async arbiters).
-fn binds_loopback_only(bind: &str) -> bool {
-    use std::net::ToSocketAddrs;
-    bind.to_socket_addrs().is_ok_and(|addrs| {
-        let addrs: Vec<SocketAddr> = addrs.collect();
-        !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
-    })
-}
-
-/// Dev mode (no secret: tokens for any user from `POST /api/dev/token`) is safe only on a
-/// loopback address; elsewhere it needs `--dev`, and is then logged. `--dev` with a real
-/// secret is logged too: the endpoint then mints tokens valid in production.
-fn check_dev_mode(config: &Config, loopback: bool) -> Result<(), ServerError> {
-    let bind = &config.bind;
-    match (config.jwt_secret(), config.dev) {
-        (None, false) if !loopback => Err(ServerError::DevModeExposed { bind: bind.clone() }),
-        (None, true) if !loopback => {
-            log::warn!(
-                "dev mode on {bind}, which is not a loopback address (--dev): anyone who can \
-                 reach it can get a token for any user"
-            );
-            Ok(())
-        }
-        (Some(_), true) => {
-            log::warn!(
-                "--dev with ENCLAVE_JWT_SECRET set: POST /api/dev/token mints tokens signed with \
-                 that secret, valid for any user of this server"
-            );
-            Ok(())
-        }
-        _ => Ok(()),
     }
 }

@@ -8,6 +8,17 @@ use anyhow::Context;
 use enclave::config::Config;
 use enclave::store::{self, Backend};
 
+/// Refuses a SQLite database that is not there: opening it would create an empty one (a
+/// typo in a path must not be backed up, revoked in or migrated).
+pub fn must_exist(backend: &Backend) -> anyhow::Result<()> {
+    if let Backend::Sqlite(path) = backend
+        && !Path::new(path).exists()
+    {
+        anyhow::bail!("there is no database at {}", backend.display());
+    }
+    Ok(())
+}
+
 /// Copies the configured database into `file`.
 pub fn run(config: &Config, file: &Path) -> anyhow::Result<()> {
     let backend = Backend::from_url(&config.database_url).context("--database")?;
@@ -19,12 +30,7 @@ pub fn run(config: &Config, file: &Path) -> anyhow::Result<()> {
             enclave::store::connection::redact_password(&config.database_url)
         );
     }
-    // Opening a missing file would create an empty database and back that up.
-    if let Backend::Sqlite(path) = &backend
-        && !std::path::Path::new(path).exists()
-    {
-        anyhow::bail!("there is no database at {}", backend.display());
-    }
+    must_exist(&backend)?;
     let pool = store::open_pool(&backend, 1, config.db_timeout, config.sqlite_synchronous)
         .context("opening the database")?;
     let mut conn = pool.get().context("connecting to the database")?;

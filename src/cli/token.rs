@@ -45,6 +45,7 @@ pub fn revoke(config: &Config, user: &str) -> anyhow::Result<()> {
     let user = UserId::parse(user).context("--user")?;
     // Not migrated here: a newer binary must not change the schema under a running server.
     let backend = Backend::from_url(&config.database_url).context("--database")?;
+    crate::cli::backup::must_exist(&backend)?;
     let pool = store::open_pool(&backend, 1, config.db_timeout, config.sqlite_synchronous)
         .context("opening the database")?;
     let mut conn = pool.get().context("connecting to the database")?;

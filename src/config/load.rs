@@ -246,6 +246,9 @@ impl Loaded {
             ("sockets.heartbeat", c.heartbeat_interval),
             ("sockets.client_timeout", c.client_timeout),
             ("retention.housekeeping", c.housekeeping_interval),
+            ("database.timeout", c.db_timeout),
+            ("database.node_lease", c.node_lease),
+            ("usage.upload_read_grace", c.upload_read_grace),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Invalid {
@@ -254,6 +257,13 @@ impl Loaded {
                     reason: "must be more than 0".into(),
                 });
             }
+        }
+        if c.upload_min_bytes_per_second == 0 {
+            return Err(ConfigError::Invalid {
+                name: self.named("usage.upload_min_bytes_per_second"),
+                value: "0".into(),
+                reason: "must be more than 0".into(),
+            });
         }
         if let Some(keep) = c.retain_events
             && keep < MIN_RETAIN_EVENTS

@@ -89,8 +89,9 @@ pub static SETTINGS: &[Setting] = &[
         "Reverse proxies (addresses or CIDR blocks, e.g. \"127.0.0.1\") whose X-Forwarded-For \
          names the client; from anyone else the header is ignored."),
     setting!("http.exempt_loopback", ["ENCLAVE_EXEMPT_LOOPBACK"], Flag, exempt_loopback,
-        "Clients on a loopback address are exempt from the per-address rates (local tools and \
-         enclave loadtest). Behind a proxy on this host, list it in trusted_proxies."),
+        "A loopback client forwarding for nobody (no X-Forwarded-For, Forwarded, X-Real-IP or \
+         Via: local tools, enclave loadtest) is exempt from the per-address rates; a proxy's \
+         request never is."),
     setting!("http.connections_per_minute_per_ip", ["ENCLAVE_CONNECTIONS_PER_MINUTE_PER_IP"],
         Number, connections_per_minute_per_ip,
         "New connections one client address may open per minute…"),

@@ -273,7 +273,9 @@ async fn send(
         .await;
         let wait = match &answer {
             Ok(a) if a.status == 429 => Duration::from_secs(a.retry_after.unwrap_or(1).min(60)),
-            Ok(a) if a.status < 500 => return answer,
+            // 408: the body came in too slowly (a slow patch of network); sent again under the
+            // same key, it is stored once.
+            Ok(a) if a.status < 500 && a.status != 408 => return answer,
             _ if failures >= RETRIES => return answer,
             _ => {
                 failures += 1;

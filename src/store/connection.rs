@@ -40,7 +40,7 @@ impl Backend {
             .or_else(|| url.strip_prefix("sqlite:"))
             .unwrap_or(url);
         if path.is_empty() || path.contains("://") {
-            return Err(ConnectError::UnknownScheme(url.to_owned()));
+            return Err(ConnectError::UnknownScheme(redact_password(url)));
         }
         Ok(Self::Sqlite(path.to_owned()))
     }
@@ -59,32 +59,41 @@ impl Backend {
     }
 }
 
-/// `url` with its password masked (`user:***@host`, `password=***`), for logs and output.
+/// `url` with its password masked (`user:***@host`, `password=***` in the query), for logs
+/// and output; a URL without one is returned as it is.
 pub fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let url = match rest.split_once('@') {
-        Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
+    // The authority ends at the first `/`, `?` or `#`; its userinfo at its last `@`.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
         },
-        None => url.to_owned(),
+        None => authority.to_owned(),
     };
-    // libpq also takes `?password=…` in the query.
-    match url.split_once('?') {
-        Some((base, query)) => {
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
             let query: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    Some((key, _))
+                        if key.eq_ignore_ascii_case("password")
+                            || key.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{key}=***")
+                    }
                     _ => pair.to_owned(),
                 })
                 .collect();
-            format!("{base}?{}", query.join("&"))
+            format!("{path}?{}", query.join("&"))
         }
-        None => url,
-    }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Why a database URL could not be understood or a connection opened or set up.
@@ -226,6 +235,31 @@ impl r2d2::ManageConnection for ConnectionManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_masked_and_nothing_else_is_touched() {
+        let cases = [
+            ("postgres://u:pw@h:5432/db", "postgres://u:***@h:5432/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://h:5432/db?application_name=a@b",
+                "postgres://h:5432/db?application_name=a@b",
+            ),
+            ("postgres://u:p@ss@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://h/db?user=u&password=pw&sslpassword=k",
+                "postgres://h/db?user=u&password=***&sslpassword=***",
+            ),
+            (
+                "https://api.example/v1/models/m@v1",
+                "https://api.example/v1/models/m@v1",
+            ),
+            ("sqlite://enclave.db", "sqlite://enclave.db"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_password(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn backend_from_url() {

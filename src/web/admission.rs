@@ -32,7 +32,10 @@ impl Default for FreshConnection {
 fn client_of(req: &HttpRequest, state: &AppState) -> Option<Client> {
     let peer = req.peer_addr()?.ip();
     let headers = req.headers();
-    let forwarded = headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded");
+    // Any sign of a proxy in between: a loopback peer showing one is no local tool.
+    let forwarded = ["x-forwarded-for", "forwarded", "x-real-ip", "via"]
+        .iter()
+        .any(|name| headers.contains_key(*name));
     let forwarded_for = headers
         .get_all("x-forwarded-for")
         .filter_map(|value| value.to_str().ok());

@@ -44,26 +44,25 @@ impl ClientAddrPolicy {
         forwarded: bool,
     ) -> Client {
         let peer = peer.to_canonical();
-        if !self.is_trusted(peer) {
-            // A loopback peer is a local tool, unless it forwards for someone (a proxy on this
-            // host that is not listed as trusted): then every client behind it shares its
-            // allowance rather than none having one.
-            let exempt = self.exempt_loopback && peer.is_loopback() && !forwarded;
+        // A loopback peer forwarding for nobody is a local tool (trusted proxy or not); one
+        // forwarding for someone never is exempt.
+        let exempt = self.exempt_loopback && peer.is_loopback() && !forwarded;
+        if exempt || !self.is_trusted(peer) {
             return Client { addr: peer, exempt };
         }
         // Rightmost first: each proxy appends the address it heard from.
         let hops: Vec<&str> = forwarded_for.flat_map(|value| value.split(',')).collect();
         for hop in hops.iter().rev() {
-            match hop.trim().parse::<IpAddr>().map(|addr| addr.to_canonical()) {
-                Ok(addr) if self.is_trusted(addr) => continue,
-                Ok(addr) => {
+            match parse_hop(hop).map(|addr| addr.to_canonical()) {
+                Some(addr) if self.is_trusted(addr) => continue,
+                Some(addr) => {
                     return Client {
                         addr,
                         exempt: false,
                     };
                 }
                 // Garbage from the far side of the proxies: counted as the proxy.
-                Err(_) => break,
+                None => break,
             }
         }
         // Through a trusted proxy that named nobody: counted as the proxy, never exempt.
@@ -81,6 +80,15 @@ pub struct Client {
     pub addr: IpAddr,
     /// Whether it spends none (a local tool on loopback, not forwarding for anyone).
     pub exempt: bool,
+}
+
+/// One `X-Forwarded-For` hop: an address, with or without a port (`192.0.2.7:4711`,
+/// `[2001:db8::1]:4711`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
 }
 
 /// An address or block: `10.0.0.0/8`, `::1`, `192.0.2.7`.
@@ -124,9 +132,17 @@ mod tests {
         assert_eq!((behind.addr, behind.exempt), (ip("203.0.113.7"), false));
         // From an untrusted peer the header is ignored.
         assert_eq!(client("192.0.2.1", &xff, true).addr, ip("192.0.2.1"));
-        // A trusted proxy with no header, or garbage in it: the proxy, never exempt.
-        let bare = client("127.0.0.1", &[], false);
-        assert_eq!((bare.addr, bare.exempt), (ip("127.0.0.1"), false));
+        // A trusted proxy naming nobody usable: the proxy, never exempt.
+        let garbage = client("127.0.0.1", &["not-an-address"], true);
+        assert_eq!((garbage.addr, garbage.exempt), (ip("127.0.0.1"), false));
+        // A hop with a port.
+        let with_port = client("10.0.0.5", &["203.0.113.9:4711"], true);
+        assert_eq!(with_port.addr, ip("203.0.113.9"));
+        let v6_port = client("10.0.0.5", &["[2001:db8::1]:4711"], true);
+        assert_eq!(v6_port.addr, ip("2001:db8::1"));
+        // A local tool on the proxy's host, forwarding for nobody: exempt though loopback is
+        // a trusted proxy.
+        assert!(client("127.0.0.1", &[], false).exempt);
         assert_eq!(
             client("10.0.0.5", &["x, 10.0.0.9"], true).addr,
             ip("10.0.0.5")

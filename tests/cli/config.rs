@@ -59,6 +59,10 @@ fn a_bad_key_or_value_stops_the_start_naming_it() {
         ),
         ("[sockets\n", "unclosed table"),
         (
+            "[database]\ntimeout = \"0s\"\n",
+            "database.timeout = \"0s\" is not valid: must be more than 0",
+        ),
+        (
             "[auth]\nsecrets = [\"short-one\"]\n",
             "auth.secrets = (not shown) is not valid: secret 1 has 9 bytes",
         ),

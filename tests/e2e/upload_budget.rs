@@ -85,7 +85,7 @@ on_both_backends!(uploads_past_the_servers_budget_wait_their_turn);
 async fn an_upload_trickling_its_body_is_cut_off_and_frees_its_place(db: TestDb) {
     let mut config = test_config(&db);
     config.max_concurrent_uploads = 1;
-    config.upload_read_grace = Duration::from_millis(300);
+    config.upload_read_grace = Duration::from_secs(1);
     config.upload_min_bytes_per_second = 1 << 30;
     let app = TestApp::spawn_with(config).await;
     let body = rows("t", 50);
@@ -121,6 +121,14 @@ async fn an_upload_trickling_its_body_is_cut_off_and_frees_its_place(db: TestDb)
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(stored.expect("bob's upload gets in")["accepted"], 2);
+    // Mallory's own upload slot is free too: her next upload is stored, not refused 429.
+    let (status, answer, _) =
+        upload(&app, "mallory", "application/x-ndjson", "", rows("m", 3)).await;
+    assert_eq!(
+        (status, &answer["accepted"]),
+        (200, &serde_json::json!(3)),
+        "{answer}"
+    );
     app.stop().await;
 }
 on_both_backends!(an_upload_trickling_its_body_is_cut_off_and_frees_its_place);

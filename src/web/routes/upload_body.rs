@@ -50,9 +50,9 @@ pub async fn read_body(
             ApiError::new(
                 ErrorCode::RequestTimeout,
                 format!(
-                    "the upload was not sent within {} s (the slowest rate allowed is {} bytes \
+                    "the upload was not sent within {} (the slowest rate allowed is {} bytes \
                      a second); send it again faster or in smaller parts",
-                    deadline.as_secs(),
+                    crate::config::format_duration(deadline),
                     config.upload_min_bytes_per_second
                 ),
             )

@@ -74,6 +74,7 @@ impl Drop for IngestSlot {
         (status = 200, description = "stored (or checked)", body = IngestAnswer),
         (status = 400, description = "not UTF-8, malformed, or a bad parameter", body = ErrorBody),
         (status = 403, description = "over the user's record quota", body = ErrorBody),
+        (status = 408, description = "the body did not arrive in time", body = ErrorBody),
         (status = 413, description = "over the upload limit", body = ErrorBody),
         (status = 415, description = "not NDJSON, CSV or JSON", body = ErrorBody),
         (status = 422, description = "invalid rows, named in details", body = ErrorBody)))]
