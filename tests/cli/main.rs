@@ -40,16 +40,11 @@ fn token_prints_a_token_signed_with_the_secret() {
     assert_eq!(identity.user_id.as_str(), "alice");
 }
 
-/// `ENCLAVE_JWT_SECRETS=new,old`: the first signs (and the server takes both); a secret under
-/// 32 bytes stops the command with a message naming the variable, not the secret.
-#[test]
-fn secrets_rotate_and_a_short_one_is_refused() {
-    let new = "new-secret-new-secret-new-secret-0";
-    let old = "old-secret-old-secret-old-secret-0";
+/// `enclave token --user alice` with `env`, which must succeed: the token it printed.
+fn alices_token(env: &[(&str, &str)]) -> String {
     let out = enclave()
         .args(["token", "--user", "alice"])
-        .env("ENCLAVE_JWT_SECRETS", format!("{new},{old}"))
-        .env("ENCLAVE_JWT_ISSUER", "enclave-tests")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -57,7 +52,19 @@ fn secrets_rotate_and_a_short_one_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let token = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `ENCLAVE_JWT_SECRETS=new,old`: the first signs (and the server takes both); a secret under
+/// 32 bytes stops the command with a message naming the variable, not the secret.
+#[test]
+fn secrets_rotate_and_a_short_one_is_refused() {
+    let new = "new-secret-new-secret-new-secret-0";
+    let old = "old-secret-old-secret-old-secret-0";
+    let token = alices_token(&[
+        ("ENCLAVE_JWT_SECRETS", &format!("{new},{old}")),
+        ("ENCLAVE_JWT_ISSUER", "enclave-tests"),
+    ]);
     let strict = Auth::with_policy(new.as_bytes(), &[], Some("enclave-tests"), None);
     assert_eq!(
         strict.verify(token.trim()).unwrap().user_id.as_str(),
@@ -97,17 +104,7 @@ fn secrets_rotate_and_a_short_one_is_refused() {
     }
     // The one secret of ENCLAVE_JWT_SECRET is taken whole, commas and all.
     let with_comma = "secret,with,commas-secret,with,commas-0";
-    let out = enclave()
-        .args(["token", "--user", "alice"])
-        .env("ENCLAVE_JWT_SECRET", with_comma)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap();
+    let token = alices_token(&[("ENCLAVE_JWT_SECRET", with_comma)]);
     assert!(
         Auth::new(with_comma.as_bytes())
             .verify(token.trim())

@@ -236,19 +236,11 @@ fn oversized_frame() -> Vec<u8> {
     frame
 }
 
-/// Vera's whole stored data, as her export gives it.
+/// Vera's whole stored data, as her export gives it, but for the header line, which says
+/// when the export was taken.
 async fn export_of(app: &TestApp, user: &str) -> String {
-    let mut resp = awc::Client::default()
-        .get(app.http("/api/export"))
-        .insert_header(("Authorization", format!("Bearer {}", app.token(user))))
-        .send()
-        .await
-        .unwrap();
-    let body = resp.body().limit(64 << 20).await.unwrap();
-    // Everything but the header line, which says when the export was taken.
-    String::from_utf8(body.to_vec())
-        .unwrap()
-        .lines()
+    let (text, _) = crate::export::export_of(app, user).await;
+    text.lines()
         .filter(|line| !line.starts_with("{\"kind\":\"export\""))
         .collect::<Vec<_>>()
         .join("\n")
