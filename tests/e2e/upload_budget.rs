@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -21,6 +22,20 @@ fn rows(prefix: &str, n: usize) -> String {
             )
         })
         .collect()
+}
+
+/// Uploads `body` as `user`, again after each 503 (a place in the budget is given back on the
+/// server's own time, as a client told `Retry-After` would); the answer once stored.
+async fn upload_once_there_is_room(app: &TestApp, user: &str, body: String) -> Value {
+    for _ in 0..3000 {
+        let (status, answer, _) = upload(app, user, "application/x-ndjson", "", body.clone()).await;
+        if status == 200 {
+            return answer;
+        }
+        assert_eq!(status, 503, "{answer}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{user}'s upload never got in");
 }
 
 async fn uploads_past_the_servers_budget_wait_their_turn(db: TestDb) {
@@ -64,18 +79,8 @@ async fn uploads_past_the_servers_budget_wait_their_turn(db: TestDb) {
     assert!(answer.contains("\"accepted\":200"), "{answer}");
     // Bob's turn comes once alice's reservation is given back (on its own time, so he retries
     // as a client told Retry-After would).
-    let mut stored = None;
-    for _ in 0..3000 {
-        let (status, answer, _) =
-            upload(&app, "bob", "application/x-ndjson", "", rows("b", 3)).await;
-        if status == 200 {
-            stored = Some(answer);
-            break;
-        }
-        assert_eq!(status, 503, "{answer}");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(stored.expect("bob's upload gets in")["accepted"], 3);
+    let stored = upload_once_there_is_room(&app, "bob", rows("b", 3)).await;
+    assert_eq!(stored["accepted"], 3);
     app.stop().await;
 }
 on_both_backends!(uploads_past_the_servers_budget_wait_their_turn);
@@ -109,18 +114,8 @@ async fn an_upload_trickling_its_body_is_cut_off_and_frees_its_place(db: TestDb)
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"request_timeout\""), "{answer}");
     // Its place is free again: another user's upload gets in (once the pass is back).
-    let mut stored = None;
-    for _ in 0..3000 {
-        let (status, answer, _) =
-            upload(&app, "bob", "application/x-ndjson", "", rows("b", 2)).await;
-        if status == 200 {
-            stored = Some(answer);
-            break;
-        }
-        assert_eq!(status, 503, "{answer}");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(stored.expect("bob's upload gets in")["accepted"], 2);
+    let stored = upload_once_there_is_room(&app, "bob", rows("b", 2)).await;
+    assert_eq!(stored["accepted"], 2);
     // Mallory's own upload slot is free too: her next upload is stored, not refused 429.
     let (status, answer, _) =
         upload(&app, "mallory", "application/x-ndjson", "", rows("m", 3)).await;
