@@ -28,6 +28,14 @@ pub struct Metrics {
     pub slow_sockets: IntCounter,
     /// Database work that panicked and was survived, by thread (`reader`, `writer`).
     pub db_panics: IntCounterVec,
+    /// Sessions of users this node owns (`store/leases.rs`).
+    pub owned_sessions: IntGauge,
+    /// Renewals of this node's lease on the database.
+    pub lease_renewals: IntCounter,
+    /// Users this node took over from a node whose lease was gone.
+    pub failovers: IntCounter,
+    /// Batches refused because another node had claimed their user since.
+    pub fenced_writes: IntCounter,
     /// Sockets closed at once because their user held the most allowed (4029).
     pub sockets_over_cap: IntCounter,
     /// `resume`, `cancel_run` and `approval` frames refused `rate_limited` without a read.
@@ -180,6 +188,19 @@ impl Metrics {
             group_retries: counter(
                 "write_groups_retried_total",
                 "groups of batches whose commit failed, then stored batch by batch",
+            ),
+            owned_sessions: gauge(
+                "sessions_owned",
+                "sessions of users this node owns (holds the lease of)",
+            ),
+            lease_renewals: counter("lease_renewals_total", "renewals of this node's lease"),
+            failovers: counter(
+                "failovers_total",
+                "users taken over from a node whose lease was gone",
+            ),
+            fenced_writes: counter(
+                "fenced_writes_total",
+                "batches refused: another node had claimed their user since",
             ),
             registry,
         }

@@ -179,6 +179,7 @@ impl Server {
             pool.clone(),
             node_id.clone(),
             config.node_lease,
+            metrics.clone(),
         ));
         let (recovering, own) = (pool.clone(), node_id.clone());
         let (interrupted, discarded) = web::block(move || {
@@ -272,6 +273,13 @@ impl Server {
             bind: config.bind.clone(),
             source,
         })?;
+        let (announcing, address) = (node_id.clone(), addr.to_string());
+        if let Err(e) = state_db
+            .write_with(move |conn| store::ownership::announce(conn, &announcing, &address))
+            .await
+        {
+            log::warn!("could not record this node's address: {e}");
+        }
         Ok(Self {
             http,
             ownership,

@@ -27,8 +27,10 @@ fn unstorable(field: &str) -> FrameError {
     ))
 }
 
-/// A validated `user_message`: what the session needs to start a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A validated `user_message`: what the session needs to start a run. Serde only carries it
+/// between nodes (`runtime/cluster/mail.rs`), already validated; clients' frames are read by
+/// `ClientFrame::parse`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserMessage {
     /// 1..=limit Unicode scalar values, no NUL.
     pub content: String,

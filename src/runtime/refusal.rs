@@ -7,8 +7,9 @@ use crate::context::ThreadId;
 use crate::error::ErrorCode;
 use crate::protocol::FrameError;
 
-/// Why a session refused a request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a session refused a request (serialized only to carry an owner node's answer back to the
+/// node that asked, `runtime/cluster/mail.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Refusal {
     /// A read the answer needs failed; nothing changed.
     #[error("storage unavailable; try again")]

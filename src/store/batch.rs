@@ -72,6 +72,9 @@ pub struct WriteBatch {
     pub user_id: UserId,
     pub ops: Vec<WriteOp>,
     pub events: Vec<Event>,
+    /// The epoch of the writing session's claim on the user (`leases.rs`), checked in the
+    /// batch's transaction; `None` on SQLite, where one node owns every user.
+    pub lease: Option<i64>,
 }
 
 impl WriteBatch {

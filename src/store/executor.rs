@@ -72,6 +72,8 @@ pub struct Db {
     writers: Arc<[Writer]>,
     /// The first of them, which also takes `write_with` work.
     first_writer: Writer,
+    /// This node's id: on the runs it creates and the users it claims (`leases.rs`).
+    node_id: Arc<str>,
 }
 
 impl Db {
@@ -118,7 +120,13 @@ impl Db {
             reader,
             writers,
             first_writer,
+            node_id,
         })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &Arc<str> {
+        &self.node_id
     }
 
     /// The writer that applies `user`'s writes: chosen by the subject, so every account key of

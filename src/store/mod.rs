@@ -6,8 +6,10 @@
 pub mod backup;
 pub mod batch;
 pub mod bulk;
+pub mod cluster;
 pub mod connection;
 pub mod executor;
+pub mod leases;
 pub mod models;
 pub mod ownership;
 pub mod recovery;
@@ -75,6 +77,13 @@ pub enum StoreError {
     /// nothing of the write was stored.
     #[error("the account was deleted")]
     AccountDeleted,
+    /// Another node claimed the user since this session did (`leases.rs`): nothing of the
+    /// write was stored, and the session must stop.
+    #[error("user {user} is now owned by another node; this session's write was refused")]
+    Fenced {
+        /// The user (the key their account stores under).
+        user: String,
+    },
 }
 
 /// Opens a pool of `size` connections to `backend`.

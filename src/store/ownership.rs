@@ -1,12 +1,10 @@
-//! One server per database, until enclave runs as several nodes (DESIGN.md §8). A second
-//! server on a database another one uses would end that server's live runs at its start-up and
-//! number events the first one numbers too, so it refuses to start instead.
-//!
-//! SQLite: an exclusive `flock` on `<database>.lock`, held for the server's life and released
-//! by the kernel however the process ends. PostgreSQL: the mechanism the cluster keeps — a
-//! `nodes` row per server with a lease it renews; a server that finds another's lease renewed
-//! refuses, and one that finds a lease left to run out (a killed server) waits for it to
-//! expire and takes over. Each run records the node that owns it.
+//! Which servers use a database. SQLite has one: an exclusive `flock` on `<database>.lock`,
+//! held for the server's life and released by the kernel however the process ends, so a
+//! second server on the file refuses to start. PostgreSQL has nodes (DESIGN.md §8): every
+//! server started on it joins with a `nodes` row and a lease it renews every third of it; the
+//! users are shared out by per-user leases (`leases.rs`), and a node whose lease is gone (a
+//! killed or paused one) loses its users to whichever node claims them next. Each run records
+//! the node that owns it, so start-up recovery touches only runs of lost nodes.
 
 use std::fs::{File, TryLockError};
 use std::path::PathBuf;
@@ -15,7 +13,7 @@ use std::time::Duration;
 use diesel::prelude::*;
 
 use crate::clock::now_ms;
-use crate::store::schema::nodes;
+use crate::store::schema::{nodes, user_leases};
 use crate::store::{Backend, DbConnection, Pool, StoreError};
 
 /// What this server holds while it uses the database.
@@ -33,11 +31,6 @@ pub enum OwnershipError {
          this one another --database"
     )]
     SqliteLocked { database: String, lock: String },
-    #[error(
-        "another enclave server (node {node}) is using this database and renewing its lease; \
-         stop it first, or give this one another --database"
-    )]
-    LeaseHeld { node: String },
     #[error("cannot use the lock file {path}: {source}")]
     LockFile {
         path: String,
@@ -52,10 +45,10 @@ impl Ownership {
     }
 }
 
-/// Claims `backend` for this server. Blocking (it may wait for a stale lease to run out): call
-/// it off the async arbiters.
+/// Takes this server's place on `backend`: SQLite's lock, or a node row on PostgreSQL.
+/// Blocking: call it off the async arbiters.
 pub fn claim(backend: &Backend, pool: &Pool, lease: Duration) -> Result<Ownership, StoreError> {
-    let node_id = uuid::Uuid::new_v4().to_string();
+    let node_id = uuid::Uuid::new_v4().simple().to_string();
     match backend {
         Backend::Sqlite(path) => {
             let lock = lock_sqlite(path)?;
@@ -65,7 +58,7 @@ pub fn claim(backend: &Backend, pool: &Pool, lease: Duration) -> Result<Ownershi
             })
         }
         Backend::Postgres(_) => {
-            claim_lease(&mut *pool.get()?, &node_id, lease)?;
+            join(&mut *pool.get()?, &node_id, lease)?;
             Ok(Ownership {
                 node_id,
                 _lock: None,
@@ -101,64 +94,25 @@ fn lock_sqlite(database: &str) -> Result<File, StoreError> {
     }
 }
 
-/// Waits until no other node holds a live lease, refusing as soon as one is seen renewed, then
-/// writes this node's row.
-fn claim_lease(conn: &mut DbConnection, node_id: &str, lease: Duration) -> Result<(), StoreError> {
-    let lease_ms = lease.as_millis() as i64;
-    let mut seen: Vec<(String, i64)> = Vec::new();
-    loop {
-        let now = now_ms();
-        let claimed = conn.transaction(|conn| {
-            // Two servers starting at once must not both find the table free.
-            if let DbConnection::Pg(pg) = conn {
-                diesel::sql_query("LOCK TABLE nodes IN EXCLUSIVE MODE").execute(pg)?;
-            }
-            let live: Vec<(String, i64, i64)> = nodes::table
-                .filter(nodes::lease_until.gt(now))
-                .filter(nodes::node_id.ne(node_id))
-                .select((nodes::node_id, nodes::heartbeat_at, nodes::lease_until))
-                .load(conn)?;
-            if live.is_empty() {
-                diesel::insert_into(nodes::table)
-                    .values((
-                        nodes::node_id.eq(node_id),
-                        nodes::started_at.eq(now),
-                        nodes::heartbeat_at.eq(now),
-                        nodes::lease_until.eq(now + lease_ms),
-                    ))
-                    .execute(conn)?;
-            }
-            Ok::<_, diesel::result::Error>(live)
-        })?;
-        if claimed.is_empty() {
-            return Ok(());
-        }
-        for (node, heartbeat_at, _) in &claimed {
-            let renewed = seen
-                .iter()
-                .any(|(n, before)| n == node && heartbeat_at > before);
-            if renewed {
-                return Err(OwnershipError::LeaseHeld { node: node.clone() }.into());
-            }
-        }
-        let until = claimed
-            .iter()
-            .map(|(_, _, until)| *until)
-            .max()
-            .unwrap_or(now);
-        log::warn!(
-            "another server's lease on this database runs for {} ms more: waiting to see \
-             whether it is renewed",
-            until - now
-        );
-        seen = claimed.into_iter().map(|(n, h, _)| (n, h)).collect();
-        let wait = (until - now).clamp(1, lease_ms / 3 + 1) as u64;
-        std::thread::sleep(Duration::from_millis(wait));
-    }
+/// Writes this node's row, with a lease it renews from now on. Other nodes' rows are theirs:
+/// a node with a live lease shares the database's users with this one (`leases.rs`).
+fn join(conn: &mut DbConnection, node_id: &str, lease: Duration) -> Result<(), StoreError> {
+    let now = now_ms();
+    diesel::insert_into(nodes::table)
+        .values((
+            nodes::node_id.eq(node_id),
+            nodes::started_at.eq(now),
+            nodes::heartbeat_at.eq(now),
+            nodes::lease_until.eq(now + lease.as_millis() as i64),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
-/// Renews this node's lease (PostgreSQL; nothing to do for SQLite, whose lock lasts). False
-/// when the node's row is gone: the lease was lost.
+/// Renews this node's lease (PostgreSQL; nothing to do for SQLite, whose lock lasts). When the
+/// row is gone — the node was paused or cut off past its lease, and another forgot it — it is
+/// written again: the node rejoins, and the users claimed meanwhile fence its sessions out.
+/// Returns whether it had to rejoin.
 pub fn renew(conn: &mut DbConnection, node_id: &str, lease: Duration) -> Result<bool, StoreError> {
     if let DbConnection::Pg(_) = conn {
         let now = now_ms();
@@ -168,13 +122,28 @@ pub fn renew(conn: &mut DbConnection, node_id: &str, lease: Duration) -> Result<
                 nodes::lease_until.eq(now + lease.as_millis() as i64),
             ))
             .execute(conn)?;
-        return Ok(renewed == 1);
+        if renewed == 0 {
+            join(conn, node_id, lease)?;
+            return Ok(true);
+        }
     }
-    Ok(true)
+    Ok(false)
 }
 
-/// Gives the database up on a clean stop, so the next server need not wait for the lease.
+/// Records where this node listens, for `enclave cluster-status`.
+pub fn announce(conn: &mut DbConnection, node_id: &str, address: &str) -> Result<(), StoreError> {
+    diesel::update(nodes::table.filter(nodes::node_id.eq(node_id)))
+        .set(nodes::address.eq(address))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Gives the database up on a clean stop: the users this node still holds are free to claim
+/// (not lost: nothing of theirs was live after the drain), and the node's row goes.
 pub fn release(conn: &mut DbConnection, node_id: &str) -> Result<(), StoreError> {
+    diesel::update(user_leases::table.filter(user_leases::node_id.eq(node_id)))
+        .set(user_leases::node_id.eq(None::<String>))
+        .execute(conn)?;
     diesel::delete(nodes::table.filter(nodes::node_id.eq(node_id))).execute(conn)?;
     Ok(())
 }
@@ -201,7 +170,12 @@ pub fn forget_lost_nodes(conn: &mut DbConnection, own: &str) -> Result<(), Store
 
 /// Renews this node's lease every third of it, on the blocking pool (not behind the writer's
 /// queue of batches and bulk chunks).
-pub async fn renew_lease(pool: crate::store::Pool, node_id: String, lease: std::time::Duration) {
+pub async fn renew_lease(
+    pool: crate::store::Pool,
+    node_id: String,
+    lease: std::time::Duration,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) {
     let mut every =
         actix_web::rt::time::interval((lease / 3).max(std::time::Duration::from_millis(10)));
     loop {
@@ -210,11 +184,14 @@ pub async fn renew_lease(pool: crate::store::Pool, node_id: String, lease: std::
         let renewed =
             actix_web::web::block(move || renew(&mut *pool.get()?, &node_id, lease)).await;
         match renewed {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => log::error!(
-                "this node's lease on the database is gone (another server may take it over): \
-                 stop this server"
-            ),
+            Ok(Ok(false)) => metrics.lease_renewals.inc(),
+            Ok(Ok(true)) => {
+                metrics.lease_renewals.inc();
+                log::warn!(
+                    "this node's lease on the database had run out (was it paused?): it \
+                     rejoined; users other nodes claimed meanwhile are theirs now"
+                )
+            }
             Ok(Err(e)) => log::warn!("could not renew this node's lease: {e}"),
             Err(e) => log::warn!("could not renew this node's lease: {e}"),
         }

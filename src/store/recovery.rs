@@ -3,8 +3,10 @@
 //! users' sequences, delivered when those users connect or resume — and their pending
 //! approvals can no longer be answered.
 //!
-//! Runs before the server accepts connections, so no session is numbering events meanwhile.
-//! Only runs of nodes whose lease is gone are touched (or of no node: older rows).
+//! Runs before the server accepts connections, so no session of this node is numbering events
+//! meanwhile. Only runs of nodes whose lease is gone are touched (or of no node: older rows),
+//! and each user's lease moves on to a new epoch first (`leases::fence_out`), so the lost node
+//! can write nothing more of theirs; a user another live node holds is left to it.
 
 use diesel::prelude::*;
 
@@ -14,7 +16,7 @@ use crate::protocol::payload::RunInterrupted;
 use crate::protocol::{Event, InterruptReason, RunStatus};
 use crate::store::schema::{approvals, runs};
 use crate::store::status::{ApprovalState, live_run_status_texts, run_status_text};
-use crate::store::{DbConnection, StoreError, ownership, repo};
+use crate::store::{DbConnection, StoreError, leases, ownership, repo};
 
 /// Marks every leftover live run of a lost node interrupted; returns how many. `own` is this
 /// server's node.
@@ -36,7 +38,7 @@ pub fn interrupt_leftover_runs(conn: &mut DbConnection, own: &str) -> Result<usi
         let Ok(user) = UserId::from_stored(&raw) else {
             continue;
         };
-        interrupted += conn.transaction(|conn| interrupt_user(conn, &user, &live_nodes))?;
+        interrupted += conn.transaction(|conn| interrupt_user(conn, &user, own, &live_nodes))?;
     }
     ownership::forget_lost_nodes(conn, own)?;
     Ok(interrupted)
@@ -45,8 +47,14 @@ pub fn interrupt_leftover_runs(conn: &mut DbConnection, own: &str) -> Result<usi
 fn interrupt_user(
     conn: &mut DbConnection,
     user: &UserId,
+    own: &str,
     live_nodes: &[String],
 ) -> Result<usize, StoreError> {
+    // The lost node is fenced out first, so it can write none of this user's events any more;
+    // a user a live node claimed meanwhile is that node's to recover.
+    if !leases::fence_out(conn, user, own)? {
+        return Ok(0);
+    }
     let leftovers: Vec<(String, String)> = runs::table
         .filter(runs::user_id.eq(user.as_str()))
         .filter(runs::status.eq_any(live_run_status_texts()))

@@ -37,6 +37,15 @@ diesel::table! {
         started_at -> BigInt,
         heartbeat_at -> BigInt,
         lease_until -> BigInt,
+        address -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    user_leases (user_id) {
+        user_id -> Text,
+        node_id -> Nullable<Text>,
+        epoch -> BigInt,
     }
 }
 
@@ -139,5 +148,21 @@ diesel::table! {
     token_revocations (user_id) {
         user_id -> Text,
         revoked_through -> BigInt,
+    }
+}
+
+diesel::table! {
+    user_watchers (user_id, node_id) {
+        user_id -> Text,
+        node_id -> Text,
+    }
+}
+
+diesel::table! {
+    cluster_mail (to_node, from_node, sent_seq) {
+        to_node -> Text,
+        from_node -> Text,
+        sent_seq -> BigInt,
+        body -> Text,
     }
 }

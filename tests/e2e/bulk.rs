@@ -123,6 +123,8 @@ async fn an_interrupted_upload_leaves_nothing(db: TestDb) {
     assert!(stored > 0 && stored < 2000, "{stored} rows stored");
     assert_eq!(requests_of(&first.addr, "alice").await, 0);
     first.kill().await;
+    // On PostgreSQL its users are claimed anew once its lease has run out.
+    wait_for_lapsed_leases(&db).await;
     let _ = uploading.await;
 
     // The next start discards the half-written upload; sending it again stores it whole.

@@ -72,6 +72,27 @@ pub struct TestDb {
     cleanup: Cleanup,
 }
 
+impl TestDb {
+    /// A PostgreSQL database (nodes share it) rather than a SQLite file (one server owns it).
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
+}
+
+/// Waits until no node's lease on `db` is live any more (PostgreSQL; at once on SQLite): the
+/// nodes killed before are lost, and whoever starts or claims next recovers their runs.
+pub async fn wait_for_lapsed_leases(db: &TestDb) {
+    if !db.is_postgres() {
+        return;
+    }
+    let live = "lease_until > (extract(epoch from clock_timestamp()) * 1000)::bigint";
+    eventually("every node's lease has run out", || {
+        let left = count_where(db, "nodes", live);
+        (left == 0, left)
+    })
+    .await;
+}
+
 enum Cleanup {
     Dir(PathBuf),
     PgDatabase { admin_url: String, name: String },
@@ -1011,6 +1032,19 @@ pub fn rows_where(db: &TestDb, table: &str, column: &str, value: &str) -> i64 {
         let mut conn = diesel::sqlite::SqliteConnection::establish(path).unwrap();
         query.get_result(&mut conn).unwrap()
     };
+    counted.n
+}
+
+/// Rows of `table` meeting the SQL `condition`, counted in a PostgreSQL database itself.
+pub fn count_where(db: &TestDb, table: &str, condition: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE {condition}");
+    let mut conn = PgConnection::establish(&db.url).unwrap();
+    let counted: Count = diesel::sql_query(sql).get_result(&mut conn).unwrap();
     counted.n
 }
 

@@ -1,13 +1,14 @@
-//! One server per database (issue 9 point 6): a second `enclave serve` on a database another
-//! server uses refuses to start and touches nothing of it; after the first is killed, the next
-//! start (on PostgreSQL once the dead server's lease has run out) recovers its runs.
+//! One server per SQLite database (issue 9 point 6): a second `enclave serve` on a file another
+//! server uses refuses to start and touches nothing of it; on PostgreSQL it joins as a second
+//! node (issue 15) and touches nothing of the first one's users. After the first is killed, the
+//! next start (on PostgreSQL once the dead server's lease has run out) recovers its runs.
 
 use serde_json::json;
 
 use crate::helpers::*;
 use crate::on_both_backends;
 
-async fn a_second_server_refuses_and_a_later_one_recovers(db: TestDb) {
+async fn a_second_server_refuses_or_joins_and_a_later_one_recovers(db: TestDb) {
     // Alice's triage takes a minute: her run stays running.
     let first =
         ServerProcess::spawn_with_env(&db, &[("ENCLAVE_FAULTS", "triage:slow:60000@alice")]).await;
@@ -21,12 +22,25 @@ async fn a_second_server_refuses_and_a_later_one_recovers(db: TestDb) {
     );
     let run_id = live.last().unwrap()["run_id"].clone();
 
-    let (code, stderr) = ServerProcess::refused(&db).await;
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("another enclave server") && stderr.contains("is using"),
-        "{stderr}"
-    );
+    if db.is_postgres() {
+        // A second node joins and serves another user while alice's run goes on.
+        let second = ServerProcess::spawn(&db).await;
+        let mut bob = second.ws("bob").await;
+        bob.recv().await;
+        bob.say("analyse my usage").await;
+        assert_eq!(
+            bob.recv_runs(1).await.last().unwrap()["type"],
+            "run_completed"
+        );
+        assert_eq!(second.terminate().await, Some(0));
+    } else {
+        let (code, stderr) = ServerProcess::refused(&db).await;
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.contains("another enclave server") && stderr.contains("is using"),
+            "{stderr}"
+        );
+    }
     // The first server's run goes on untouched: nothing was appended to alice's events, and a
     // fresh socket still sees the run active.
     let mut again = first.ws("alice").await;
@@ -37,6 +51,8 @@ async fn a_second_server_refuses_and_a_later_one_recovers(db: TestDb) {
     assert_eq!(sequenced(&again.ws_replay_from(0).await), live);
 
     first.kill().await;
+    // On PostgreSQL the next start recovers only runs of nodes whose lease is gone.
+    wait_for_lapsed_leases(&db).await;
     let next = ServerProcess::spawn(&db).await;
     let mut alice = next.ws("alice").await;
     let connected = alice.recv().await;
@@ -51,7 +67,7 @@ async fn a_second_server_refuses_and_a_later_one_recovers(db: TestDb) {
     assert_gapless(&replay, 1);
     next.kill().await;
 }
-on_both_backends!(a_second_server_refuses_and_a_later_one_recovers);
+on_both_backends!(a_second_server_refuses_or_joins_and_a_later_one_recovers);
 
 async fn a_cleanly_stopped_server_hands_over_at_once(db: TestDb) {
     let first = ServerProcess::spawn(&db).await;

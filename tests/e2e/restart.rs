@@ -17,6 +17,8 @@ async fn restart_keeps_the_stream(db: TestDb) {
     let last_seq = live.last().unwrap()["seq"].as_i64().unwrap();
     socket.close().await;
     first.kill().await;
+    // On PostgreSQL its users are claimed anew once its lease has run out.
+    wait_for_lapsed_leases(&db).await;
 
     let second = ServerProcess::spawn(&db).await;
     let mut socket = second.ws("alice").await;
@@ -69,6 +71,8 @@ async fn a_crash_interrupts_queued_running_and_waiting_runs(db: TestDb) {
     let bob_live = sequenced(&bob.recv_until(|f| f["type"] == "approval_required").await);
     let approval_id = bob_live.last().unwrap()["data"]["approval_id"].clone();
     first.kill().await;
+    // On PostgreSQL its users are claimed anew once its lease has run out.
+    wait_for_lapsed_leases(&db).await;
 
     let second = ServerProcess::spawn(&db).await;
     let mut alice = second.ws("alice").await;

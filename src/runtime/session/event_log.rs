@@ -123,6 +123,8 @@ impl EventLog {
             user_id: user_id.clone(),
             ops,
             events,
+            // The session stamps its claim's epoch on the way to the writer.
+            lease: None,
         })
     }
 

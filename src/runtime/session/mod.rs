@@ -40,12 +40,14 @@ use crate::config::Config;
 use crate::context::UserId;
 use crate::faults::Faults;
 use crate::llm::Llm;
-use crate::metrics::Metrics;
+use crate::metrics::{LiveCount, Metrics};
+use crate::protocol::InterruptReason;
 use crate::runtime::housekeeper::Sweep;
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::refusal::Refusal;
 use crate::runtime::run_slots::RunSlots;
 use crate::runtime::socket::close_code;
+use crate::store::leases::{self, Claim};
 use crate::store::{Db, repo};
 
 /// What every session shares read-only: configuration, the database executor, fault
@@ -96,6 +98,11 @@ pub struct UserSession {
     drained: Vec<oneshot::Sender<()>>,
     /// This session's share of the queued-runs gauge.
     reported_queued: i64,
+    /// The epoch of this session's claim on the user (`store/leases.rs`), stamped on every
+    /// batch it writes; `None` until `started` has claimed the user, and on SQLite.
+    lease: Option<i64>,
+    /// This session's share of the owned-sessions gauge, once it owns the user.
+    owned: Option<LiveCount>,
 }
 
 impl UserSession {
@@ -127,6 +134,8 @@ impl UserSession {
             idle_since: None,
             drained: Vec::new(),
             reported_queued: 0,
+            lease: None,
+            owned: None,
         }
     }
 
@@ -177,28 +186,50 @@ impl Actor for UserSession {
         // before that batch settles would number events the batch already holds.
         // The account's key is read there too: after a deletion the user starts afresh under
         // a new one, and the deletion's transaction is queued on the same writer.
+        // The user is claimed there first (`store/leases.rs`), and `last_seq` read after the
+        // claim, so it follows every batch an earlier owner, on any node, stored.
         let db = self.deps.db.clone();
         let user = self.user_id.clone();
+        let node = db.node_id().clone();
         let load = async move {
             db.run_as(&user.clone(), move |conn| {
                 let key = repo::accounts::key_of(conn, &user)?;
+                let claim = leases::claim(conn, &key, &node)?;
                 let last_seq = repo::events::last_seq(conn, &key)?;
-                let orphans = repo::runs::live(conn, &key)?;
-                Ok((key, last_seq, orphans))
+                let orphans = match claim {
+                    Claim::Owned { .. } => repo::runs::live(conn, &key)?,
+                    Claim::Elsewhere { .. } => Vec::new(),
+                };
+                Ok((key, claim, last_seq, orphans))
             })
             .await
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
-            Ok((key, last_seq, orphans)) => {
+            Ok((key, Claim::Owned { epoch, took_over }, last_seq, orphans)) => {
                 act.user_id = key.clone();
+                act.lease = epoch;
+                act.owned = Some(LiveCount::new(&act.deps.metrics.owned_sessions));
                 log::debug!("user={} session active at seq {last_seq}", act.user_id);
+                let reason = match &took_over {
+                    Some(node) => {
+                        log::warn!("user={} taken over from lost node {node}", act.user_id);
+                        act.deps.metrics.failovers.inc();
+                        InterruptReason::NodeLost
+                    }
+                    None => InterruptReason::Crash,
+                };
                 for (run_id, _) in &orphans {
                     log::warn!("user={} run={run_id} lost with its session", act.user_id);
                 }
                 // Live runs in the database with no session to run them: a previous session
-                // of this user failed. They end `run_interrupted`.
-                act.core.loaded(key, last_seq, orphans);
+                // of this user failed, or the node that ran it was lost. They end
+                // `run_interrupted`.
+                act.core.loaded(key, last_seq, orphans, reason);
                 act.perform(ctx);
+            }
+            Ok((key, Claim::Elsewhere { node }, _, _)) => {
+                log::info!("user={key} is owned by node {node}");
+                ctx.stop();
             }
             Err(e) => {
                 log::error!("user={} session could not load: {e}", act.user_id);
@@ -226,6 +257,21 @@ impl Actor for UserSession {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         log::debug!("user={} session stopped", self.user_id);
+        if let Some(epoch) = self.lease.take() {
+            // Given up so the user's next session, on any node, need not wait for this node's
+            // lease; a claim made since (this session was fenced) keeps its newer epoch.
+            let (db, user) = (self.deps.db.clone(), self.user_id.clone());
+            actix::spawn(async move {
+                let released = db
+                    .run_as(&user.clone(), move |conn| {
+                        leases::release(conn, &user, epoch)
+                    })
+                    .await;
+                if let Err(e) = released {
+                    log::debug!("could not release a user's lease: {e}");
+                }
+            });
+        }
         self.sockets
             .close_all(close_code::SESSION_RESTARTED, "session restarted");
     }

@@ -16,6 +16,7 @@ use crate::runtime::refusal::Refusal;
 use crate::runtime::run_slots::Release;
 use crate::runtime::run_supervisor::Cancel;
 use crate::runtime::socket::close_code;
+use crate::store::batch::WriteBatch;
 use crate::store::repo;
 
 impl UserSession {
@@ -23,7 +24,10 @@ impl UserSession {
     pub(super) fn perform(&mut self, ctx: &mut Context<Self>) {
         for effect in self.core.take_effects() {
             match effect {
-                Effect::Write(batch) => self.write(ctx, batch, 0),
+                Effect::Write(batch) => {
+                    let lease = self.lease;
+                    self.write(ctx, WriteBatch { lease, ..batch }, 0)
+                }
                 Effect::Rest(backoff) => {
                     ctx.run_later(backoff, |act, ctx| {
                         act.core.rested();

@@ -17,7 +17,7 @@ use crate::faults::Faults;
 use crate::metrics::Metrics;
 use crate::store::batch::{WriteBatch, apply_group};
 use crate::store::connection::DbConnection;
-use crate::store::{Pool, StoreError};
+use crate::store::{Pool, StoreError, cluster, leases};
 
 /// The most batches stored in one transaction: bounds a group's latency and a retry's work.
 const MAX_GROUP: usize = 512;
@@ -219,7 +219,10 @@ impl WriterThread {
         let faults = Arc::clone(&self.faults);
         self.attempt(move |conn| {
             conn.transaction(|conn| {
+                leases::check(conn, batches.clone())?;
                 apply_group(conn, batches.clone(), &node_id)?;
+                let users: Vec<&str> = batches.clone().map(|b| b.user_id.as_str()).collect();
+                cluster::notify_followers(conn, &users)?;
                 if let Some(batch) = batches
                     .clone()
                     .find(|b| faults.take_store_panic(&b.user_id))

@@ -49,6 +49,7 @@ fn batch(user: &str, seqs: &[i64]) -> WriteBatch {
         user_id: UserId::parse(user).expect("a valid user"),
         ops: Vec::new(),
         events,
+        lease: None,
     }
 }
 

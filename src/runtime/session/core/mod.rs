@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use crate::context::{ApprovalId, ConnectionId, RunId, ThreadId, UserId};
 use crate::protocol::{
-    ActiveRunInfo, CancelReason, Event, EventKind, EventPayload, FrameError, PROTOCOL_VERSION,
-    RunStatus, ServerFrame, UserMessage,
+    ActiveRunInfo, CancelReason, Event, EventKind, EventPayload, FrameError, InterruptReason,
+    PROTOCOL_VERSION, RunStatus, ServerFrame, UserMessage,
 };
 use crate::runtime::rate_limit::TokenBucket;
 use crate::runtime::refusal::Refusal;
@@ -178,12 +178,18 @@ impl SessionCore {
 
     /// The user's history is loaded: the session stores under the account `key` (the user's
     /// id, or a later generation of it after a deletion), numbering continues after
-    /// `last_seq`, and the runs a failed predecessor left live (`orphans`) end
-    /// `run_interrupted`.
-    pub(crate) fn loaded(&mut self, key: UserId, last_seq: i64, orphans: Vec<(RunId, ThreadId)>) {
+    /// `last_seq`, and the runs a failed predecessor (or a lost node) left live (`orphans`) end
+    /// `run_interrupted` with `reason`.
+    pub(crate) fn loaded(
+        &mut self,
+        key: UserId,
+        last_seq: i64,
+        orphans: Vec<(RunId, ThreadId)>,
+        reason: InterruptReason,
+    ) {
         self.user_id = key;
         self.log = EventLog::new(last_seq, self.limits.batch_max);
-        self.orphans(orphans);
+        self.orphans(orphans, reason);
     }
 
     /// The effects left by the calls so far, in order.

@@ -75,16 +75,10 @@ impl SessionCore {
 
     /// Runs a failed predecessor of this session left live in the database: they end
     /// `run_interrupted` (`crash`).
-    pub(crate) fn orphans(&mut self, orphans: Vec<(RunId, ThreadId)>) {
+    pub(crate) fn orphans(&mut self, orphans: Vec<(RunId, ThreadId)>, reason: InterruptReason) {
         for (run_id, thread_id) in orphans {
             self.effects.push(Effect::ReleaseSlot(run_id));
-            self.end_run(
-                run_id,
-                thread_id,
-                RunOutcome::Interrupted {
-                    reason: InterruptReason::Crash,
-                },
-            );
+            self.end_run(run_id, thread_id, RunOutcome::Interrupted { reason });
         }
         self.flush();
     }

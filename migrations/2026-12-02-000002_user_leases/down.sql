@@ -1,0 +1,2 @@
+ALTER TABLE nodes DROP COLUMN address;
+DROP TABLE user_leases;

@@ -1,0 +1,2 @@
+DROP TABLE cluster_mail;
+DROP TABLE user_watchers;
