@@ -2,6 +2,7 @@
 //! and calls the library. Part of the `enclave` binary only, not of the library.
 
 pub mod backup;
+pub mod cluster_status;
 pub mod config;
 pub mod load_test;
 pub mod token;

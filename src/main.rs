@@ -110,6 +110,16 @@ enum Command {
         #[arg(long)]
         database: Option<String>,
     },
+    /// Show the nodes sharing a PostgreSQL database: each one's address, lease, the users it
+    /// owns and the sessions and sockets it holds (reported at its last lease renewal).
+    ClusterStatus {
+        /// Database URL [env: DATABASE_URL]
+        #[arg(long)]
+        database: Option<String>,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the effective configuration, or a documented example file.
     #[command(subcommand)]
     Config(cli::config::ConfigCommand),
@@ -206,6 +216,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             ingest(&read_config()?, file, user, url, how)
         }
         Command::Config(command) => cli::config::run(named, command),
+        Command::ClusterStatus { database, json } => {
+            let config = cli::config::read(named, &[("database.url", "--database", database)])?;
+            cli::cluster_status::run(&config, json)
+        }
         Command::Backup { file, database } => {
             let config = cli::config::read(named, &[("database.url", "--database", database)])?;
             cli::backup::run(&config, &file)

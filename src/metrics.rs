@@ -30,12 +30,15 @@ pub struct Metrics {
     pub db_panics: IntCounterVec,
     /// Sessions of users this node owns (`store/leases.rs`).
     pub owned_sessions: IntGauge,
+    /// Sessions following a user another node owns.
+    pub followed_sessions: IntGauge,
     /// Renewals of this node's lease on the database.
     pub lease_renewals: IntCounter,
     /// Users this node took over from a node whose lease was gone.
     pub failovers: IntCounter,
-    /// Batches refused because another node had claimed their user since.
-    pub fenced_writes: IntCounter,
+    /// Sessions stopped because another node had claimed their user since (a batch refused,
+    /// or the claim seen at a lease check).
+    pub fenced_sessions: IntCounter,
     /// Sockets closed at once because their user held the most allowed (4029).
     pub sockets_over_cap: IntCounter,
     /// `resume`, `cancel_run` and `approval` frames refused `rate_limited` without a read.
@@ -193,14 +196,18 @@ impl Metrics {
                 "sessions_owned",
                 "sessions of users this node owns (holds the lease of)",
             ),
+            followed_sessions: gauge(
+                "sessions_following",
+                "sessions of users another node owns, relaying this node's sockets",
+            ),
             lease_renewals: counter("lease_renewals_total", "renewals of this node's lease"),
             failovers: counter(
                 "failovers_total",
                 "users taken over from a node whose lease was gone",
             ),
-            fenced_writes: counter(
-                "fenced_writes_total",
-                "batches refused: another node had claimed their user since",
+            fenced_sessions: counter(
+                "fenced_sessions_total",
+                "sessions stopped unwritten: another node had claimed their user since",
             ),
             registry,
         }

@@ -19,6 +19,7 @@ use crate::faults::{Faults, FaultsError};
 use crate::llm::LlmProvider;
 use crate::llm::openai::OpenAiCompatible;
 use crate::metrics::Metrics;
+use crate::runtime::cluster::mailroom::Mailroom;
 use crate::runtime::housekeeper::{Housekeeper, StopSweeping};
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::registry::SessionRegistry;
@@ -35,6 +36,7 @@ use crate::web::listener;
 use crate::web::upload_budget::{UploadBudget, UploadLimits};
 
 mod dev_mode;
+mod node;
 use dev_mode::{binds_loopback_only, check_dev_mode};
 
 /// enclave's own pipeline, assembled here rather than in `runtime/`, which names no concrete
@@ -77,6 +79,8 @@ pub enum ServerError {
     TrustedProxy { proxy: String },
     #[error("start-up was interrupted")]
     Interrupted,
+    #[error("cannot start the cluster listener thread: {0}")]
+    Listener(std::io::Error),
 }
 
 /// A built, listening enclave: what `enclave serve`, the tests and embedders start, ask for its
@@ -174,12 +178,15 @@ impl Server {
                 .map_err(|_| ServerError::Interrupted)??;
         let node_id = ownership.node_id().to_owned();
         log::info!("node {node_id}");
-        // Renewed from now on, however long the rest of start-up takes.
+        // Renewed from now on, however long the rest of start-up takes; a lapse is told to
+        // the registry once it exists.
+        let (lapsed, lapses) = tokio::sync::mpsc::unbounded_channel();
         let renewing = actix_web::rt::spawn(store::ownership::renew_lease(
             pool.clone(),
             node_id.clone(),
             config.node_lease,
             metrics.clone(),
+            lapsed,
         ));
         let (recovering, own) = (pool.clone(), node_id.clone());
         let (interrupted, discarded) = web::block(move || {
@@ -209,7 +216,11 @@ impl Server {
             .map(|_| Arbiter::new())
             .collect();
         let housekeeper = Housekeeper::new(db.clone(), &config).start();
+        // Nodes on PostgreSQL: the post office exists before the registry, which hands it to
+        // every session, and starts once the registry it delivers to does.
+        let post_office = (!backend.is_sqlite()).then(actix::Context::<Mailroom>::new);
         let deps = SessionDeps {
+            mailroom: post_office.as_ref().map(actix::Context::address),
             housekeeper: housekeeper.clone().recipient(),
             config: config.clone(),
             db: db.clone(),
@@ -234,6 +245,11 @@ impl Server {
         };
         let registry =
             SessionRegistry::new(deps, arbiters.iter().map(Arbiter::handle).collect()).start();
+        actix_web::rt::spawn(node::check_leases_when_lapsed(lapses, registry.clone()));
+        if let Some(post_office) = post_office {
+            node::open_post_office(post_office, &config, &node_id, &db, &registry)
+                .map_err(ServerError::Listener)?;
+        }
         let grace = config.shutdown_grace;
         let (auth, dev_secret) = match Auth::from_config(&config) {
             Some(auth) => (auth, false),

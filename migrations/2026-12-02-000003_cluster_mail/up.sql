@@ -16,3 +16,6 @@ CREATE TABLE cluster_mail (
     body TEXT NOT NULL,
     PRIMARY KEY (to_node, from_node, sent_seq)
 );
+-- What each node reports at every renewal, for `enclave cluster-status`.
+ALTER TABLE nodes ADD COLUMN sessions BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE nodes ADD COLUMN sockets BIGINT NOT NULL DEFAULT 0;

@@ -5,6 +5,7 @@
 pub mod agent_runner;
 pub mod attempt_failure;
 pub mod attempt_timer;
+pub mod cluster;
 pub mod housekeeper;
 pub mod pipeline;
 pub mod rate_limit;

@@ -38,7 +38,7 @@ pub enum Refusal {
     MessageRate {
         per_minute: u32,
         burst: u32,
-        retry_ms: u128,
+        retry_ms: u64,
     },
     /// The user's running and queued runs are at their limits.
     #[error(

@@ -7,6 +7,8 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::context::UserId;
+use crate::runtime::cluster::mail::Mail;
+use crate::runtime::cluster::{CatchUp, CheckLeases, EventsStored, FromNode, NodesLost};
 use crate::runtime::session::{CloseSockets, SessionDeps, UserSession};
 use crate::runtime::shutdown::Drain;
 
@@ -85,30 +87,106 @@ impl Handler<Drain> for SessionRegistry {
     }
 }
 
-impl Handler<GetSession> for SessionRegistry {
-    type Result = MessageResult<GetSession>;
+impl SessionRegistry {
+    /// The user's session in memory, if there is one.
+    fn live_session(&self, user_id: &UserId) -> Option<&Addr<UserSession>> {
+        self.sessions.get(user_id).filter(|s| s.connected())
+    }
 
-    fn handle(&mut self, msg: GetSession, _: &mut Context<Self>) -> Self::Result {
-        if let Some(session) = self.sessions.get(&msg.user_id)
-            && session.connected()
-        {
-            return MessageResult(session.clone());
+    /// The user's session, spawned if it has none (or its old one stopped).
+    fn session_of(&mut self, user_id: UserId) -> Addr<UserSession> {
+        if let Some(session) = self.live_session(&user_id) {
+            return session.clone();
         }
         let deps = self.deps.clone();
-        let user_id = msg.user_id.clone();
+        let spawned = user_id.clone();
         let session = match self
             .arbiters
             .get(self.next_arbiter % self.arbiters.len().max(1))
         {
             Some(arbiter) => {
                 self.next_arbiter = self.next_arbiter.wrapping_add(1);
-                UserSession::start_in_arbiter(arbiter, move |_| UserSession::new(user_id, deps))
+                UserSession::start_in_arbiter(arbiter, move |_| UserSession::new(spawned, deps))
             }
-            None => UserSession::new(user_id, deps).start(),
+            None => UserSession::new(spawned, deps).start(),
         };
-        self.sessions.insert(msg.user_id, session.clone());
+        self.sessions.insert(user_id, session.clone());
         self.purge();
-        MessageResult(session)
+        session
+    }
+
+    /// Tells every session in memory.
+    fn tell_all<M>(&self, msg: M)
+    where
+        M: Message<Result = ()> + Clone + Send + 'static,
+        UserSession: Handler<M>,
+    {
+        for session in self.sessions.values() {
+            session.do_send(msg.clone());
+        }
+    }
+}
+
+impl Handler<GetSession> for SessionRegistry {
+    type Result = MessageResult<GetSession>;
+
+    fn handle(&mut self, msg: GetSession, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.session_of(msg.user_id))
+    }
+}
+
+/// A letter from another node: a request wakes the user's session; frames for a socket go to
+/// the session holding it, if it is still here.
+impl Handler<FromNode> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: FromNode, _: &mut Context<Self>) {
+        let Some(user) = msg.mail.user().and_then(|user| UserId::parse(user).ok()) else {
+            return;
+        };
+        if let Mail::Frames { .. } = msg.mail {
+            if let Some(session) = self.live_session(&user) {
+                session.do_send(msg);
+            }
+            return;
+        }
+        self.session_of(user).do_send(msg);
+    }
+}
+
+/// New events of a user this node follows: for their session, if it is still here.
+impl Handler<EventsStored> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: EventsStored, _: &mut Context<Self>) {
+        let subject = msg.user.subject_id();
+        if let Some(session) = self.live_session(&subject) {
+            session.do_send(msg);
+        }
+    }
+}
+
+impl Handler<NodesLost> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: NodesLost, _: &mut Context<Self>) {
+        self.tell_all(msg);
+    }
+}
+
+impl Handler<CheckLeases> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: CheckLeases, _: &mut Context<Self>) {
+        self.tell_all(msg);
+    }
+}
+
+impl Handler<CatchUp> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: CatchUp, _: &mut Context<Self>) {
+        self.tell_all(msg);
     }
 }
 

@@ -148,6 +148,16 @@ impl Db {
         self.reader.send(Read(Box::new(query))).await?
     }
 
+    /// Runs `work` on a reader thread: the cluster's small writes (mail, followers, the view
+    /// of live nodes), which must not queue behind the writers' batches and upload chunks.
+    pub async fn aside<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.read(work).await
+    }
+
     /// Runs `query` on a reader thread for the current account of `user` (a token's subject),
     /// whose key (`repo::accounts::key_of`) it is given: after a deletion, the new account's.
     pub async fn read_account<T, F>(&self, user: &UserId, query: F) -> Result<T, StoreError>

@@ -113,6 +113,18 @@ pub fn release(conn: &mut DbConnection, user: &UserId, epoch: i64) -> Result<(),
     Ok(())
 }
 
+/// The latest epoch of `user`'s claims (`None` on SQLite, or for a user never claimed).
+pub fn epoch_of(conn: &mut DbConnection, user: &UserId) -> Result<Option<i64>, StoreError> {
+    let DbConnection::Pg(pg) = conn else {
+        return Ok(None);
+    };
+    Ok(user_leases::table
+        .find(user.as_str())
+        .select(user_leases::epoch)
+        .first(pg)
+        .optional()?)
+}
+
 /// Refuses the first of `batches` whose session's claim is no longer the latest
 /// (`StoreError::Fenced`), inside the transaction that stores them; the rows stay share-locked
 /// until it ends, so no claim can move an epoch on between this check and the commit.

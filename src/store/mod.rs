@@ -11,6 +11,7 @@ pub mod connection;
 pub mod executor;
 pub mod leases;
 pub mod models;
+pub mod node_status;
 pub mod ownership;
 pub mod recovery;
 pub mod repo;

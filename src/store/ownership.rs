@@ -113,13 +113,20 @@ fn join(conn: &mut DbConnection, node_id: &str, lease: Duration) -> Result<(), S
 /// row is gone — the node was paused or cut off past its lease, and another forgot it — it is
 /// written again: the node rejoins, and the users claimed meanwhile fence its sessions out.
 /// Returns whether it had to rejoin.
-pub fn renew(conn: &mut DbConnection, node_id: &str, lease: Duration) -> Result<bool, StoreError> {
+pub fn renew(
+    conn: &mut DbConnection,
+    node_id: &str,
+    lease: Duration,
+    load: NodeLoad,
+) -> Result<bool, StoreError> {
     if let DbConnection::Pg(_) = conn {
         let now = now_ms();
         let renewed = diesel::update(nodes::table.filter(nodes::node_id.eq(node_id)))
             .set((
                 nodes::heartbeat_at.eq(now),
                 nodes::lease_until.eq(now + lease.as_millis() as i64),
+                nodes::sessions.eq(load.sessions),
+                nodes::sockets.eq(load.sockets),
             ))
             .execute(conn)?;
         if renewed == 0 {
@@ -128,6 +135,15 @@ pub fn renew(conn: &mut DbConnection, node_id: &str, lease: Duration) -> Result<
         }
     }
     Ok(false)
+}
+
+/// What a node reports at each renewal, for `enclave cluster-status`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeLoad {
+    /// User sessions in memory (owned and following).
+    pub sessions: i64,
+    /// Open WebSocket connections.
+    pub sockets: i64,
 }
 
 /// Records where this node listens, for `enclave cluster-status`.
@@ -169,28 +185,41 @@ pub fn forget_lost_nodes(conn: &mut DbConnection, own: &str) -> Result<(), Store
 }
 
 /// Renews this node's lease every third of it, on the blocking pool (not behind the writer's
-/// queue of batches and bulk chunks).
+/// queue of batches and bulk chunks). When a renewal comes a whole lease after the last one
+/// that succeeded (the process was paused, or the database out of reach), the lease ran out
+/// meanwhile and other nodes may have claimed some of this node's users: `lapsed` is told, so
+/// the sessions check their claims.
 pub async fn renew_lease(
     pool: crate::store::Pool,
     node_id: String,
     lease: std::time::Duration,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    lapsed: tokio::sync::mpsc::UnboundedSender<()>,
 ) {
     let mut every =
         actix_web::rt::time::interval((lease / 3).max(std::time::Duration::from_millis(10)));
+    let mut last_renewed = std::time::Instant::now();
     loop {
         every.tick().await;
         let (pool, node_id) = (pool.clone(), node_id.clone());
+        let attempted = std::time::Instant::now();
+        let load = NodeLoad {
+            sessions: metrics.sessions.get(),
+            sockets: metrics.sockets.get(),
+        };
         let renewed =
-            actix_web::web::block(move || renew(&mut *pool.get()?, &node_id, lease)).await;
+            actix_web::web::block(move || renew(&mut *pool.get()?, &node_id, lease, load)).await;
         match renewed {
-            Ok(Ok(false)) => metrics.lease_renewals.inc(),
-            Ok(Ok(true)) => {
+            Ok(Ok(rejoined)) => {
                 metrics.lease_renewals.inc();
-                log::warn!(
-                    "this node's lease on the database had run out (was it paused?): it \
-                     rejoined; users other nodes claimed meanwhile are theirs now"
-                )
+                if rejoined || last_renewed.elapsed() >= lease {
+                    log::warn!(
+                        "this node's lease on the database ran out before it was renewed (was \
+                         it paused?): users other nodes claimed meanwhile are theirs now"
+                    );
+                    let _ = lapsed.send(());
+                }
+                last_renewed = attempted;
             }
             Ok(Err(e)) => log::warn!("could not renew this node's lease: {e}"),
             Err(e) => log::warn!("could not renew this node's lease: {e}"),

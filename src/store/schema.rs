@@ -38,6 +38,8 @@ diesel::table! {
         heartbeat_at -> BigInt,
         lease_until -> BigInt,
         address -> Nullable<Text>,
+        sessions -> BigInt,
+        sockets -> BigInt,
     }
 }
 

@@ -435,3 +435,21 @@ fn dev_flag_with_a_secret_warns_that_tokens_are_production_valid() {
     );
     assert!(!without.log().contains("--dev"), "{}", without.log());
 }
+
+#[test]
+fn cluster_status_on_sqlite_says_there_is_no_cluster() {
+    let dir = std::env::temp_dir().join(format!("enclave-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("c.db").display());
+    let output = enclave()
+        .args(["cluster-status", "--database", &url])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is a SQLite database") && stderr.contains("postgres://"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

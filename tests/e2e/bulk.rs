@@ -14,7 +14,7 @@ use crate::helpers::*;
 use crate::on_both_backends;
 
 /// `n` NDJSON usage records with ids.
-fn records(n: usize) -> String {
+pub fn records(n: usize) -> String {
     (0..n)
         .map(|i| {
             format!(
@@ -27,7 +27,7 @@ fn records(n: usize) -> String {
 }
 
 /// `POST /api/usage` of `body` as NDJSON for `user` on the server at `addr`.
-async fn upload_to(addr: &str, user: &str, body: String) -> (u16, Value) {
+pub async fn upload_to(addr: &str, user: &str, body: String) -> (u16, Value) {
     let token = token_for(&Auth::new(SECRET.as_bytes()), user);
     let mut resp = awc::Client::builder()
         .timeout(Duration::from_secs(120))
@@ -44,7 +44,7 @@ async fn upload_to(addr: &str, user: &str, body: String) -> (u16, Value) {
 }
 
 /// The requests `user`'s usage summary counts on the server at `addr`.
-async fn requests_of(addr: &str, user: &str) -> i64 {
+pub async fn requests_of(addr: &str, user: &str) -> i64 {
     let token = token_for(&Auth::new(SECRET.as_bytes()), user);
     let mut resp = awc::Client::default()
         .get(format!("http://{addr}/api/usage/summary"))

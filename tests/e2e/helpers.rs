@@ -66,6 +66,26 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Runs `$name(db)` on a PostgreSQL database of its own: tests of several nodes, which SQLite
+/// does not have.
+#[macro_export]
+macro_rules! on_postgres {
+    ($name:ident) => {
+        mod $name {
+            #[actix_web::test]
+            async fn postgres() {
+                match $crate::helpers::TestDb::new($crate::helpers::Backend::Postgres) {
+                    Some(db) => super::$name(db).await,
+                    None if std::env::var("CI").as_deref() == Ok("true") => {
+                        panic!("CI must run the PostgreSQL tests: set ENCLAVE_TEST_PG_URL")
+                    }
+                    None => eprintln!("skipped: ENCLAVE_TEST_PG_URL is not set"),
+                }
+            }
+        }
+    };
+}
+
 /// A database of this test's own, removed when dropped.
 pub struct TestDb {
     pub url: String,
@@ -371,6 +391,16 @@ impl ServerProcess {
             .expect("exits within a minute")
             .expect("waitable");
         status.code()
+    }
+
+    /// Sends the process `signal` (`STOP`, `CONT`, …).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
     }
 
     /// `kill -9`, and wait until the process is gone.
@@ -970,8 +1000,13 @@ impl TcpProxy {
 
 /// `enclave_<name>` from the Prometheus text of `/metrics`.
 pub async fn metric(app: &TestApp, name: &str) -> f64 {
+    metric_at(&app.addr.to_string(), name).await
+}
+
+/// A series of the server listening on `addr`.
+pub async fn metric_at(addr: &str, name: &str) -> f64 {
     let mut resp = awc::Client::default()
-        .get(app.http("/metrics"))
+        .get(format!("http://{addr}/metrics"))
         .send()
         .await
         .unwrap();

@@ -21,6 +21,7 @@ mod approvals;
 mod bad_input;
 mod bulk;
 mod client_bounds;
+mod cluster;
 mod db_threads;
 mod delivery;
 mod edge;

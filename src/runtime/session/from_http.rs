@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use super::UserSession;
 use crate::clock::now_ms;
 use crate::context::{ThreadId, UserId};
+use crate::runtime::cluster::mail::{Answer, Question};
 use crate::runtime::housekeeper::Sweep;
 use crate::runtime::refusal::Refusal;
 use crate::runtime::shutdown::Drain;
@@ -44,10 +45,30 @@ pub struct DeleteThread {
 pub struct DeleteAccount;
 
 impl Handler<BeginIngest> for UserSession {
-    type Result = Result<UserId, Refusal>;
+    type Result = ResponseFuture<Result<UserId, Refusal>>;
 
     fn handle(&mut self, _: BeginIngest, _: &mut Context<Self>) -> Self::Result {
-        self.begin_upload()
+        if self.follower.is_none() {
+            return Box::pin(std::future::ready(self.begin_upload()));
+        }
+        let asked = self.ask_owner(Question::BeginIngest, true);
+        Box::pin(async move {
+            match asked.await? {
+                Answer::Key(key) => key.and_then(|key| {
+                    UserId::from_stored(&key).map_err(|_| Refusal::SessionUnavailable)
+                }),
+                Answer::Done(_) => Err(Refusal::SessionUnavailable),
+            }
+        })
+    }
+}
+
+/// What a follower's HTTP request hears from the owner's session, as that session's own
+/// handler answers (`Done`).
+fn done(answer: Result<Answer, Refusal>) -> Result<(), Refusal> {
+    match answer? {
+        Answer::Done(done) => done,
+        Answer::Key(_) => Err(Refusal::SessionUnavailable),
     }
 }
 
@@ -55,6 +76,19 @@ impl Handler<DeleteAccount> for UserSession {
     type Result = ResponseActFuture<Self, Result<(), Refusal>>;
 
     fn handle(&mut self, _: DeleteAccount, ctx: &mut Context<Self>) -> Self::Result {
+        if self.follower.is_some() {
+            // The owner deletes; this node's sockets then close as the owner's do.
+            let asked = self.ask_owner(Question::DeleteAccount, true);
+            return Box::pin(asked.into_actor(self).map(|answer, act, ctx| {
+                let deleted = done(answer);
+                if deleted.is_ok() {
+                    act.sockets
+                        .close_all(close_code::SESSION_RESTARTED, "account deleted");
+                    ctx.stop();
+                }
+                deleted
+            }));
+        }
         if self.deleting {
             return Box::pin(actix::fut::ready(Err(Refusal::AccountDeleting)));
         }
@@ -101,6 +135,10 @@ impl Handler<EndIngest> for UserSession {
     type Result = ();
 
     fn handle(&mut self, _: EndIngest, _: &mut Context<Self>) {
+        if self.follower.is_some() {
+            actix::spawn(self.ask_owner(Question::EndIngest, false));
+            return;
+        }
         self.end_upload();
     }
 }
@@ -112,6 +150,10 @@ impl Handler<DeleteThread> for UserSession {
 
     fn handle(&mut self, msg: DeleteThread, _: &mut Context<Self>) -> Self::Result {
         let thread_id = msg.thread_id;
+        if self.follower.is_some() {
+            let asked = self.ask_owner(Question::DeleteThread { thread_id }, true);
+            return Box::pin(async move { done(asked.await) }.into_actor(self));
+        }
         let db = self.deps.db.clone();
         let user = self.user_id.clone();
         let lookup = async move {

@@ -8,6 +8,7 @@ use actix::prelude::*;
 use super::UserSession;
 use crate::context::ConnectionId;
 use crate::protocol::{ApprovalDecision, UserMessage};
+use crate::runtime::cluster::mail::Command;
 use crate::runtime::socket::{ConnectionLink, Outbound, close_code};
 
 /// A socket joins the session; it gets `connected`, then (with `after_seq`) a replay.
@@ -88,9 +89,19 @@ impl Handler<Attach> for UserSession {
             });
             return;
         }
-        let connected = self.core.connected(msg.conn_id);
+        if self.follower.is_some() {
+            return self.follower_attach(ctx, msg);
+        }
+        let connected = self.core.connected(msg.conn_id).to_frame();
+        self.join(ctx, msg, connected);
+    }
+}
+
+impl UserSession {
+    /// The socket joins: `connected`, then the replay it asked for.
+    pub(super) fn join(&mut self, ctx: &mut Context<Self>, msg: Attach, connected: String) {
         self.sockets.attach(msg.conn_id, msg.socket, msg.link);
-        self.sockets.send(msg.conn_id, connected.to_frame());
+        self.sockets.send(msg.conn_id, connected);
         if let Some(after_seq) = msg.after_seq {
             self.start_replay(ctx, msg.conn_id, after_seq);
         }
@@ -102,6 +113,7 @@ impl Handler<Detach> for UserSession {
 
     fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
         self.sockets.forget(msg.conn_id);
+        self.follower_detach(msg.conn_id);
     }
 }
 
@@ -112,6 +124,10 @@ impl Handler<StartRun> for UserSession {
     fn handle(&mut self, msg: StartRun, ctx: &mut Context<Self>) {
         if self.sockets.is_refused(msg.conn_id) {
             return;
+        }
+        if self.follower.is_some() {
+            let message = msg.message;
+            return self.relay(msg.conn_id, Command::Message { message });
         }
         if !self.core.is_draining() && self.deps.faults.take_session_panic(&self.user_id) {
             panic!("injected fault: session of {}", self.user_id);
@@ -139,6 +155,16 @@ impl Handler<ObjectRequest> for UserSession {
     fn handle(&mut self, msg: ObjectRequest, ctx: &mut Context<Self>) {
         if self.sockets.is_refused(msg.conn_id) {
             return;
+        }
+        if self.follower.is_some() {
+            let command = match msg.kind {
+                ObjectRequestKind::CancelRun => Command::CancelRun { id: msg.id },
+                ObjectRequestKind::Approval(decision) => Command::Approval {
+                    id: msg.id,
+                    decision,
+                },
+            };
+            return self.relay(msg.conn_id, command);
         }
         match msg.kind {
             ObjectRequestKind::CancelRun => self.core.cancel(msg.conn_id, msg.id),

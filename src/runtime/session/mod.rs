@@ -11,6 +11,8 @@ mod approvals;
 mod children;
 mod core;
 mod event_log;
+mod follower;
+mod from_cluster;
 mod from_http;
 mod from_runs;
 mod from_sockets;
@@ -26,6 +28,7 @@ pub use from_sockets::{
     Attach, CloseSockets, Detach, ObjectRequest, ObjectRequestKind, Resume, StartRun,
 };
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,21 +37,23 @@ use tokio::sync::oneshot;
 
 use self::children::Children;
 use self::core::{Limits, SessionCore};
+use self::follower::Follower;
 use self::sockets::Sockets;
 use crate::analysis::catalog::Catalog;
 use crate::config::Config;
-use crate::context::UserId;
+use crate::context::{ConnectionId, UserId};
 use crate::faults::Faults;
 use crate::llm::Llm;
 use crate::metrics::{LiveCount, Metrics};
 use crate::protocol::InterruptReason;
+use crate::runtime::cluster::mailroom::Mailroom;
 use crate::runtime::housekeeper::Sweep;
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::refusal::Refusal;
 use crate::runtime::run_slots::RunSlots;
 use crate::runtime::socket::close_code;
 use crate::store::leases::{self, Claim};
-use crate::store::{Db, repo};
+use crate::store::{Db, cluster, repo};
 
 /// What every session shares read-only: configuration, the database executor, fault
 /// injection and the agents.
@@ -72,6 +77,8 @@ pub struct SessionDeps {
     pub metrics: Arc<Metrics>,
     /// Told when an account was deleted, so its rows are purged now.
     pub housekeeper: Recipient<Sweep>,
+    /// This node's post office to the other nodes (PostgreSQL; `None` on SQLite).
+    pub mailroom: Option<Addr<Mailroom>>,
 }
 
 /// One user's session.
@@ -103,6 +110,12 @@ pub struct UserSession {
     lease: Option<i64>,
     /// This session's share of the owned-sessions gauge, once it owns the user.
     owned: Option<LiveCount>,
+    /// Set when another node owns the user: this session follows it (`follower.rs`).
+    follower: Option<Follower>,
+    /// Sockets on other nodes whose requests this owner serves, and the node of each.
+    remote_sockets: HashMap<ConnectionId, Arc<str>>,
+    /// The node whose upload of this user is running (the owner ends it if that node is lost).
+    remote_upload: Option<Arc<str>>,
 }
 
 impl UserSession {
@@ -136,6 +149,9 @@ impl UserSession {
             reported_queued: 0,
             lease: None,
             owned: None,
+            follower: None,
+            remote_sockets: HashMap::new(),
+            remote_upload: None,
         }
     }
 
@@ -168,6 +184,15 @@ impl UserSession {
         let change = queued - self.reported_queued;
         self.deps.metrics.queued_runs.add(change);
         self.reported_queued = queued;
+    }
+
+    /// The highest `seq` this session's sockets can have had live: the last durable one it
+    /// numbered, or, following another node, the last it delivered.
+    fn durable_seq(&self) -> i64 {
+        match &self.follower {
+            Some(follower) => follower.delivered(),
+            None => self.core.last_seq(),
+        }
     }
 
     /// Nothing would be lost by stopping.
@@ -227,9 +252,11 @@ impl Actor for UserSession {
                 act.core.loaded(key, last_seq, orphans, reason);
                 act.perform(ctx);
             }
-            Ok((key, Claim::Elsewhere { node }, _, _)) => {
-                log::info!("user={key} is owned by node {node}");
-                ctx.stop();
+            Ok((key, Claim::Elsewhere { node }, last_seq, _)) => {
+                log::debug!("user={key} follows node {node} from seq {last_seq}");
+                act.user_id = key;
+                act.owned = Some(LiveCount::new(&act.deps.metrics.followed_sessions));
+                act.follower = Some(Follower::new(node, last_seq));
             }
             Err(e) => {
                 log::error!("user={} session could not load: {e}", act.user_id);
@@ -257,6 +284,18 @@ impl Actor for UserSession {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         log::debug!("user={} session stopped", self.user_id);
+        if self.follower.is_some() {
+            let (db, user) = (self.deps.db.clone(), self.user_id.clone());
+            let node = db.node_id().clone();
+            actix::spawn(async move {
+                let unfollowed = db
+                    .aside(move |conn| cluster::unfollow(conn, &user, &node))
+                    .await;
+                if let Err(e) = unfollowed {
+                    log::debug!("could not stop following a user: {e}");
+                }
+            });
+        }
         if let Some(epoch) = self.lease.take() {
             // Given up so the user's next session, on any node, need not wait for this node's
             // lease; a claim made since (this session was fenced) keeps its newer epoch.

@@ -35,10 +35,8 @@ impl UserSession {
                     });
                 }
                 Effect::Broadcast(frames) => self.sockets.broadcast(&frames),
-                Effect::Send(conn_id, frame) => {
-                    self.sockets.deliver(conn_id, Arc::from(vec![frame]));
-                }
-                Effect::Refuse(conn_id, error) => self.sockets.send_error(conn_id, error),
+                Effect::Send(conn_id, frame) => self.answer(conn_id, Arc::from(vec![frame])),
+                Effect::Refuse(conn_id, error) => self.answer_error(conn_id, error),
                 Effect::LookUpMessageId { conn_id, message } => {
                     self.look_up_message_id(ctx, conn_id, message)
                 }
@@ -70,8 +68,7 @@ impl UserSession {
                             Ok(false) => Refusal::RunNotFound(raw_id.clone()),
                             Err(()) => Refusal::StorageUnavailable,
                         };
-                        act.sockets
-                            .send_error(conn_id, refusal.frame(Some(&raw_id)));
+                        act.answer_error(conn_id, refusal.frame(Some(&raw_id)));
                     });
                 }
                 Effect::ExplainUnknownApproval {
@@ -91,8 +88,7 @@ impl UserSession {
                             Ok(None) => Refusal::ApprovalNotFound(raw_id.clone()),
                             Err(()) => Refusal::StorageUnavailable,
                         };
-                        act.sockets
-                            .send_error(conn_id, refusal.frame(Some(&raw_id)));
+                        act.answer_error(conn_id, refusal.frame(Some(&raw_id)));
                     });
                 }
                 Effect::AcquireSlot(run_id) => self.acquire_slot(ctx, run_id),

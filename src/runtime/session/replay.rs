@@ -79,7 +79,7 @@ impl UserSession {
         conn_id: ConnectionId,
         after_seq: i64,
     ) {
-        let through = self.core.last_seq();
+        let through = self.durable_seq();
         if after_seq >= through {
             self.sockets.end_replay(conn_id);
             let resumed = ServerFrame::Resumed {

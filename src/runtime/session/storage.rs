@@ -36,19 +36,7 @@ impl UserSession {
                     }
                     act.core.batch_stored(&batch);
                 }
-                Err(StoreError::Fenced { .. }) => {
-                    // Another node claimed the user (this one was paused or cut off past its
-                    // lease): it numbers the user's events now, and nothing here may be
-                    // written. The sockets close 4009 and reconnect to the new owner.
-                    log::warn!(
-                        "user={} was claimed by another node: this session stops unwritten",
-                        act.user_id
-                    );
-                    act.deps.metrics.fenced_writes.inc();
-                    act.lease = None;
-                    ctx.stop();
-                    return;
-                }
+                Err(StoreError::Fenced { .. }) => return act.fenced(ctx),
                 Err(e) if attempt < act.deps.config.store_retries => {
                     let backoff = write_backoff(attempt);
                     log::warn!(

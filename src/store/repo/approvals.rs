@@ -54,6 +54,16 @@ pub fn get(
         .optional()
 }
 
+/// The user's approvals still waiting for an answer, oldest first.
+pub fn pending(conn: &mut DbConnection, user: &UserId) -> QueryResult<Vec<ApprovalRow>> {
+    dsl::approvals
+        .filter(dsl::user_id.eq(user.as_str()))
+        .filter(dsl::status.eq(ApprovalState::Pending.as_text()))
+        .order(dsl::created_at.asc())
+        .select(ApprovalRow::as_select())
+        .load(conn)
+}
+
 /// The user's approvals with `approval_id` after `after` (all from the start with `None`), by
 /// id, at most `limit`: a page of an export.
 pub fn page(

@@ -7,7 +7,7 @@ use crate::protocol::RunStatus;
 use crate::store::connection::DbConnection;
 use crate::store::models::RunRow;
 use crate::store::schema::runs::dsl;
-use crate::store::status::{live_run_status_texts, run_status_text};
+use crate::store::status::{live_run_status_texts, run_status_of, run_status_text};
 
 /// Stores a new run as `user`'s, whatever user the row names.
 pub fn insert(conn: &mut DbConnection, user: &UserId, row: RunRow) -> QueryResult<()> {
@@ -116,15 +116,33 @@ pub fn set_status(
 
 /// The user's runs that have not ended, oldest first.
 pub fn live(conn: &mut DbConnection, user: &UserId) -> QueryResult<Vec<(RunId, ThreadId)>> {
-    let rows: Vec<(String, String)> = dsl::runs
+    Ok(live_with_status(conn, user)?
+        .into_iter()
+        .map(|(run, thread, _)| (run, thread))
+        .collect())
+}
+
+/// The user's runs that have not ended, oldest first, with their status (what a follower's
+/// `connected` lists).
+pub fn live_with_status(
+    conn: &mut DbConnection,
+    user: &UserId,
+) -> QueryResult<Vec<(RunId, ThreadId, RunStatus)>> {
+    let rows: Vec<(String, String, String)> = dsl::runs
         .filter(dsl::user_id.eq(user.as_str()))
         .filter(dsl::status.eq_any(live_run_status_texts()))
         .order(dsl::created_at.asc())
-        .select((dsl::run_id, dsl::thread_id))
+        .select((dsl::run_id, dsl::thread_id, dsl::status))
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .filter_map(|(r, t)| Some((RunId::parse(&r).ok()?, ThreadId::parse(&t).ok()?)))
+        .filter_map(|(r, t, s)| {
+            Some((
+                RunId::parse(&r).ok()?,
+                ThreadId::parse(&t).ok()?,
+                run_status_of(&s)?,
+            ))
+        })
         .collect())
 }
 

@@ -150,6 +150,9 @@ async function connect() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const query = new URLSearchParams({ token: state.token });
   if (state.lastSeq > 0) query.set("after_seq", String(state.lastSeq));
+  // The routing hint a load balancer in front of several nodes hashes on (the server reads
+  // only the token).
+  if (state.user) query.set("user", state.user);
   const socket = new WebSocket(`${scheme}//${location.host}/ws?${query}`);
   state.socket = socket;
   showConnection("connecting…", "connecting");

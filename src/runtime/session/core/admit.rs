@@ -51,7 +51,9 @@ impl SessionCore {
             let refusal = Refusal::MessageRate {
                 per_minute: self.limits.messages_per_minute,
                 burst: self.limits.message_burst,
-                retry_ms: self.rate.wait().as_millis().max(1),
+                retry_ms: u64::try_from(self.rate.wait().as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
             };
             return self.refuse(conn_id, &refusal, key.as_deref());
         }

@@ -176,10 +176,9 @@ impl SessionCore {
         }
     }
 
-    /// The user's history is loaded: the session stores under the account `key` (the user's
-    /// id, or a later generation of it after a deletion), numbering continues after
-    /// `last_seq`, and the runs a failed predecessor (or a lost node) left live (`orphans`) end
-    /// `run_interrupted` with `reason`.
+    /// The user's history is loaded: the session stores under the account `key` (the id, or a
+    /// later generation after a deletion), numbers after `last_seq`, and the runs a failed
+    /// predecessor or a lost node left live (`orphans`) end `run_interrupted` with `reason`.
     pub(crate) fn loaded(
         &mut self,
         key: UserId,
