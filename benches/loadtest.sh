@@ -2,6 +2,11 @@
 # Runs one `enclave loadtest` against a fresh release server, as BENCHMARKS.md records them.
 #
 #   benches/loadtest.sh sqlite|postgres [loadtest flags…]
+#   NODES=3 benches/loadtest.sh postgres [loadtest flags…]
+#
+# With NODES=N (PostgreSQL) N servers share the database as a cluster and the load goes to
+# all of them (a comma-separated --url: each user's sockets in turn); each node's peak RSS is
+# printed at the end.
 #
 # The server gets a new database (a temp SQLite file, or a new PostgreSQL database on
 # $ENCLAVE_BENCH_PG, default postgres://postgres@127.0.0.1:5432), durable commits (SQLite
@@ -23,16 +28,33 @@ case $backend in
     db="$pg/$name" ;;
   *) echo "backend must be sqlite or postgres" >&2; exit 2 ;;
 esac
+nodes=${NODES:-1}
+if [[ $nodes -gt 1 && $backend != postgres ]]; then
+  echo "several nodes share a PostgreSQL database: NODES=$nodes needs postgres" >&2; exit 2
+fi
+servers=()
 cleanup() {
-  [[ -n ${server:-} ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  for server in "${servers[@]}"; do kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; done
   [[ $backend == postgres ]] && psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS $name" >/dev/null || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
 export ENCLAVE_JWT_SECRET=bench-secret-bench-secret-bench-secret
-ENCLAVE_MESSAGES_PER_MINUTE=6000000 ENCLAVE_MESSAGE_BURST=100000 RUST_LOG=${RUST_LOG:-warn} \
-  "$bin" serve --bind 127.0.0.1:0 --database "$db" >"$dir/out" 2>"$dir/err" &
-server=$!
-for _ in $(seq 100); do grep -q "listening on" "$dir/out" 2>/dev/null && break; sleep 0.1; done
-url=$(sed -n 's/^listening on http:\/\//ws:\/\//p' "$dir/out")/ws
-"$bin" loadtest --url "$url" --server-pid "$server" "$@"
+urls=()
+for n in $(seq "$nodes"); do
+  ENCLAVE_MESSAGES_PER_MINUTE=6000000 ENCLAVE_MESSAGE_BURST=100000 RUST_LOG=${RUST_LOG:-warn} \
+    "$bin" serve --bind 127.0.0.1:0 --database "$db" >"$dir/out$n" 2>"$dir/err$n" &
+  servers+=("$!")
+  for _ in $(seq 100); do grep -q "listening on" "$dir/out$n" 2>/dev/null && break; sleep 0.1; done
+  urls+=("$(sed -n 's/^listening on http:\/\//ws:\/\//p' "$dir/out$n")/ws")
+done
+if [[ $nodes -eq 1 ]]; then
+  "$bin" loadtest --url "${urls[0]}" --server-pid "${servers[0]}" "$@"
+else
+  status=0
+  "$bin" loadtest --url "$(IFS=,; echo "${urls[*]}")" "$@" || status=$?
+  for n in "${!servers[@]}"; do
+    echo "node $((n + 1)): peak RSS $(awk '/VmHWM/ {print $2, $3}' "/proc/${servers[$n]}/status")"
+  done
+  exit $status
+fi

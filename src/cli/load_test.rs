@@ -7,7 +7,9 @@ use enclave::config::parse_duration;
 /// What `enclave loadtest` is told.
 #[derive(clap::Args)]
 pub struct LoadTestArgs {
-    /// The server: ws://HOST:PORT[/ws] or http://HOST:PORT.
+    /// The server: ws://HOST:PORT[/ws] or http://HOST:PORT; several, comma-separated, for the
+    /// nodes of a cluster: users' sockets go to them in turn (a user's second socket to the
+    /// next node). Every socket carries ?user=ID, the routing hint a load balancer hashes on.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
     /// What each user does.

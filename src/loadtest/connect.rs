@@ -1,7 +1,9 @@
-//! Where the load goes and how one socket gets there: `Target` is the server's WebSocket
+//! Where the load goes and how one socket gets there: `Target` is a server's WebSocket
 //! address parsed from `--url`, `open` makes one WebSocket connection with small buffers (a
 //! load client holds thousands), from a chosen loopback source address when one source runs
-//! out of ports.
+//! out of ports, with the user's id as the routing hint (`?user=`) a load balancer in front of
+//! several nodes hashes on. `Targets` are the servers of a comma-separated `--url` (nodes of
+//! one cluster): a user's sockets go to them in turn, so its second socket is on another node.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -30,6 +32,56 @@ pub struct Target {
     path: String,
     /// Where to connect.
     addr: SocketAddr,
+}
+
+/// The servers of `--url`: one, or the nodes of a cluster.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// The first server (dev tokens are asked of it).
+    first: Target,
+    /// The others.
+    more: Vec<Target>,
+}
+
+impl Targets {
+    /// Resolves every comma-separated URL of `urls`.
+    pub async fn resolve(urls: &str) -> Result<Targets, LoadError> {
+        let mut targets = Vec::new();
+        for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            targets.push(Target::resolve(url).await?);
+        }
+        let mut all = targets.into_iter();
+        let first = all.next().ok_or_else(|| LoadError::BadUrl {
+            url: urls.to_owned(),
+            reason: "give at least one ws://HOST:PORT".to_owned(),
+        })?;
+        Ok(Targets {
+            first,
+            more: all.collect(),
+        })
+    }
+
+    /// Where socket `socket` of user `user` goes: the users' first sockets are spread over the
+    /// servers, and each next socket of a user goes to the next server.
+    pub fn for_socket(&self, user: usize, socket: u64) -> &Target {
+        let at = (user as u64).wrapping_add(socket) % (self.more.len() as u64 + 1);
+        match at.checked_sub(1) {
+            Some(other) => self.more.get(other as usize).unwrap_or(&self.first),
+            None => &self.first,
+        }
+    }
+
+    /// The first server (dev tokens are asked of it).
+    pub fn first(&self) -> &Target {
+        &self.first
+    }
+
+    /// Whether every server is on a loopback address.
+    pub fn are_loopback(&self) -> bool {
+        std::iter::once(&self.first)
+            .chain(&self.more)
+            .all(Target::is_loopback)
+    }
 }
 
 impl Target {
@@ -85,15 +137,16 @@ impl Target {
         self.addr.ip().is_loopback()
     }
 
-    /// Opens a WebSocket as the holder of `token`, from `source` if given, asking for a replay
-    /// after `after_seq` if given. The error is a short reason, for counting.
+    /// Opens a WebSocket as `user`, the holder of `token`, from `source` if given, asking for a
+    /// replay after `after_seq` if given. The error is a short reason, for counting.
     pub async fn open(
         &self,
+        user: &str,
         token: &str,
         after_seq: Option<i64>,
         source: Option<IpAddr>,
     ) -> Result<Socket, String> {
-        let connecting = self.connect(token, after_seq, source);
+        let connecting = self.connect(user, token, after_seq, source);
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(result) => result,
             Err(_) => Err("timed out".to_owned()),
@@ -102,6 +155,7 @@ impl Target {
 
     async fn connect(
         &self,
+        user: &str,
         token: &str,
         after_seq: Option<i64>,
         source: Option<IpAddr>,
@@ -119,7 +173,10 @@ impl Target {
         let stream = socket.connect(self.addr).await.map_err(|e| io_reason(&e))?;
         stream.set_nodelay(true).map_err(|e| io_reason(&e))?;
         let after = after_seq.map_or(String::new(), |seq| format!("&after_seq={seq}"));
-        let url = format!("ws://{}{}?token={token}{after}", self.authority, self.path);
+        let url = format!(
+            "ws://{}{}?token={token}&user={user}{after}",
+            self.authority, self.path
+        );
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(0);

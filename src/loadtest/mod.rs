@@ -25,7 +25,7 @@ use crate::context::UserId;
 pub use report::Summary;
 pub use workers::{WORKER_COMMAND, serve_as_worker};
 
-use connect::Target;
+use connect::Targets;
 use gather::{Baseline, gather};
 
 /// How long an idle test holds its sockets when no duration is given.
@@ -161,8 +161,8 @@ pub fn run(mut config: LoadConfig) -> Result<Summary, LoadError> {
             config.processes
         );
     }
-    let (target, tokens) = prepare(&config)?;
-    let sources = sources(&config, &target)?;
+    let (targets, tokens) = prepare(&config)?;
+    let sources = sources(&config, &targets)?;
     if config.processes > 1 {
         return workers::run(config, tokens);
     }
@@ -176,7 +176,7 @@ pub fn run(mut config: LoadConfig) -> Result<Summary, LoadError> {
         let (received, live) = start::start(
             &config,
             &shape,
-            target,
+            targets,
             tokens,
             0,
             sources,
@@ -229,11 +229,11 @@ impl Shape {
 
 /// The loopback source addresses to spread sockets over (`--source-addresses`; empty: the
 /// system's choice).
-fn sources(config: &LoadConfig, target: &Target) -> Result<Vec<IpAddr>, LoadError> {
+fn sources(config: &LoadConfig, targets: &Targets) -> Result<Vec<IpAddr>, LoadError> {
     if config.source_addresses <= 1 {
         return Ok(Vec::new());
     }
-    if !target.is_loopback() {
+    if !targets.are_loopback() {
         return Err(LoadError::BadSetting(
             "--source-addresses needs a server on a loopback address".to_owned(),
         ));
@@ -270,7 +270,7 @@ fn check(config: &LoadConfig) -> Result<(), LoadError> {
 }
 
 /// Resolves the target and gets every user's name and token.
-fn prepare(config: &LoadConfig) -> Result<(Target, Vec<(String, String)>), LoadError> {
+fn prepare(config: &LoadConfig) -> Result<(Targets, Vec<(String, String)>), LoadError> {
     let prefix = config.user_prefix.clone().unwrap_or_else(|| {
         let fresh = uuid::Uuid::new_v4().simple().to_string();
         format!("lt-{}", fresh.get(..8).unwrap_or(&fresh))
@@ -281,7 +281,7 @@ fn prepare(config: &LoadConfig) -> Result<(Target, Vec<(String, String)>), LoadE
         + config.run_timeout
         + Duration::from_secs(24 * 3600);
     actix_web::rt::System::new().block_on(async move {
-        let target = Target::resolve(&config.url).await?;
+        let targets = Targets::resolve(&config.url).await?;
         let tokens = match &config.secret {
             Some(secret) => {
                 // Issued as the server's own (`ENCLAVE_JWT_ISSUER`/`_AUDIENCE`), so a server
@@ -304,7 +304,7 @@ fn prepare(config: &LoadConfig) -> Result<(Target, Vec<(String, String)>), LoadE
                 tokens
             }
             None => {
-                let base = target.http_base();
+                let base = targets.first().http_base();
                 let fetched: Vec<_> = futures_util::stream::iter(names)
                     .map(|name| {
                         let base = base.clone();
@@ -323,6 +323,6 @@ fn prepare(config: &LoadConfig) -> Result<(Target, Vec<(String, String)>), LoadE
                 })?
             }
         };
-        Ok((target, tokens))
+        Ok((targets, tokens))
     })
 }

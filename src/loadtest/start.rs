@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
-use super::connect::Target;
+use super::connect::Targets;
 use super::report::Report;
 use super::user::{self, Live, Plan};
 use super::{LoadConfig, Scenario, Shape};
@@ -18,7 +18,7 @@ use super::{LoadConfig, Scenario, Shape};
 pub(super) fn start(
     config: &LoadConfig,
     shape: &Shape,
-    target: Target,
+    targets: Targets,
     tokens: Vec<(String, String)>,
     first_index: usize,
     sources: Vec<IpAddr>,
@@ -27,7 +27,7 @@ pub(super) fn start(
     let (reports, received) = mpsc::unbounded_channel();
     let live = Arc::new(Live::default());
     let plan = Arc::new(Plan {
-        target,
+        targets,
         scenario: config.scenario,
         users: config.users,
         sockets_per_user: config.sockets_per_user,

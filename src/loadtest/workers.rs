@@ -21,7 +21,7 @@ use tokio::sync::{
     oneshot,
 };
 
-use super::connect::Target;
+use super::connect::Targets;
 use super::gather::{Baseline, TICK, gather};
 use super::report::{Report, Summary};
 use super::user::Live;
@@ -290,13 +290,13 @@ pub fn serve_as_worker() -> Result<(), LoadError> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let target = Target::resolve(&config.url).await?;
-        let sources = sources(&config, &target)?;
+        let targets = Targets::resolve(&config.url).await?;
+        let sources = sources(&config, &targets)?;
         let shape = Shape::of(&config);
         let (mut received, live) = start::start(
             &config,
             &shape,
-            target,
+            targets,
             task.tokens,
             task.first_index,
             sources,

@@ -6,10 +6,13 @@
 //! - `bad_input`: tokens, frames and fields refused with PROTOCOL.md's codes, nothing stored.
 //! - `storage_faults`: events are never delivered before they are stored.
 //! - `restart`: the real binary, stopped and started again on the same database.
+//! - `cluster`, `cluster_load`: several nodes on one PostgreSQL database, with nginx in front
+//!   (`balancer.rs`): followers, failover after kill -9, fencing after SIGSTOP, 300 users.
 
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::indexing_slicing)]
 
+mod balancer;
 mod helpers;
 mod hostile;
 #[path = "../common/prometheus.rs"]
@@ -22,6 +25,7 @@ mod bad_input;
 mod bulk;
 mod client_bounds;
 mod cluster;
+mod cluster_load;
 mod db_threads;
 mod delivery;
 mod edge;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Scenario;
-use super::connect::{Socket, Target};
+use super::connect::{Socket, Targets};
 use super::report::Report;
 use super::verify::UserVerifier;
 
@@ -41,8 +41,8 @@ const REFUSED_PAUSE: Duration = Duration::from_millis(100);
 
 /// What every user of one load test shares (read-only, and counters).
 pub struct Plan {
-    /// The server.
-    pub target: Target,
+    /// The servers (one, or a cluster's nodes).
+    pub targets: Targets,
     /// What each user does.
     pub scenario: Scenario,
     /// Simulated users.

@@ -25,7 +25,11 @@ impl User {
                 .copied(),
         };
         let plan = Arc::clone(&self.plan);
-        let socket = match plan.target.open(&self.token, after_seq, source).await {
+        let target = plan.targets.for_socket(self.index, self.next_socket);
+        let socket = match target
+            .open(&self.name, &self.token, after_seq, source)
+            .await
+        {
             Ok(socket) => socket,
             Err(reason) => {
                 self.report(Report::ConnectFailed(reason));
