@@ -192,7 +192,7 @@ impl Server {
         let (interrupted, discarded) = web::block(move || {
             let conn = &mut *recovering.get()?;
             let interrupted = store::recovery::interrupt_leftover_runs(conn, &own)?;
-            let discarded = store::bulk::discard_leftover_uploads(conn)?;
+            let discarded = store::bulk::discard_leftover_uploads(conn, &own)?;
             Ok::<_, StoreError>((interrupted, discarded))
         })
         .await

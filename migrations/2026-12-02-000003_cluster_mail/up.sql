@@ -1,6 +1,6 @@
 -- Nodes following a user another node owns (they hold sockets of that user): every batch of
 -- the user's events notifies them, on PostgreSQL channel `enclave_<node_id>`, so they read the
--- new rows (`store/leases.rs`).
+-- new rows (`store/cluster.rs`).
 CREATE TABLE user_watchers (
     user_id TEXT NOT NULL,
     node_id TEXT NOT NULL,

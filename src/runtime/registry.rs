@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::context::UserId;
-use crate::runtime::cluster::mail::Mail;
+use crate::runtime::cluster::mail::{Command, Mail, Question};
 use crate::runtime::cluster::{CatchUp, CheckLeases, EventsStored, FromNode, NodesLost};
 use crate::runtime::session::{CloseSockets, SessionDeps, UserSession};
 use crate::runtime::shutdown::Drain;
@@ -144,7 +144,21 @@ impl Handler<FromNode> for SessionRegistry {
         let Some(user) = msg.mail.user().and_then(|user| UserId::parse(user).ok()) else {
             return;
         };
-        if let Mail::Frames { .. } = msg.mail {
+        // What only a session that is here can use wakes none.
+        let for_live_only = matches!(
+            msg.mail,
+            Mail::Frames { .. }
+                | Mail::AccountDeleted { .. }
+                | Mail::Command {
+                    command: Command::Detached,
+                    ..
+                }
+                | Mail::Ask {
+                    question: Question::EndIngest,
+                    ..
+                }
+        );
+        if for_live_only {
             if let Some(session) = self.live_session(&user) {
                 session.do_send(msg);
             }

@@ -12,7 +12,7 @@ use crate::faults::Faults;
 use crate::store::repo::accounts;
 use crate::store::repo::upload_keys::{self, UploadCounts};
 use crate::store::repo::usage::{self, Destination, Inserted};
-use crate::store::{Db, DbConnection, StoreError};
+use crate::store::{Db, DbConnection, StoreError, ownership};
 use crate::usage::record::UsageRecord;
 
 /// How bulk records are written: how big a transaction may be, and the most a user may hold.
@@ -56,10 +56,10 @@ pub async fn store_upload(
         key,
     } = upload;
     let upload = uuid::Uuid::new_v4().to_string();
-    let (owner, id) = (user.clone(), upload.clone());
+    let (owner, id, node) = (user.clone(), upload.clone(), db.node_id().clone());
     db.run_as(&user, move |conn| {
         still_current(conn, &owner)?;
-        Ok(usage::begin_upload(conn, &owner, &id, now_ms())?)
+        Ok(usage::begin_upload(conn, &owner, &id, now_ms(), &node)?)
     })
     .await?;
     let delay = faults.bulk_chunk_delay();
@@ -232,10 +232,11 @@ async fn discard(db: &Db, user: &UserId, upload: &str) -> Result<(), StoreError>
     .await
 }
 
-/// At start-up, before anything else writes: discards the uploads a stopped process left
-/// pending. Returns how many.
-pub fn discard_leftover_uploads(conn: &mut DbConnection) -> Result<usize, StoreError> {
-    let pending = usage::pending_uploads(conn)?;
+/// At start-up, before anything else of this node writes: discards the uploads a stopped
+/// process left pending — never one another live node is still writing. Returns how many.
+pub fn discard_leftover_uploads(conn: &mut DbConnection, own: &str) -> Result<usize, StoreError> {
+    let live = ownership::live_nodes(conn, own)?;
+    let pending = usage::pending_uploads(conn, &live)?;
     for (raw_user, upload) in &pending {
         let Ok(user) = UserId::from_stored(raw_user) else {
             continue;

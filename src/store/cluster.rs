@@ -50,6 +50,17 @@ pub fn unfollow(conn: &mut DbConnection, user: &UserId, node: &str) -> Result<()
     Ok(())
 }
 
+/// The nodes that follow `user` (PostgreSQL).
+pub fn followers_of(conn: &mut DbConnection, user: &UserId) -> Result<Vec<String>, StoreError> {
+    let DbConnection::Pg(pg) = conn else {
+        return Ok(Vec::new());
+    };
+    Ok(user_watchers::table
+        .filter(user_watchers::user_id.eq(user.as_str()))
+        .select(user_watchers::node_id)
+        .load(pg)?)
+}
+
 /// Forgets what nodes no longer live followed (PostgreSQL).
 pub fn forget_followers(conn: &mut DbConnection, live: &[String]) -> Result<(), StoreError> {
     if let DbConnection::Pg(pg) = conn {
@@ -78,6 +89,7 @@ pub fn notify_followers(conn: &mut DbConnection, users: &[&str]) -> Result<(), S
 }
 
 /// A letter to store: to whom, its number among the sender's, its body.
+#[derive(Debug, Clone)]
 pub struct Letter {
     /// The addressee node.
     pub to: String,

@@ -186,6 +186,9 @@ impl ConnectionManager {
     }
 }
 
+/// How long PostgreSQL lets a session sit idle inside a transaction before ending it.
+const PG_IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl r2d2::ManageConnection for ConnectionManager {
     type Connection = DbConnection;
     type Error = ConnectError;
@@ -212,7 +215,17 @@ impl r2d2::ManageConnection for ConnectionManager {
                 }
                 Ok(DbConnection::Sqlite(conn))
             }
-            Backend::Postgres(url) => Ok(DbConnection::Pg(PgConnection::establish(url)?)),
+            Backend::Postgres(url) => {
+                let mut conn = PgConnection::establish(url)?;
+                // A node stalled inside a transaction (paused, cut off) holds its row locks —
+                // a user's lease among them — until the database ends that session: within
+                // this long, so another node's claim (`leases.rs`) goes through.
+                conn.batch_execute(&format!(
+                    "SET idle_in_transaction_session_timeout = {}",
+                    PG_IDLE_IN_TRANSACTION.as_millis()
+                ))?;
+                Ok(DbConnection::Pg(conn))
+            }
         }
     }
 

@@ -149,7 +149,8 @@ impl Db {
     }
 
     /// Runs `work` on a reader thread: the cluster's small writes (mail, followers, the view
-    /// of live nodes), which must not queue behind the writers' batches and upload chunks.
+    /// of live nodes), which must not queue behind the writers' batches and upload chunks
+    /// (they queue with the reads instead).
     pub async fn aside<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,

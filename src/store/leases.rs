@@ -22,6 +22,9 @@ use crate::store::batch::WriteBatch;
 use crate::store::schema::{nodes, user_leases};
 use crate::store::{DbConnection, StoreError, cluster};
 
+/// The longest a claim waits for the user's row.
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a claim on a user found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -158,11 +161,19 @@ pub fn check<'a>(
     Ok(())
 }
 
-/// The user's row, created unheld if it is new, locked for update: `(holder, epoch)`.
+/// The user's row, created unheld if it is new, locked for update: `(holder, epoch)`. A batch
+/// of the holder's in flight holds the row a moment; one held longer (its node stalled inside
+/// the transaction, until the database ends it) fails the claim after `CLAIM_WAIT`, and the
+/// claim is tried again with the user's next request rather than stalling a writer.
 fn lock_row(
     pg: &mut diesel::PgConnection,
     user: &UserId,
 ) -> Result<(Option<String>, i64), StoreError> {
+    diesel::sql_query(format!(
+        "SET LOCAL lock_timeout = {}",
+        CLAIM_WAIT.as_millis()
+    ))
+    .execute(pg)?;
     diesel::insert_into(user_leases::table)
         .values((
             user_leases::user_id.eq(user.as_str()),

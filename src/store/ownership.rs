@@ -14,7 +14,7 @@ use diesel::prelude::*;
 
 use crate::clock::now_ms;
 use crate::store::schema::{nodes, user_leases};
-use crate::store::{Backend, DbConnection, Pool, StoreError};
+use crate::store::{Backend, DbConnection, Pool, StoreError, cluster};
 
 /// What this server holds while it uses the database.
 pub struct Ownership {
@@ -161,6 +161,9 @@ pub fn release(conn: &mut DbConnection, node_id: &str) -> Result<(), StoreError>
         .set(user_leases::node_id.eq(None::<String>))
         .execute(conn)?;
     diesel::delete(nodes::table.filter(nodes::node_id.eq(node_id))).execute(conn)?;
+    let others = live_nodes(conn, node_id)?;
+    cluster::forget_followers(conn, &others)?;
+    cluster::forget_mail(conn, &others)?;
     Ok(())
 }
 
@@ -173,7 +176,8 @@ pub fn live_nodes(conn: &mut DbConnection, own: &str) -> Result<Vec<String>, Sto
         .load(conn)?)
 }
 
-/// Forgets nodes other than `own` whose lease ran out (after their runs were recovered).
+/// Forgets nodes other than `own` whose lease ran out (after their runs were recovered), with
+/// what they followed and the mail for them.
 pub fn forget_lost_nodes(conn: &mut DbConnection, own: &str) -> Result<(), StoreError> {
     diesel::delete(
         nodes::table
@@ -181,6 +185,10 @@ pub fn forget_lost_nodes(conn: &mut DbConnection, own: &str) -> Result<(), Store
             .filter(nodes::node_id.ne(own)),
     )
     .execute(conn)?;
+    let mut live = live_nodes(conn, own)?;
+    live.push(own.to_owned());
+    cluster::forget_followers(conn, &live)?;
+    cluster::forget_mail(conn, &live)?;
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use crate::protocol::payload::RunInterrupted;
 use crate::protocol::{Event, InterruptReason, RunStatus};
 use crate::store::schema::{approvals, runs};
 use crate::store::status::{ApprovalState, live_run_status_texts, run_status_text};
-use crate::store::{DbConnection, StoreError, leases, ownership, repo};
+use crate::store::{DbConnection, StoreError, cluster, leases, ownership, repo};
 
 /// Marks every leftover live run of a lost node interrupted; returns how many. `own` is this
 /// server's node.
@@ -38,7 +38,12 @@ pub fn interrupt_leftover_runs(conn: &mut DbConnection, own: &str) -> Result<usi
         let Ok(user) = UserId::from_stored(&raw) else {
             continue;
         };
-        interrupted += conn.transaction(|conn| interrupt_user(conn, &user, own, &live_nodes))?;
+        match conn.transaction(|conn| interrupt_user(conn, &user, own, &live_nodes)) {
+            Ok(n) => interrupted += n,
+            // Left for the node that claims the user next (a stalled node's transaction still
+            // holds their lease, say).
+            Err(e) => log::warn!("user={user} runs left for their next claim: {e}"),
+        }
     }
     ownership::forget_lost_nodes(conn, own)?;
     Ok(interrupted)
@@ -103,5 +108,6 @@ fn interrupt_user(
         repo::threads::set_last_run_status(conn, user, thread_id, RunStatus::Interrupted, now)?;
     }
     repo::events::insert(conn, user, &events)?;
+    cluster::notify_followers(conn, &[user.as_str()])?;
     Ok(events.len())
 }

@@ -93,6 +93,7 @@ diesel::table! {
         upload_id -> Text,
         user_id -> Text,
         created_at -> BigInt,
+        node_id -> Nullable<Text>,
     }
 }
 

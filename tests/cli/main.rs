@@ -171,7 +171,7 @@ fn migrate_applies_once() {
     assert!(first.status.success());
     assert_eq!(
         String::from_utf8_lossy(&first.stdout).trim(),
-        "applied 9 migration(s)"
+        "applied 10 migration(s)"
     );
     let second = enclave()
         .args(["migrate", "--database", &url])

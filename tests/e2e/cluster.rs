@@ -334,40 +334,110 @@ async fn a_batch_of_a_superseded_claim_is_refused(db: TestDb) {
     assert_eq!(latest, stale + 1);
     drop(conn);
 
+    // Every batch waits 300 ms at the writer: the two below queue behind a first one and are
+    // stored as one group.
+    let metrics = Arc::new(Metrics::new());
     let db_handle = Db::start(
         pool,
         writer_pool,
         1,
         1,
-        Arc::new(Faults::none()),
+        Arc::new(Faults::parse("store:slow:300").unwrap()),
         "n1",
-        Arc::new(Metrics::new()),
+        metrics.clone(),
     )
     .unwrap();
-    let batch = |user: &UserId, lease: i64| {
+    let batch = |user: &UserId, lease: Option<i64>| {
         let mut event = Event::new(ThreadDeleted {}, Some(ThreadId::new()), None, None);
         event.seq = 1;
         WriteBatch {
             user_id: user.clone(),
             ops: Vec::new(),
             events: vec![event],
-            lease: Some(lease),
+            lease,
         }
     };
-    // Queued together, so the writer stores them as one group.
-    let (fenced, stored) = futures_util::future::join(
-        db_handle.write(batch(&alice, stale)),
-        db_handle.write(batch(&bob, bobs)),
+    // Carol's batch (unfenced) holds the writer while alice's and bob's queue behind it.
+    let carol = UserId::parse("carol").unwrap();
+    let (first, fenced, stored) = futures_util::future::join3(
+        db_handle.write(batch(&carol, None)),
+        db_handle.write(batch(&alice, Some(stale))),
+        db_handle.write(batch(&bob, Some(bobs))),
     )
     .await;
+    first.unwrap();
     assert!(
         matches!(fenced, Err(StoreError::Fenced { .. })),
         "{fenced:?}"
     );
     stored.unwrap();
+    // Alice's and bob's were one group, which the fence failed, then stored one by one.
+    assert_eq!(metrics.group_retries.get(), 1);
     assert_eq!(rows_of(&db, "events", "alice"), 0);
     assert_eq!(rows_of(&db, "events", "bob"), 1);
-    db_handle.write(batch(&alice, latest)).await.unwrap();
+    db_handle.write(batch(&alice, Some(latest))).await.unwrap();
     assert_eq!(rows_of(&db, "events", "alice"), 1);
 }
 on_postgres!(a_batch_of_a_superseded_claim_is_refused);
+
+/// A follower's socket never hears anything ahead of the events before it: a repeated
+/// `client_msg_id` sent on it while the first is still being stored gets its copy of the
+/// acceptance only after the events up to it; a socket joining or resuming there with a `seq`
+/// seen on the owner's side is answered from the database, not from behind it.
+async fn a_follower_is_never_ahead_or_behind(db: TestDb) {
+    let a = ServerProcess::spawn(&db).await;
+    let b = ServerProcess::spawn(&db).await;
+    let mut on_a = a.ws("alice").await;
+    on_a.recv().await;
+    let mut on_b = b.ws("alice").await;
+    on_b.recv().await;
+    for round in 0..10 {
+        let message = json!({"type": "user_message", "content": "analyse my usage",
+                             "client_msg_id": format!("m{round}")});
+        on_a.send(message.clone()).await;
+        on_b.send(message).await;
+        let on_owner = sequenced(&on_a.recv_runs(1).await);
+        let frames = on_b.recv_runs(1).await;
+        let accepted = on_owner
+            .iter()
+            .find(|f| f["type"] == "run_started" || f["type"] == "run_queued")
+            .unwrap();
+        let copy_at = frames
+            .iter()
+            .rposition(|f| f["seq"] == accepted["seq"])
+            .unwrap();
+        let before: Vec<i64> = seqs(&frames[..copy_at]);
+        let first = on_owner.first().unwrap()["seq"].as_i64().unwrap();
+        let upto = accepted["seq"].as_i64().unwrap();
+        assert!(
+            (first..=upto).all(|seq| before.contains(&seq)),
+            "round {round}: the copy of {upto} came before events up to it: {frames:?}"
+        );
+        // Whatever else, the stream itself is the owner's.
+        let mut seen = std::collections::HashSet::new();
+        let stream: Vec<Value> = sequenced(&frames)
+            .into_iter()
+            .filter(|f| seen.insert(f["seq"].as_i64()))
+            .collect();
+        assert_eq!(stream, on_owner, "round {round}");
+    }
+    // A client that saw everything on `a` joins `b` with ?after_seq and resumes there: no
+    // history is missing and none is new.
+    let last = assert_stored_gapless(&db, "alice");
+    let token = token_for(&Auth::new(SECRET.as_bytes()), "alice");
+    let mut joining = WsClient::connect(&format!(
+        "ws://{}/ws?token={token}&after_seq={last}",
+        b.addr
+    ))
+    .await
+    .unwrap();
+    let connected = joining.recv().await;
+    assert_eq!(connected["last_seq"], last);
+    assert_eq!(
+        joining.recv().await,
+        json!({"type": "resumed", "through_seq": last})
+    );
+    a.kill().await;
+    b.kill().await;
+}
+on_postgres!(a_follower_is_never_ahead_or_behind);

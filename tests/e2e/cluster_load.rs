@@ -6,7 +6,7 @@
 
 use std::process::Output;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use enclave::auth::Auth;
 
@@ -18,10 +18,12 @@ use crate::on_postgres;
 /// `deploy/cluster/run` sets them up, and let the one load client's address open its 300
 /// sockets at once (through a proxy nothing is exempt from the per-address rates).
 async fn three_nodes(db: &TestDb) -> Vec<ServerProcess> {
+    // 100 synthetic records ask for consent.
     let env = [
         ("ENCLAVE_TRUSTED_PROXIES", "127.0.0.1"),
         ("ENCLAVE_CONNECTION_BURST_PER_IP", "10000"),
         ("ENCLAVE_UPGRADE_BURST_PER_IP", "10000"),
+        ("ENCLAVE_SYNTHETIC_APPROVAL_THRESHOLD", "10"),
     ];
     let mut nodes = Vec::new();
     for _ in 0..3 {
@@ -206,12 +208,12 @@ async fn through_nginx_until(
 }
 
 async fn a_node_killed_mid_load_loses_nothing_and_its_users_move(db: TestDb) {
-    // Every triage takes 3 s: the runs are live when a node dies.
+    // 100 synthetic records ask for consent.
     let env = [
         ("ENCLAVE_TRUSTED_PROXIES", "127.0.0.1"),
         ("ENCLAVE_CONNECTION_BURST_PER_IP", "10000"),
         ("ENCLAVE_UPGRADE_BURST_PER_IP", "10000"),
-        ("ENCLAVE_FAULTS", "triage:slow:3000"),
+        ("ENCLAVE_SYNTHETIC_APPROVAL_THRESHOLD", "10"),
     ];
     let mut nodes = Vec::new();
     for _ in 0..3 {
@@ -229,9 +231,10 @@ async fn a_node_killed_mid_load_loses_nothing_and_its_users_move(db: TestDb) {
             .await
             .unwrap();
         socket.recv().await;
-        socket.say("analyse my usage").await;
+        // Each run waits for its user's consent: it is live when a node dies.
+        socket.say("generate 100 synthetic chatbot records").await;
         let live = socket
-            .recv_until(|f| f["type"] == "agent_started" && f["agent"] == "triage")
+            .recv_until(|f| f["type"] == "approval_required")
             .await;
         (socket, sequenced(&live))
     });
@@ -285,7 +288,13 @@ async fn a_node_killed_mid_load_loses_nothing_and_its_users_move(db: TestDb) {
                 seen.extend(resumed);
                 socket = again;
             } else {
-                seen.extend(sequenced(&socket.recv_runs(1).await));
+                let asked = seen.last().unwrap()["data"]["approval_id"].clone();
+                socket
+                    .send(json!({"type": "approval", "approval_id": asked, "decision": "approve"}))
+                    .await;
+                let ended = sequenced(&socket.recv_runs(1).await);
+                assert_eq!(ended.last().unwrap()["type"], "run_completed", "{user}");
+                seen.extend(ended);
             }
             socket.say("cut my LLM costs by 20%").await;
             seen.extend(sequenced(&socket.recv_runs(1).await));

@@ -23,6 +23,10 @@ const POLL: Duration = Duration::from_millis(2);
 /// The longest wait between attempts to reconnect.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// How often the quiet connection is asked something, so a dead one (the database restarted,
+/// a half-open TCP connection) is noticed and replaced rather than listened to forever.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
 /// Where what the listener hears goes.
 pub struct Ears {
     /// Told when mail waits.
@@ -70,7 +74,15 @@ fn connect(url: &str, channel: &str) -> Result<PgConnection, String> {
 
 /// Hears notifications until the connection fails or the mailroom stops.
 fn hear(conn: &mut PgConnection, ears: &Ears) {
+    let mut probed = std::time::Instant::now();
     while ears.mailroom.connected() {
+        if probed.elapsed() >= PROBE_EVERY {
+            if let Err(e) = diesel::sql_query("SELECT 1").execute(conn) {
+                log::warn!("the cluster listener lost its connection: {e}");
+                return;
+            }
+            probed = std::time::Instant::now();
+        }
         let mut heard = false;
         for notification in conn.notifications_iter() {
             let notification = match notification {

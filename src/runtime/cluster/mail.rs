@@ -1,7 +1,10 @@
 //! The mail nodes send each other through the database (`store/cluster.rs`): a follower relays
 //! a socket's request, or an HTTP request's question, to the node that owns the user; the owner
-//! sends back the frames meant for that one socket, and the answer. Sequenced events never
-//! travel as mail: followers read them from the `events` table when notified.
+//! sends back the frames meant for that one socket, and the answer. The stream of events never
+//! travels as mail: followers read it from the `events` table when notified. Frames for one
+//! socket may hold a stored event (the copy of an acceptance that answers a repeated
+//! `client_msg_id`): they carry the owner's last stored `seq`, and the follower holds them
+//! until it has delivered that far, so a copy never arrives before the events it follows.
 //!
 //! Users are named by subject (the registry's key on every node); ids travel in their text
 //! form. Mail is written and read only by enclave nodes on the same database.
@@ -33,6 +36,8 @@ pub enum Mail {
         user: String,
         /// The socket.
         conn: ConnectionId,
+        /// The owner's last stored `seq` when it sent them: they follow every event up to it.
+        after: i64,
         /// The frames, in order.
         frames: Vec<String>,
     },
@@ -47,6 +52,11 @@ pub enum Mail {
         /// The question.
         question: Question,
     },
+    /// The user's account was deleted: the addressee's sockets of the user close (4009).
+    AccountDeleted {
+        /// The user (their subject).
+        user: String,
+    },
     /// The answer to `Ask { ask }`.
     Answer {
         /// The question's number.
@@ -60,9 +70,10 @@ impl Mail {
     /// The user the mail is about, if any (answers go to the asker, not to a session).
     pub fn user(&self) -> Option<&str> {
         match self {
-            Mail::Command { user, .. } | Mail::Frames { user, .. } | Mail::Ask { user, .. } => {
-                Some(user)
-            }
+            Mail::Command { user, .. }
+            | Mail::Frames { user, .. }
+            | Mail::Ask { user, .. }
+            | Mail::AccountDeleted { user } => Some(user),
             Mail::Answer { .. } => None,
         }
     }

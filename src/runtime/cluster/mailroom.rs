@@ -21,6 +21,12 @@ use crate::store::{Db, ownership};
 /// How long an HTTP request on a follower waits for the owner's answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most letters stored by one transaction (4 parameters each, under PostgreSQL's 65,535).
+const MAX_LETTERS: usize = 1_000;
+
+/// How long the mailroom waits after a failed send before it tries again.
+const RETRY_SEND: Duration = Duration::from_millis(200);
+
 /// Sends `mail` to node `to`.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -127,18 +133,23 @@ impl Mailroom {
             return;
         }
         self.sending = true;
-        let letters = std::mem::take(&mut self.outbox);
-        let (db, node) = (self.db.clone(), self.node.clone());
+        let take = self.outbox.len().min(MAX_LETTERS);
+        let letters: Arc<Vec<Letter>> = Arc::new(self.outbox.drain(..take).collect());
+        let (db, node, sending) = (self.db.clone(), self.node.clone(), letters.clone());
         let sent = async move {
-            db.aside(move |conn| cluster::send(conn, &node, &letters))
+            db.aside(move |conn| cluster::send(conn, &node, &sending))
                 .await
         };
-        ctx.spawn(sent.into_actor(self).map(|sent, act, ctx| {
-            if let Err(e) = sent {
-                // The sockets and requests that wrote them hear nothing: clients retry.
-                log::warn!("mail to other nodes lost: {e}");
-            }
+        ctx.spawn(sent.into_actor(self).map(move |sent, act, ctx| {
             act.sending = false;
+            if let Err(e) = sent {
+                // Kept, in order, and sent again: once the database is back they arrive.
+                log::warn!("mail to other nodes not sent yet ({e}); retrying");
+                let unsent = Arc::try_unwrap(letters).unwrap_or_else(|shared| (*shared).clone());
+                act.outbox.splice(0..0, unsent);
+                ctx.run_later(RETRY_SEND, |act, ctx| act.send(ctx));
+                return;
+            }
             act.send(ctx);
         }));
     }
@@ -183,8 +194,11 @@ impl Mailroom {
         }
     }
 
-    /// Looks at which nodes live; those gone since the last look are lost.
+    /// Looks at which nodes live; those gone since the last look are lost, and what they
+    /// followed and the mail for them are forgotten. Takes this node's mail too, in case a
+    /// notification was missed.
     fn watch(&mut self, ctx: &mut Context<Self>) {
+        self.take(ctx);
         let (db, node) = (self.db.clone(), self.node.to_string());
         let looked = async move {
             db.aside(move |conn| {
@@ -195,19 +209,31 @@ impl Mailroom {
             .await
         };
         ctx.spawn(looked.into_actor(self).map(|live, act, _| {
-            let Ok(mut live) = live else {
+            let Ok(live) = live else {
                 return;
             };
-            live.retain(|n| **n != *act.node);
-            let now: HashSet<String> = live.into_iter().collect();
+            let now: HashSet<String> = live.iter().filter(|n| ***n != *act.node).cloned().collect();
             let lost: Vec<String> = act.live.difference(&now).cloned().collect();
             act.live = now;
-            if !lost.is_empty() {
-                log::warn!("node(s) lost: {}", lost.join(", "));
-                act.lost.do_send(NodesLost {
-                    nodes: Arc::from(lost),
-                });
+            if lost.is_empty() {
+                return;
             }
+            log::warn!("node(s) lost: {}", lost.join(", "));
+            act.lost.do_send(NodesLost {
+                nodes: Arc::from(lost),
+            });
+            let db = act.db.clone();
+            actix::spawn(async move {
+                let forgot = db
+                    .aside(move |conn| {
+                        cluster::forget_followers(conn, &live)?;
+                        cluster::forget_mail(conn, &live)
+                    })
+                    .await;
+                if let Err(e) = forgot {
+                    log::debug!("could not forget what lost nodes followed: {e}");
+                }
+            });
         }));
     }
 }

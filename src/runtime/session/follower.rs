@@ -13,13 +13,14 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::{Attach, UserSession};
-use crate::context::ConnectionId;
-use crate::protocol::{ActiveRunInfo, PROTOCOL_VERSION, PendingApprovalInfo, ServerFrame};
+use crate::context::{ConnectionId, UserId};
+use crate::protocol::{ActiveRunInfo, Event, PROTOCOL_VERSION, PendingApprovalInfo, ServerFrame};
 use crate::runtime::cluster::mail::{Answer, Command, Mail, Question};
 use crate::runtime::cluster::mailroom::{AskOwner, Post};
 use crate::runtime::refusal::Refusal;
-use crate::runtime::socket::Frames;
-use crate::store::repo;
+use crate::runtime::socket::{Frames, Outbound, close_code};
+use crate::store::connection::DbConnection;
+use crate::store::{StoreError, repo};
 
 /// How long a follower whose read of new events failed waits before reading again.
 const RETRY_READ: Duration = Duration::from_millis(200);
@@ -36,6 +37,9 @@ pub(super) struct Follower {
     again: bool,
     /// Sockets that sent the owner a request: the owner is told when they go.
     commanded: HashSet<ConnectionId>,
+    /// Frames for one socket from the owner, held until the events they follow are
+    /// delivered: `(after, socket, frames)`, in arrival order.
+    held: Vec<(i64, ConnectionId, Frames)>,
 }
 
 impl Follower {
@@ -47,6 +51,7 @@ impl Follower {
             reading: false,
             again: false,
             commanded: HashSet::new(),
+            held: Vec::new(),
         }
     }
 
@@ -89,30 +94,134 @@ impl UserSession {
                 return;
             };
             let more = events.len() as i64 == limit || follower.again;
-            if let Some(last) = events.last() {
-                follower.delivered = last.seq;
-                let frames: Frames = events.iter().map(|e| Arc::from(e.to_frame())).collect();
-                act.sockets.broadcast(&frames);
-            }
+            act.deliver_read(events);
             if more {
                 act.catch_up(ctx);
             }
         });
     }
 
+    /// Delivers the events read after `delivered` to every socket, skipping those a read that
+    /// ended first delivered already.
+    fn deliver_read(&mut self, events: Vec<Event>) {
+        let Some(follower) = self.follower.as_mut() else {
+            return;
+        };
+        let fresh: Vec<Event> = events
+            .into_iter()
+            .filter(|e| e.seq > follower.delivered)
+            .collect();
+        if let Some(last) = fresh.last() {
+            follower.delivered = last.seq;
+            let frames: Frames = fresh.iter().map(|e| Arc::from(e.to_frame())).collect();
+            self.sockets.broadcast(&frames);
+        }
+        self.release_held();
+    }
+
+    /// Frames the owner sent one socket after its `seq` `after`: delivered once the events up to
+    /// `after` are (reading them now if the notification has not come yet).
+    pub(super) fn hold_until(
+        &mut self,
+        ctx: &mut Context<Self>,
+        after: i64,
+        conn: ConnectionId,
+        frames: Frames,
+    ) {
+        let Some(follower) = self.follower.as_mut() else {
+            return;
+        };
+        follower.held.push((after, conn, frames));
+        if after > follower.delivered {
+            return self.catch_up(ctx);
+        }
+        self.release_held();
+    }
+
+    /// Delivers the held frames whose events have all been delivered, in order.
+    fn release_held(&mut self) {
+        let Some(follower) = self.follower.as_mut() else {
+            return;
+        };
+        let delivered = follower.delivered;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut follower.held)
+            .into_iter()
+            .partition(|(after, _, _)| *after <= delivered);
+        follower.held = waiting;
+        for (_, conn, frames) in ready {
+            self.sockets.deliver(conn, frames);
+        }
+    }
+
+    /// Brings `delivered` up to what the database holds (a page's worth) before `then`, holding
+    /// the mailbox meanwhile: a socket joining or resuming on a follower starts from the
+    /// database's last `seq`, not from behind it (the notifications may lag), and nothing of
+    /// the socket's is handled before it has joined.
+    fn caught_up_then<T, Q, K>(&mut self, ctx: &mut Context<Self>, query: Q, then: K)
+    where
+        T: Send + 'static,
+        Q: FnOnce(&mut DbConnection, &UserId) -> Result<T, StoreError> + Send + 'static,
+        K: FnOnce(&mut Self, &mut Context<Self>, Result<T, ()>) + 'static,
+    {
+        let Some(follower) = &self.follower else {
+            return;
+        };
+        let (after, limit) = (follower.delivered, self.deps.config.replay_page.max(1));
+        let (db, user) = (self.deps.db.clone(), self.user_id.clone());
+        let read = async move {
+            db.read(move |conn| {
+                let events = repo::events::range(conn, &user, after, i64::MAX, limit)?;
+                Ok((events, query(conn, &user)?))
+            })
+            .await
+        };
+        ctx.wait(read.into_actor(self).map(move |read, act, ctx| match read {
+            Ok((events, found)) => {
+                act.deliver_read(events);
+                then(act, ctx, Ok(found));
+            }
+            Err(e) => {
+                log::error!("user={} follower read failed: {e}", act.user_id);
+                then(act, ctx, Err(()));
+            }
+        }));
+    }
+
+    /// A `resume` on a follower: replayed once `delivered` has caught up with the database,
+    /// so a client that saw more elsewhere is not told its history is not the server's.
+    pub(super) fn follower_resume(
+        &mut self,
+        ctx: &mut Context<Self>,
+        conn: ConnectionId,
+        after: i64,
+    ) {
+        self.caught_up_then(
+            ctx,
+            |_, _| Ok(()),
+            move |act, ctx, _| {
+                act.start_replay(ctx, conn, after);
+            },
+        );
+    }
+
     /// A socket joins a follower: `connected` lists the runs and approvals the database holds,
-    /// at the `seq` this session has delivered; live events follow from there.
+    /// at the `seq` this session has delivered, caught up with the database in the same read;
+    /// live events follow from there. A read that fails refuses the socket (4009: it
+    /// reconnects).
     pub(super) fn follower_attach(&mut self, ctx: &mut Context<Self>, msg: Attach) {
-        let read = |conn: &mut _, user: &_| {
+        let read = |conn: &mut DbConnection, user: &UserId| {
             let runs = repo::runs::live_with_status(conn, user)?;
             let approvals = repo::approvals::pending(conn, user)?;
             Ok((runs, approvals))
         };
-        self.read_then(ctx, "connect", read, move |act, ctx, found| {
-            let Some(follower) = &act.follower else {
+        self.caught_up_then(ctx, read, move |act, ctx, found| {
+            let (Some(follower), Ok((runs, approvals))) = (&act.follower, found) else {
+                msg.socket.do_send(Outbound::Close {
+                    code: close_code::SESSION_RESTARTED,
+                    reason: "the user's history could not be read; reconnect",
+                });
                 return;
             };
-            let (runs, approvals) = found.unwrap_or_default();
             let connected = ServerFrame::Connected {
                 user_id: act.user_id.subject_id(),
                 connection_id: msg.conn_id.to_string(),

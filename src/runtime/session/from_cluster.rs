@@ -16,7 +16,7 @@ use crate::runtime::cluster::mailroom::Post;
 use crate::runtime::cluster::{CatchUp, CheckLeases, EventsStored, FromNode, NodesLost};
 use crate::runtime::refusal::Refusal;
 use crate::runtime::socket::{Frames, close_code, one_frame};
-use crate::store::leases;
+use crate::store::{cluster, leases};
 
 impl UserSession {
     /// Frames for one socket: to it here, or by mail to the node holding it.
@@ -30,6 +30,7 @@ impl UserSession {
             mail: Mail::Frames {
                 user: self.user_id.subject().to_owned(),
                 conn,
+                after: self.core.last_seq(),
                 frames: frames.iter().map(|f| f.to_string()).collect(),
             },
         });
@@ -130,6 +131,30 @@ impl UserSession {
         });
     }
 
+    /// The account was deleted: every node following the user closes its sockets too.
+    pub(super) fn tell_followers_deleted(&self) {
+        let Some(mailroom) = self.deps.mailroom.clone() else {
+            return;
+        };
+        let (db, key) = (self.deps.db.clone(), self.user_id.clone());
+        let user = self.user_id.subject().to_owned();
+        actix::spawn(async move {
+            let Ok(nodes) = db
+                .aside(move |conn| cluster::followers_of(conn, &key))
+                .await
+            else {
+                return;
+            };
+            for node in nodes {
+                let mail = Mail::AccountDeleted { user: user.clone() };
+                mailroom.do_send(Post {
+                    to: Arc::from(node),
+                    mail,
+                });
+            }
+        });
+    }
+
     fn send_answer(&self, reply_to: Arc<str>, ask: Option<u64>, answer: Answer) {
         if let (Some(mailroom), Some(ask)) = (&self.deps.mailroom, ask) {
             mailroom.do_send(Post {
@@ -146,9 +171,19 @@ impl Handler<FromNode> for UserSession {
     fn handle(&mut self, msg: FromNode, ctx: &mut Context<Self>) {
         if let Some(follower) = &self.follower {
             match msg.mail {
-                Mail::Frames { conn, frames, .. } => {
+                Mail::Frames {
+                    conn,
+                    after,
+                    frames,
+                    ..
+                } => {
                     let frames: Frames = frames.into_iter().map(Arc::from).collect();
-                    self.sockets.deliver(conn, frames);
+                    self.hold_until(ctx, after, conn, frames);
+                }
+                Mail::AccountDeleted { .. } => {
+                    self.sockets
+                        .close_all(close_code::SESSION_RESTARTED, "account deleted");
+                    ctx.stop();
                 }
                 // The user's owner is elsewhere now: the request goes on to it.
                 mail @ (Mail::Command { .. } | Mail::Ask { .. }) => {
@@ -174,7 +209,7 @@ impl Handler<FromNode> for UserSession {
                 question,
                 ..
             } => self.serve_question(ctx, reply_to, ask, question),
-            Mail::Frames { .. } | Mail::Answer { .. } => {}
+            Mail::Frames { .. } | Mail::Answer { .. } | Mail::AccountDeleted { .. } => {}
         }
     }
 }

@@ -45,21 +45,25 @@ pub struct DeleteThread {
 pub struct DeleteAccount;
 
 impl Handler<BeginIngest> for UserSession {
-    type Result = ResponseFuture<Result<UserId, Refusal>>;
+    type Result = ResponseActFuture<Self, Result<UserId, Refusal>>;
 
     fn handle(&mut self, _: BeginIngest, _: &mut Context<Self>) -> Self::Result {
         if self.follower.is_none() {
-            return Box::pin(std::future::ready(self.begin_upload()));
+            return Box::pin(actix::fut::ready(self.begin_upload()));
         }
+        // The follower holds the upload too (it does not passivate under it, so its end
+        // reaches the owner through it).
         let asked = self.ask_owner(Question::BeginIngest, true);
-        Box::pin(async move {
-            match asked.await? {
+        Box::pin(asked.into_actor(self).map(|answer, act, _| {
+            let key = match answer? {
                 Answer::Key(key) => key.and_then(|key| {
                     UserId::from_stored(&key).map_err(|_| Refusal::SessionUnavailable)
                 }),
                 Answer::Done(_) => Err(Refusal::SessionUnavailable),
-            }
-        })
+            }?;
+            act.uploading = true;
+            Ok(key)
+        }))
     }
 }
 
@@ -119,6 +123,7 @@ impl Handler<DeleteAccount> for UserSession {
             match deleted {
                 Ok(_) => {
                     log::info!("user={} account deleted", act.user_id);
+                    act.tell_followers_deleted();
                     act.deps.housekeeper.do_send(Sweep);
                     Ok(())
                 }
@@ -136,6 +141,7 @@ impl Handler<EndIngest> for UserSession {
 
     fn handle(&mut self, _: EndIngest, _: &mut Context<Self>) {
         if self.follower.is_some() {
+            self.uploading = false;
             actix::spawn(self.ask_owner(Question::EndIngest, false));
             return;
         }

@@ -145,6 +145,9 @@ impl Handler<Resume> for UserSession {
         if self.sockets.is_refused(msg.conn_id) {
             return;
         }
+        if self.follower.is_some() {
+            return self.follower_resume(ctx, msg.conn_id, msg.after_seq);
+        }
         self.start_replay(ctx, msg.conn_id, msg.after_seq);
     }
 }

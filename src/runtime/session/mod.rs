@@ -108,7 +108,8 @@ pub struct UserSession {
     /// The epoch of this session's claim on the user (`store/leases.rs`), stamped on every
     /// batch it writes; `None` until `started` has claimed the user, and on SQLite.
     lease: Option<i64>,
-    /// This session's share of the owned-sessions gauge, once it owns the user.
+    /// This session's share of the owned-sessions gauge once it owns the user, or of the
+    /// following-sessions gauge once it follows them.
     owned: Option<LiveCount>,
     /// Set when another node owns the user: this session follows it (`follower.rs`).
     follower: Option<Follower>,
@@ -195,9 +196,13 @@ impl UserSession {
         }
     }
 
-    /// Nothing would be lost by stopping.
+    /// Nothing would be lost by stopping (an owner serving sockets on other nodes keeps them).
     fn is_idle(&self) -> bool {
-        self.core.is_idle() && self.sockets.is_empty() && !self.uploading && !self.deleting
+        self.core.is_idle()
+            && self.sockets.is_empty()
+            && self.remote_sockets.is_empty()
+            && !self.uploading
+            && !self.deleting
     }
 }
 
@@ -285,11 +290,15 @@ impl Actor for UserSession {
     fn stopped(&mut self, _: &mut Context<Self>) {
         log::debug!("user={} session stopped", self.user_id);
         if self.follower.is_some() {
+            // On the user's writer, so it comes before the claim of the user's next session
+            // here, which may follow them again.
             let (db, user) = (self.deps.db.clone(), self.user_id.clone());
             let node = db.node_id().clone();
             actix::spawn(async move {
                 let unfollowed = db
-                    .aside(move |conn| cluster::unfollow(conn, &user, &node))
+                    .run_as(&user.clone(), move |conn| {
+                        cluster::unfollow(conn, &user, &node)
+                    })
                     .await;
                 if let Err(e) = unfollowed {
                     log::debug!("could not stop following a user: {e}");

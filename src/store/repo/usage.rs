@@ -150,18 +150,21 @@ fn insert_values(
     Ok(accepted)
 }
 
-/// Lists `upload` as pending: its records stay invisible until `finish_upload`.
+/// Lists `upload`, written by `node`, as pending: its records stay invisible until
+/// `finish_upload`.
 pub fn begin_upload(
     conn: &mut DbConnection,
     user: &UserId,
     upload: &str,
     now: i64,
+    node: &str,
 ) -> QueryResult<()> {
     diesel::insert_into(pending_uploads::table)
         .values((
             pending_uploads::upload_id.eq(upload),
             pending_uploads::user_id.eq(user.as_str()),
             pending_uploads::created_at.eq(now),
+            pending_uploads::node_id.eq(node),
         ))
         .execute(conn)
         .map(drop)
@@ -245,9 +248,18 @@ pub fn forget_count(conn: &mut DbConnection, user: &UserId) -> QueryResult<()> {
     Ok(())
 }
 
-/// Every pending upload, of any user: left by a process that stopped mid-upload.
-pub fn pending_uploads(conn: &mut DbConnection) -> QueryResult<Vec<(String, String)>> {
+/// Every pending upload, of any user, not written by one of `live_nodes`: left by a process
+/// that stopped mid-upload.
+pub fn pending_uploads(
+    conn: &mut DbConnection,
+    live_nodes: &[String],
+) -> QueryResult<Vec<(String, String)>> {
     pending_uploads::table
+        .filter(
+            pending_uploads::node_id
+                .is_null()
+                .or(pending_uploads::node_id.ne_all(live_nodes)),
+        )
         .select((pending_uploads::user_id, pending_uploads::upload_id))
         .load(conn)
 }
