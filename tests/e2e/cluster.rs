@@ -441,3 +441,34 @@ async fn a_follower_is_never_ahead_or_behind(db: TestDb) {
     b.kill().await;
 }
 on_postgres!(a_follower_is_never_ahead_or_behind);
+
+/// `DELETE /api/account` on the owner closes the user's sockets on every node (4009), as on
+/// one server, and the user starts afresh wherever they come back.
+async fn a_deleted_account_closes_its_sockets_on_every_node(db: TestDb) {
+    let a = ServerProcess::spawn(&db).await;
+    let b = ServerProcess::spawn(&db).await;
+    let mut on_a = a.ws("alice").await;
+    on_a.recv().await;
+    let mut on_b = b.ws("alice").await;
+    on_b.recv().await;
+    on_b.say("analyse my usage").await;
+    on_b.recv_runs(1).await;
+    on_a.recv_runs(1).await;
+    assert_eq!(delete_at(&a.addr, "/api/account", "alice").await, 202);
+    for socket in [&mut on_a, &mut on_b] {
+        loop {
+            match socket.recv_or_close().await {
+                Ok(frame) => assert!(frame.get("seq").is_none(), "{frame}"),
+                Err(closed) => {
+                    assert_eq!(closed, Closed::Code(4009));
+                    break;
+                }
+            }
+        }
+    }
+    let mut again = b.ws("alice").await;
+    assert_eq!(again.recv().await["last_seq"], 0);
+    a.kill().await;
+    b.kill().await;
+}
+on_postgres!(a_deleted_account_closes_its_sockets_on_every_node);

@@ -14,20 +14,22 @@ use crate::balancer::Nginx;
 use crate::helpers::*;
 use crate::on_postgres;
 
-/// Three nodes that believe nginx (on loopback) about the client's address, as
-/// `deploy/cluster/run` sets them up, and let the one load client's address open its 300
-/// sockets at once (through a proxy nothing is exempt from the per-address rates).
-async fn three_nodes(db: &TestDb) -> Vec<ServerProcess> {
-    // 100 synthetic records ask for consent.
-    let env = [
-        ("ENCLAVE_TRUSTED_PROXIES", "127.0.0.1"),
-        ("ENCLAVE_CONNECTION_BURST_PER_IP", "10000"),
-        ("ENCLAVE_UPGRADE_BURST_PER_IP", "10000"),
-        ("ENCLAVE_SYNTHETIC_APPROVAL_THRESHOLD", "10"),
-    ];
+/// What every node here is started with: it believes nginx (on loopback) about the client's
+/// address, as `deploy/cluster/run` sets them up; the one load client's address may open its
+/// 300 sockets at once (through a proxy nothing is exempt from the per-address rates); and a
+/// 3 s lease, which a renewal late under this load on 2 cores does not miss.
+const NODE_ENV: [(&str, &str); 4] = [
+    ("ENCLAVE_TRUSTED_PROXIES", "127.0.0.1"),
+    ("ENCLAVE_CONNECTION_BURST_PER_IP", "10000"),
+    ("ENCLAVE_UPGRADE_BURST_PER_IP", "10000"),
+    ("ENCLAVE_NODE_LEASE_MS", "3000"),
+];
+
+/// Three nodes started with `env`.
+async fn three_nodes(db: &TestDb, env: &[(&str, &str)]) -> Vec<ServerProcess> {
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        nodes.push(ServerProcess::spawn_with_env(db, &env).await);
+        nodes.push(ServerProcess::spawn_with_env(db, env).await);
     }
     nodes
 }
@@ -87,7 +89,7 @@ fn assert_passed(output: &Output, summary: &Value, runs: u64) {
 }
 
 async fn three_hundred_users_through_nginx_and_straight_to_the_nodes(db: TestDb) {
-    let nodes = three_nodes(&db).await;
+    let nodes = three_nodes(&db, &NODE_ENV).await;
     let addrs: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
     let Some(nginx) = Nginx::start(&addrs).await else {
         return;
@@ -136,7 +138,7 @@ async fn three_hundred_users_through_nginx_and_straight_to_the_nodes(db: TestDb)
 on_postgres!(three_hundred_users_through_nginx_and_straight_to_the_nodes);
 
 async fn one_user_through_nginx_and_on_another_node_sees_one_sequence(db: TestDb) {
-    let nodes = three_nodes(&db).await;
+    let nodes = three_nodes(&db, &NODE_ENV).await;
     let addrs: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
     let Some(nginx) = Nginx::start(&addrs).await else {
         return;
@@ -209,16 +211,15 @@ async fn through_nginx_until(
 
 async fn a_node_killed_mid_load_loses_nothing_and_its_users_move(db: TestDb) {
     // 100 synthetic records ask for consent.
+    let [proxies, connections, upgrades, lease] = NODE_ENV;
     let env = [
-        ("ENCLAVE_TRUSTED_PROXIES", "127.0.0.1"),
-        ("ENCLAVE_CONNECTION_BURST_PER_IP", "10000"),
-        ("ENCLAVE_UPGRADE_BURST_PER_IP", "10000"),
+        proxies,
+        connections,
+        upgrades,
+        lease,
         ("ENCLAVE_SYNTHETIC_APPROVAL_THRESHOLD", "10"),
     ];
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        nodes.push(ServerProcess::spawn_with_env(&db, &env).await);
-    }
+    let mut nodes = three_nodes(&db, &env).await;
     let addrs: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
     let Some(nginx) = Nginx::start(&addrs).await else {
         return;
@@ -318,7 +319,7 @@ async fn a_node_killed_mid_load_loses_nothing_and_its_users_move(db: TestDb) {
     assert_eq!(assert_every_user_gapless(&db), users.len() as i64);
 
     // The killed node, started again on a new port, rejoins and serves users: seq goes on.
-    let again = ServerProcess::spawn_with_env(&db, &env[..3]).await;
+    let again = ServerProcess::spawn_with_env(&db, &NODE_ENV).await;
     let mut there = again.ws(&users[0]).await;
     let last = seen[0].last().unwrap()["seq"].as_i64().unwrap();
     assert_eq!(there.recv().await["last_seq"], last);
