@@ -62,6 +62,27 @@ fn cluster_status(db: &TestDb) -> Vec<Value> {
     status["nodes"].as_array().unwrap().clone()
 }
 
+/// Two nodes and a socket of alice's on each, past `connected`: `a` owns her, `b` follows.
+async fn alice_on_two_nodes(db: &TestDb) -> (ServerProcess, ServerProcess, WsClient, WsClient) {
+    let a = ServerProcess::spawn(db).await;
+    let b = ServerProcess::spawn(db).await;
+    let mut on_a = a.ws("alice").await;
+    on_a.recv().await;
+    let mut on_b = b.ws("alice").await;
+    on_b.recv().await;
+    (a, b, on_a, on_b)
+}
+
+/// Reads `socket` to its close, which must be 4009, with no sequenced event before it.
+async fn closed_4009_with_no_event(socket: &mut WsClient) {
+    loop {
+        match socket.recv_or_close().await {
+            Ok(frame) => assert!(frame.get("seq").is_none(), "{frame}"),
+            Err(closed) => return assert_eq!(closed, Closed::Code(4009)),
+        }
+    }
+}
+
 /// No gap and no duplicate: `1..=n`.
 fn assert_stored_gapless(db: &TestDb, user: &str) -> i64 {
     let seqs = stored_seqs(db, user);
@@ -185,14 +206,7 @@ async fn a_killed_nodes_users_are_taken_over_and_it_rejoins(db: TestDb) {
     let a =
         ServerProcess::spawn_with_env(&db, &[("ENCLAVE_FAULTS", "triage:slow:60000@alice")]).await;
     let b = ServerProcess::spawn(&db).await;
-    let mut alice = a.ws("alice").await;
-    alice.recv().await;
-    alice.say("analyse my usage").await;
-    let live = sequenced(
-        &alice
-            .recv_until(|f| f["type"] == "agent_started" && f["agent"] == "triage")
-            .await,
-    );
+    let (_alice, live) = alice_mid_run(&a).await;
     let run_id = live.last().unwrap()["run_id"].clone();
     let killed_at = a.addr.clone();
     a.kill().await;
@@ -269,15 +283,7 @@ async fn a_stalled_owner_cannot_write_after_another_node_took_over(db: TestDb) {
     on_a.say("from the stalled node").await;
     a.signal("CONT");
     for socket in [&mut on_a, &mut bob_on_a] {
-        loop {
-            match socket.recv_or_close().await {
-                Ok(frame) => assert!(frame.get("seq").is_none(), "{frame}"),
-                Err(closed) => {
-                    assert_eq!(closed, Closed::Code(4009));
-                    break;
-                }
-            }
-        }
+        closed_4009_with_no_event(socket).await;
     }
     assert_eq!(metric_at(&a.addr, "fenced_sessions_total").await, 2.0);
     assert_eq!(
@@ -385,12 +391,7 @@ on_postgres!(a_batch_of_a_superseded_claim_is_refused);
 /// acceptance only after the events up to it; a socket joining or resuming there with a `seq`
 /// seen on the owner's side is answered from the database, not from behind it.
 async fn a_follower_is_never_ahead_or_behind(db: TestDb) {
-    let a = ServerProcess::spawn(&db).await;
-    let b = ServerProcess::spawn(&db).await;
-    let mut on_a = a.ws("alice").await;
-    on_a.recv().await;
-    let mut on_b = b.ws("alice").await;
-    on_b.recv().await;
+    let (a, b, mut on_a, mut on_b) = alice_on_two_nodes(&db).await;
     for round in 0..10 {
         let message = json!({"type": "user_message", "content": "analyse my usage",
                              "client_msg_id": format!("m{round}")});
@@ -445,26 +446,13 @@ on_postgres!(a_follower_is_never_ahead_or_behind);
 /// `DELETE /api/account` on the owner closes the user's sockets on every node (4009), as on
 /// one server, and the user starts afresh wherever they come back.
 async fn a_deleted_account_closes_its_sockets_on_every_node(db: TestDb) {
-    let a = ServerProcess::spawn(&db).await;
-    let b = ServerProcess::spawn(&db).await;
-    let mut on_a = a.ws("alice").await;
-    on_a.recv().await;
-    let mut on_b = b.ws("alice").await;
-    on_b.recv().await;
+    let (a, b, mut on_a, mut on_b) = alice_on_two_nodes(&db).await;
     on_b.say("analyse my usage").await;
     on_b.recv_runs(1).await;
     on_a.recv_runs(1).await;
     assert_eq!(delete_at(&a.addr, "/api/account", "alice").await, 202);
     for socket in [&mut on_a, &mut on_b] {
-        loop {
-            match socket.recv_or_close().await {
-                Ok(frame) => assert!(frame.get("seq").is_none(), "{frame}"),
-                Err(closed) => {
-                    assert_eq!(closed, Closed::Code(4009));
-                    break;
-                }
-            }
-        }
+        closed_4009_with_no_event(socket).await;
     }
     let mut again = b.ws("alice").await;
     assert_eq!(again.recv().await["last_seq"], 0);

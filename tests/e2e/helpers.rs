@@ -54,13 +54,7 @@ macro_rules! on_both_backends {
 
             #[actix_web::test]
             async fn postgres() {
-                match $crate::helpers::TestDb::new($crate::helpers::Backend::Postgres) {
-                    Some(db) => super::$name(db).await,
-                    None if std::env::var("CI").as_deref() == Ok("true") => {
-                        panic!("CI must run the PostgreSQL tests: set ENCLAVE_TEST_PG_URL")
-                    }
-                    None => eprintln!("skipped: ENCLAVE_TEST_PG_URL is not set"),
-                }
+                $crate::helpers::with_postgres(super::$name).await;
             }
         }
     };
@@ -74,16 +68,36 @@ macro_rules! on_postgres {
         mod $name {
             #[actix_web::test]
             async fn postgres() {
-                match $crate::helpers::TestDb::new($crate::helpers::Backend::Postgres) {
-                    Some(db) => super::$name(db).await,
-                    None if std::env::var("CI").as_deref() == Ok("true") => {
-                        panic!("CI must run the PostgreSQL tests: set ENCLAVE_TEST_PG_URL")
-                    }
-                    None => eprintln!("skipped: ENCLAVE_TEST_PG_URL is not set"),
-                }
+                $crate::helpers::with_postgres(super::$name).await;
             }
         }
     };
+}
+
+/// Runs `test` on a PostgreSQL database of its own; without `ENCLAVE_TEST_PG_URL` it is
+/// skipped, except under CI, which must run it.
+pub async fn with_postgres<F: Future<Output = ()>>(test: impl FnOnce(TestDb) -> F) {
+    match TestDb::new(Backend::Postgres) {
+        Some(db) => test(db).await,
+        None if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI must run the PostgreSQL tests: set ENCLAVE_TEST_PG_URL")
+        }
+        None => eprintln!("skipped: ENCLAVE_TEST_PG_URL is not set"),
+    }
+}
+
+/// Alice's run on `server` waiting in a triage that takes a minute (the server started with
+/// `ENCLAVE_FAULTS=triage:slow:60000@alice`): her socket and the events she got so far.
+pub async fn alice_mid_run(server: &ServerProcess) -> (WsClient, Vec<Value>) {
+    let mut alice = server.ws("alice").await;
+    alice.recv().await;
+    alice.say("analyse my usage").await;
+    let live = sequenced(
+        &alice
+            .recv_until(|f| f["type"] == "agent_started" && f["agent"] == "triage")
+            .await,
+    );
+    (alice, live)
 }
 
 /// A database of this test's own, removed when dropped.

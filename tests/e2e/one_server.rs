@@ -12,14 +12,7 @@ async fn a_second_server_refuses_or_joins_and_a_later_one_recovers(db: TestDb) {
     // Alice's triage takes a minute: her run stays running.
     let first =
         ServerProcess::spawn_with_env(&db, &[("ENCLAVE_FAULTS", "triage:slow:60000@alice")]).await;
-    let mut alice = first.ws("alice").await;
-    alice.recv().await;
-    alice.say("analyse my usage").await;
-    let live = sequenced(
-        &alice
-            .recv_until(|f| f["type"] == "agent_started" && f["agent"] == "triage")
-            .await,
-    );
+    let (_alice, live) = alice_mid_run(&first).await;
     let run_id = live.last().unwrap()["run_id"].clone();
 
     if db.is_postgres() {
