@@ -133,6 +133,7 @@ pub async fn insert_in_chunks(
         let (inserted, took) = db
             .run_as(user, move |conn| {
                 still_current(conn, &owner)?;
+                still_pending(conn, &owner, id.as_deref())?;
                 let to = Destination {
                     source: &source,
                     upload: id.as_deref(),
@@ -209,6 +210,22 @@ fn still_current(conn: &mut DbConnection, user: &UserId) -> Result<(), StoreErro
         Ok(())
     } else {
         Err(StoreError::AccountDeleted)
+    }
+}
+
+/// Refuses a chunk of an upload no longer pending: another node found this one lost (it was
+/// paused past its lease) and discarded the upload; a chunk stored now would be visible at
+/// once, part of an upload.
+fn still_pending(
+    conn: &mut DbConnection,
+    user: &UserId,
+    upload: Option<&str>,
+) -> Result<(), StoreError> {
+    match upload {
+        Some(upload) if !usage::is_pending(conn, user, upload)? => Err(StoreError::Unavailable(
+            "this upload was discarded while this node was out of reach; send it again".into(),
+        )),
+        _ => Ok(()),
     }
 }
 

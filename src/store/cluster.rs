@@ -7,6 +7,7 @@
 //! announce, so they arrive only once it is committed: a follower never reads ahead of what is
 //! durable. Their payloads are ids only (`e:<user>`, `mail`); the content is read from rows.
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Text};
 
@@ -37,6 +38,14 @@ pub fn follow(pg: &mut diesel::PgConnection, user: &UserId, node: &str) -> Resul
     Ok(())
 }
 
+/// `node` follows `user` again (after its lease lapsed: its rows may have been forgotten).
+pub fn follow_again(conn: &mut DbConnection, user: &UserId, node: &str) -> Result<(), StoreError> {
+    match conn {
+        DbConnection::Pg(pg) => follow(pg, user, node),
+        DbConnection::Sqlite(_) => Ok(()),
+    }
+}
+
 /// `node` no longer follows `user`.
 pub fn unfollow(conn: &mut DbConnection, user: &UserId, node: &str) -> Result<(), StoreError> {
     if let DbConnection::Pg(pg) = conn {
@@ -61,11 +70,15 @@ pub fn followers_of(conn: &mut DbConnection, user: &UserId) -> Result<Vec<String
         .load(pg)?)
 }
 
-/// Forgets what nodes no longer live followed (PostgreSQL).
-pub fn forget_followers(conn: &mut DbConnection, live: &[String]) -> Result<(), StoreError> {
+/// Forgets what departed nodes — whose `nodes` row is gone: stopped cleanly, or forgotten
+/// after their lease ran out — followed, and the mail for them (PostgreSQL). A node whose
+/// lease merely lapsed keeps both: it may be paused and come back.
+pub fn forget_departed(conn: &mut DbConnection) -> Result<(), StoreError> {
     if let DbConnection::Pg(pg) = conn {
-        diesel::delete(user_watchers::table.filter(user_watchers::node_id.ne_all(live)))
-            .execute(pg)?;
+        pg.batch_execute(
+            "DELETE FROM user_watchers WHERE node_id NOT IN (SELECT node_id FROM nodes); \
+             DELETE FROM cluster_mail WHERE to_node NOT IN (SELECT node_id FROM nodes)",
+        )?;
     }
     Ok(())
 }
@@ -116,8 +129,10 @@ pub fn send(conn: &mut DbConnection, from: &str, letters: &[Letter]) -> Result<(
                 )
             })
             .collect();
+        // A retry of letters whose commit was stored but not acknowledged stores none twice.
         diesel::insert_into(cluster_mail::table)
             .values(&rows)
+            .on_conflict_do_nothing()
             .execute(pg)?;
         let mut addressees: Vec<&str> = letters.iter().map(|l| l.to.as_str()).collect();
         addressees.sort_unstable();
@@ -150,13 +165,4 @@ pub fn take(conn: &mut DbConnection, node: &str) -> Result<Vec<(String, String)>
         .into_iter()
         .map(|(from, _, body)| (from, body))
         .collect())
-}
-
-/// Forgets the mail of and to nodes no longer live (PostgreSQL).
-pub fn forget_mail(conn: &mut DbConnection, live: &[String]) -> Result<(), StoreError> {
-    if let DbConnection::Pg(pg) = conn {
-        diesel::delete(cluster_mail::table.filter(cluster_mail::to_node.ne_all(live)))
-            .execute(pg)?;
-    }
-    Ok(())
 }

@@ -161,9 +161,7 @@ pub fn release(conn: &mut DbConnection, node_id: &str) -> Result<(), StoreError>
         .set(user_leases::node_id.eq(None::<String>))
         .execute(conn)?;
     diesel::delete(nodes::table.filter(nodes::node_id.eq(node_id))).execute(conn)?;
-    let others = live_nodes(conn, node_id)?;
-    cluster::forget_followers(conn, &others)?;
-    cluster::forget_mail(conn, &others)?;
+    cluster::forget_departed(conn)?;
     Ok(())
 }
 
@@ -185,10 +183,7 @@ pub fn forget_lost_nodes(conn: &mut DbConnection, own: &str) -> Result<(), Store
             .filter(nodes::node_id.ne(own)),
     )
     .execute(conn)?;
-    let mut live = live_nodes(conn, own)?;
-    live.push(own.to_owned());
-    cluster::forget_followers(conn, &live)?;
-    cluster::forget_mail(conn, &live)?;
+    cluster::forget_departed(conn)?;
     Ok(())
 }
 

@@ -460,3 +460,39 @@ async fn a_deleted_account_closes_its_sockets_on_every_node(db: TestDb) {
     b.kill().await;
 }
 on_postgres!(a_deleted_account_closes_its_sockets_on_every_node);
+
+/// A node killed in the middle of an upload: a node that stays up discards the half-written
+/// upload once it finds the node lost (not only a node starting later), so the same records
+/// sent again are stored whole, none taken for a duplicate.
+async fn a_lost_nodes_upload_is_discarded_by_the_survivors(db: TestDb) {
+    let env = [
+        ("ENCLAVE_BULK_CHUNK", "100"),
+        ("ENCLAVE_BULK_CHUNK_MS", "1000"),
+        ("ENCLAVE_FAULTS", "bulk:slow_chunk:200"),
+    ];
+    let a = ServerProcess::spawn_with_env(&db, &env).await;
+    let b = ServerProcess::spawn(&db).await;
+    let addr = a.addr.clone();
+    let uploading =
+        actix_web::rt::spawn(async move { upload_to(&addr, "alice", records(2_000)).await });
+    eventually("some chunks of the upload are stored", || {
+        let stored = rows_of(&db, "usage_records", "alice");
+        (stored > 0, stored)
+    })
+    .await;
+    a.kill().await;
+    let _ = uploading.await;
+    eventually("the survivor discards the lost node's upload", || {
+        let left =
+            rows_of(&db, "usage_records", "alice") + rows_of(&db, "pending_uploads", "alice");
+        (left == 0, left)
+    })
+    .await;
+    let (status, answer) = upload_to(&b.addr, "alice", records(2_000)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 2000);
+    assert_eq!(answer["duplicates"], 0);
+    assert_eq!(requests_of(&b.addr, "alice").await, 2000);
+    b.kill().await;
+}
+on_postgres!(a_lost_nodes_upload_is_discarded_by_the_survivors);

@@ -16,7 +16,7 @@ use super::mail::{Answer, Mail, Question};
 use super::{FromNode, NodesLost};
 use crate::runtime::refusal::Refusal;
 use crate::store::cluster::{self, Letter};
-use crate::store::{Db, ownership};
+use crate::store::{Db, bulk, ownership};
 
 /// How long an HTTP request on a follower waits for the owner's answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -194,9 +194,9 @@ impl Mailroom {
         }
     }
 
-    /// Looks at which nodes live; those gone since the last look are lost, and what they
-    /// followed and the mail for them are forgotten. Takes this node's mail too, in case a
-    /// notification was missed.
+    /// Looks at which nodes live; those gone since the last look are lost, and the uploads they
+    /// were writing are discarded. Takes this node's mail too, in case a notification was
+    /// missed.
     fn watch(&mut self, ctx: &mut Context<Self>) {
         self.take(ctx);
         let (db, node) = (self.db.clone(), self.node.to_string());
@@ -222,16 +222,17 @@ impl Mailroom {
             act.lost.do_send(NodesLost {
                 nodes: Arc::from(lost),
             });
-            let db = act.db.clone();
+            // Their half-written uploads go now, not at the next start of a node: their
+            // records would stay hidden and stand in the way of the same records sent again.
+            let (db, node) = (act.db.clone(), act.node.to_string());
             actix::spawn(async move {
-                let forgot = db
-                    .aside(move |conn| {
-                        cluster::forget_followers(conn, &live)?;
-                        cluster::forget_mail(conn, &live)
-                    })
+                let discarded = db
+                    .aside(move |conn| bulk::discard_leftover_uploads(conn, &node))
                     .await;
-                if let Err(e) = forgot {
-                    log::debug!("could not forget what lost nodes followed: {e}");
+                match discarded {
+                    Ok(0) => {}
+                    Ok(n) => log::warn!("{n} upload(s) of lost nodes discarded"),
+                    Err(e) => log::warn!("could not discard lost nodes' uploads: {e}"),
                 }
             });
         }));

@@ -222,11 +222,26 @@ impl Handler<EventsStored> for UserSession {
     }
 }
 
-/// An owner whose claim is no longer the latest stops, unwritten.
+/// An owner whose claim is no longer the latest stops, unwritten; a follower follows again.
 impl Handler<CheckLeases> for UserSession {
     type Result = ();
 
     fn handle(&mut self, _: CheckLeases, ctx: &mut Context<Self>) {
+        if self.follower.is_some() {
+            // Followed again (another node may have forgotten this one meanwhile), then
+            // caught up with what was stored while no notification could come.
+            let (db, user) = (self.deps.db.clone(), self.user_id.clone());
+            let node = db.node_id().clone();
+            let follow = async move {
+                let user_key = user.clone();
+                db.run_as(&user, move |conn| {
+                    cluster::follow_again(conn, &user_key, &node)
+                })
+                .await
+            };
+            ctx.spawn(follow.into_actor(self).map(|_, act, ctx| act.catch_up(ctx)));
+            return;
+        }
         let Some(epoch) = self.lease else {
             return;
         };

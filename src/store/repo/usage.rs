@@ -170,6 +170,20 @@ pub fn begin_upload(
         .map(drop)
 }
 
+/// Whether `upload` is still pending (not finished, not discarded); on PostgreSQL its row is
+/// then share-locked until the caller's transaction ends, so a discard waits for the chunk.
+pub fn is_pending(conn: &mut DbConnection, user: &UserId, upload: &str) -> QueryResult<bool> {
+    let pending = pending_uploads::table
+        .filter(pending_uploads::user_id.eq(user.as_str()))
+        .filter(pending_uploads::upload_id.eq(upload))
+        .select(pending_uploads::upload_id);
+    let found: Option<String> = match conn {
+        DbConnection::Pg(pg) => pending.for_share().first(pg).optional()?,
+        DbConnection::Sqlite(lite) => pending.first(lite).optional()?,
+    };
+    Ok(found.is_some())
+}
+
 /// Makes every record of `upload` visible at once.
 pub fn finish_upload(conn: &mut DbConnection, user: &UserId, upload: &str) -> QueryResult<()> {
     diesel::delete(
