@@ -55,16 +55,13 @@ pub fn claim(conn: &mut DbConnection, user: &UserId, node: &str) -> Result<Claim
         });
     };
     let (holder, epoch) = lock_row(pg, user)?;
-    if let Some(holder) = holder.as_deref()
-        && holder != node
-        && is_live(pg, holder)?
-    {
+    if let Some(other) = live_other(pg, &holder, node)? {
         // Under the row's lock, which waits for the owner's batch in flight and holds its
         // next one until this commits: every batch stored after the caller reads `last_seq`
         // notifies this node.
         cluster::follow(pg, user, node)?;
         return Ok(Claim::Elsewhere {
-            node: holder.to_owned(),
+            node: other.to_owned(),
         });
     }
     let next = epoch + 1;
@@ -86,10 +83,7 @@ pub fn fence_out(conn: &mut DbConnection, user: &UserId, own: &str) -> Result<bo
         return Ok(true);
     };
     let (holder, epoch) = lock_row(pg, user)?;
-    if let Some(holder) = holder.as_deref()
-        && holder != own
-        && is_live(pg, holder)?
-    {
+    if live_other(pg, &holder, own)?.is_some() {
         return Ok(false);
     }
     diesel::update(user_leases::table.find(user.as_str()))
@@ -188,12 +182,19 @@ fn lock_row(
         .first(pg)?)
 }
 
-/// Whether `node`'s lease on the database is live.
-fn is_live(pg: &mut diesel::PgConnection, node: &str) -> Result<bool, StoreError> {
+/// The holder of a user's row, if it is a node other than `own` whose lease is live.
+fn live_other<'a>(
+    pg: &mut diesel::PgConnection,
+    holder: &'a Option<String>,
+    own: &str,
+) -> Result<Option<&'a str>, StoreError> {
+    let Some(holder) = holder.as_deref().filter(|holder| *holder != own) else {
+        return Ok(None);
+    };
     let live: i64 = nodes::table
-        .filter(nodes::node_id.eq(node))
+        .filter(nodes::node_id.eq(holder))
         .filter(nodes::lease_until.gt(now_ms()))
         .count()
         .get_result(pg)?;
-    Ok(live > 0)
+    Ok((live > 0).then_some(holder))
 }
