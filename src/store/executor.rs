@@ -41,17 +41,41 @@ impl Actor for DbReader {
     type Context = SyncContext<Self>;
 }
 
+/// The cluster's own work on a reader thread (`Db::aside`): not a read of a request, so an
+/// injected `store:read_panic` is left for the reads it is meant for.
+pub struct Aside<T>(Query<T>);
+
+impl<T: Send + 'static> Message for Aside<T> {
+    type Result = Result<T, StoreError>;
+}
+
 impl<T: Send + 'static> Handler<Read<T>> for DbReader {
     type Result = Result<T, StoreError>;
 
     fn handle(&mut self, msg: Read<T>, _: &mut SyncContext<Self>) -> Self::Result {
+        self.run(msg.0, true)
+    }
+}
+
+impl<T: Send + 'static> Handler<Aside<T>> for DbReader {
+    type Result = Result<T, StoreError>;
+
+    fn handle(&mut self, msg: Aside<T>, _: &mut SyncContext<Self>) -> Self::Result {
+        self.run(msg.0, false)
+    }
+}
+
+impl DbReader {
+    /// Runs `query` on a pooled connection, surviving a panic in it; `faulty`: an injected
+    /// read panic may strike it.
+    fn run<T>(&mut self, query: Query<T>, faulty: bool) -> Result<T, StoreError> {
         let mut conn = self.pool.get()?;
         let faults = &self.faults;
         let read = AssertUnwindSafe(|| {
-            if faults.take_read_panic() {
+            if faulty && faults.take_read_panic() {
                 panic!("store:read_panic injected");
             }
-            (msg.0)(&mut conn)
+            query(&mut conn)
         });
         std::panic::catch_unwind(read).unwrap_or_else(|_| {
             // A connection the panic left inside a transaction goes back broken and the pool
@@ -156,7 +180,7 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.read(work).await
+        self.reader.send(Aside(Box::new(work))).await?
     }
 
     /// Runs `query` on a reader thread for the current account of `user` (a token's subject),
